@@ -1,0 +1,3 @@
+from vdata.cli import main
+
+main()

@@ -1,0 +1,198 @@
+"""The `vdata` command."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+import vdata
+
+HELP = """\
+vdata builds, curates and verifies training data for video reasoning with RL.
+
+A typical session:
+
+\b
+  vdata serve local                 start the embedded model (SmolLM2-135M) for offline runs
+  vdata validate data.jsonl         check a dataset (vdata or Video-R1 rows) row by row
+  vdata inspect runs/demo           splits, sizes and field statistics of a dataset or run
+
+Every command takes --help. Runs are directories: rerun the same command to
+resume; nothing is dropped without a reject row that says why.
+"""
+
+app = typer.Typer(help=HELP, no_args_is_help=True, rich_markup_mode=None, add_completion=False)
+serve_app = typer.Typer(help="Start model servers that vdata's annotators can use.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"vdata {vdata.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """vdata: data for video reasoning with RL."""
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _load(path: Path):
+    from vdata.formats import DatasetReadError, load_rows
+
+    try:
+        return load_rows(path)
+    except DatasetReadError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def validate(
+    path: Annotated[
+        Path, typer.Argument(help="A .json, .jsonl or .parquet file, or a dataset/run directory.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    examples: Annotated[int, typer.Option(help="Example rows to show per problem code.")] = 3,
+) -> None:
+    """Check every row against the vdata record; exit 1 when any row has an error.
+
+    Reads vdata records and Video-R1 rows (problem, options, solution, path, ...).
+    Problems are grouped by code with counts and example row ids.
+    """
+    from vdata.report import summarize_problems
+
+    loaded = _load(path)
+    summary = summarize_problems(loaded, max_examples=examples)
+    if as_json:
+        print(json.dumps({"path": str(path), "shape": loaded.shape, **summary.to_json()}, indent=2))
+    else:
+        _print_validation(path, loaded.shape, summary)
+    if summary.errors:
+        raise typer.Exit(1)
+
+
+def _print_validation(path: Path, shape: str, summary: Any) -> None:
+    out.print(f"{path}: {summary.rows} rows ({shape} shape)", highlight=False)
+    if not summary.groups:
+        out.print("[green]no problems found[/green]")
+        return
+    table = Table(show_header=True, header_style="bold")
+    for column in ("code", "severity", "count", "examples"):
+        table.add_column(column, overflow="fold")
+    for group in summary.groups:
+        shown = "\n".join(f"{ref}: {message}" for ref, message in group.examples)
+        style = "red" if group.severity == "error" else "yellow"
+        table.add_row(group.code, f"[{style}]{group.severity}[/{style}]", str(group.count), shown)
+    out.print(table)
+    verdict = "[red]invalid[/red]" if summary.errors else "[green]valid, with warnings[/green]"
+    out.print(f"{summary.rows_with_errors} of {summary.rows} rows have errors: {verdict}")
+
+
+@app.command()
+def inspect(
+    path: Annotated[Path, typer.Argument(help="A dataset directory, a run directory, or a data file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+) -> None:
+    """Show splits, sizes and field statistics of a dataset (and a run's stages)."""
+    from vdata.report import field_stats
+    from vdata.runstore import read_json
+
+    loaded = _load(path)
+    stats = field_stats(loaded)
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    run = read_json(path / "run.json") if path.is_dir() else None
+    if as_json:
+        print(
+            json.dumps({"path": str(path), "bytes": size, "splits": stats, "run": run}, indent=2, default=str)
+        )
+        return
+    out.print(
+        f"{path}: {len(loaded)} rows, {size / 1e6:.2f} MB on disk, {loaded.shape} shape", highlight=False
+    )
+    if run:
+        table = Table(title=f"run of {run.get('recipe')} ({run.get('status')})")
+        for column in ("stage", "status", "in", "kept", "rejected", "seconds"):
+            table.add_column(column)
+        for stage in run.get("stages", []):
+            table.add_row(
+                stage["dir"],
+                stage["status"],
+                *(str(stage[k]) for k in ("rows_in", "rows_out", "rejected", "seconds")),
+            )
+        out.print(table)
+    for split, numbers in stats.items():
+        table = Table(title=f"split {split}: {numbers['rows']} rows, {numbers['videos']} videos")
+        table.add_column("field")
+        table.add_column("statistics", overflow="fold")
+        for key, value in numbers.items():
+            if key not in ("rows", "videos"):
+                table.add_row(key, _compact(value))
+        out.print(table)
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+    return str(value)
+
+
+@serve_app.command("local")
+def serve_local(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1; 0 picks a free one.")] = 0,
+    n_ctx: Annotated[int, typer.Option(help="Context length in tokens.")] = 8192,
+) -> None:
+    """Serve the embedded SmolLM2-135M-Instruct model over the OpenAI API until stopped.
+
+    Prints the base URL on the first line of standard output. Ctrl-C or SIGTERM stops it.
+    """
+    from vdata.annotators.local_server import LocalModelError, LocalServer
+
+    server = LocalServer(port=port, n_ctx=n_ctx)
+
+    def _stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        server.start()
+    except LocalModelError as exc:
+        _fail(str(exc), 1)
+    print(server.base_url, flush=True)
+    err.print(f"serving model {server.model!r} at {server.base_url}; log: {server.log_path}; Ctrl-C stops it")
+    try:
+        while server.running:
+            time.sleep(0.5)
+        _fail(f"the server exited; its log is {server.log_path}", 1)
+    except KeyboardInterrupt:
+        err.print("stopping the local model server")
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,510 @@
+"""The canonical row: one fixed Arrow schema, a typed model, and `validate`.
+
+The row is a superset of the Video-R1 row that most video-RL trainers read
+(DESIGN.md, "The record"). `validate` reports problems with stable codes and
+never changes the row: fixing is a filter's job, and it must say so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, Field
+
+PROBLEM_TYPES = (
+    "multiple choice",
+    "multi-answer",
+    "yes/no",
+    "numerical",
+    "free-form",
+    "OCR",
+    "regression",
+    "temporal grounding",
+)
+CHOICE_TYPES = ("multiple choice", "multi-answer")
+DATA_TYPES = ("video", "image")
+SPLITS = ("sft", "rl", "eval")
+
+# ---------------------------------------------------------------- schema
+
+_TIMED_TEXT = pa.struct([("start_s", pa.float64()), ("end_s", pa.float64()), ("text", pa.string())])
+
+SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("recipe", pa.string()),
+        pa.field("data_type", pa.string()),
+        pa.field("path", pa.string()),
+        pa.field(
+            "video",
+            pa.struct(
+                [
+                    ("sha256", pa.string()),
+                    ("duration_s", pa.float64()),
+                    ("fps", pa.float64()),
+                    ("width", pa.int32()),
+                    ("height", pa.int32()),
+                ]
+            ),
+        ),
+        pa.field("segment", pa.struct([("start_s", pa.float64()), ("end_s", pa.float64())])),
+        pa.field("problem", pa.string()),
+        pa.field("problem_type", pa.string()),
+        pa.field("options", pa.list_(pa.string())),
+        pa.field("solution", pa.string()),
+        pa.field("category", pa.string()),
+        pa.field("process", pa.string()),
+        pa.field("evidence", pa.list_(_TIMED_TEXT)),
+        pa.field(
+            "stream",
+            pa.struct(
+                [
+                    ("text_stream", pa.list_(_TIMED_TEXT)),
+                    (
+                        "qa_stream",
+                        pa.list_(
+                            pa.struct(
+                                [
+                                    ("start_s", pa.float64()),
+                                    ("end_s", pa.float64()),
+                                    ("question", pa.string()),
+                                    ("answer", pa.string()),
+                                ]
+                            )
+                        ),
+                    ),
+                ]
+            ),
+        ),
+        pa.field("split", pa.string()),
+        pa.field("data_source", pa.string()),
+        pa.field(
+            "difficulty",
+            pa.struct([("pass_rate", pa.float64()), ("n_rollouts", pa.int32()), ("model", pa.string())]),
+        ),
+        pa.field(
+            "provenance",
+            pa.struct(
+                [
+                    (
+                        "models",
+                        pa.list_(
+                            pa.struct(
+                                [
+                                    ("role", pa.string()),
+                                    ("model", pa.string()),
+                                    ("revision", pa.string()),
+                                ]
+                            )
+                        ),
+                    ),
+                    ("prompts", pa.list_(pa.struct([("name", pa.string()), ("sha256", pa.string())]))),
+                    ("params_json", pa.string()),
+                    ("created", pa.string()),
+                ]
+            ),
+        ),
+        pa.field("meta_json", pa.string()),
+    ]
+)
+
+# ---------------------------------------------------------------- typed model
+
+
+class VideoInfo(BaseModel):
+    sha256: str
+    duration_s: float
+    fps: float
+    width: int
+    height: int
+
+
+class Segment(BaseModel):
+    start_s: float
+    end_s: float
+
+
+class TimedText(BaseModel):
+    start_s: float
+    end_s: float
+    text: str
+
+
+class TimedQA(BaseModel):
+    start_s: float
+    end_s: float
+    question: str
+    answer: str
+
+
+class Stream(BaseModel):
+    text_stream: list[TimedText] = Field(default_factory=list)
+    qa_stream: list[TimedQA] = Field(default_factory=list)
+
+
+class Difficulty(BaseModel):
+    pass_rate: float
+    n_rollouts: int
+    model: str
+
+
+class ModelRef(BaseModel):
+    role: str
+    model: str
+    revision: str | None = None
+
+
+class PromptRef(BaseModel):
+    name: str
+    sha256: str
+
+
+class Provenance(BaseModel):
+    models: list[ModelRef] = Field(default_factory=list)
+    prompts: list[PromptRef] = Field(default_factory=list)
+    params_json: str = "{}"
+    created: str = ""
+
+
+class Record(BaseModel):
+    """A typed canonical row; `to_row()` gives the dict that SCHEMA stores."""
+
+    id: str = ""
+    recipe: str
+    data_type: Literal["video", "image"] = "video"
+    path: str
+    video: VideoInfo | None = None
+    segment: Segment | None = None
+    problem: str
+    problem_type: str
+    options: list[str] = Field(default_factory=list)
+    solution: str
+    category: str = ""
+    process: str | None = None
+    evidence: list[TimedText] = Field(default_factory=list)
+    stream: Stream | None = None
+    split: str = ""
+    data_source: str = ""
+    difficulty: Difficulty | None = None
+    provenance: Provenance = Field(default_factory=Provenance)
+    meta_json: str = "{}"
+
+    def model_post_init(self, __context: Any) -> None:
+        if not self.id:
+            self.id = record_id(
+                self.recipe,
+                self.video.sha256 if self.video else self.path,
+                self.problem,
+                self.options,
+            )
+
+    def to_row(self) -> dict[str, Any]:
+        return self.model_dump(mode="python")
+
+
+def record_id(recipe: str, video_key: str, problem: str, options: Iterable[str]) -> str:
+    """Stable content hash: the same question about the same video gets the same id."""
+    payload = json.dumps([recipe, video_key, problem, list(options)], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
+
+
+def to_table(rows: Iterable[Mapping[str, Any] | Record]) -> pa.Table:
+    """Rows (dicts or Records) as an Arrow table with the fixed SCHEMA."""
+    dicts = [r.to_row() if isinstance(r, Record) else dict(r) for r in rows]
+    return pa.Table.from_pylist(dicts, schema=SCHEMA)
+
+
+# ---------------------------------------------------------------- validation
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a row. `code` is stable and machine-readable."""
+
+    code: str
+    message: str
+    field: str = ""
+    severity: Literal["error", "warning"] = "error"
+
+
+# code -> (severity, what it means). Documented in the README; tests cover each.
+CODES: dict[str, tuple[str, str]] = {
+    "not_a_row": ("error", "the row is not a mapping of field names to values"),
+    "missing_field": ("error", "a required field is absent or null"),
+    "wrong_type": ("error", "a field holds a value of the wrong type"),
+    "empty_problem": ("error", "the question text is empty"),
+    "unknown_problem_type": ("error", "problem_type is not one of the known types"),
+    "unknown_data_type": ("error", "data_type is neither 'video' nor 'image'"),
+    "unknown_split": ("error", "split is set but is not sft, rl or eval"),
+    "too_few_options": ("error", "a choice question has fewer than 2 options"),
+    "option_format": ("error", "an option is not shaped 'X. text'"),
+    "option_letters": ("error", "option letters are not consecutive from A"),
+    "duplicate_options": ("error", "two options have the same text"),
+    "option_leak": ("error", "an option contains scratchpad text (ANSWER:, REASONS, tags)"),
+    "option_too_long": ("error", "an option is far longer than its siblings (leaked text)"),
+    "solution_format": ("error", "solution is not wrapped in <answer>...</answer>"),
+    "empty_answer": ("error", "the <answer> tag is empty"),
+    "answer_not_in_options": ("error", "an answer letter names no option"),
+    "duplicate_answer_letters": ("error", "a multi-answer solution repeats a letter"),
+    "single_answer_expected": ("error", "a multiple choice solution names several letters"),
+    "empty_path": ("error", "path is empty"),
+    "absolute_path": ("error", "path is absolute; it must be relative to the dataset root"),
+    "parent_path": ("error", "path contains '..'"),
+    "non_posix_path": ("error", "path uses backslashes; use '/'"),
+    "bad_video_info": ("error", "video duration, fps or size is not positive"),
+    "segment_order": ("error", "segment start_s is not before end_s"),
+    "segment_outside_video": ("error", "segment lies outside the video's duration"),
+    "evidence_order": ("error", "an evidence item ends before it starts"),
+    "evidence_outside_video": ("error", "an evidence item lies outside the video's duration"),
+    "process_format": ("warning", "process has no <think>...</think> block"),
+}
+
+_OPTION = re.compile(r"^([A-Z])\.\s+(\S.*)$", re.DOTALL)
+_SOLUTION = re.compile(r"^\s*<answer>(.*?)</answer>\s*$", re.DOTALL)
+_LEAK = re.compile(
+    r"ANSWER\s*:|\bREASONS?\b|</?think>|</?answer>|\bQUESTION\s*:|\n\s*[A-Z]\.\s", re.MULTILINE
+)
+_REQUIRED_STRINGS = ("problem", "problem_type", "solution", "data_type", "path")
+_LENGTH_RATIO = 4.0  # an option this many times longer than its siblings' median ...
+_LENGTH_MARGIN = 120  # ... and this many characters longer is leaked text, not an answer
+_TIME_SLACK_S = 0.05
+
+
+def _problem(code: str, message: str, field: str = "") -> Problem:
+    return Problem(code, message, field, CODES[code][0])  # type: ignore[arg-type]
+
+
+def validate(row: Any) -> list[Problem]:
+    """Everything wrong with one row, as Problems; an empty list means valid."""
+    if isinstance(row, Record):
+        row = row.to_row()
+    if not isinstance(row, Mapping):
+        return [_problem("not_a_row", f"expected a mapping, got {type(row).__name__}")]
+
+    problems: list[Problem] = []
+    for name in _REQUIRED_STRINGS:
+        value = row.get(name)
+        if value is None:
+            problems.append(_problem("missing_field", f"'{name}' is missing or null", name))
+        elif not isinstance(value, str):
+            problems.append(
+                _problem("wrong_type", f"'{name}' must be a string, got {type(value).__name__}", name)
+            )
+
+    problem_text = row.get("problem")
+    if isinstance(problem_text, str) and not problem_text.strip():
+        problems.append(_problem("empty_problem", "the question text is empty", "problem"))
+
+    problem_type = row.get("problem_type")
+    if isinstance(problem_type, str) and problem_type not in PROBLEM_TYPES:
+        problems.append(
+            _problem(
+                "unknown_problem_type",
+                f"problem_type {problem_type!r} is not one of {', '.join(PROBLEM_TYPES)}",
+                "problem_type",
+            )
+        )
+    data_type = row.get("data_type")
+    if isinstance(data_type, str) and data_type not in DATA_TYPES:
+        problems.append(
+            _problem("unknown_data_type", f"data_type {data_type!r} is not video or image", "data_type")
+        )
+    split = row.get("split")
+    if split not in (None, "") and split not in SPLITS:
+        problems.append(_problem("unknown_split", f"split {split!r} is not sft, rl or eval", "split"))
+
+    problems += _check_path(row.get("path"))
+    letters = _check_options(row.get("options"), problem_type, problems)
+    problems += _check_solution(row.get("solution"), problem_type, letters)
+    duration = _check_video(row.get("video"), problems)
+    problems += _check_times(row, duration)
+
+    process = row.get("process")
+    if isinstance(process, str) and process.strip() and not re.search(r"<think>.*?</think>", process, re.S):
+        problems.append(_problem("process_format", "process has no <think>...</think> block", "process"))
+    return problems
+
+
+def _check_path(path: Any) -> list[Problem]:
+    if not isinstance(path, str):
+        return []
+    if not path.strip():
+        return [_problem("empty_path", "path is empty", "path")]
+    problems = []
+    if "\\" in path:
+        problems.append(_problem("non_posix_path", f"path {path!r} uses backslashes", "path"))
+    if path.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", path):
+        problems.append(
+            _problem(
+                "absolute_path", f"path {path!r} is absolute; make it relative to the dataset root", "path"
+            )
+        )
+    if ".." in re.split(r"[\\/]", path):
+        problems.append(_problem("parent_path", f"path {path!r} climbs out with '..'", "path"))
+    return problems
+
+
+def _check_options(options: Any, problem_type: Any, problems: list[Problem]) -> list[str] | None:
+    """Checks options; returns their letters, or None when they cannot be read."""
+    if options is None:
+        options = []
+    if not isinstance(options, (list, tuple)) or not all(isinstance(o, str) for o in options):
+        problems.append(_problem("wrong_type", "'options' must be a list of strings", "options"))
+        return None
+    if problem_type in CHOICE_TYPES and len(options) < 2:
+        problems.append(
+            _problem("too_few_options", f"a {problem_type} question has {len(options)} option(s)", "options")
+        )
+    letters, texts = [], []
+    for option in options:
+        match = _OPTION.match(option.strip())
+        if not match:
+            problems.append(_problem("option_format", f"option {option[:60]!r} is not 'X. text'", "options"))
+            letters.append(None)
+            texts.append(option.strip())
+            continue
+        letters.append(match.group(1))
+        texts.append(match.group(2).strip())
+    expected = [chr(ord("A") + i) for i in range(len(options))]
+    if all(letters) and letters != expected:
+        problems.append(
+            _problem("option_letters", f"option letters {letters} should be {expected}", "options")
+        )
+    normalised = [" ".join(t.lower().split()) for t in texts]
+    repeated = sorted({t for t in normalised if normalised.count(t) > 1})
+    if repeated:
+        problems.append(_problem("duplicate_options", f"repeated option text {repeated[0]!r}", "options"))
+    for option in options:
+        if _LEAK.search(option):
+            problems.append(
+                _problem("option_leak", f"option {option[:60]!r} contains scratchpad text", "options")
+            )
+    if len(texts) >= 3:
+        for i, text in enumerate(texts):
+            others = statistics.median(len(t) for j, t in enumerate(texts) if j != i)
+            if len(text) > _LENGTH_RATIO * max(others, 1) and len(text) - others > _LENGTH_MARGIN:
+                problems.append(
+                    _problem(
+                        "option_too_long",
+                        f"option {i + 1} has {len(text)} characters; its siblings about {others:.0f}",
+                        "options",
+                    )
+                )
+    return [letter for letter in letters if letter] if all(letters) else None
+
+
+def _check_solution(solution: Any, problem_type: Any, letters: list[str] | None) -> list[Problem]:
+    if not isinstance(solution, str):
+        return []
+    match = _SOLUTION.match(solution)
+    if not match:
+        return [
+            _problem("solution_format", f"solution {solution[:60]!r} is not <answer>...</answer>", "solution")
+        ]
+    answer = match.group(1).strip()
+    if not answer:
+        return [_problem("empty_answer", "the <answer> tag is empty", "solution")]
+    if problem_type not in CHOICE_TYPES:
+        return []
+    picked = [part.strip() for part in answer.split(",")]
+    problems = []
+    if problem_type == "multiple choice" and len(picked) > 1:
+        problems.append(
+            _problem("single_answer_expected", f"multiple choice answer {answer!r} names several", "solution")
+        )
+    if len(set(picked)) != len(picked):
+        problems.append(
+            _problem("duplicate_answer_letters", f"answer {answer!r} repeats a letter", "solution")
+        )
+    if letters is not None:
+        unknown = [p for p in picked if p not in letters]
+        if unknown:
+            problems.append(
+                _problem(
+                    "answer_not_in_options",
+                    f"answer {', '.join(unknown)!s} is not among options {''.join(letters) or 'none'}",
+                    "solution",
+                )
+            )
+    return problems
+
+
+def _check_video(video: Any, problems: list[Problem]) -> float | None:
+    """Checks the video struct; returns its duration when it can be trusted."""
+    if video is None:
+        return None
+    if not isinstance(video, Mapping):
+        problems.append(_problem("wrong_type", "'video' must be a struct", "video"))
+        return None
+    numbers = {k: video.get(k) for k in ("duration_s", "fps", "width", "height")}
+    bad = [k for k, v in numbers.items() if not _is_number(v) or v <= 0]
+    if bad:
+        problems.append(
+            _problem("bad_video_info", f"video {', '.join(bad)} must be positive numbers", "video")
+        )
+    duration = numbers["duration_s"]
+    return float(duration) if _is_number(duration) and duration > 0 else None
+
+
+def _check_times(row: Mapping[str, Any], duration: float | None) -> list[Problem]:
+    problems = []
+    segment = row.get("segment")
+    if segment is not None:
+        start, end = _span(segment)
+        if start is None or end is None:
+            problems.append(_problem("wrong_type", "'segment' needs numeric start_s and end_s", "segment"))
+        elif start >= end:
+            problems.append(
+                _problem("segment_order", f"segment {start}s..{end}s: start is not before end", "segment")
+            )
+        elif start < 0 or (duration is not None and end > duration + _TIME_SLACK_S):
+            problems.append(
+                _problem(
+                    "segment_outside_video",
+                    f"segment {start}s..{end}s is outside the video (0..{duration}s)",
+                    "segment",
+                )
+            )
+    evidence = row.get("evidence") or []
+    if not isinstance(evidence, (list, tuple)):
+        return problems + [_problem("wrong_type", "'evidence' must be a list", "evidence")]
+    for i, item in enumerate(evidence):
+        start, end = _span(item)
+        if start is None or end is None:
+            problems.append(
+                _problem("wrong_type", f"evidence {i} needs numeric start_s and end_s", "evidence")
+            )
+        elif start > end:
+            problems.append(_problem("evidence_order", f"evidence {i} spans {start}s..{end}s", "evidence"))
+        elif start < 0 or (duration is not None and end > duration + _TIME_SLACK_S):
+            problems.append(
+                _problem(
+                    "evidence_outside_video",
+                    f"evidence {i} at {start}s..{end}s is outside the video (0..{duration}s)",
+                    "evidence",
+                )
+            )
+    return problems
+
+
+def _span(item: Any) -> tuple[float | None, float | None]:
+    if not isinstance(item, Mapping):
+        return None, None
+    start, end = item.get("start_s"), item.get("end_s")
+    return (float(start) if _is_number(start) else None, float(end) if _is_number(end) else None)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_valid(row: Any) -> bool:
+    return not any(p.severity == "error" for p in validate(row))

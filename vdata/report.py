@@ -1,0 +1,120 @@
+"""Summaries of a dataset for people: problems grouped by code, field statistics."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vdata.formats import LoadedRows, row_ref
+from vdata.record import CODES, validate
+
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
+
+
+@dataclass
+class ProblemGroup:
+    code: str
+    severity: str
+    meaning: str
+    count: int = 0
+    examples: list[tuple[str, str]] = field(default_factory=list)  # (row ref, message)
+
+
+@dataclass
+class ValidationSummary:
+    rows: int
+    groups: list[ProblemGroup]
+    rows_with_errors: int
+
+    @property
+    def errors(self) -> int:
+        return sum(g.count for g in self.groups if g.severity == "error")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "rows_with_errors": self.rows_with_errors,
+            "problems": [
+                {
+                    "code": g.code,
+                    "severity": g.severity,
+                    "count": g.count,
+                    "examples": [{"row": r, "message": m} for r, m in g.examples],
+                }
+                for g in self.groups
+            ],
+        }
+
+
+def summarize_problems(loaded: LoadedRows, max_examples: int = 3) -> ValidationSummary:
+    groups: dict[str, ProblemGroup] = {}
+    bad_rows = 0
+    for where, why in loaded.unreadable:
+        group = groups.setdefault(
+            "unreadable_row", ProblemGroup("unreadable_row", "error", "a line could not be parsed")
+        )
+        group.count += 1
+        if len(group.examples) < max_examples:
+            group.examples.append((where, why))
+    bad_rows += len(loaded.unreadable)
+    for index, row in enumerate(loaded.rows):
+        problems = validate(row)
+        if any(p.severity == "error" for p in problems):
+            bad_rows += 1
+        for problem in problems:
+            severity, meaning = CODES[problem.code]
+            group = groups.setdefault(problem.code, ProblemGroup(problem.code, severity, meaning))
+            group.count += 1
+            if len(group.examples) < max_examples:
+                group.examples.append((row_ref(row, index), problem.message))
+    ordered = sorted(groups.values(), key=lambda g: (g.severity != "error", -g.count, g.code))
+    return ValidationSummary(len(loaded.rows) + len(loaded.unreadable), ordered, bad_rows)
+
+
+def field_stats(loaded: LoadedRows) -> dict[str, Any]:
+    """Per split: rows, videos, value counts of categorical fields, lengths, option and letter counts."""
+    by_split: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for row, file_split in zip(loaded.rows, loaded.splits, strict=True):
+        if isinstance(row, Mapping):
+            by_split[row.get("split") or file_split or "(none)"].append(row)
+    return {split: _split_stats(rows) for split, rows in sorted(by_split.items())}
+
+
+def _split_stats(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
+    stats: dict[str, Any] = {"rows": len(rows), "videos": len({r.get("path") for r in rows})}
+    for name in ("data_type", "problem_type", "category", "recipe", "data_source"):
+        stats[name] = dict(Counter(str(r.get(name)) for r in rows).most_common(8))
+    stats["options_per_question"] = dict(sorted(Counter(len(r.get("options") or []) for r in rows).items()))
+    letters: Counter[str] = Counter()
+    for row in rows:
+        match = _ANSWER.search(row.get("solution") or "") if isinstance(row.get("solution"), str) else None
+        if match and row.get("options"):
+            letters.update(part.strip() for part in match.group(1).split(",") if part.strip())
+    stats["answer_letters"] = dict(sorted(letters.items()))
+    for name in ("problem", "process"):
+        lengths = [len(r[name]) for r in rows if isinstance(r.get(name), str)]
+        stats[f"{name}_chars"] = _lengths(lengths)
+        stats[f"{name}_missing"] = len(rows) - len(lengths)
+    durations = [
+        r["video"]["duration_s"]
+        for r in rows
+        if isinstance(r.get("video"), Mapping) and isinstance(r["video"].get("duration_s"), (int, float))
+    ]
+    stats["video_duration_s"] = _lengths(durations)
+    stats["with_difficulty"] = sum(1 for r in rows if r.get("difficulty"))
+    return stats
+
+
+def _lengths(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    return {
+        "min": round(min(values), 2),
+        "median": round(statistics.median(values), 2),
+        "mean": round(statistics.fmean(values), 2),
+        "max": round(max(values), 2),
+    }

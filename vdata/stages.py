@@ -1,0 +1,506 @@
+"""Stages and the local runner: a run is a plain list of small stages.
+
+A stage turns rows into rows and rejects. `MapStage` calls a function per row,
+`ShardStage` per shard of rows (for concurrent model calls), `DatasetStage`
+once with every row (balance, split). The runner shards the work, writes each
+shard atomically, skips finished shards when rerun, reruns a stage and every
+stage after it when its configuration changes, and says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import random
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+import vdata
+from vdata.runstore import RunStore, concat_tables
+
+STAGE_ERROR = "stage_error"
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A row or input that a stage did not keep, and why. `payload` keeps it whole."""
+
+    reason: str
+    detail: str
+    input_ref: str = ""
+    payload: Any = None
+
+
+@dataclass
+class StageOutput:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+@dataclass
+class StageContext:
+    """What a stage may know about where it runs; nothing about the engine."""
+
+    stage: str
+    shard: int
+    seed: int
+    run_dir: Path
+    advance: Callable[[int], None] = lambda n: None
+
+    def rng(self, *key: Any) -> random.Random:
+        """A random generator fixed by the run seed, the stage and `key`."""
+        text = json.dumps([self.seed, self.stage, *key], default=str)
+        return random.Random(int(hashlib.sha256(text.encode()).hexdigest()[:16], 16))
+
+
+class StageFailed(RuntimeError):
+    """A stage could not do its work for any row: a bug or a broken setup, not bad data."""
+
+
+@dataclass
+class Stage:
+    """Base of all stages. `config` is what changes the output; it decides reruns."""
+
+    name: str
+    fn: Callable[..., Any]
+    config: Mapping[str, Any] = field(default_factory=dict)
+    schema: pa.Schema | None = None
+    version: str = "1"
+    seeded: bool = False
+    whole_dataset = False
+
+    def apply(self, rows: list[dict[str, Any]], ctx: StageContext) -> StageOutput:
+        raise NotImplementedError
+
+
+@dataclass
+class MapStage(Stage):
+    """fn(row, ctx) returns a row, a list of rows, or a Reject. Exceptions become rejects."""
+
+    def apply(self, rows: list[dict[str, Any]], ctx: StageContext) -> StageOutput:
+        out = StageOutput()
+        for index, row in enumerate(rows):
+            try:
+                result = self.fn(row, ctx)
+            except Exception as exc:  # one bad row must not end the run
+                last = traceback.extract_tb(exc.__traceback__)[-1]
+                result = Reject(
+                    STAGE_ERROR,
+                    f"{type(exc).__name__}: {exc} (at {Path(last.filename).name}:{last.lineno})",
+                )
+            for item in result if isinstance(result, list) else [result]:
+                if isinstance(item, Reject):
+                    ref = item.input_ref or row_ref(row, ctx.shard, index)
+                    payload = row if item.payload is None else item.payload
+                    out.rejects.append(Reject(item.reason, item.detail, ref, payload))
+                elif item is not None:
+                    out.rows.append(item)
+            ctx.advance(1)
+        return out
+
+
+@dataclass
+class ShardStage(Stage):
+    """fn(rows, ctx) -> StageOutput for one shard; for stages that batch or run concurrently."""
+
+    def apply(self, rows: list[dict[str, Any]], ctx: StageContext) -> StageOutput:
+        out = self.fn(rows, ctx)
+        ctx.advance(len(rows))
+        return out
+
+
+@dataclass
+class DatasetStage(ShardStage):
+    """fn(rows, ctx) -> StageOutput with every row of the previous stage at once."""
+
+    whole_dataset = True
+
+
+def row_ref(row: Any, shard: int, index: int) -> str:
+    if isinstance(row, Mapping):
+        for key in ("id", "path", "video"):
+            value = row.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return f"shard{shard}:row{index}"
+
+
+def fingerprint(*parts: Any) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------- the runner
+
+
+@dataclass
+class StageReport:
+    name: str
+    dir: str
+    status: str  # ran | resumed | skipped
+    rows_in: int = 0
+    rows_out: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class RunResult:
+    out: Path
+    stages: list[StageReport]
+
+    def final_table(self) -> pa.Table | None:
+        last = self.out / "stages" / self.stages[-1].dir
+        return concat_tables(RunStore.shards(last))
+
+
+class RunError(Exception):
+    """The run cannot start as asked; the message says what to do."""
+
+
+def run_pipeline(
+    out: str | Path,
+    recipe: str,
+    inputs: Sequence[Mapping[str, Any]],
+    stages: Sequence[Stage],
+    *,
+    config: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    shard_rows: int = 256,
+    quiet: bool = False,
+    console: Console | None = None,
+) -> RunResult:
+    """Runs `stages` over `inputs` in `out`, resuming whatever an earlier run finished."""
+    console = console or Console(stderr=True)
+    store = RunStore(out)
+    store.root.mkdir(parents=True, exist_ok=True)
+    _check_stage_names(stages)
+    config = dict(config or {})
+    run = _open_run(store, recipe, config, seed)
+
+    input_fp = fingerprint("inputs", list(inputs))
+    chain = [("inputs", input_fp, None)]
+    previous = input_fp
+    for stage in stages:
+        fp = fingerprint(
+            previous, stage.name, stage.version, dict(stage.config), seed if stage.seeded else None
+        )
+        chain.append((stage.name, fp, stage))
+        previous = fp
+    _invalidate_changed(store, chain, console, quiet)
+
+    started = time.monotonic()
+    run["status"] = "running"
+    reports: list[StageReport] = []
+    try:
+        input_dir = store.stage_dir(0, "inputs")
+        _write_inputs(store, input_dir, list(inputs), input_fp, shard_rows)
+        previous_dir = input_dir
+        for index, stage in enumerate(stages, 1):
+            stage_dir = store.stage_dir(index, stage.name)
+            report = _run_stage(
+                store, stage, stage_dir, previous_dir, chain[index][1], seed, shard_rows, quiet, console
+            )
+            reports.append(report)
+            _record_stage(run, report, chain[index][1])
+            store.write_run(run)
+            previous_dir = stage_dir
+        run["status"] = "done"
+    except BaseException:
+        run["status"] = "failed"
+        raise
+    finally:
+        run["timings"]["total_s"] = round(run["timings"].get("total_s", 0.0) + time.monotonic() - started, 3)
+        run["updated"] = _now()
+        store.write_run(run)
+    if not quiet:
+        print_summary(reports, console)
+    return RunResult(store.root, reports)
+
+
+def _check_stage_names(stages: Sequence[Stage]) -> None:
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names) or "inputs" in names:
+        raise RunError(f"stage names must be unique and not 'inputs': {names}")
+
+
+def _open_run(store: RunStore, recipe: str, config: dict[str, Any], seed: int) -> dict[str, Any]:
+    run = store.read_run()
+    if run is not None and run.get("recipe") != recipe:
+        raise RunError(
+            f"{store.root} holds a run of recipe {run.get('recipe')!r}, not {recipe!r}; "
+            "choose another --out directory or delete this one"
+        )
+    if run is None:
+        run = {
+            "recipe": recipe,
+            "created": _now(),
+            "stages": [],
+            "usage": {},
+            "timings": {},
+            "invocations": 0,
+        }
+    run.update(
+        config=config,
+        config_hash=fingerprint(config, seed)[:16],
+        seed=seed,
+        versions=_versions(),
+    )
+    run["invocations"] = run.get("invocations", 0) + 1
+    run.setdefault("timings", {})
+    store.write_run(run)
+    return run
+
+
+def _versions() -> dict[str, str]:
+    import pyarrow
+
+    return {"vdata": vdata.__version__, "python": platform.python_version(), "pyarrow": pyarrow.__version__}
+
+
+def _invalidate_changed(
+    store: RunStore, chain: list[tuple[str, str, Stage | None]], console: Console, quiet: bool
+) -> None:
+    """Removes the first stage whose fingerprint changed and every stage after it."""
+    wanted = {store.stage_dir(i, name).name: (i, fp, stage) for i, (name, fp, stage) in enumerate(chain)}
+    first_changed: int | None = None
+    reason = ""
+    for stage_dir in store.stage_dirs():
+        entry = wanted.get(stage_dir.name)
+        manifest = store.read_manifest(stage_dir) or {}
+        if entry is None:
+            index = int(stage_dir.name.split("-", 1)[0]) if stage_dir.name[:2].isdigit() else 0
+            why = f"stage {stage_dir.name} is no longer in the recipe"
+        elif manifest.get("fingerprint") not in (None, entry[1]):
+            index = entry[0]
+            why = _describe_change(stage_dir.name, manifest, entry[2])
+        else:
+            continue
+        if first_changed is None or index < first_changed:
+            first_changed, reason = index, why
+    if first_changed is None:
+        return
+    doomed = [d for d in store.stage_dirs() if d.name[:2].isdigit() and int(d.name[:2]) >= first_changed]
+    later = max(len(doomed) - 1, 0)
+    message = f"{reason}: rerunning it and the {later} stage(s) after it" if first_changed else reason
+    console.print(f"[yellow]{message}[/yellow]" if not quiet else message, highlight=False)
+    for stage_dir in doomed:
+        store.remove_stage(stage_dir)
+
+
+def _describe_change(dir_name: str, manifest: Mapping[str, Any], stage: Stage | None) -> str:
+    if stage is None:
+        return "the inputs changed"
+    old = manifest.get("config") or {}
+    new = dict(stage.config)
+    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if keys:
+        changes = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:5])
+        return f"stage {dir_name} config changed ({changes})"
+    if manifest.get("version") != stage.version:
+        return f"stage {dir_name} version changed ({manifest.get('version')} -> {stage.version})"
+    return f"stage {dir_name} changed upstream (inputs, seed or an earlier stage)"
+
+
+def _write_inputs(
+    store: RunStore, input_dir: Path, inputs: list[dict[str, Any]], fp: str, shard_rows: int
+) -> None:
+    manifest = store.read_manifest(input_dir)
+    if manifest and manifest.get("done"):
+        return
+    chunks = [inputs[i : i + shard_rows] for i in range(0, len(inputs), shard_rows)] or [[]]
+    for index, chunk in enumerate(chunks):
+        store.write_shard(input_dir, index, chunk)
+    store.write_manifest(
+        input_dir,
+        {"stage": "inputs", "fingerprint": fp, "done": True, "n_shards": len(chunks), "rows": len(inputs)},
+    )
+
+
+def _run_stage(
+    store: RunStore,
+    stage: Stage,
+    stage_dir: Path,
+    input_dir: Path,
+    fp: str,
+    seed: int,
+    shard_rows: int,
+    quiet: bool,
+    console: Console,
+) -> StageReport:
+    manifest = store.read_manifest(stage_dir)
+    if manifest and manifest.get("done") and manifest.get("fingerprint") == fp:
+        return StageReport(
+            stage.name, stage_dir.name, "skipped", manifest["rows_in"], manifest["rows_out"],
+            manifest["rejected"], manifest.get("seconds", 0.0),
+        )  # fmt: skip
+    input_shards = RunStore.shards(input_dir)
+    if stage.whole_dataset:
+        manifest = None  # one unit of work: start it over
+        store.remove_stage(stage_dir)
+    manifest = manifest or {
+        "stage": stage.name, "version": stage.version, "config": dict(stage.config),
+        "fingerprint": fp, "done": False, "shards": {}, "seconds": 0.0,
+    }  # fmt: skip
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    status = "resumed" if manifest["shards"] else "ran"
+    total_in = sum(pq_rows(p) for p in input_shards)
+    started = time.monotonic()
+    with _progress(quiet, console) as progress:
+        done_rows = sum(s["rows_in"] for s in manifest["shards"].values())
+        task = progress.add_task(stage_dir.name, total=total_in, completed=done_rows)
+        advance = lambda n: progress.advance(task, n)  # noqa: E731
+        if stage.whole_dataset:
+            table = concat_tables(input_shards)
+            rows = table.to_pylist() if table is not None else []
+            ctx = StageContext(stage.name, 0, seed, store.root, advance)
+            out = stage.apply(rows, ctx)
+            parts = [out.rows[i : i + shard_rows] for i in range(0, len(out.rows), shard_rows)] or [[]]
+            for index, part in enumerate(parts):
+                store.write_shard(stage_dir, index, part, stage.schema)
+            store.write_rejects(stage_dir, 0, _reject_rows(out.rejects, stage.name))
+            manifest["shards"]["all"] = _shard_entry(len(rows), out)
+        else:
+            for index, shard_path in enumerate(input_shards):
+                key = f"{index:05d}"
+                if key in manifest["shards"]:
+                    continue
+                rows = _read_rows(shard_path)
+                out = stage.apply(rows, StageContext(stage.name, index, seed, store.root, advance))
+                store.write_rejects(stage_dir, index, _reject_rows(out.rejects, stage.name))
+                store.write_shard(stage_dir, index, out.rows, stage.schema)
+                manifest["shards"][key] = _shard_entry(len(rows), out)
+                manifest["seconds"] = round(manifest["seconds"] + time.monotonic() - started, 3)
+                started = time.monotonic()
+                store.write_manifest(stage_dir, manifest)
+    manifest["seconds"] = round(manifest["seconds"] + time.monotonic() - started, 3)
+    entries = manifest["shards"].values()
+    manifest["rows_in"] = sum(e["rows_in"] for e in entries)
+    manifest["rows_out"] = sum(e["rows_out"] for e in entries)
+    manifest["rejected"] = store.collect_rejects(stage_dir, stage.name)
+    errors = sum(e["errors"] for e in entries)
+    if manifest["rows_in"] and errors == manifest["rows_in"]:
+        first = _first_error(stage_dir)
+        store.remove_stage(stage_dir)
+        raise StageFailed(f"stage {stage_dir.name} failed on every one of its {errors} rows; first: {first}")
+    manifest["done"] = True
+    store.write_manifest(stage_dir, manifest)
+    if quiet:
+        console.print(
+            f"{stage_dir.name}: {status}, {manifest['rows_in']} in, {manifest['rows_out']} kept, "
+            f"{manifest['rejected']} rejected",
+            highlight=False,
+        )
+    return StageReport(
+        stage.name, stage_dir.name, status, manifest["rows_in"], manifest["rows_out"],
+        manifest["rejected"], manifest["seconds"],
+    )  # fmt: skip
+
+
+def _shard_entry(rows_in: int, out: StageOutput) -> dict[str, int]:
+    errors = sum(1 for r in out.rejects if r.reason == STAGE_ERROR)
+    return {"rows_in": rows_in, "rows_out": len(out.rows), "rejected": len(out.rejects), "errors": errors}
+
+
+def _reject_rows(rejects: list[Reject], stage: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "input_ref": r.input_ref,
+            "stage": stage,
+            "reason": r.reason,
+            "detail": r.detail,
+            "payload_json": json.dumps(r.payload, ensure_ascii=False, default=str),
+        }
+        for r in rejects
+    ]
+
+
+def _first_error(stage_dir: Path) -> str:
+    table = concat_tables(sorted(stage_dir.glob("rejects-*.parquet")))
+    for row in table.to_pylist() if table is not None else []:
+        if row["reason"] == STAGE_ERROR:
+            return row["detail"]
+    return "unknown"
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+def pq_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def _record_stage(run: dict[str, Any], report: StageReport, fp: str) -> None:
+    entry = {
+        "name": report.name,
+        "dir": report.dir,
+        "fingerprint": fp[:16],
+        "status": report.status,
+        "rows_in": report.rows_in,
+        "rows_out": report.rows_out,
+        "rejected": report.rejected,
+        "seconds": report.seconds,
+    }
+    run["stages"] = [s for s in run.get("stages", []) if s.get("dir") != report.dir] + [entry]
+    run["stages"].sort(key=lambda s: s["dir"])
+
+
+def _progress(quiet: bool, console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
+    )
+
+
+class _RateColumn(ProgressColumn):
+    """Rows per second."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:.1f} rows/s")
+
+
+def print_summary(reports: Sequence[StageReport], console: Console) -> None:
+    table = Table(title="run summary", show_lines=False)
+    for column in ("stage", "status", "in", "kept", "rejected", "seconds"):
+        table.add_column(column, justify="left" if column in ("stage", "status") else "right")
+    for r in reports:
+        table.add_row(r.dir, r.status, str(r.rows_in), str(r.rows_out), str(r.rejected), f"{r.seconds:.1f}")
+    console.print(table)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
