@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from vdata.record import SCHEMA, record_id
+from vdata.record import SCHEMA, Provenance, record_id
 
 VIDEO_R1_RECIPE = "video-r1-import@1"
 _RECORD_KEYS = set(SCHEMA.names)
@@ -101,7 +101,7 @@ def from_video_r1(row: Mapping[str, Any]) -> dict[str, Any]:
         "split": "",
         "data_source": row.get("data_source") or "",
         "difficulty": None,
-        "provenance": None,
+        "provenance": Provenance().model_dump(),
         "meta_json": json.dumps(extras, ensure_ascii=False, default=str),
     }
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import pyarrow as pa
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 PROBLEM_TYPES = (
     "multiple choice",
@@ -216,9 +216,28 @@ def record_id(recipe: str, video_key: str, problem: str, options: Iterable[str])
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
 
 
+class RecordTypeError(ValueError):
+    """A row whose values do not have the record's types (Arrow would coerce them silently)."""
+
+
 def to_table(rows: Iterable[Mapping[str, Any] | Record]) -> pa.Table:
-    """Rows (dicts or Records) as an Arrow table with the fixed SCHEMA."""
-    dicts = [r.to_row() if isinstance(r, Record) else dict(r) for r in rows]
+    """Rows (dicts or Records) as an Arrow table with the fixed SCHEMA.
+
+    Every row goes through the typed model first: Arrow alone would turn a string
+    where a list belongs into a list of characters.
+    """
+    dicts = []
+    for index, row in enumerate(rows):
+        if isinstance(row, Record):
+            dicts.append(row.to_row())
+            continue
+        try:
+            dicts.append(Record.model_validate(dict(row)).to_row())
+        except ValidationError as exc:
+            ref = row.get("id") or f"#{index}"
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise RecordTypeError(f"row {ref}: field {where!r}: {first['msg']}") from exc
     return pa.Table.from_pylist(dicts, schema=SCHEMA)
 
 

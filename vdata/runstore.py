@@ -92,6 +92,13 @@ class RunStore:
     def write_run(self, run: dict[str, Any]) -> None:
         atomic_write_json(self.run_json, run)
 
+    def remove_stale_temp_files(self) -> int:
+        """Deletes temp files that a killed run left half-written; returns how many."""
+        stale = [p for p in self.root.rglob(".*.tmp-*") if p.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
     def stage_dir(self, index: int, name: str) -> Path:
         return self.stages_dir / f"{index:02d}-{name}"
 
@@ -142,8 +149,41 @@ class RunStore:
         cls, stage_dir: Path, index: int, rows: list[dict[str, Any]], schema: pa.Schema | None = None
     ) -> None:
         """Writes one shard of rows; with no schema and no rows, an empty table."""
-        if schema is not None:
+        from vdata.record import SCHEMA, to_table
+
+        if schema is not None and schema.equals(SCHEMA):
+            table = to_table(rows)
+        elif schema is not None:
             table = pa.Table.from_pylist(rows, schema=schema)
         else:
             table = pa.Table.from_pylist(rows) if rows else pa.table({})
         atomic_write_table(cls.shard_path(stage_dir, index), table)
+
+
+def write_dataset(table: pa.Table, dataset_dir: Path) -> dict[str, int]:
+    """Writes the final rows as one Parquet file per split under DATASET_DIR/data/.
+
+    The layout `data/{split}-00000-of-00001.parquet` is what the Hugging Face Hub
+    and `datasets.load_dataset("parquet", data_files=...)` expect. Rows with no
+    split go to `train`. The directory is replaced whole, never half-written.
+    """
+    import pyarrow.compute as pc
+
+    dataset_dir = Path(dataset_dir)
+    tmp = dataset_dir.with_name(f".{dataset_dir.name}.tmp")
+    old = dataset_dir.with_name(f".{dataset_dir.name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    splits = pc.fill_null(table.column("split"), "") if "split" in table.column_names else None
+    names = sorted(set(splits.to_pylist())) if splits is not None else [""]
+    counts: dict[str, int] = {}
+    for name in names:
+        part = table if splits is None else table.filter(pc.equal(splits, name))
+        split = name or "train"
+        atomic_write_table(tmp / "data" / f"{split}-00000-of-00001.parquet", part)
+        counts[split] = part.num_rows
+    shutil.rmtree(old, ignore_errors=True)
+    if dataset_dir.exists():
+        os.replace(dataset_dir, old)
+    os.replace(tmp, dataset_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return counts

@@ -198,6 +198,7 @@ def run_pipeline(
     _check_stage_names(stages)
     config = dict(config or {})
     run = _open_run(store, recipe, config, seed)
+    store.remove_stale_temp_files()
 
     input_fp = fingerprint("inputs", list(inputs))
     chain = [("inputs", input_fp, None)]
@@ -304,7 +305,7 @@ def _invalidate_changed(
     doomed = [d for d in store.stage_dirs() if d.name[:2].isdigit() and int(d.name[:2]) >= first_changed]
     later = max(len(doomed) - 1, 0)
     message = f"{reason}: rerunning it and the {later} stage(s) after it" if first_changed else reason
-    console.print(f"[yellow]{message}[/yellow]" if not quiet else message, highlight=False)
+    console.print(f"[yellow]{message}[/yellow]" if not quiet else message, highlight=False, soft_wrap=True)
     for stage_dir in doomed:
         store.remove_stage(stage_dir)
 
@@ -351,10 +352,12 @@ def _run_stage(
 ) -> StageReport:
     manifest = store.read_manifest(stage_dir)
     if manifest and manifest.get("done") and manifest.get("fingerprint") == fp:
-        return StageReport(
+        report = StageReport(
             stage.name, stage_dir.name, "skipped", manifest["rows_in"], manifest["rows_out"],
             manifest["rejected"], manifest.get("seconds", 0.0),
         )  # fmt: skip
+        _log_stage(report, quiet, console)
+        return report
     input_shards = RunStore.shards(input_dir)
     if stage.whole_dataset:
         manifest = None  # one unit of work: start it over
@@ -406,16 +409,22 @@ def _run_stage(
         raise StageFailed(f"stage {stage_dir.name} failed on every one of its {errors} rows; first: {first}")
     manifest["done"] = True
     store.write_manifest(stage_dir, manifest)
-    if quiet:
-        console.print(
-            f"{stage_dir.name}: {status}, {manifest['rows_in']} in, {manifest['rows_out']} kept, "
-            f"{manifest['rejected']} rejected",
-            highlight=False,
-        )
-    return StageReport(
+    report = StageReport(
         stage.name, stage_dir.name, status, manifest["rows_in"], manifest["rows_out"],
         manifest["rejected"], manifest["seconds"],
     )  # fmt: skip
+    _log_stage(report, quiet, console)
+    return report
+
+
+def _log_stage(report: StageReport, quiet: bool, console: Console) -> None:
+    if quiet:
+        console.print(
+            f"{report.dir}: {report.status}, {report.rows_in} in, {report.rows_out} kept, "
+            f"{report.rejected} rejected",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _shard_entry(rows_in: int, out: StageOutput) -> dict[str, int]:
