@@ -5,9 +5,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import VALID_ROW
 
 from vdata.record import CODES, SCHEMA, Record, RecordTypeError, record_id, to_table, validate
+
+from conftest import VALID_ROW
 
 
 def codes(row: Any) -> set[str]:

@@ -4,9 +4,10 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from toy_recipe import build, toy_inputs
 
 from vdata.stages import MapStage, RunError, StageFailed, run_pipeline
+
+from toy_recipe import build, toy_inputs
 
 
 def _calls(log) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -53,7 +53,7 @@ def main_callback(
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/bold red] {message}", highlight=False)
+    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -92,7 +92,7 @@ def validate(
 
 
 def _print_validation(path: Path, shape: str, summary: Any) -> None:
-    out.print(f"{path}: {summary.rows} rows ({shape} shape)", highlight=False)
+    out.print(f"{path}: {summary.rows} rows ({shape} shape)", highlight=False, soft_wrap=True)
     if not summary.groups:
         out.print("[green]no problems found[/green]")
         return
@@ -169,23 +169,20 @@ def serve_local(
     from vdata.annotators.local_server import LocalModelError, LocalServer
 
     server = LocalServer(port=port, n_ctx=n_ctx)
-
-    def _stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _stop)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     try:
         server.start()
+        print(server.base_url, flush=True)
+        err.print(f"serving {server.model!r} at {server.base_url}; log: {server.log_path}; Ctrl-C stops it")
+        while server.running and not stop.wait(0.5):
+            pass
+        if not stop.is_set():
+            _fail(f"the server exited by itself; its log is {server.log_path}", 1)
+        err.print("stopping the local model server")
     except LocalModelError as exc:
         _fail(str(exc), 1)
-    print(server.base_url, flush=True)
-    err.print(f"serving model {server.model!r} at {server.base_url}; log: {server.log_path}; Ctrl-C stops it")
-    try:
-        while server.running:
-            time.sleep(0.5)
-        _fail(f"the server exited; its log is {server.log_path}", 1)
-    except KeyboardInterrupt:
-        err.print("stopping the local model server")
     finally:
         server.stop()
 

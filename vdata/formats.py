@@ -107,18 +107,18 @@ def from_video_r1(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def row_ref(row: Any, index: int) -> str:
-    """A short name for a row in reports: its id, its problem_id, or its position."""
-    if isinstance(row, Mapping):
-        for key in ("id", "problem_id"):
-            if row.get(key) not in (None, ""):
-                return str(row[key])
-        meta = row.get("meta_json")
-        if isinstance(meta, str) and '"problem_id"' in meta:
-            try:
-                return str(json.loads(meta)["problem_id"])
-            except (ValueError, KeyError, TypeError):
-                pass
-    return f"#{index}"
+    """A short name for a row in reports: the source's own problem_id, our id, or its position."""
+    if not isinstance(row, Mapping):
+        return f"#{index}"
+    if row.get("problem_id") not in (None, ""):
+        return str(row["problem_id"])
+    meta = row.get("meta_json")
+    if isinstance(meta, str) and '"problem_id"' in meta:
+        try:
+            return str(json.loads(meta)["problem_id"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    return str(row["id"]) if row.get("id") not in (None, "") else f"#{index}"
 
 
 # ---------------------------------------------------------------- raw readers
