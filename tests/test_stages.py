@@ -5,6 +5,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+from vdata.runstore import RunStoreError
 from vdata.stages import MapStage, RunError, StageFailed, run_pipeline
 
 from toy_recipe import build, toy_inputs
@@ -67,7 +68,7 @@ def test_a_config_change_reruns_that_stage_and_the_ones_after_it(tmp_path, monke
     result = build(tmp_path / "run", tag="u")
     said = capsys.readouterr().err
     assert "stage 02-annotate config changed (tag: 't' -> 'u')" in said
-    assert "rerunning it and the 1 stage(s) after it" in said
+    assert "rerunning 02-annotate, 03-split" in said
     assert [r.status for r in result.stages] == ["skipped", "ran", "ran"]
     assert len(_calls(log)) == 2 * calls
     categories = set(result.final_table().column("category").to_pylist())
@@ -82,7 +83,7 @@ def test_a_seed_change_reruns_only_the_seeded_stages(tmp_path, monkeypatch, caps
     second = build(tmp_path / "run", seed=1)
     assert [r.status for r in second.stages] == ["skipped", "skipped", "ran"]
     assert len(_calls(log)) == calls
-    assert "03-split" in capsys.readouterr().err
+    assert "stage 03-split seed changed (0 -> 1): rerunning 03-split" in capsys.readouterr().err
     assert first.column("split").to_pylist() != second.final_table().column("split").to_pylist()
 
 
@@ -109,3 +110,19 @@ def test_summary_prints_counts_per_stage(tmp_path, capsys):
     for line in ("01-import", "02-annotate", "03-split"):
         assert line in said
     assert "36" in said and "35" in said  # kept after import, kept after annotate
+
+
+def test_a_damaged_manifest_redoes_its_stage_and_a_damaged_run_json_is_named(tmp_path, monkeypatch):
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("TOY_CALL_LOG", str(log))
+    reference = build(tmp_path / "run").final_table()
+    calls = len(_calls(log))
+    (tmp_path / "run" / "stages" / "02-annotate" / "manifest.json").write_text("{half")
+    result = build(tmp_path / "run")
+    assert [r.status for r in result.stages] == ["skipped", "ran", "skipped"]
+    assert len(_calls(log)) == 2 * calls
+    assert result.final_table().equals(reference)
+
+    (tmp_path / "run" / "run.json").write_text("not json")
+    with pytest.raises(RunStoreError, match=r"run\.json is not valid JSON .* restore it, or delete it"):
+        build(tmp_path / "run")

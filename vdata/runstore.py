@@ -62,11 +62,21 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+class RunStoreError(RuntimeError):
+    """A run directory whose files were damaged from outside; the message says what to do."""
+
+
 def read_json(path: Path) -> Any | None:
+    """The parsed file, or None when it does not exist."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunStoreError(
+            f"{path} is not valid JSON ({exc}); vdata writes it atomically, so it was changed "
+            "from outside: restore it, or delete it to redo that part of the run"
+        ) from exc
 
 
 def concat_tables(paths: Iterable[Path]) -> pa.Table | None:
@@ -121,7 +131,11 @@ class RunStore:
 
     @staticmethod
     def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
-        return read_json(stage_dir / "manifest.json")
+        """A stage's manifest; a damaged one counts as none, so the stage is done again."""
+        try:
+            return read_json(stage_dir / "manifest.json")
+        except RunStoreError:
+            return None
 
     @staticmethod
     def write_manifest(stage_dir: Path, manifest: dict[str, Any]) -> None:

@@ -209,7 +209,7 @@ def run_pipeline(
         )
         chain.append((stage.name, fp, stage))
         previous = fp
-    _invalidate_changed(store, chain, console, quiet)
+    _invalidate_changed(store, chain, seed, console, quiet)
 
     started = time.monotonic()
     run["status"] = "running"
@@ -281,7 +281,7 @@ def _versions() -> dict[str, str]:
 
 
 def _invalidate_changed(
-    store: RunStore, chain: list[tuple[str, str, Stage | None]], console: Console, quiet: bool
+    store: RunStore, chain: list[tuple[str, str, Stage | None]], seed: int, console: Console, quiet: bool
 ) -> None:
     """Removes the first stage whose fingerprint changed and every stage after it."""
     wanted = {store.stage_dir(i, name).name: (i, fp, stage) for i, (name, fp, stage) in enumerate(chain)}
@@ -295,7 +295,7 @@ def _invalidate_changed(
             why = f"stage {stage_dir.name} is no longer in the recipe"
         elif manifest.get("fingerprint") not in (None, entry[1]):
             index = entry[0]
-            why = _describe_change(stage_dir.name, manifest, entry[2])
+            why = _describe_change(stage_dir.name, manifest, entry[2], seed)
         else:
             continue
         if first_changed is None or index < first_changed:
@@ -303,25 +303,27 @@ def _invalidate_changed(
     if first_changed is None:
         return
     doomed = [d for d in store.stage_dirs() if d.name[:2].isdigit() and int(d.name[:2]) >= first_changed]
-    later = max(len(doomed) - 1, 0)
-    message = f"{reason}: rerunning it and the {later} stage(s) after it" if first_changed else reason
+    rerun = [name for name, (i, _, _) in wanted.items() if i >= max(first_changed, 1)]
+    message = f"{reason}: rerunning {', '.join(sorted(rerun)) or 'nothing'}"
     console.print(f"[yellow]{message}[/yellow]" if not quiet else message, highlight=False, soft_wrap=True)
     for stage_dir in doomed:
         store.remove_stage(stage_dir)
 
 
-def _describe_change(dir_name: str, manifest: Mapping[str, Any], stage: Stage | None) -> str:
+def _describe_change(dir_name: str, manifest: Mapping[str, Any], stage: Stage | None, seed: int) -> str:
     if stage is None:
         return "the inputs changed"
     old = manifest.get("config") or {}
-    new = dict(stage.config)
+    new = json.loads(json.dumps(dict(stage.config), default=str))
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if keys:
         changes = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:5])
         return f"stage {dir_name} config changed ({changes})"
     if manifest.get("version") != stage.version:
         return f"stage {dir_name} version changed ({manifest.get('version')} -> {stage.version})"
-    return f"stage {dir_name} changed upstream (inputs, seed or an earlier stage)"
+    if stage.seeded and manifest.get("seed") != seed:
+        return f"stage {dir_name} seed changed ({manifest.get('seed')} -> {seed})"
+    return f"stage {dir_name} changed upstream (the inputs or an earlier stage)"
 
 
 def _write_inputs(
@@ -364,7 +366,8 @@ def _run_stage(
         store.remove_stage(stage_dir)
     manifest = manifest or {
         "stage": stage.name, "version": stage.version, "config": dict(stage.config),
-        "fingerprint": fp, "done": False, "shards": {}, "seconds": 0.0,
+        "seed": seed if stage.seeded else None, "fingerprint": fp,
+        "done": False, "shards": {}, "seconds": 0.0,
     }  # fmt: skip
     stage_dir.mkdir(parents=True, exist_ok=True)
     status = "resumed" if manifest["shards"] else "ran"
