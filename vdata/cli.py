@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +24,7 @@ A typical session:
 
 \b
   vdata serve local                 start the embedded model (SmolLM2-135M) for offline runs
+  vdata split videos/ --out runs/clips   cut videos into 10 s clips (or --mode scene)
   vdata validate data.jsonl         check a dataset (vdata or Video-R1 rows) row by row
   vdata inspect runs/demo           splits, sizes and field statistics of a dataset or run
 
@@ -155,6 +158,76 @@ def _compact(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
     return str(value)
+
+
+class SplitMode(str, Enum):
+    fixed = "fixed"
+    scene = "scene"
+
+
+class MaterializeMode(str, Enum):
+    none = "none"
+    copy = "copy"
+    exact = "exact"
+
+
+@app.command()
+def split(
+    videos: Annotated[list[Path], typer.Argument(help="Video files, or folders to search for videos.")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory; rerun the command to resume.")],
+    mode: Annotated[SplitMode, typer.Option(help="fixed-length clips, or scene clips.")] = SplitMode.fixed,
+    clip_seconds: Annotated[float, typer.Option(help="Clip length for --mode fixed.")] = 10.0,
+    min_clip_seconds: Annotated[float, typer.Option(help="Shorter scenes join a neighbour.")] = 1.0,
+    max_clip_seconds: Annotated[float, typer.Option(help="Longer scenes are split evenly; 0: never.")] = 60.0,
+    threshold: Annotated[float, typer.Option(help="AdaptiveDetector adaptive_threshold.")] = 3.5,
+    window_width: Annotated[int, typer.Option(help="AdaptiveDetector window_width (frames).")] = 3,
+    min_scene_seconds: Annotated[float, typer.Option(help="AdaptiveDetector min_scene_len.")] = 0.6,
+    frame_skip: Annotated[int, typer.Option(help="Look at every (N+1)-th frame when detecting scenes.")] = 0,
+    all_frames: Annotated[
+        bool,
+        typer.Option(
+            "--all-frames",
+            help="Decode every frame for frame-exact cuts (default: reference frames, ~2x faster).",
+        ),
+    ] = False,
+    materialize: Annotated[
+        MaterializeMode,
+        typer.Option(help="Also write clip files: copy (keyframe-snapped) or exact (re-encoded)."),
+    ] = MaterializeMode.none,
+    workers: Annotated[int, typer.Option(help="Processes over files; default: one per core.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")] = False,
+) -> None:
+    """Cut videos into clips: OUT/clips.parquet (time ranges) and OUT/rejects/*.parquet.
+
+    Bad files (empty, truncated, not a video, audio only, unreadable) become reject
+    rows with a reason; the run goes on. Files are only cut with --materialize.
+    """
+    from vdata.segment import SceneOptions
+    from vdata.split import SplitConfig, split_videos
+
+    scene = SceneOptions(
+        adaptive_threshold=threshold,
+        window_width=window_width,
+        min_scene_len_s=min_scene_seconds,
+        frame_skip=frame_skip,
+        reference_frames_only=not all_frames,
+    )
+    config = SplitConfig(
+        mode=mode.value,
+        clip_seconds=clip_seconds,
+        min_clip_seconds=min_clip_seconds,
+        max_clip_seconds=max_clip_seconds or None,
+        scene=scene,
+        materialize=materialize.value,
+        workers=workers or (os.cpu_count() or 1),
+    )
+    try:
+        result = split_videos(videos, out, config, quiet=quiet)
+    except ValueError as exc:
+        _fail(str(exc))
+    clips = result.stages[-1].rows_out
+    rejected = sum(r.rejected for r in result.stages)
+    err.print(f"{clips} clips in {out / 'clips.parquet'}; {rejected} rejected (see {out / 'rejects'})")
 
 
 @serve_app.command("local")

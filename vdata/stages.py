@@ -16,7 +16,7 @@ import random
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,10 @@ import vdata
 from vdata.runstore import RunStore, concat_tables
 
 STAGE_ERROR = "stage_error"
+
+
+def _no_progress(n: int) -> None:
+    """The progress callback of a context that reports nowhere (picklable, unlike a lambda)."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class StageContext:
     shard: int
     seed: int
     run_dir: Path
-    advance: Callable[[int], None] = lambda n: None
+    advance: Callable[[int], None] = _no_progress
 
     def rng(self, *key: Any) -> random.Random:
         """A random generator fixed by the run seed, the stage and `key`."""
@@ -96,28 +100,54 @@ class Stage:
 
 @dataclass
 class MapStage(Stage):
-    """fn(row, ctx) returns a row, a list of rows, or a Reject. Exceptions become rejects."""
+    """fn(row, ctx) returns a row, a list of rows, or a Reject. Exceptions become rejects.
+
+    With workers > 1 the rows of a shard go through a process pool; fn must then be
+    picklable (a module-level function, or functools.partial of one).
+    """
+
+    workers: int = 1
 
     def apply(self, rows: list[dict[str, Any]], ctx: StageContext) -> StageOutput:
         out = StageOutput()
-        for index, row in enumerate(rows):
-            try:
-                result = self.fn(row, ctx)
-            except Exception as exc:  # one bad row must not end the run
-                last = traceback.extract_tb(exc.__traceback__)[-1]
-                result = Reject(
-                    STAGE_ERROR,
-                    f"{type(exc).__name__}: {exc} (at {Path(last.filename).name}:{last.lineno})",
-                )
-            for item in result if isinstance(result, list) else [result]:
+        workers = min(self.workers, len(rows))
+        if workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            portable = replace(ctx, advance=_no_progress)
+            context = multiprocessing.get_context("forkserver")
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                futures = [pool.submit(_call_row, self.fn, row, portable) for row in rows]
+                results = []
+                for future in futures:
+                    results.append(future.result())
+                    ctx.advance(1)
+        else:
+            results = []
+            for row in rows:
+                results.append(_call_row(self.fn, row, ctx))
+                ctx.advance(1)
+        for index, (row, result) in enumerate(zip(rows, results, strict=True)):
+            for item in result:
                 if isinstance(item, Reject):
                     ref = item.input_ref or row_ref(row, ctx.shard, index)
                     payload = row if item.payload is None else item.payload
                     out.rejects.append(Reject(item.reason, item.detail, ref, payload))
                 elif item is not None:
                     out.rows.append(item)
-            ctx.advance(1)
         return out
+
+
+def _call_row(fn: Callable[..., Any], row: dict[str, Any], ctx: StageContext) -> list[Any]:
+    """fn(row, ctx) as a list of rows and Rejects; an exception becomes a stage_error Reject."""
+    try:
+        result = fn(row, ctx)
+    except Exception as exc:  # one bad row must not end the run
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{Path(last.filename).name}:{last.lineno}"
+        return [Reject(STAGE_ERROR, f"{type(exc).__name__}: {exc} (at {where})")]
+    return result if isinstance(result, list) else [result]
 
 
 @dataclass

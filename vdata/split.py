@@ -1,0 +1,200 @@
+"""`vdata split`: probe videos, cut them into clips, optionally write clip files.
+
+The stage functions here (`probe_row`, `segment_row`, `materialize_row`) are the
+ones recipes use for their ingest and segment stages.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from vdata.runstore import atomic_write_table
+from vdata.segment import (
+    Materialize,
+    Mode,
+    SceneOptions,
+    cut_copy,
+    cut_exact,
+    detect_cuts,
+    discover_videos,
+    fixed_ranges,
+    scene_ranges,
+)
+from vdata.stages import MapStage, Reject, RunResult, StageContext, run_pipeline
+from vdata.video import VideoError, probe
+
+CLIP_SCHEMA = pa.schema(
+    [
+        ("video", pa.string()),
+        ("sha256", pa.string()),
+        ("clip_index", pa.int32()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("method", pa.string()),
+        ("video_duration_s", pa.float64()),
+        ("fps", pa.float64()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("clip_path", pa.string()),
+        ("cut_start_s", pa.float64()),
+        ("cut_end_s", pa.float64()),
+        ("note", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    mode: Mode = "fixed"
+    clip_seconds: float = 10.0
+    min_clip_seconds: float = 1.0
+    max_clip_seconds: float | None = 60.0
+    scene: SceneOptions = field(default_factory=SceneOptions)
+    materialize: Materialize = "none"
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+    def segment_config(self) -> dict[str, Any]:
+        """What changes the clips (and so reruns the segment stage when changed)."""
+        settings: dict[str, Any] = {"mode": self.mode}
+        if self.mode == "fixed":
+            settings["clip_seconds"] = self.clip_seconds
+        else:
+            settings.update(
+                min_clip_seconds=self.min_clip_seconds,
+                max_clip_seconds=self.max_clip_seconds,
+                **asdict(self.scene),
+            )
+        return settings
+
+
+# ---------------------------------------------------------------- stage functions
+
+
+def probe_row(row: dict[str, Any], ctx: StageContext | None = None) -> dict[str, Any] | Reject:
+    """{'video': path} -> the probe's fields, or a Reject naming what is wrong with the file."""
+    path = row["video"]
+    if row.get("found") == "symlink_loop":
+        return Reject("symlink_loop", f"{path}: folder links loop back to a folder already read", path)
+    try:
+        result = probe(path)
+    except VideoError as exc:
+        return Reject(exc.reason, str(exc), path)
+    return {**result.to_row(), "video": path}
+
+
+def segment_row(
+    row: dict[str, Any], ctx: StageContext | None = None, *, config: SplitConfig, threads: int = 1
+) -> list[dict[str, Any] | Reject]:
+    """One probed video -> its clips; a video that stops decoding early keeps the clips
+    before the break and gets a reject row for the part after it."""
+    path = row["video"]
+    usable = row["broken_at_s"] if row.get("broken_at_s") is not None else row["duration_s"]
+    note = row.get("note") or ""
+    if config.mode == "fixed":
+        ranges = fixed_ranges(usable, config.clip_seconds)
+    else:
+        scan = detect_cuts(path, usable, config.scene, threads=threads)
+        if scan.error:
+            usable, note = scan.decoded_until_s, scan.error
+        ranges = scene_ranges(
+            scan.cuts, usable, min_clip_s=config.min_clip_seconds, max_clip_s=config.max_clip_seconds
+        )
+    out: list[dict[str, Any] | Reject] = [
+        {
+            "video": path,
+            "sha256": row["sha256"],
+            "clip_index": index,
+            "start_s": start,
+            "end_s": end,
+            "method": config.mode,
+            "video_duration_s": row["duration_s"],
+            "fps": row["fps"],
+            "width": row["width"],
+            "height": row["height"],
+            "clip_path": None,
+            "cut_start_s": None,
+            "cut_end_s": None,
+            "note": note,
+        }
+        for index, (start, end) in enumerate(ranges)
+    ]
+    if note:
+        kept = f"clips up to {usable:.2f}s kept" if ranges else "no clip could be kept"
+        out.append(
+            Reject(
+                "broken_stream",
+                f"{path}: {note}; {kept}, the rest of the {row['duration_s']:.2f}s lost",
+                path,
+            )
+        )
+    return out
+
+
+def materialize_row(
+    row: dict[str, Any], ctx: StageContext | None = None, *, mode: Materialize, out_dir: str
+) -> dict[str, Any] | Reject:
+    """Writes one clip file under OUT/clips/ and records the times actually cut."""
+    video = Path(row["video"])
+    relative = Path("clips") / f"{video.stem}-{row['sha256'][:8]}" / f"clip-{row['clip_index']:04d}.mp4"
+    cut = cut_copy if mode == "copy" else cut_exact
+    try:
+        result = cut(video, row["start_s"], row["end_s"], Path(out_dir) / relative)
+    except VideoError as exc:
+        return Reject(exc.reason, str(exc), f"{video}#{row['clip_index']}")
+    return {**row, "clip_path": relative.as_posix(), "cut_start_s": result.start_s, "cut_end_s": result.end_s}
+
+
+# ---------------------------------------------------------------- the run
+
+
+def split_stages(config: SplitConfig, n_videos: int, out: str | Path) -> list[MapStage]:
+    workers = max(1, min(config.workers, n_videos))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    stages = [
+        MapStage("probe", probe_row, workers=workers),
+        MapStage(
+            "segment",
+            functools.partial(segment_row, config=config, threads=threads),
+            config=config.segment_config(),
+            schema=CLIP_SCHEMA,
+            workers=workers,
+        ),
+    ]
+    if config.materialize != "none":
+        stages.append(
+            MapStage(
+                "materialize",
+                functools.partial(materialize_row, mode=config.materialize, out_dir=str(Path(out).resolve())),
+                config={"materialize": config.materialize},
+                schema=CLIP_SCHEMA,
+                workers=max(1, config.workers),
+            )
+        )
+    return stages
+
+
+def split_videos(
+    paths: Sequence[str | Path], out: str | Path, config: SplitConfig = SplitConfig(), *, quiet: bool = False
+) -> RunResult:
+    """Clips of every video under `paths` into OUT/clips.parquet; rejects into OUT/rejects/."""
+    inputs = discover_videos(paths)
+    stages = split_stages(config, len(inputs), out)
+    result = run_pipeline(
+        out,
+        "split@1",
+        inputs,
+        stages,
+        config={**config.segment_config(), "materialize": config.materialize},
+        shard_rows=64,
+        quiet=quiet,
+    )
+    table = result.final_table()
+    atomic_write_table(Path(out) / "clips.parquet", table if table is not None else CLIP_SCHEMA.empty_table())
+    return result
