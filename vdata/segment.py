@@ -5,7 +5,7 @@ times snap to keyframes (and are recorded), or an exact re-encode.
 
 Scene detection runs PySceneDetect's AdaptiveDetector on frames that vdata
 decodes itself: PyAV with the H.264/HEVC in-loop filter skipped (it smooths
-block edges and does not move cuts), by default only reference frames decoded
+block edges; skipping it lowers frame scores by a few percent), by default only reference frames decoded
 (plain B-frames skipped, so cuts may come a few frames late), frames shrunk by taking every n-th pixel
 of the Y, U and V planes (no full-size colour conversion), and the video
 processed as fixed-length chunks on threads, each chunk warmed up on the
@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
@@ -327,7 +328,7 @@ def cut_exact(
                     encoder.pix_fmt = "yuv420p"
                     first = t
                 image = frame.reformat(encoder.width, encoder.height, format="yuv420p")
-                image.pts, image.time_base = written, None
+                image.pts, image.time_base = written, Fraction(1, 1) / Fraction(rate)
                 for packet in encoder.encode(image):
                     output.mux(packet)
                 written += 1

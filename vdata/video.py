@@ -140,6 +140,8 @@ def probe(path: str | Path, *, hash_file: bool = True) -> VideoProbe:
         times, broken_at, scan_error = _scan_packets(container, stream, start)
         has_audio = bool(container.streams.audio)
         declared = _declared_duration(container, stream)
+        average_rate = float(stream.average_rate) if stream.average_rate else None
+        codec = stream.codec_context.name
     finally:
         container.close()
     if len(times) <= 1:
@@ -149,7 +151,7 @@ def probe(path: str | Path, *, hash_file: bool = True) -> VideoProbe:
     step = _median_step(times)
     end = times[-1] + step
     duration = end if broken_at is not None or declared is None else max(min(declared, end + step), end)
-    rate = float(stream.average_rate) if stream.average_rate else (len(times) - 1) / (times[-1] - times[0])
+    rate = average_rate or (len(times) - 1) / (times[-1] - times[0])
     if duration <= 0:
         raise VideoError("too_short", path, "zero duration")
     width, height = first.width, first.height
@@ -168,7 +170,7 @@ def probe(path: str | Path, *, hash_file: bool = True) -> VideoProbe:
         width=width,
         height=height,
         rotation=rotation,
-        codec=stream.codec_context.name,
+        codec=codec,
         pix_fmt=first.format.name,
         has_audio=has_audio,
         size_bytes=Path(path).stat().st_size,
