@@ -173,7 +173,12 @@ class MaterializeMode(str, Enum):
 
 @app.command()
 def split(
-    videos: Annotated[list[Path], typer.Argument(help="Video files, or folders to search for videos.")],
+    videos: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Video files, or folders to search for videos.", readable=False, resolve_path=False
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Run directory; rerun the command to resume.")],
     mode: Annotated[SplitMode, typer.Option(help="fixed-length clips, or scene clips.")] = SplitMode.fixed,
     clip_seconds: Annotated[float, typer.Option(help="Clip length for --mode fixed.")] = 10.0,

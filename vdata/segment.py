@@ -104,7 +104,7 @@ class SceneScan:
     cuts: list[float]
     frames_seen: int
     decoded_until_s: float
-    error: str = ""  # set when decoding broke before the end
+    error: str = ""  # packets that failed to decode (skipped; decoding went on)
 
 
 def detect_cuts(
@@ -124,13 +124,13 @@ def detect_cuts(
         for cut in part.cuts:
             if not cuts or cut - cuts[-1] >= options.min_scene_len_s - 1e-6:
                 cuts.append(cut)
-    broken = next((p for p in parts if p.error), None)
-    until = broken.decoded_until_s if broken else duration_s
+    errors = [p.error for p in parts if p.error]
+    last = parts[-1].decoded_until_s
     return SceneScan(
-        cuts=[c for c in cuts if c < until],
+        cuts=[c for c in cuts if c <= last],
         frames_seen=sum(p.frames_seen for p in parts),
-        decoded_until_s=until,
-        error=broken.error if broken else "",
+        decoded_until_s=last,
+        error="; ".join(errors),
     )
 
 
@@ -182,12 +182,24 @@ def _scan_chunk(path: str | Path, start: float, end: float | None, options: Scen
     stop = None if end is None else end + options.warmup_s + (options.window_width + 1) / rate
     report_until = None if end is None else end + options.warmup_s
     cuts: list[float] = []
-    seen, last_t, index, error = 0, start, 0, ""
+    seen, last_t, index, failures, first_failure = 0, start, 0, 0, ""
     shrink = None
+
+    def frames():
+        """Decoded frames, packet by packet: a packet that fails to decode is counted and
+        skipped, and decoding picks up again at the next keyframe."""
+        nonlocal failures, first_failure
+        for packet in container.demux(stream):
+            try:
+                yield from stream.decode(packet if packet.size else None)
+            except av.error.FFmpegError as exc:
+                failures += 1
+                first_failure = first_failure or f"{exc} near {last_t:.2f}s"
+
     try:
         if start > 0:
             container.seek(int((start + origin) / stream.time_base), stream=stream, backward=True)
-        for frame in container.decode(stream):
+        for frame in frames():
             t = float(frame.pts * stream.time_base) - origin if frame.pts is not None else last_t
             if t < start - 1e-6:
                 continue
@@ -205,10 +217,9 @@ def _scan_chunk(path: str | Path, start: float, end: float | None, options: Scen
                 at = cut.frame_num / rate
                 if at >= start + guard - 1e-6 and (report_until is None or at < report_until - 1e-6):
                     cuts.append(round(at, 6))
-    except av.error.FFmpegError as exc:
-        error = f"decoding stopped at {last_t:.2f}s: {exc}"
     finally:
         container.close()
+    error = f"{failures} packet(s) failed to decode, the first: {first_failure}" if failures else ""
     return SceneScan(cuts=cuts, frames_seen=seen, decoded_until_s=last_t, error=error)
 
 

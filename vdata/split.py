@@ -102,7 +102,7 @@ def segment_row(
     else:
         scan = detect_cuts(path, usable, config.scene, threads=threads)
         if scan.error:
-            usable, note = scan.decoded_until_s, scan.error
+            note = "; ".join(n for n in (note, scan.error) if n)
         ranges = scene_ranges(
             scan.cuts, usable, min_clip_s=config.min_clip_seconds, max_clip_s=config.max_clip_seconds
         )
@@ -125,15 +125,12 @@ def segment_row(
         }
         for index, (start, end) in enumerate(ranges)
     ]
-    if note:
+    if row.get("broken_at_s") is not None:
         kept = f"clips up to {usable:.2f}s kept" if ranges else "no clip could be kept"
-        out.append(
-            Reject(
-                "broken_stream",
-                f"{path}: {note}; {kept}, the rest of the {row['duration_s']:.2f}s lost",
-                path,
-            )
-        )
+        lost = f"{usable:.2f}s..{row['duration_s']:.2f}s"
+        out.append(Reject("broken_stream", f"{path}: {note}; {kept}, {lost} is lost", path))
+    elif note:
+        out.append(Reject("decode_errors", f"{path}: {note}; its clips are kept and flagged in 'note'", path))
     return out
 
 

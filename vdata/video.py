@@ -97,17 +97,35 @@ def open_video(path: str | Path) -> tuple[av.container.InputContainer, av.video.
     except PermissionError as exc:
         raise VideoError("permission_denied", path, "permission denied; make the file readable") from exc
     except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as exc:
-        raise VideoError(
-            "not_a_video",
-            path,
-            f"not a readable video container ({exc.__class__.__name__}); is it truncated?",
-        ) from exc
+        if _looks_like_video(path):
+            raise VideoError(
+                "truncated", path, "starts like a video file but cannot be read: it was probably cut off"
+            ) from exc
+        raise VideoError("not_a_video", path, f"not a video container that FFmpeg can read ({exc})") from exc
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["no"]
         container.close()
         reason = "audio_only" if kinds == ["audio"] else "no_video_stream"
         raise VideoError(reason, path, f"has {' and '.join(kinds)} streams but no video stream")
     return container, container.streams.video[0]
+
+
+_SIGNATURES = (
+    (4, b"ftyp"),  # MP4, MOV, 3GP
+    (0, b"\x1a\x45\xdf\xa3"),  # Matroska, WebM
+    (0, b"RIFF"),  # AVI
+    (0, b"FLV"),
+    (0, b"\x00\x00\x01\xba"),  # MPEG program stream
+)
+
+
+def _looks_like_video(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(200)
+    transport_stream = head[:1] == head[188:189] == b"\x47"  # a sync byte every 188 bytes
+    return transport_stream or any(
+        head[offset : offset + len(magic)] == magic for offset, magic in _SIGNATURES
+    )
 
 
 def stream_start_s(stream: av.video.stream.VideoStream) -> float:
