@@ -4,22 +4,26 @@ Files are written only on request (`materialize`): a stream copy whose cut
 times snap to keyframes (and are recorded), or an exact re-encode.
 
 Scene detection runs PySceneDetect's AdaptiveDetector on frames that vdata
-decodes itself: PyAV with the H.264/HEVC in-loop filter skipped (it smooths
-block edges; skipping it lowers frame scores by a few percent), by default only reference frames decoded
-(plain B-frames skipped, so cuts may come a few frames late), frames shrunk by taking every n-th pixel
-of the Y, U and V planes (no full-size colour conversion), and the video
-processed as fixed-length chunks on threads, each chunk warmed up on the
-seconds before it so that the detector's window and minimum scene length see
-what a single pass would. Chunk boundaries do not depend on the thread count,
-so the cuts do not either.
+decodes itself, for speed:
+- PyAV with the H.264/HEVC in-loop filter skipped (it smooths block edges;
+  skipping it lowers frame scores by a few percent);
+- by default only reference frames decoded (plain B-frames skipped, so a cut
+  may be found a few frames late);
+- frames shrunk by taking every n-th pixel of the Y, U and V planes, with one
+  small colour conversion instead of a full-size one;
+- the video cut at keyframes into pieces of about 20 s, scanned in parallel
+  processes; each piece runs a second into the next, whose detector starts cold,
+  and reports the cuts there. The pieces depend on the file alone, so the cuts
+  do not depend on the number of processes.
 """
 
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -117,8 +121,7 @@ def detect_cuts(
     if threads == 1 or len(chunks) == 1:
         parts = [_scan_chunk(path, start, end, options) for start, end in chunks]
     else:
-        with ThreadPoolExecutor(min(threads, len(chunks))) as pool:
-            parts = list(pool.map(lambda c: _scan_chunk(path, c[0], c[1], options), chunks))
+        parts = _scan_in_processes(path, chunks, options, min(threads, len(chunks)))
     cuts: list[float] = []
     for part in parts:
         for cut in part.cuts:
@@ -132,6 +135,28 @@ def detect_cuts(
         decoded_until_s=last,
         error="; ".join(errors),
     )
+
+
+def _scan_in_processes(
+    path: str | Path, chunks: list[tuple[float, float | None]], options: SceneOptions, workers: int
+) -> list[SceneScan]:
+    """Chunks in forked processes: the detector is Python code that holds the GIL, so
+    threads would take turns. Forked children start at once with everything imported;
+    they only decode and detect (OpenCV pinned to one thread), never touching locks
+    that another thread of the parent might hold."""
+    context = multiprocessing.get_context(
+        "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+    )
+    starts = [c[0] for c in chunks]
+    ends = [c[1] for c in chunks]
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_single_threaded_opencv) as pool:
+        return list(pool.map(_scan_chunk, [path] * len(chunks), starts, ends, [options] * len(chunks)))
+
+
+def _single_threaded_opencv() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def chunk_bounds(path: str | Path, duration_s: float, chunk_s: float) -> list[float]:
