@@ -45,7 +45,7 @@ def test_scene_cuts_of_a_known_video_are_found(tmp_path):
     path = tmp_path / "shots.mp4"
     truth = make_video(path, [3.0, 2.0, 4.0, 2.5])
     duration = probe(path).duration_s
-    exact = detect_cuts(path, duration, SceneOptions(reference_frames_only=False)).cuts
+    exact = detect_cuts(path, duration, SceneOptions(fast_decode=False)).cuts
     assert exact == pytest.approx(truth, abs=0.001)  # every frame decoded: the exact frame
     fast = detect_cuts(path, duration).cuts
     assert len(fast) == len(truth)
@@ -68,9 +68,9 @@ def test_chunked_detection_equals_one_pass_whatever_the_thread_count(tmp_path):
     path = tmp_path / "long.mp4"
     truth = make_video(path, [3.0, 4.0, 2.0, 5.0, 3.0, 4.0, 2.5, 3.5])  # 27 s
     duration = probe(path).duration_s
-    options = SceneOptions(chunk_s=6.0, reference_frames_only=False)
+    options = SceneOptions(chunk_s=6.0, fast_decode=False)
     assert len(chunk_bounds(path, duration, 6.0)) >= 3
-    one_pass = detect_cuts(path, duration, SceneOptions(chunk_s=1000, reference_frames_only=False)).cuts
+    one_pass = detect_cuts(path, duration, SceneOptions(chunk_s=1000, fast_decode=False)).cuts
     assert detect_cuts(path, duration, options, threads=1).cuts == one_pass
     assert detect_cuts(path, duration, options, threads=3).cuts == one_pass
     assert one_pass == pytest.approx(truth, abs=0.001)

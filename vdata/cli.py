@@ -188,11 +188,11 @@ def split(
     window_width: Annotated[int, typer.Option(help="AdaptiveDetector window_width (frames).")] = 3,
     min_scene_seconds: Annotated[float, typer.Option(help="AdaptiveDetector min_scene_len.")] = 0.6,
     frame_skip: Annotated[int, typer.Option(help="Look at every (N+1)-th frame when detecting scenes.")] = 0,
-    all_frames: Annotated[
+    full_decode: Annotated[
         bool,
         typer.Option(
-            "--all-frames",
-            help="Decode every frame for frame-exact cuts (default: reference frames, ~2x faster).",
+            "--full-decode",
+            help="Decode every frame in full: frame-exact cuts, PySceneDetect's own scores (slower).",
         ),
     ] = False,
     materialize: Annotated[
@@ -215,7 +215,7 @@ def split(
         window_width=window_width,
         min_scene_len_s=min_scene_seconds,
         frame_skip=frame_skip,
-        reference_frames_only=not all_frames,
+        fast_decode=not full_decode,
     )
     config = SplitConfig(
         mode=mode.value,

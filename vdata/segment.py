@@ -5,10 +5,9 @@ times snap to keyframes (and are recorded), or an exact re-encode.
 
 Scene detection runs PySceneDetect's AdaptiveDetector on frames that vdata
 decodes itself, for speed:
-- PyAV with the H.264/HEVC in-loop filter skipped (it smooths block edges;
-  skipping it lowers frame scores by a few percent);
-- by default only reference frames decoded (plain B-frames skipped, so a cut
-  may be found a few frames late);
+- by default, fast decoding: plain B-frames and the H.264/HEVC in-loop filter
+  skipped (a cut may be found a few frames late; frame scores drop a few
+  percent); `fast_decode=False` decodes every frame in full;
 - frames shrunk by taking every n-th pixel of the Y, U and V planes, with one
   small colour conversion instead of a full-size one;
 - the video cut at keyframes into pieces of about 20 s, scanned in parallel
@@ -48,10 +47,11 @@ class SceneOptions:
     min_content_val: float = 15.0
     detect_width: int = 128  # frames are shrunk to about this width before detection
     frame_skip: int = 0  # look at every (frame_skip + 1)-th frame
-    # Decode only frames that other frames refer to (skip plain B-frames): about half
-    # the decoding work; a cut on a skipped frame is found at the next decoded one,
-    # at most a few frames late. False decodes every frame, for frame-exact cuts.
-    reference_frames_only: bool = True
+    # Fast decoding: skip plain B-frames (no frame refers to them) and the in-loop
+    # filter: about half the decoding work; a cut on a skipped frame is found at the
+    # next decoded one, at most a few frames late, and frame scores drop a few percent.
+    # False decodes every frame in full: the scores PySceneDetect itself computes.
+    fast_decode: bool = True
     chunk_s: float = 20.0  # length of the pieces decoded in parallel (cut at keyframes)
     warmup_s: float = 1.0  # a piece runs this far into the next, whose detector starts cold
 
@@ -192,8 +192,8 @@ def _scan_chunk(path: str | Path, start: float, end: float | None, options: Scen
     from scenedetect import AdaptiveDetector, FrameTimecode
 
     container, stream = open_video(path)
-    stream.codec_context.options = {"skip_loop_filter": "all"}
-    if options.reference_frames_only:
+    if options.fast_decode:
+        stream.codec_context.options = {"skip_loop_filter": "all"}
         stream.codec_context.skip_frame = "NONREF"
     rate = float(stream.average_rate or stream.guessed_rate or 25)
     detector = AdaptiveDetector(
