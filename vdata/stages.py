@@ -9,6 +9,7 @@ stage after it when its configuration changes, and says so.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -60,6 +61,7 @@ class Reject:
 class StageOutput:
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
+    usage: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model: counters to add up
 
 
 @dataclass
@@ -71,6 +73,8 @@ class StageContext:
     seed: int
     run_dir: Path
     advance: Callable[[int], None] = _no_progress
+    status: Callable[[str], None] = _no_progress  # a short live line next to the progress bar
+    resources: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"models": ModelPool}
 
     def rng(self, *key: Any) -> random.Random:
         """A random generator fixed by the run seed, the stage and `key`."""
@@ -115,7 +119,7 @@ class MapStage(Stage):
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            portable = replace(ctx, advance=_no_progress)
+            portable = replace(ctx, advance=_no_progress, status=_no_progress, resources={})
             context = multiprocessing.get_context("forkserver")
             with ProcessPoolExecutor(workers, mp_context=context) as pool:
                 futures = [pool.submit(_call_row, self.fn, row, portable) for row in rows]
@@ -193,6 +197,7 @@ class StageReport:
     rows_out: int = 0
     rejected: int = 0
     seconds: float = 0.0
+    usage: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -220,6 +225,7 @@ def run_pipeline(
     shard_rows: int = 256,
     quiet: bool = False,
     console: Console | None = None,
+    resources: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Runs `stages` over `inputs` in `out`, resuming whatever an earlier run finished."""
     console = console or Console(stderr=True)
@@ -251,10 +257,13 @@ def run_pipeline(
         for index, stage in enumerate(stages, 1):
             stage_dir = store.stage_dir(index, stage.name)
             report = _run_stage(
-                store, stage, stage_dir, previous_dir, chain[index][1], seed, shard_rows, quiet, console
-            )
+                store, stage, stage_dir, previous_dir, chain[index][1], seed, shard_rows, quiet, console,
+                dict(resources or {}),
+            )  # fmt: skip
             reports.append(report)
             _record_stage(run, report, chain[index][1])
+            if report.usage:
+                run.setdefault("usage", {})[stage.name] = report.usage
             store.write_run(run)
             previous_dir = stage_dir
         run["status"] = "done"
@@ -381,12 +390,13 @@ def _run_stage(
     shard_rows: int,
     quiet: bool,
     console: Console,
+    resources: dict[str, Any],
 ) -> StageReport:
     manifest = store.read_manifest(stage_dir)
     if manifest and manifest.get("done") and manifest.get("fingerprint") == fp:
         report = StageReport(
             stage.name, stage_dir.name, "skipped", manifest["rows_in"], manifest["rows_out"],
-            manifest["rejected"], manifest.get("seconds", 0.0),
+            manifest["rejected"], manifest.get("seconds", 0.0), manifest.get("usage", {}),
         )  # fmt: skip
         _log_stage(report, quiet, console)
         return report
@@ -406,12 +416,22 @@ def _run_stage(
     with _progress(quiet, console) as progress:
         done_rows = sum(s["rows_in"] for s in manifest["shards"].values())
         task = progress.add_task(stage_dir.name, total=total_in, completed=done_rows)
-        advance = lambda n: progress.advance(task, n)  # noqa: E731
+
+        def context(shard: int) -> StageContext:
+            return StageContext(
+                stage.name,
+                shard,
+                seed,
+                store.root,
+                advance=lambda n: progress.advance(task, n),
+                status=lambda text: progress.update(task, description=f"{stage_dir.name} {text}"),
+                resources=resources,
+            )
+
         if stage.whole_dataset:
             table = concat_tables(input_shards)
             rows = table.to_pylist() if table is not None else []
-            ctx = StageContext(stage.name, 0, seed, store.root, advance)
-            out = stage.apply(rows, ctx)
+            out = stage.apply(rows, context(0))
             parts = [out.rows[i : i + shard_rows] for i in range(0, len(out.rows), shard_rows)] or [[]]
             for index, part in enumerate(parts):
                 store.write_shard(stage_dir, index, part, stage.schema)
@@ -423,7 +443,7 @@ def _run_stage(
                 if key in manifest["shards"]:
                     continue
                 rows = _read_rows(shard_path)
-                out = stage.apply(rows, StageContext(stage.name, index, seed, store.root, advance))
+                out = stage.apply(rows, context(index))
                 store.write_rejects(stage_dir, index, _reject_rows(out.rejects, stage.name))
                 store.write_shard(stage_dir, index, out.rows, stage.schema)
                 manifest["shards"][key] = _shard_entry(len(rows), out)
@@ -434,6 +454,7 @@ def _run_stage(
     entries = manifest["shards"].values()
     manifest["rows_in"] = sum(e["rows_in"] for e in entries)
     manifest["rows_out"] = sum(e["rows_out"] for e in entries)
+    manifest["usage"] = functools.reduce(merge_usage, (e.get("usage", {}) for e in entries), {})
     manifest["rejected"] = store.collect_rejects(stage_dir, stage.name)
     errors = sum(e["errors"] for e in entries)
     if manifest["rows_in"] and errors == manifest["rows_in"]:
@@ -444,7 +465,7 @@ def _run_stage(
     store.write_manifest(stage_dir, manifest)
     report = StageReport(
         stage.name, stage_dir.name, status, manifest["rows_in"], manifest["rows_out"],
-        manifest["rejected"], manifest["seconds"],
+        manifest["rejected"], manifest["seconds"], manifest["usage"],
     )  # fmt: skip
     _log_stage(report, quiet, console)
     return report
@@ -460,9 +481,24 @@ def _log_stage(report: StageReport, quiet: bool, console: Console) -> None:
         )
 
 
-def _shard_entry(rows_in: int, out: StageOutput) -> dict[str, int]:
+def _shard_entry(rows_in: int, out: StageOutput) -> dict[str, Any]:
     errors = sum(1 for r in out.rejects if r.reason == STAGE_ERROR)
-    return {"rows_in": rows_in, "rows_out": len(out.rows), "rejected": len(out.rejects), "errors": errors}
+    entry = {"rows_in": rows_in, "rows_out": len(out.rows), "rejected": len(out.rejects), "errors": errors}
+    return {**entry, "usage": out.usage} if out.usage else entry
+
+
+def merge_usage(a: Mapping[str, Mapping[str, Any]], b: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Adds per-model usage counters (of shards, or of runs). Values that are not numbers
+    (latency percentiles) are not additive: the later part's are kept."""
+    merged: dict[str, Any] = {model: dict(counters) for model, counters in a.items()}
+    for model, counters in b.items():
+        into = merged.setdefault(model, {})
+        for key, value in counters.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                into[key] = round(into.get(key, 0) + value, 6)
+            else:
+                into[key] = value
+    return merged
 
 
 def _reject_rows(rejects: list[Reject], stage: str) -> list[dict[str, Any]]:

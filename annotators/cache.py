@@ -1,0 +1,75 @@
+"""The request cache: a reply once paid for is never paid for again.
+
+SQLite in WAL mode; each success is committed as soon as it arrives, so a run
+killed at any point resends nothing it already has. The key hashes the model,
+the messages (images and videos replaced by the hash of their bytes), the
+sampling parameters and the response schema.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+_DATA_URL_PREFIX = "data:"
+
+
+def request_key(model: str, messages: list[dict[str, Any]], params: dict[str, Any], schema: Any) -> str:
+    payload = json.dumps(
+        {"model": model, "messages": _hash_media(messages), "params": params, "schema": schema},
+        sort_keys=True,
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _hash_media(value: Any) -> Any:
+    """Data URLs (frames, clips) become the sha256 of their bytes: small, stable keys."""
+    if isinstance(value, str) and value.startswith(_DATA_URL_PREFIX) and ";base64," in value[:80]:
+        header, _, data = value.partition(",")
+        return f"{header},sha256:{hashlib.sha256(base64.b64decode(data)).hexdigest()}"
+    if isinstance(value, dict):
+        return {k: _hash_media(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hash_media(v) for v in value]
+    return value
+
+
+class RequestCache:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, model TEXT, reply TEXT, created REAL)"
+        )
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, key: str, model: str, reply: dict[str, Any]) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)",
+                (key, model, json.dumps(reply, ensure_ascii=False), time.time()),
+            )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,122 @@
+"""Named model endpoints, one per role: where to send a request and how hard.
+
+An endpoint is written in config YAML as a mapping, or on the command line as
+`local`, `URL` or `URL@MODEL` (the model after the last '@'; keep credentials
+in the environment variable named by api_key_env, never in a URL).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ROLES = ("captioner", "reasoner", "rewriter", "judge", "policy")
+LOCAL = "local"
+
+
+class EndpointError(ValueError):
+    """An endpoint setting that cannot work; the message names it and says what to do."""
+
+
+class Endpoint(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    base_url: str = LOCAL  # "local": the embedded llama.cpp server, started on demand
+    model: str = ""  # empty: the local model, or the server's only model
+    api_key_env: str | None = None  # name of the environment variable holding the key
+    max_concurrency: int = Field(16, ge=1)
+    rpm: float | None = Field(None, gt=0)  # requests per minute
+    tpm: float | None = Field(None, gt=0)  # tokens per minute (prompt estimate + max_tokens)
+    timeout_s: float = Field(120.0, gt=0)
+    max_retries: int = Field(6, ge=0)  # for 429, 5xx, timeouts, connection errors
+    max_repairs: int = Field(2, ge=0)  # extra turns asking for valid JSON
+    structured: Literal["auto", "json_schema", "json_object", "prompt"] = "auto"
+    video_input: Literal["frames", "video_url"] = "frames"
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    price_in_per_mtok: float | None = None  # USD per million prompt tokens
+    price_out_per_mtok: float | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.base_url == LOCAL
+
+    def api_key(self) -> str:
+        if not self.api_key_env:
+            return "none"
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise EndpointError(
+                f"endpoint {self.base_url}: the environment variable {self.api_key_env} is not set; "
+                f"export {self.api_key_env}=... or drop api_key_env"
+            )
+        return key
+
+    def describe(self) -> str:
+        return f"{self.model or '(default model)'} at {self.base_url}"
+
+
+def parse_endpoint(text: str, named: dict[str, Endpoint] | None = None) -> Endpoint:
+    """`local`, a name from the config's endpoints, `URL` or `URL@MODEL`."""
+    text = text.strip()
+    if text == LOCAL:
+        return Endpoint()
+    if named and text in named:
+        return named[text]
+    if not text.startswith(("http://", "https://")):
+        known = ", ".join(sorted(named or {})) or "none"
+        raise EndpointError(
+            f"endpoint {text!r} is neither 'local', a URL (http://host:port/v1[@model]) "
+            f"nor a named endpoint (named: {known})"
+        )
+    url, model = text, ""
+    head, _, tail = text.rpartition("@")
+    if head.startswith(("http://", "https://")) and "/" in head[8:] and tail:
+        url, model = head, tail
+    return Endpoint(base_url=url.rstrip("/"), model=model)
+
+
+class Endpoints(BaseModel):
+    """The endpoint of each role; roles not given use the local model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    roles: dict[str, Endpoint] = Field(default_factory=dict)
+
+    def for_role(self, role: str) -> Endpoint:
+        return self.roles.get(role) or Endpoint()
+
+    def with_role(self, role: str, endpoint: Endpoint) -> Endpoints:
+        return Endpoints(roles={**self.roles, role: endpoint})
+
+    @classmethod
+    def load(cls, data: dict[str, Any] | None) -> Endpoints:
+        """From a config mapping: {role: "local" | "URL@MODEL" | {...} | name}, with an optional
+        `endpoints:` section of named endpoints that roles may refer to."""
+        data = dict(data or {})
+        try:
+            named = {k: Endpoint.model_validate(v) for k, v in (data.pop("endpoints", None) or {}).items()}
+            roles = {}
+            for role, value in data.items():
+                if role not in ROLES:
+                    raise EndpointError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+                roles[role] = (
+                    parse_endpoint(value, named) if isinstance(value, str) else Endpoint.model_validate(value)
+                )
+        except ValidationError as exc:
+            raise EndpointError(f"bad endpoint setting: {exc}") from exc
+        return cls(roles=roles)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Endpoints:
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise EndpointError(f"{path}: cannot read endpoints ({exc})") from exc
+        section = data.get("models", data) if isinstance(data, dict) else None
+        if not isinstance(section, dict):
+            raise EndpointError(f"{path}: expected a mapping of roles to endpoints")
+        return cls.load(section)

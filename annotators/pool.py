@@ -1,0 +1,86 @@
+"""The models of a run: endpoints per role, the shared local server, the cache."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from vdata.annotators.cache import RequestCache
+from vdata.annotators.client import ModelClient
+from vdata.annotators.endpoints import Endpoint, Endpoints
+from vdata.annotators.usage import Usage
+
+
+class ModelPool:
+    """Hands out clients per role. The embedded server starts on first use, is shared by
+    every role that uses it, and stops with the pool.
+
+    with ModelPool(endpoints, cache_path=run_dir / "cache.sqlite") as pool:
+        ...  # pass as run_pipeline(resources={"models": pool})
+    """
+
+    def __init__(
+        self,
+        endpoints: Endpoints | None = None,
+        *,
+        cache_path: str | Path | None = None,
+        refresh: bool = False,
+        log_dir: str | Path | None = None,
+    ):
+        self.endpoints = endpoints or Endpoints()
+        self.cache = RequestCache(cache_path) if cache_path else None
+        self.refresh = refresh
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.modes: dict[str, str] = {}  # structured-output mode found per endpoint
+        self._local = None
+        self._lock = threading.Lock()
+
+    def endpoint(self, role: str) -> Endpoint:
+        return self.endpoints.for_role(role)
+
+    def client(self, role: str, usage: Usage) -> ModelClient:
+        """A client for `role`; call inside the event loop that will use it."""
+        endpoint = self.endpoint(role)
+        base_url, model = endpoint.base_url, endpoint.model
+        if endpoint.is_local:
+            server = self._local_server()
+            base_url, model = server.base_url, model or server.model
+        return ModelClient(
+            endpoint,
+            base_url=base_url,
+            model=model,
+            usage=usage,
+            cache=self.cache,
+            refresh=self.refresh,
+            modes=self.modes,
+        )
+
+    def model_name(self, role: str) -> str:
+        """The model a role will use, without starting anything."""
+        from vdata.annotators.local_server import LOCAL_MODEL_NAME
+
+        endpoint = self.endpoint(role)
+        return endpoint.model or (LOCAL_MODEL_NAME if endpoint.is_local else "(server default)")
+
+    def _local_server(self):
+        from vdata.annotators.local_server import LocalServer
+
+        with self._lock:
+            if self._local is None:
+                log = self.log_dir / "local-server.log" if self.log_dir else None
+                self._local = LocalServer(log_path=log).start()
+            return self._local
+
+    def close(self) -> None:
+        with self._lock:
+            if self._local is not None:
+                self._local.stop()
+                self._local = None
+        if self.cache is not None:
+            self.cache.close()
+
+    def __enter__(self) -> ModelPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,207 @@
+"""A real HTTP server on loopback for testing and measuring annotators.
+
+`FaultProxy` sits in front of a real OpenAI-compatible server (the embedded
+llama.cpp one), counts every request, and injects faults at set rates: 429 with
+Retry-After, 500, timeouts, truncated bodies, and replies whose content is not
+JSON. With no upstream it is a stand-in server that answers every request after
+a fixed latency; it models a remote GPU server, and whatever measures with it
+must say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+FAULTS = ("rate_limit", "server_error", "timeout", "truncated", "invalid_json")
+
+
+@dataclass
+class Seen:
+    at: float
+    prompt: str  # sha256 of the request's messages
+    fault: str  # "" when the request was served normally
+    item: str = ""  # sha256 of the first message: the same for an item's repair turns
+
+
+@dataclass
+class FaultProxy:
+    upstream: str | None = None  # e.g. http://127.0.0.1:8080 ; None: the stand-in server
+    rates: dict[str, float] = field(default_factory=dict)  # fault -> probability per request
+    seed: int = 0
+    retry_after_s: float = 0.2
+    hang_s: float = 30.0  # how long a "timeout" request hangs before giving up
+    latency_s: float = 0.2  # the stand-in server's fixed latency
+    fail_prompts: set[str] = field(default_factory=set)  # prompts (substring) that always get 500
+
+    def __post_init__(self) -> None:
+        unknown = set(self.rates) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
+        self.seen: list[Seen] = []
+        self.faults: Counter[str] = Counter()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._rng = random.Random(self.seed)
+        self._lock = threading.Lock()
+        self._server = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> FaultProxy:
+        import uvicorn
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self._app, host="127.0.0.1", port=self.port, log_level="error", lifespan="off", interface="asgi3"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the test proxy did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+            self._thread.join(10)
+            self._server = None
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def requests_for(self, prompt_hash: str) -> int:
+        return sum(1 for s in self.seen if s.prompt == prompt_hash)
+
+    # ------------------------------------------------------------ the ASGI app
+
+    async def _app(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if scope["method"] == "GET":  # /v1/models
+            status, headers, payload = await asyncio.to_thread(self._forward, "GET", scope["path"], None)
+            await _respond(send, status, headers, payload)
+            return
+        request = json.loads(body or b"{}")
+        messages = request.get("messages") or [None]
+        prompt = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
+        item = hashlib.sha256(json.dumps(messages[0], sort_keys=True).encode()).hexdigest()
+        fault = self._pick(request)
+        with self._lock:
+            self.seen.append(Seen(time.monotonic(), prompt, fault, item))
+            self.faults[fault or "ok"] += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await self._serve(send, scope["path"], body, request, fault)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _pick(self, request: dict) -> str:
+        text = json.dumps(request.get("messages"))
+        if any(marker in text for marker in self.fail_prompts):
+            return "server_error"
+        with self._lock:
+            draw = self._rng.random()
+        for fault in FAULTS:
+            draw -= self.rates.get(fault, 0.0)
+            if draw < 0:
+                return fault
+        return ""
+
+    async def _serve(self, send: Any, path: str, body: bytes, request: dict, fault: str) -> None:
+        error = {"error": {"message": f"injected {fault}", "type": "injected"}}
+        if fault == "rate_limit":
+            headers = [(b"retry-after", str(self.retry_after_s).encode())]
+            await _respond(send, 429, headers, json.dumps(error).encode())
+            return
+        if fault == "server_error":
+            await _respond(send, 500, [], json.dumps(error).encode())
+            return
+        if fault == "timeout":
+            await asyncio.sleep(self.hang_s)
+            await _respond(send, 504, [], json.dumps(error).encode())
+            return
+        if self.upstream is None:
+            await asyncio.sleep(self.latency_s)
+            status, headers, payload = 200, [], json.dumps(_stand_in_reply(request)).encode()
+        else:
+            status, headers, payload = await asyncio.to_thread(self._forward, "POST", path, body)
+        if status == 200 and fault == "truncated":
+            payload = payload[: len(payload) // 2]
+        elif status == 200 and fault == "invalid_json":
+            reply = json.loads(payload)
+            reply["choices"][0]["message"]["content"] = "Sure! Here it is: {not valid json"
+            payload = json.dumps(reply).encode()
+        await _respond(send, status, headers, payload)
+
+    def _forward(self, method: str, path: str, body: bytes | None) -> tuple[int, list, bytes]:
+        request = urllib.request.Request(
+            self.upstream.rstrip("/") + path,
+            data=body,
+            method=method,
+            headers={"content-type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=600) as response:
+                return response.status, [], response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, [], exc.read()
+
+
+async def _respond(send: Any, status: int, headers: list, payload: bytes) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _stand_in_reply(request: dict) -> dict:
+    """A fixed, valid chat completion; for a response_format with a schema, a fixed valid object."""
+    content = "ok"
+    response_format = request.get("response_format") or {}
+    if response_format.get("type") in ("json_object", "json_schema"):
+        content = json.dumps({"answer": "yes"})
+    return {
+        "id": "stand-in",
+        "object": "chat.completion",
+        "created": 0,
+        "model": request.get("model", "stand-in"),
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
+    }

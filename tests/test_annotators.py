@@ -1,0 +1,189 @@
+"""Annotator parts that need no model: endpoints, cache keys, limits, JSON extraction,
+message building, offline vLLM requests, accounting."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+
+import numpy as np
+import pytest
+from pydantic import BaseModel
+from videos import make_video
+
+from vdata.annotators.cache import RequestCache, request_key
+from vdata.annotators.client import extract_json
+from vdata.annotators.endpoints import EndpointError, Endpoints, parse_endpoint
+from vdata.annotators.limits import TokenBucket, backoff_seconds, parse_retry_after
+from vdata.annotators.messages import frames_content, jpeg_data_url, video_url_content
+from vdata.annotators.usage import Usage
+from vdata.annotators.vllm_offline import ChatRequest, OfflineVLLM, VLLMMissing, sampling_arguments
+from vdata.stages import merge_usage
+from vdata.video import probe, sample_frames
+
+
+class Answer(BaseModel):
+    letter: str
+
+
+def test_endpoints_from_flags_and_yaml(tmp_path, monkeypatch):
+    assert parse_endpoint("local").is_local
+    remote = parse_endpoint("http://gpu-1:8000/v1@Qwen/Qwen2.5-VL-7B-Instruct")
+    assert (remote.base_url, remote.model) == ("http://gpu-1:8000/v1", "Qwen/Qwen2.5-VL-7B-Instruct")
+    assert parse_endpoint("http://gpu-1:8000/v1/").model == ""
+    config = tmp_path / "models.yaml"
+    config.write_text(
+        "models:\n"
+        "  endpoints:\n"
+        "    big: {base_url: 'http://h:8000/v1', model: m, api_key_env: MY_KEY,\n"
+        "          max_concurrency: 64, rpm: 600}\n"
+        "  reasoner: big\n"
+        "  captioner: {base_url: 'http://v:8001/v1', model: vl,\n"
+        "              video_input: video_url}\n"
+    )
+    endpoints = Endpoints.from_yaml(config)
+    assert endpoints.for_role("reasoner").max_concurrency == 64
+    assert endpoints.for_role("captioner").video_input == "video_url"
+    assert endpoints.for_role("judge").is_local  # roles not given use the local model
+    monkeypatch.delenv("MY_KEY", raising=False)
+    with pytest.raises(EndpointError, match="MY_KEY is not set"):
+        endpoints.for_role("reasoner").api_key()
+    monkeypatch.setenv("MY_KEY", "secret")
+    assert endpoints.for_role("reasoner").api_key() == "secret"
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"writer": "local"}, "unknown role 'writer'"),
+        ({"reasoner": "gpu-box"}, "neither 'local', a URL"),
+        ({"reasoner": {"base_url": "http://h/v1", "max_concurrency": 0}}, "bad endpoint setting"),
+        ({"reasoner": {"base_url": "http://h/v1", "temprature": 0.2}}, "bad endpoint setting"),
+    ],
+)
+def test_bad_endpoint_settings_say_what_is_wrong(data, message):
+    with pytest.raises(EndpointError, match=message):
+        Endpoints.load(data)
+
+
+def test_extract_json_from_plain_fenced_and_chatty_replies():
+    assert extract_json('{"a": 1}') == '{"a": 1}'
+    assert extract_json('Here:\n```json\n{"a": 1}\n```') == '{"a": 1}'
+    assert extract_json('Sure! {"a": "x } y", "b": {"c": 2}} Done.') == '{"a": "x } y", "b": {"c": 2}}'
+    with pytest.raises(ValueError, match="no JSON object"):
+        extract_json("no json here")
+    with pytest.raises(ValueError, match="cut off"):
+        extract_json('Reply: {"a": [1, 2')
+
+
+def test_cache_keys_hash_media_and_cover_everything_that_changes_the_reply(tmp_path):
+    red, blue = np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 200, np.uint8)
+
+    def messages(frame):
+        return [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": jpeg_data_url(frame)}}]}
+        ]
+
+    base = request_key("m", messages(red), {"temperature": 0}, None)
+    assert base == request_key("m", messages(red), {"temperature": 0}, None)
+    assert base != request_key("m", messages(blue), {"temperature": 0}, None)
+    assert base != request_key("m2", messages(red), {"temperature": 0}, None)
+    assert base != request_key("m", messages(red), {"temperature": 0.6}, None)
+    assert base != request_key("m", messages(red), {"temperature": 0}, Answer.model_json_schema())
+
+    cache = RequestCache(tmp_path / "cache.sqlite")
+    cache.put(base, "m", {"text": "hi"})
+    assert cache.get(base) == {"text": "hi"} and cache.get("other") is None
+    assert cache._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    cache.close()
+    assert RequestCache(tmp_path / "cache.sqlite").get(base) == {"text": "hi"}  # it persists
+
+
+def test_token_bucket_holds_the_rate():
+    async def take(n):
+        bucket = TokenBucket(per_minute=120)  # 2 a second, bursts of 20
+        started = time.monotonic()
+        for _ in range(n):
+            await bucket.take()
+        return time.monotonic() - started
+
+    assert asyncio.run(take(20)) < 0.5  # the burst
+    assert asyncio.run(take(24)) >= 1.9  # then 2 a second
+
+
+def test_retry_after_and_backoff():
+    assert parse_retry_after({"retry-after": "3"}) == 3.0
+    assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
+    assert 9 < parse_retry_after({"retry-after": _http_date(10)}) <= 10.5
+    assert parse_retry_after({}) is None
+    assert backoff_seconds(0, retry_after=2.0) >= 2.0
+    assert all(backoff_seconds(10, None, cap=5.0) <= 5.0 for _ in range(50))
+
+
+def _http_date(seconds_ahead: float) -> str:
+    import email.utils
+
+    return email.utils.formatdate(time.time() + seconds_ahead, usegmt=True)
+
+
+def test_frames_become_timestamped_jpeg_parts(tmp_path):
+    path = tmp_path / "v.mp4"
+    make_video(path, [3.0])
+    sampled = sample_frames(path, 0.0, 3.0, nframes=4, max_pixels=64 * 28 * 28)
+    parts = frames_content(sampled, "Describe the video.")
+    assert [p["type"] for p in parts] == ["text", "image_url"] * 4 + ["text"]
+    assert parts[0]["text"] == f"Frame at {sampled.timestamps[0]:.1f}s:"
+    url = parts[1]["image_url"]["url"]
+    assert url.startswith("data:image/jpeg;base64,")
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(base64.b64decode(url.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape[:2] == (sampled.height, sampled.width)
+
+
+def test_a_clip_becomes_one_video_url(tmp_path):
+    path = tmp_path / "v.mp4"
+    make_video(path, [6.0])
+    parts = video_url_content(path, 2.0, 4.0, "What happens?")
+    url = parts[0]["video_url"]["url"]
+    assert parts[0]["type"] == "video_url" and url.startswith("data:video/mp4;base64,")
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(base64.b64decode(url.split(",", 1)[1]))
+    assert probe(clip).duration_s == pytest.approx(2.0, abs=0.05)
+
+
+def test_offline_vllm_requests_are_built_without_vllm():
+    # vLLM needs a CUDA GPU and cannot run on these machines: only request building is tested here.
+    request = ChatRequest(
+        [{"role": "user", "content": "Pick"}], Answer, {"temperature": 0.6, "max_tokens": 64}
+    )
+    arguments = sampling_arguments(request)
+    assert arguments["json_schema"] == Answer.model_json_schema()
+    assert (arguments["temperature"], arguments["max_tokens"]) == (0.6, 64)
+    with pytest.raises(ValueError, match="does not take"):
+        sampling_arguments(ChatRequest([], None, {"temprature": 1}))
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(VLLMMissing, match=r'pip install "vdata\[vllm\]"'):
+            OfflineVLLM("Qwen/Qwen2.5-0.5B-Instruct")
+
+
+def test_usage_summaries_add_up_across_shards():
+    usage = Usage()
+    usage.set_price("m", 1.0, 2.0)
+    counters = usage.of("m")
+    counters.requests, counters.successes, counters.prompt_tokens, counters.completion_tokens = (
+        3,
+        3,
+        1000,
+        500,
+    )
+    counters.latencies_s += [0.1, 0.2, 0.3]
+    one = usage.summary()
+    assert one["m"]["cost_usd"] == pytest.approx(0.002)
+    assert one["m"]["latency_s"]["p50"] == pytest.approx(0.2)
+    both = merge_usage(one, one)
+    assert both["m"]["requests"] == 6 and both["m"]["cost_usd"] == pytest.approx(0.004)
+    assert "tok" in usage.line()

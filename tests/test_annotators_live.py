@@ -1,0 +1,194 @@
+"""The annotator client against the real embedded model (SmolLM2-135M on llama.cpp), through a
+real HTTP proxy on loopback that counts requests and injects faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Literal
+
+import pyarrow.parquet as pq
+import pytest
+from annotate_recipe import WORDS, build
+from pydantic import BaseModel
+
+from vdata.annotators.endpoints import Endpoint, Endpoints
+from vdata.annotators.local_server import LocalServer
+from vdata.annotators.pool import ModelPool
+from vdata.annotators.testing import FaultProxy
+from vdata.annotators.usage import Usage
+
+pytestmark = pytest.mark.slow
+RECIPE = Path(__file__).with_name("annotate_recipe.py")
+
+
+class Quiz(BaseModel):
+    question: str
+    answer: Literal["A", "B", "C", "D"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with LocalServer(log_path=tmp_path_factory.mktemp("server") / "server.log") as running:
+        yield running
+
+
+def upstream(server: LocalServer) -> str:
+    return server.base_url.removesuffix("/v1")
+
+
+def chat_all(endpoint: Endpoint, prompts: list[str], response=None, cache=None, **sampling):
+    """Every prompt through one client, concurrently; returns (replies, usage, pool modes)."""
+    usage = Usage()
+    with ModelPool(Endpoints(roles={"reasoner": endpoint}), cache_path=cache) as pool:
+
+        async def run():
+            client = pool.client("reasoner", usage)
+            try:
+                messages = [[{"role": "user", "content": p}] for p in prompts]
+                return await asyncio.wait_for(
+                    asyncio.gather(*(client.chat(m, response_model=response, **sampling) for m in messages)),
+                    timeout=300,
+                )
+            finally:
+                await client.close()
+
+        replies = asyncio.run(run())
+        return replies, usage, dict(pool.modes)
+
+
+def test_structured_json_from_the_real_model(server):
+    with FaultProxy(upstream(server)) as proxy:
+        endpoint = Endpoint(base_url=proxy.base_url, model=server.model)
+        replies, usage, modes = chat_all(
+            endpoint, ["Write a quiz question about the sun."], Quiz, max_tokens=120
+        )
+    assert replies[0].ok, replies[0].error
+    assert isinstance(replies[0].value, Quiz) and replies[0].value.answer in "ABCD"
+    assert list(modes.values()) in (["json_schema"], ["json_object"])  # found once, by a probe
+    counters = usage.of(server.model)
+    assert counters.successes == 1 and counters.prompt_tokens > 0 and counters.completion_tokens > 0
+
+
+def test_concurrency_is_bounded_and_used():
+    # A stand-in server with a fixed 200 ms latency (it models a remote GPU server).
+    with FaultProxy(None, latency_s=0.2) as stand_in:
+        endpoint = Endpoint(base_url=stand_in.base_url, model="stand-in", max_concurrency=4)
+        started = time.monotonic()
+        replies, usage, _ = chat_all(endpoint, [f"prompt {i}" for i in range(12)])
+        elapsed = time.monotonic() - started
+    assert all(r.ok for r in replies)
+    assert stand_in.max_in_flight == 4
+    assert 0.55 < elapsed < 2.0  # three waves of four, not twelve requests one by one
+
+
+def test_a_request_that_fails_for_good_is_a_reject_and_the_batch_goes_on(server, tmp_path):
+    with FaultProxy(upstream(server), fail_prompts={"coal"}) as proxy:
+        endpoint = Endpoint(
+            base_url=proxy.base_url, max_retries=2, structured="json_object", max_concurrency=2
+        )
+        result = build(tmp_path / "run", endpoint, words=["sky", "coal", "snow", "broken", "refused"])
+    rejects = {
+        r["input_ref"]: r for r in pq.read_table(tmp_path / "run" / "rejects" / "colour.parquet").to_pylist()
+    }
+    assert rejects["w1"]["reason"] == "server_error" and "HTTP 500" in rejects["w1"]["detail"]
+    assert "after 3 attempts" in rejects["w1"]["detail"]
+    assert rejects["w3"]["reason"] == "prompt_error" and "KeyError" in rejects["w3"]["detail"]
+    assert rejects["w4"]["reason"] == "refused"
+    assert result.stages[0].rows_out + len(rejects) == 5
+    usage = json.loads((tmp_path / "run" / "run.json").read_text())["usage"]["colour"]
+    (counters,) = usage.values()
+    assert counters["failures"] == 1 and counters["retries"] >= 2 and counters["prompt_tokens"] > 0
+
+
+def test_a_new_run_with_the_same_cache_sends_no_request(server, tmp_path):
+    cache = tmp_path / "shared-cache.sqlite"
+    words = WORDS[:6]
+    with FaultProxy(upstream(server)) as proxy:
+        endpoint = Endpoint(base_url=proxy.base_url, structured="json_object", max_concurrency=3)
+        first = build(tmp_path / "one", endpoint, words=words, cache=cache)
+        sent = len(proxy.seen)
+        second = build(tmp_path / "two", endpoint, words=words, cache=cache)
+        assert len(proxy.seen) == sent == 6  # the rerun reached the server zero times
+    assert first.final_table().equals(second.final_table())
+    usage = json.loads((tmp_path / "two" / "run.json").read_text())["usage"]["colour"]
+    (counters,) = usage.values()
+    assert counters["cache_hits"] == 6 and counters["requests"] == 0
+
+
+def _cached(path: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_sigkill_mid_batch_then_resume_repeats_no_finished_request(server, tmp_path):
+    out = tmp_path / "run"
+    with FaultProxy(upstream(server)) as proxy:
+        command = [sys.executable, str(RECIPE), "--out", str(out), "--endpoint", proxy.base_url]
+        process = subprocess.Popen(command, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while _cached(out / "cache.sqlite") < 4:
+            assert process.poll() is None, process.stderr.read().decode()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        killed_at = time.monotonic()
+        finished = _cached(out / "cache.sqlite")  # answers paid for before the kill
+        asked_before = {s.item for s in proxy.seen if s.at < killed_at}
+        rerun = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        assert rerun.returncode == 0, rerun.stderr
+        asked_after = {s.item for s in proxy.seen if s.at >= killed_at}
+    assert finished >= 4
+    # The resumed run asks only for the answers it lacks: the ones in flight at the kill and
+    # the ones never asked; nothing it had already paid for.
+    assert len(asked_after) == len(WORDS) - finished
+    assert len(asked_after & asked_before) == len(asked_before) - finished
+    table = pq.read_table(out / "stages" / "01-colour" / "part-00000.parquet")
+    rejects = pq.read_table(out / "rejects" / "colour.parquet")
+    assert table.num_rows + rejects.num_rows == len(WORDS)
+
+
+def test_injected_faults_end_as_successes_or_rejects_and_the_counters_add_up(server, tmp_path):
+    rates = {"rate_limit": 0.1, "server_error": 0.1, "timeout": 0.05, "truncated": 0.1, "invalid_json": 0.15}
+    prompts = [f"Which colour is the word number {i}? Answer in JSON." for i in range(20)]
+    with FaultProxy(upstream(server), rates=rates, seed=3, hang_s=4.0, retry_after_s=0.3) as proxy:
+        endpoint = Endpoint(
+            base_url=proxy.base_url,
+            max_concurrency=4,
+            timeout_s=2.0,
+            max_retries=4,
+            max_repairs=2,
+            structured="json_object",
+        )
+        started = time.monotonic()
+        replies, usage, _ = chat_all(endpoint, prompts, response=_Colour, max_tokens=32)
+        assert time.monotonic() - started < 240, "something hung"
+    counters = usage.of(next(iter(usage.models)))
+    assert len(replies) == 20
+    assert all(r.ok or r.reason in {"rate_limited", "server_error", "timeout", "bad_response", "invalid_json",
+                                    "schema_mismatch", "connection"} for r in replies)  # fmt: skip
+    assert all(r.error for r in replies if not r.ok)
+    assert counters.successes + counters.failures == 20
+    assert counters.successes == sum(r.ok for r in replies) and counters.successes >= 10
+    assert counters.requests == len(proxy.seen)  # every request that left the client arrived
+    assert counters.retries == counters.requests - counters.repairs - 20
+    assert all(proxy.faults[f] > 0 for f in rates), proxy.faults
+    # After a 429 the same prompt did not come back before its Retry-After.
+    for index, seen in enumerate(proxy.seen):
+        if seen.fault == "rate_limit":
+            later = [s.at for s in proxy.seen[index + 1 :] if s.prompt == seen.prompt]
+            assert not later or later[0] - seen.at >= 0.29
+
+
+class _Colour(BaseModel):
+    colour: str
