@@ -45,6 +45,26 @@ class Reply:
     completion_tokens: int = 0
 
 
+@dataclass
+class _Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+    @classmethod
+    def read(cls, body: str) -> _Completion:
+        data = json.loads(body)
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not choices:
+            raise _Failure("bad_response", "the server replied without choices")
+        usage = data.get("usage") or {}
+        return cls(
+            choices[0]["message"].get("content") or "",
+            usage.get("prompt_tokens") or 0,
+            usage.get("completion_tokens") or 0,
+        )
+
+
 class _Failure(Exception):
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)
@@ -99,7 +119,7 @@ class ModelClient:
         schema = response_model.model_json_schema() if response_model else None
         sampling = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed, **params}
         sampling = {k: v for k, v in sampling.items() if v is not None}
-        key = request_key(self.model, messages, sampling, schema)
+        key = request_key(self.model, messages, sampling, schema) if self.cache is not None else ""
         counters = self.usage.of(self.model)
         if self.cache is not None and not self.refresh:
             hit = self.cache.get(key)
@@ -135,13 +155,12 @@ class ModelClient:
             if turn:
                 self.usage.of(self.model).repairs += 1
             completion = await self._send(conversation, _response_format(mode, schema), sampling)
-            text = (completion.choices[0].message.content or "") if completion.choices else ""
-            if completion.usage is not None:
-                tokens[0] += completion.usage.prompt_tokens or 0
-                tokens[1] += completion.usage.completion_tokens or 0
-                counters = self.usage.of(self.model)
-                counters.prompt_tokens += completion.usage.prompt_tokens or 0
-                counters.completion_tokens += completion.usage.completion_tokens or 0
+            text = completion.text
+            tokens[0] += completion.prompt_tokens
+            tokens[1] += completion.completion_tokens
+            counters = self.usage.of(self.model)
+            counters.prompt_tokens += completion.prompt_tokens
+            counters.completion_tokens += completion.completion_tokens
             if response_model is None:
                 return Reply(ok=True, text=text, prompt_tokens=tokens[0], completion_tokens=tokens[1])
             try:
@@ -180,8 +199,7 @@ class ModelClient:
                     completion = await self._send(
                         probe, _response_format(mode, _PROBE_SCHEMA), {"max_tokens": 16, "temperature": 0}, 1
                     )
-                    text = completion.choices[0].message.content or ""
-                    if json.loads(extract_json(text)).get("answer") == "yes":
+                    if json.loads(extract_json(completion.text)).get("answer") == "yes":
                         self.modes[memo] = mode
                         return mode
                 except (_Failure, ValueError, AttributeError, IndexError):
@@ -216,9 +234,10 @@ class ModelClient:
             started = time.monotonic()
             retry_after = None
             try:
-                completion = await self._openai.chat.completions.create(**request, extra_body=extra or None)
-                if not getattr(completion, "choices", None):
-                    raise _Failure("bad_response", "the server replied without choices")
+                raw = await self._openai.chat.completions.with_raw_response.create(
+                    **request, extra_body=extra or None
+                )
+                completion = _Completion.read(raw.text)  # plain JSON: no response objects to build
                 counters.latencies_s.append(time.monotonic() - started)
                 return completion
             except openai.APITimeoutError:
@@ -234,7 +253,13 @@ class ModelClient:
                 detail = f"HTTP {status}: {_body_message(exc)}"
                 if reason == "bad_request" and status not in RETRYABLE_STATUS:
                     raise _Failure(reason, detail) from exc
-            except (openai.APIResponseValidationError, json.JSONDecodeError, _Failure) as exc:
+            except (
+                openai.APIResponseValidationError,
+                json.JSONDecodeError,
+                _Failure,
+                KeyError,
+                TypeError,
+            ) as exc:
                 reason, detail = "bad_response", f"unreadable reply: {exc}"
             if attempt < max_retries:
                 await asyncio.sleep(backoff_seconds(attempt, retry_after))

@@ -205,3 +205,25 @@ def _stand_in_reply(request: dict) -> dict:
         ],
         "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
     }
+
+
+def main() -> None:
+    """python -m vdata.annotators.testing --latency 0.2 [--upstream URL]: serve until killed,
+    printing the base URL on the first line."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--upstream", default=None)
+    parser.add_argument("--latency", type=float, default=0.2)
+    args = parser.parse_args()
+    proxy = FaultProxy(args.upstream, latency_s=args.latency).start()
+    print(proxy.base_url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        proxy.stop()
+
+
+if __name__ == "__main__":
+    main()
