@@ -85,12 +85,18 @@ class Endpoints(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     roles: dict[str, Endpoint] = Field(default_factory=dict)
+    named: dict[str, Endpoint] = Field(default_factory=dict)  # the config's `endpoints:` section
 
     def for_role(self, role: str) -> Endpoint:
         return self.roles.get(role) or Endpoint()
 
-    def with_role(self, role: str, endpoint: Endpoint) -> Endpoints:
-        return Endpoints(roles={**self.roles, role: endpoint})
+    def with_role(self, role: str, endpoint: Endpoint | str) -> Endpoints:
+        """A copy with `role` set; a string is parsed, and may name a configured endpoint."""
+        if role not in ROLES:
+            raise EndpointError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+        if isinstance(endpoint, str):
+            endpoint = parse_endpoint(endpoint, self.named)
+        return Endpoints(roles={**self.roles, role: endpoint}, named=self.named)
 
     @classmethod
     def load(cls, data: dict[str, Any] | None) -> Endpoints:
@@ -108,7 +114,7 @@ class Endpoints(BaseModel):
                 )
         except ValidationError as exc:
             raise EndpointError(f"bad endpoint setting: {exc}") from exc
-        return cls(roles=roles)
+        return cls(roles=roles, named=named)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Endpoints:

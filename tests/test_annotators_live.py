@@ -192,3 +192,45 @@ def test_injected_faults_end_as_successes_or_rejects_and_the_counters_add_up(ser
 
 class _Colour(BaseModel):
     colour: str
+
+
+def vdata_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vdata", *args], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_vdata_annotate_caches_refreshes_and_rejects(server, tmp_path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"word": "sky"}\n{"word": "grass"}\n{"noun": "snow"}\n')
+    out = tmp_path / "run"
+    with FaultProxy(upstream(server)) as proxy:
+        endpoint = f"{proxy.base_url}@{server.model}"
+        common = ["annotate", str(data), "--out", str(out), "--prompt", "Which colour is {word}?",
+                  "--reasoner", endpoint, "--max-tokens", "16", "--quiet"]  # fmt: skip
+        first = vdata_cli(*common)
+        assert first.returncode == 0, first.stderr
+        assert len(proxy.seen) == 2  # the third row has no {word}
+        rows = pq.read_table(out / "annotated.parquet").to_pylist()
+        assert [r["word"] for r in rows] == ["sky", "grass"] and all(r["reply"] for r in rows)
+        reject = pq.read_table(out / "rejects" / "annotate.parquet").to_pylist()[0]
+        assert reject["reason"] == "prompt_error" and "'word' is missing or null" in reject["detail"]
+        assert json.loads(reject["payload_json"])["noun"] == "snow"  # the row is kept whole
+
+        again = vdata_cli(*common)
+        assert again.returncode == 0 and len(proxy.seen) == 2  # finished: nothing is sent
+        refreshed = vdata_cli(*common, "--refresh")
+        assert refreshed.returncode == 0 and len(proxy.seen) == 4  # asked again
+        plain = vdata_cli(*common)  # reruns (the config changed back) from the refreshed cache
+        assert plain.returncode == 0 and len(proxy.seen) == 4
+        no_cache = vdata_cli(*common[:3], str(tmp_path / "nocache"), *common[4:], "--no-cache")
+        assert no_cache.returncode == 0 and not (tmp_path / "nocache" / "cache.sqlite").exists()
+
+
+def test_vdata_annotate_names_a_bad_endpoint(tmp_path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text('{"word": "sky"}\n')
+    result = vdata_cli(
+        "annotate", str(data), "--out", str(tmp_path / "o"), "--prompt", "{word}", "--reasoner", "gpu"
+    )
+    assert result.returncode == 2 and "neither 'local', a URL" in result.stderr

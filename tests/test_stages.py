@@ -126,3 +126,10 @@ def test_a_damaged_manifest_redoes_its_stage_and_a_damaged_run_json_is_named(tmp
     (tmp_path / "run" / "run.json").write_text("not json")
     with pytest.raises(RunStoreError, match=r"run\.json is not valid JSON .* restore it, or delete it"):
         build(tmp_path / "run")
+
+
+def test_rows_with_different_fields_keep_every_field(tmp_path):
+    rows = [{"id": "a", "word": "sky"}, {"id": "b", "noun": "snow", "count": 3}]
+    result = run_pipeline(tmp_path / "run", "fields@1", rows, [MapStage("keep", lambda r, c: r)], quiet=True)
+    back = result.final_table().to_pylist()
+    assert back[1]["noun"] == "snow" and back[1]["count"] == 3 and back[0]["word"] == "sky"

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -233,6 +234,106 @@ def split(
     clips = result.stages[-1].rows_out
     rejected = sum(r.rejected for r in result.stages)
     err.print(f"{clips} clips in {out / 'clips.parquet'}; {rejected} rejected (see {out / 'rejects'})")
+
+
+def endpoints_from_options(models: Path | None, roles: dict[str, str | None]) -> Any:
+    """Endpoints from a models YAML file, then role flags (`local`, `URL`, `URL@MODEL`, a name)."""
+    from vdata.annotators.endpoints import EndpointError, Endpoints
+
+    try:
+        endpoints = Endpoints.from_yaml(models) if models else Endpoints()
+        for role, value in roles.items():
+            if value:
+                endpoints = endpoints.with_role(role, value)
+    except EndpointError as exc:
+        _fail(str(exc))
+    return endpoints
+
+
+@app.command()
+def annotate(
+    data: Annotated[
+        Path, typer.Argument(help="Rows to annotate: .jsonl, .json, .parquet, or a folder of them.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Run directory; rerun the command to resume.")],
+    prompt: Annotated[str, typer.Option(help="Prompt template; {field} is replaced by the row's field.")],
+    system: Annotated[str, typer.Option(help="An optional system message.")] = "",
+    role: Annotated[str, typer.Option(help="Which role's endpoint answers.")] = "reasoner",
+    reasoner: Annotated[str | None, typer.Option(help="local | URL | URL@MODEL | a named endpoint.")] = None,
+    judge: Annotated[str | None, typer.Option(help="Endpoint of the judge role.")] = None,
+    models: Annotated[Path | None, typer.Option(help="YAML file of endpoints per role.")] = None,
+    temperature: Annotated[float, typer.Option()] = 0.0,
+    max_tokens: Annotated[int, typer.Option()] = 512,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the request cache.")
+    ] = False,
+    refresh: Annotated[
+        bool, typer.Option("--refresh", help="Ask again, and overwrite cached answers.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")] = False,
+) -> None:
+    """Ask a model about every row: OUT/annotated.parquet gets the rows with a `reply` field.
+
+    Every answer is cached in OUT/cache.sqlite, so a rerun after a crash pays for nothing
+    twice. A row whose prompt cannot be filled, or whose request fails for good, becomes a
+    reject row in OUT/rejects/annotate.parquet with the reason.
+    """
+    from vdata.annotators.pool import ModelPool
+    from vdata.annotators.stage import annotate_stage
+    from vdata.formats import DatasetReadError, load_raw_rows
+    from vdata.runstore import atomic_write_table
+    from vdata.stages import run_pipeline
+
+    try:
+        rows = load_raw_rows(data)
+    except DatasetReadError as exc:
+        _fail(str(exc))
+    endpoints = endpoints_from_options(models, {"reasoner": reasoner, "judge": judge})
+
+    def messages(row: dict) -> list[dict]:
+        text = prompt.format_map(_FilledFields(row))
+        return ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": text}
+        ]
+
+    endpoint = endpoints.for_role(role)
+    stage = annotate_stage(
+        "annotate",
+        role=role,
+        prompt=messages,
+        sampling={"temperature": temperature, "max_tokens": max_tokens},
+        model=endpoint.model or endpoint.base_url,
+        # --refresh must rerun the stage (a finished stage is otherwise skipped): it joins the config
+        config={"prompt": prompt, "system": system, "endpoint": endpoint.base_url}
+        | ({"refreshed_at": time.time()} if refresh else {}),
+    )
+    cache = None if no_cache else out / "cache.sqlite"
+    with ModelPool(endpoints, cache_path=cache, refresh=refresh, log_dir=out) as pool:
+        result = run_pipeline(
+            out,
+            "annotate@1",
+            rows,
+            [stage],
+            config={"prompt": prompt},
+            quiet=quiet,
+            resources={"models": pool},
+        )
+    table = result.final_table()
+    if table is not None:
+        atomic_write_table(out / "annotated.parquet", table)
+    report = result.stages[-1]
+    err.print(f"{report.rows_out} rows annotated in {out / 'annotated.parquet'}; {report.rejected} rejected")
+
+
+class _FilledFields(dict):
+    """Template fields of a row: a field that is missing or null cannot fill a prompt. (Rows
+    pass through columnar shards, where a field one row lacks is null in it.)"""
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().get(key)
+        if value is None:
+            raise KeyError(f"{key!r} is missing or null in this row")
+        return value
 
 
 @serve_app.command("local")

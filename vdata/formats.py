@@ -54,6 +54,24 @@ def load_rows(path: str | Path) -> LoadedRows:
     return loaded
 
 
+def load_raw_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Every row under `path` as it is (any keys); unparseable lines are an error here."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetReadError(f"{path}: no such file or directory")
+    loaded = LoadedRows()
+    rows = [row for _, row in _iter_raw(path, loaded)]
+    if loaded.unreadable:
+        where, why = loaded.unreadable[0]
+        raise DatasetReadError(
+            f"{where}: {why}; fix or remove the line ({len(loaded.unreadable)} such lines)"
+        )
+    bad = next((i for i, r in enumerate(rows) if not isinstance(r, Mapping)), None)
+    if bad is not None:
+        raise DatasetReadError(f"{path}: row {bad} is not an object of fields")
+    return [dict(r) for r in rows]
+
+
 def detect_shape(rows: list[Any]) -> str:
     """'vdata' or 'video-r1' from the keys of the rows; raises when neither fits."""
     keys: set[str] = set()

@@ -170,8 +170,17 @@ class RunStore:
         elif schema is not None:
             table = pa.Table.from_pylist(rows, schema=schema)
         else:
-            table = pa.Table.from_pylist(rows) if rows else pa.table({})
+            table = rows_to_table(rows)
         atomic_write_table(cls.shard_path(stage_dir, index), table)
+
+
+def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Free-form rows as a table with every field of every row. (pa.Table.from_pylist takes
+    its columns from the first row alone and silently drops fields that only later rows have.)"""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    return pa.table({name: [row.get(name) for row in rows] for name in names})
 
 
 def write_dataset(table: pa.Table, dataset_dir: Path) -> dict[str, int]:
