@@ -25,6 +25,7 @@ A typical session:
 
 \b
   vdata serve local                 start the embedded model (SmolLM2-135M) for offline runs
+  vdata synth --n 4 --out runs/synth     render videos with known content and ground truth
   vdata split videos/ --out runs/clips   cut videos into 10 s clips (or --mode scene)
   vdata validate data.jsonl         check a dataset (vdata or Video-R1 rows) row by row
   vdata inspect runs/demo           splits, sizes and field statistics of a dataset or run
@@ -323,6 +324,37 @@ def annotate(
         atomic_write_table(out / "annotated.parquet", table)
     report = result.stages[-1]
     err.print(f"{report.rows_out} rows annotated in {out / 'annotated.parquet'}; {report.rejected} rejected")
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option("--out", help="Output directory; rerun to resume.")],
+    n: Annotated[int, typer.Option("--n", help="How many videos.")] = 20,
+    minutes: Annotated[float, typer.Option(help="Length of each video.")] = 2.0,
+    violations: Annotated[float, typer.Option(help="Share of videos with impossible events (0..1).")] = 0.5,
+    seed: Annotated[int, typer.Option(help="Same seed, same videos and truth.")] = 0,
+    width: Annotated[int, typer.Option()] = 854,
+    height: Annotated[int, typer.Option()] = 480,
+    fps: Annotated[int, typer.Option()] = 30,
+    workers: Annotated[int, typer.Option(help="Processes; default: one per core.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")] = False,
+) -> None:
+    """Render synthetic videos whose content is known exactly, with ground truth and questions.
+
+    Moving shapes in shots separated by hard cuts; events (enter, exit, collide, bounce, stop,
+    change colour, split, merge, occlusion); with --violations, impossible events (teleport,
+    pass-through, spontaneous changes, vanishing, reversed gravity, time running backwards).
+    """
+    from vdata.synth import SynthConfig, synthesize
+
+    if not 0 <= violations <= 1 or n < 1 or minutes <= 0 or width % 2 or height % 4:
+        _fail(
+            "--violations must be within 0..1, --n and --minutes positive, "
+            "--width even and --height a multiple of 4"
+        )
+    config = SynthConfig(n, minutes, violations, seed, width, height, fps, workers=workers)
+    result = synthesize(out, config, quiet=quiet)
+    err.print(f"{result.stages[-1].rows_out} videos, their truth and questions in {out}")
 
 
 class _FilledFields(dict):

@@ -213,6 +213,7 @@ class _ShotSimulation:
         self._entered_at: dict[int, int] = {}  # id -> frame it started to come in
         self._leaving_at: dict[int, int] = {}
         self._passing: dict[tuple[int, int], int] = {}  # a pass-through pair -> frame they met
+        self._last_collision: dict[tuple[int, int], Event] = {}
         self._first_event = len(world.events)
         self.schedule: dict[int, list[tuple[str, Any]]] = {}
         self.states: list[list[BodyState]] = []
@@ -256,11 +257,11 @@ class _ShotSimulation:
         return self.rng.uniform(0.15, 0.45) * self.w
 
     def _populate(self) -> None:
-        count = self.rng.randint(2, 4)
-        shapes = self.rng.sample(SHAPES, count + 1)  # one spare shape for entering objects
+        count = self.rng.randint(2, 3)
+        shapes = self.rng.sample(SHAPES, count + 2)  # spare shapes: one to enter, one to appear
         pad_colour = self.shot.pad[4] if self.shot.pad else None
-        colours = self.rng.sample([c for c in COLOURS if c != pad_colour], count + 1)
-        self.spare = (shapes[-1], colours[-1])
+        colours = self.rng.sample([c for c in COLOURS if c != pad_colour], count + 2)
+        self.spares = [(shapes[-2], colours[-2]), (shapes[-1], colours[-1])]
         head_on = "pass_through" in self.violations
         for i in range(count):
             radius = SIZES["medium"] * self.h
@@ -411,7 +412,7 @@ class _ShotSimulation:
                 overlap = a.radius + b.radius - distance
                 a.x, a.y = a.x - nx * overlap / 2, a.y - ny * overlap / 2
                 b.x, b.y = b.x + nx * overlap / 2, b.y + ny * overlap / 2
-                self._record("collide", frame, frame, a.name, b.name)
+                self._collided(pair, frame, a.name, b.name)
         for pair in self.touching - now_touching:
             if pair in self._passing:
                 first, second = (self._by_id(i) for i in pair)
@@ -420,6 +421,16 @@ class _ShotSimulation:
                 )
                 first.ghost_of = second.ghost_of = None  # once through, they collide like the rest
         self.touching = now_touching
+
+    def _collided(self, pair: tuple[int, int], frame: int, first: str, second: str) -> None:
+        """One event per contact: knocks within half a second (a body pinned against a wall
+        by another) extend the event instead of adding new ones."""
+        last = self._last_collision.get(pair)
+        if last is not None and self.t(frame) - last.end_s <= 0.5:
+            last.end_s = self.t(frame)
+            return
+        self._record("collide", frame, frame, first, second)
+        self._last_collision[pair] = self.world.events[-1]
 
     def _occlusion_and_pad(self, frame: int) -> None:
         occluder, pad = self.shot.occluder, self.shot.pad
@@ -494,7 +505,7 @@ class _ShotSimulation:
         ]
 
     def _do_enter(self, frame: int, _: Any) -> None:
-        shape, colour = self.spare
+        shape, colour = self.spares[0]
         from_left = self.rng.random() < 0.5
         radius = SIZES["medium"] * self.h
         x = -radius if from_left else self.w + radius
@@ -577,7 +588,7 @@ class _ShotSimulation:
             self._violation("shape_change", frame, body.name, {"from": before, "to": body.shape})
 
     def _do_count_change(self, frame: int, _: Any) -> None:
-        shape, colour = self.spare
+        shape, colour = self.spares[1]
         radius = SIZES["medium"] * self.h
         x, y = self.rng.uniform(0.25, 0.75) * self.w, self.rng.uniform(0.25, 0.6) * self.h
         body = self._new_body(shape, colour, x, y, self._speed(), 0.0, size="medium", radius=radius)
