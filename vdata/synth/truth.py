@@ -97,6 +97,8 @@ def _event_dict(event: Event) -> dict[str, Any]:
         "object": event.object,
         "detail": event.detail,
         "violation": event.violation,
+        "subject_id": event.subject_id,
+        "object_id": event.object_id,
     }
 
 
@@ -105,18 +107,29 @@ def dumps(document: dict[str, Any]) -> str:
 
 
 def knowledge_graph(document: dict[str, Any]):
-    """The relations as a networkx MultiDiGraph: entities are nodes, each event an edge."""
+    """The events as a networkx MultiDiGraph. Objects are nodes `object:ID` with their name
+    (names repeat across shots); walls, the pad, the scene are nodes by name; each event is
+    an edge with its relation and times."""
     import networkx as nx
 
     graph = nx.MultiDiGraph(video=document["video"])
-    names = {info["name"] for info in document["objects"].values()}
-    for subject, verb, obj, start, end in document["relations"]:
-        for node in (subject, obj):
-            if node and node not in graph:
-                graph.add_node(node, kind="object" if node in names else "thing")
-        if obj:
-            graph.add_edge(subject, obj, relation=verb, start_s=start, end_s=end)
+    for object_id, info in document["objects"].items():
+        graph.add_node(f"object:{object_id}", kind="object", **info)
+    for event in document["events"] + document["violations"]:
+        subject, verb, obj, start, end = relation(_event_from_dict(event))
+        if not obj:
+            continue
+        source = f"object:{event['subject_id']}" if event["subject_id"] is not None else subject
+        target = f"object:{event['object_id']}" if event["object_id"] is not None else obj
+        for node, name in ((source, subject), (target, obj)):
+            if node not in graph:
+                graph.add_node(node, kind="thing", name=name)
+        graph.add_edge(source, target, relation=verb, start_s=start, end_s=end, violation=event["violation"])
     return graph
+
+
+def _event_from_dict(event: dict[str, Any]) -> Event:
+    return Event(**event)
 
 
 # ---------------------------------------------------------------- captions

@@ -85,6 +85,8 @@ class Event:
     object: str = ""  # another object's name, a wall, the pad, the occluder
     detail: dict[str, Any] = field(default_factory=dict)
     violation: bool = False
+    subject_id: int | None = None  # names repeat across shots; ids do not
+    object_id: int | None = None
 
 
 @dataclass
@@ -195,7 +197,8 @@ class _ShotSimulation:
         self.violations = violations
         self.gravity = "reversed_gravity" in violations or rng.random() < 0.3
         self.g = 0.9 * self.h
-        background = rng.choice(list(BACKGROUNDS))
+        previous = world.shots[-1].background if world.shots else None
+        background = rng.choice([b for b in BACKGROUNDS if b != previous])  # every cut is visible
         occluder = None
         if rng.random() < 0.4:
             x0 = rng.uniform(0.3, 0.6) * self.w
@@ -314,7 +317,9 @@ class _ShotSimulation:
         dt = 1.0 / self.fps
         for frame in range(self.length):
             for action, payload in self.schedule.get(frame, []):
-                getattr(self, f"_do_{action}")(frame, payload)
+                done = getattr(self, f"_do_{action}")(frame, payload)
+                if done is False and action in VIOLATIONS and frame + self.fps // 2 < self.length - 1:
+                    self._at(frame + self.fps // 2, action, payload)  # nothing to act on yet: try later
             self._step(frame, dt)
             self.states.append(self._snapshot(frame))
         self._close_open_intervals()
@@ -491,8 +496,19 @@ class _ShotSimulation:
         detail: dict[str, Any] | None = None,
         violation: bool = False,
     ) -> None:
+        ids = {b.name: b.id for b in self.bodies if not b.fragment}  # unique within a shot
         self.world.events.append(
-            Event(kind, self.t(start_frame), self.t(end_frame), subject, obj, detail or {}, violation)
+            Event(
+                kind,
+                self.t(start_frame),
+                self.t(end_frame),
+                subject,
+                obj,
+                detail or {},
+                violation,
+                ids.get(subject),
+                ids.get(obj),
+            )  # fmt: skip
         )
 
     # ------------------------------------------------------------ scheduled actions
@@ -557,10 +573,10 @@ class _ShotSimulation:
     def _violation(self, kind: str, frame: int, subject: str, detail: dict[str, Any]) -> None:
         self._record(kind, frame, frame, subject, "", detail, violation=True)
 
-    def _do_teleport(self, frame: int, _: Any) -> None:
-        candidates = self._visible_bodies()
+    def _do_teleport(self, frame: int, _: Any) -> bool:
+        candidates = [b for b in self._visible_bodies() if self._inside(b)]
         if not candidates:
-            return
+            return False
         body = self.rng.choice(candidates)
         before = (body.x, body.y)
         body.x = (
@@ -568,38 +584,54 @@ class _ShotSimulation:
         )
         body.x = min(max(body.x, body.radius), self.w - body.radius)
         self._violation("teleport", frame, body.name, {"from": before, "to": (body.x, body.y)})
+        return True
 
-    def _do_colour_change(self, frame: int, _: Any) -> None:
-        candidates = self._visible_bodies()
-        if candidates:
-            body = self.rng.choice(candidates)
-            before = body.colour
-            body.colour = self.rng.choice([c for c in COLOURS if c != before])
-            self._violation("colour_change", frame, body.name, {"from": before, "to": body.colour})
+    def _do_colour_change(self, frame: int, _: Any) -> bool:
+        candidates = [b for b in self._visible_bodies() if not self._on_pad(b)]
+        if not candidates:
+            return False
+        body = self.rng.choice(candidates)
+        before = body.colour
+        body.colour = self.rng.choice([c for c in COLOURS if c != before])
+        self._violation("colour_change", frame, body.name, {"from": before, "to": body.colour})
+        return True
 
-    def _do_shape_change(self, frame: int, _: Any) -> None:
+    def _do_shape_change(self, frame: int, _: Any) -> bool:
         candidates = self._visible_bodies()
         used = {b.shape for b in self.bodies if b.alive}
         free = [s for s in SHAPES if s not in used]
-        if candidates and free:
-            body = self.rng.choice(candidates)
-            before = body.shape
-            body.shape = self.rng.choice(free)
-            self._violation("shape_change", frame, body.name, {"from": before, "to": body.shape})
+        if not candidates or not free:
+            return False
+        body = self.rng.choice(candidates)
+        before = body.shape
+        body.shape = self.rng.choice(free)
+        self._violation("shape_change", frame, body.name, {"from": before, "to": body.shape})
+        return True
 
-    def _do_count_change(self, frame: int, _: Any) -> None:
+    def _do_count_change(self, frame: int, _: Any) -> bool:
         shape, colour = self.spares[1]
         radius = SIZES["medium"] * self.h
         x, y = self.rng.uniform(0.25, 0.75) * self.w, self.rng.uniform(0.25, 0.6) * self.h
         body = self._new_body(shape, colour, x, y, self._speed(), 0.0, size="medium", radius=radius)
         self._violation("count_change", frame, body.name, {"appears_at": (x, y)})
+        return True
 
-    def _do_vanish(self, frame: int, _: Any) -> None:
-        candidates = [b for b in self._visible_bodies() if self._inside(b)]
-        if candidates:
-            body = self.rng.choice(candidates)
-            body.alive = False
-            self._violation("vanish", frame, body.name, {"at": (body.x, body.y)})
+    def _do_vanish(self, frame: int, _: Any) -> bool:
+        candidates = [b for b in self._visible_bodies() if self._inside(b) and not self._near_occluder(b)]
+        if not candidates:
+            return False
+        body = self.rng.choice(candidates)
+        body.alive = False
+        self._violation("vanish", frame, body.name, {"at": (body.x, body.y)})
+        return True
+
+    def _on_pad(self, body: Body) -> bool:
+        pad = self.shot.pad
+        return bool(pad) and pad[0] - body.radius <= body.x <= pad[2] + body.radius
+
+    def _near_occluder(self, body: Body) -> bool:
+        bar = self.shot.occluder
+        return bool(bar) and bar[0] - body.radius <= body.x <= bar[2] + body.radius
 
     def _do_reversed_gravity(self, frame: int, _: Any) -> None:
         self.g = -self.g
