@@ -127,7 +127,8 @@ def write_set_tables(out: Path, videos: list[dict[str, Any]], seed: int) -> None
         for event in truth["events"] + truth["violations"]:
             events.append({"video": video["path"], **{k: v for k, v in event.items() if k != "detail"}})
         for clip in truth["clips"]:
-            captions.append({"video": video["path"], **clip})
+            captions.append({"video": video["path"], "start_s": clip["start_s"], "end_s": clip["end_s"],
+                             "caption": clip["caption"]})  # fmt: skip
         records += questions(truth, video["path"], random.Random(f"{seed}:{video['name']}"))
     atomic_write_table(out / "videos.parquet", rows_to_table(videos))
     atomic_write_table(out / "events.parquet", rows_to_table(events) if events else pa.table({}))
