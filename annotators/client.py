@@ -164,7 +164,7 @@ class ModelClient:
             if response_model is None:
                 return Reply(ok=True, text=text, prompt_tokens=tokens[0], completion_tokens=tokens[1])
             try:
-                value = response_model.model_validate_json(extract_json(text))
+                value = parse_reply(text, response_model)
             except (ValidationError, ValueError) as exc:
                 problem = _short_error(exc)
                 conversation = [
@@ -268,7 +268,7 @@ class ModelClient:
     def _reply(
         self, text: str, response_model: type[BaseModel] | None, *, cached: bool, usage: dict
     ) -> Reply:
-        value = response_model.model_validate_json(extract_json(text)) if response_model else None
+        value = parse_reply(text, response_model) if response_model else None
         return Reply(
             ok=True,
             text=text,
@@ -292,6 +292,16 @@ def _with_schema_instruction(
 ) -> list[dict[str, Any]]:
     instruction = f"Reply with only a JSON object that matches this JSON schema:\n{json.dumps(schema)}"
     return [{"role": "system", "content": instruction}, *messages]
+
+
+def parse_reply(text: str, response_model: type[BaseModel]) -> BaseModel:
+    """The reply validated against the model. Raw control characters inside strings (a
+    newline a small model wrote into a string) are accepted; anything else must be JSON."""
+    try:
+        data = json.loads(extract_json(text), strict=False)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    return response_model.model_validate(data)
 
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.S)

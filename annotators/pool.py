@@ -45,6 +45,14 @@ class ModelPool:
         if endpoint.is_local:
             server = self._local_server()
             base_url, model = server.base_url, model or server.model
+            # llama.cpp answers one request at a time: more in flight only wait in its queue,
+            # where they would time out and be sent again
+            endpoint = endpoint.model_copy(
+                update={
+                    "max_concurrency": min(endpoint.max_concurrency, 2),
+                    "timeout_s": max(endpoint.timeout_s, 900),
+                }
+            )
         return ModelClient(
             endpoint,
             base_url=base_url,

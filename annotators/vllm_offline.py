@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from vdata.annotators.client import Reply, _short_error, extract_json
+from vdata.annotators.client import Reply, _short_error, parse_reply
 
 
 @dataclass
@@ -81,7 +81,7 @@ def _to_reply(request: ChatRequest, output: Any) -> Reply:
     if request.response_model is None:
         return Reply(ok=True, text=text, **tokens)
     try:
-        value = request.response_model.model_validate_json(extract_json(text))
+        value = parse_reply(text, request.response_model)
     except (ValidationError, ValueError) as exc:
         return Reply(ok=False, text=text, reason="schema_mismatch", error=_short_error(exc), **tokens)
     return Reply(ok=True, text=text, value=value, **tokens)

@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,6 +26,8 @@ A typical session:
 
 \b
   vdata serve local                 start the embedded model (SmolLM2-135M) for offline runs
+  vdata build longvideo-reason --videos examples/videos --captions examples/captions.jsonl --out runs/lvr
+                                    build a reasoning dataset (resumable; --reasoner URL@MODEL)
   vdata synth --n 4 --out runs/synth     render videos with known content and ground truth
   vdata split videos/ --out runs/clips   cut videos into 10 s clips (or --mode scene)
   vdata validate data.jsonl         check a dataset (vdata or Video-R1 rows) row by row
@@ -324,6 +327,129 @@ def annotate(
         atomic_write_table(out / "annotated.parquet", table)
     report = result.stages[-1]
     err.print(f"{report.rows_out} rows annotated in {out / 'annotated.parquet'}; {report.rejected} rejected")
+
+
+build_app = typer.Typer(
+    help="Build datasets with a recipe: a resumable list of stages.", no_args_is_help=True
+)
+app.add_typer(build_app, name="build")
+
+
+@build_app.command("longvideo-reason")
+def build_longvideo_reason(
+    videos: Annotated[
+        list[Path] | None, typer.Option("--videos", help="Video files or folders (repeatable).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory; rerun to resume.")] = None,
+    captions: Annotated[
+        Path | None, typer.Option(help="Clip captions JSONL: video, start_s, end_s, caption.")
+    ] = None,
+    captioner: Annotated[str | None, typer.Option(help="local | URL | URL@MODEL | a named endpoint.")] = None,
+    reasoner: Annotated[str | None, typer.Option(help="The model that writes the questions.")] = None,
+    rewriter: Annotated[str | None, typer.Option(help="The model that rewrites the reasoning.")] = None,
+    clip_seconds: Annotated[float | None, typer.Option(help="Fixed clip length (default 10).")] = None,
+    scenes: Annotated[bool, typer.Option("--scenes", help="Scene clips instead of fixed ones.")] = False,
+    categories: Annotated[str | None, typer.Option(help="Comma list of temporal,goal,spatial,plot.")] = None,
+    questions_per_video: Annotated[int | None, typer.Option(help="Questions per video (default 4).")] = None,
+    eval_fraction: Annotated[float | None, typer.Option(help="Share of videos held out for eval.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for splits, letters, sampling order.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML with the same settings; flags win.")] = None,
+    models: Annotated[Path | None, typer.Option(help="YAML of endpoints per role.")] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the request cache.")
+    ] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Ask the models again.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")] = False,
+) -> None:
+    """LongVideo-Reason: long videos -> four-option reasoning questions for SFT and RL.
+
+    Stages: ingest, segment (10 s clips), caption (or --captions), generate (per video and
+    category), check, rewrite (reasoning as `process`), split (by video), balance (answer
+    letters). Output: OUT/dataset/data/{sft,rl,eval}-*.parquet, rejects, run.json.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    from vdata.builders.longvideo_reason import CaptionsError, LongVideoReasonConfig, build
+
+    settings: dict[str, Any] = {}
+    if config:
+        try:
+            settings = yaml.safe_load(config.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            _fail(f"{config}: cannot read the config ({exc})")
+    flags = {
+        "videos": [str(v) for v in videos] if videos else None,
+        "out": str(out) if out else None,
+        "captions": str(captions) if captions else None,
+        "clip_seconds": clip_seconds,
+        "scenes": scenes or None,
+        "categories": [c.strip() for c in categories.split(",")] if categories else None,
+        "questions_per_video": questions_per_video,
+        "eval_fraction": eval_fraction,
+        "seed": seed,
+    }
+    settings |= {k: v for k, v in flags.items() if v is not None}
+    roles = {role: settings.pop(role, None) for role in ("captioner", "reasoner", "rewriter")}
+    roles |= {
+        k: v for k, v in {"captioner": captioner, "reasoner": reasoner, "rewriter": rewriter}.items() if v
+    }
+    try:
+        recipe = LongVideoReasonConfig.model_validate(settings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        _fail(f"setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']} (flags, or the YAML config)")
+    endpoints = endpoints_from_options(models, roles)
+    try:
+        result = build(recipe, endpoints, no_cache=no_cache, refresh=refresh, quiet=quiet)
+    except (CaptionsError, ValueError) as exc:
+        _fail(str(exc))
+    print_build_summary(Path(recipe.out), result)
+
+
+def print_build_summary(out: Path, result: Any) -> None:
+    """Videos, clips, questions, rejects per stage with the top reasons, tokens, time, letters."""
+    import pyarrow.parquet as pq
+
+    from vdata.runstore import read_json
+
+    run = read_json(out / "run.json") or {}
+    stages = {s.name: s for s in result.stages}
+    table = Table(title=f"{run.get('recipe')}: {out / 'dataset'}")
+    for column in ("stage", "in", "kept", "rejected", "top reasons"):
+        table.add_column(column, overflow="fold")
+    for name, stage in stages.items():
+        reasons = ""
+        rejects = out / "rejects" / f"{name}.parquet"
+        if rejects.exists() and stage.rejected:
+            counts = Counter(pq.read_table(rejects, columns=["reason"]).column("reason").to_pylist())
+            reasons = ", ".join(f"{r} {n}" for r, n in counts.most_common(3))
+        table.add_row(name, str(stage.rows_in), str(stage.rows_out), str(stage.rejected), reasons)
+    out_console = Console(stderr=True)
+    out_console.print(table)
+    tokens = sum(
+        m.get("prompt_tokens", 0) + m.get("completion_tokens", 0)
+        for usage in run.get("usage", {}).values()
+        for m in usage.values()
+    )
+    letters: dict[str, Counter] = {}
+    for path in sorted((out / "dataset" / "data").glob("*.parquet")):
+        rows = pq.read_table(path, columns=["split", "solution"]).to_pylist()
+        for row in rows:
+            letters.setdefault(row["split"], Counter())[row["solution"][8:-9]] += 1
+    ingest = stages.get("ingest")
+    clips = stages["segment"].rows_out if "segment" in stages else 0
+    out_console.print(
+        f"videos {ingest.rows_out if ingest else 0} (rejected {ingest.rejected if ingest else 0}), "
+        f"clips {clips}, "
+        f"questions {result.stages[-1].rows_out}; tokens {tokens:,}; "
+        f"time {run.get('timings', {}).get('total_s', 0):.1f}s",
+        highlight=False,
+    )
+    for split, counts in sorted(letters.items()):
+        out_console.print(
+            f"  {split}: answer letters " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        )
 
 
 @app.command()

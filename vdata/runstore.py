@@ -196,6 +196,7 @@ def write_dataset(table: pa.Table, dataset_dir: Path) -> dict[str, int]:
     tmp = dataset_dir.with_name(f".{dataset_dir.name}.tmp")
     old = dataset_dir.with_name(f".{dataset_dir.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "data").mkdir(parents=True)
     splits = pc.fill_null(table.column("split"), "") if "split" in table.column_names else None
     names = sorted(set(splits.to_pylist())) if splits is not None else [""]
     counts: dict[str, int] = {}

@@ -415,7 +415,7 @@ def _run_stage(
     started = time.monotonic()
     with _progress(quiet, console) as progress:
         done_rows = sum(s["rows_in"] for s in manifest["shards"].values())
-        task = progress.add_task(stage_dir.name, total=total_in, completed=done_rows)
+        task = progress.add_task(stage_dir.name, total=total_in, completed=done_rows, status="")
 
         def context(shard: int) -> StageContext:
             return StageContext(
@@ -424,7 +424,7 @@ def _run_stage(
                 seed,
                 store.root,
                 advance=lambda n: progress.advance(task, n),
-                status=lambda text: progress.update(task, description=f"{stage_dir.name} {text}"),
+                status=lambda text: progress.update(task, status=text),
                 resources=resources,
             )
 
@@ -557,6 +557,7 @@ def _progress(quiet: bool, console: Console) -> Progress:
         _RateColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
         console=console,
         disable=quiet,
         transient=False,

@@ -1,0 +1,570 @@
+"""LongVideo-Reason (Scaling RL to Long Videos): long videos -> reasoning MCQ for SFT and RL.
+
+The recipe, as stages (METHODS.md):
+  ingest    probe the videos; bad files become rejects
+  segment   fixed 10 s clips (or scenes), or the clips of an imported captions file
+  caption   each clip through the captioner, on sampled frames; or the imported captions
+  generate  per video and category, the reasoner reads the timestamped captions and writes
+            one four-option question with reasons grouped by time range (structured output)
+  check     record validation, reason times inside the video, distinct options, the answer
+            not given away, no "caption" wording
+  rewrite   the reasons become natural reasoning (`process`), the timestamped reasons stay
+            as `evidence`
+  split     by video: eval first, then 1/3 sft and 2/3 rl; seeded
+  balance   options reshuffled so answer letters are uniform within each split; seeded
+Then the dataset is written (Parquet per split) with a card stub.
+
+Unlike the public scripts: clip times are seconds (not seconds x 10), the options stay
+in the row, the parse is a validated schema (not a regex over the reasons), and answer
+letters are balanced.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from vdata.annotators.endpoints import Endpoint, Endpoints
+from vdata.annotators.messages import video_content
+from vdata.annotators.pool import ModelPool
+from vdata.annotators.stage import annotate_stage
+from vdata.record import Record, validate
+from vdata.segment import discover_videos
+from vdata.split import SplitConfig, probe_row, segment_row
+from vdata.stages import DatasetStage, MapStage, Reject, RunResult, StageContext, StageOutput, run_pipeline
+
+RECIPE = "longvideo-reason@1"
+CATEGORIES = {
+    "temporal": ("Temporal", "about the order, timing or duration of events"),
+    "goal": ("Goal & Purpose", "about why something happens or what an action is for"),
+    "spatial": ("Spatial", "about where things are and how they move relative to each other"),
+    "plot": ("Plot & Narrative", "about how the story of the video develops"),
+}
+CAPTION_PROMPT = "Elaborate on the visual and narrative elements of the video in detail."
+
+
+class LongVideoReasonConfig(BaseModel):
+    """Everything a run depends on; loadable from YAML, overridable by flags."""
+
+    videos: list[str]
+    out: str
+    captions: str | None = None  # JSONL of clip captions: video, start_s, end_s, caption
+    clip_seconds: float = Field(10.0, gt=0)
+    scenes: bool = False
+    categories: list[Literal["temporal", "goal", "spatial", "plot"]] = list(CATEGORIES)
+    questions_per_video: int = Field(4, ge=1)
+    eval_fraction: float = Field(0.0, ge=0, lt=1)
+    seed: int = 0
+    caption_frames: int = Field(8, ge=2)
+    caption_max_pixels: int = 256 * 28 * 28
+    temperature: float = 0.6  # the reasoner's, as upstream (DeepSeek-R1 at 0.6)
+    max_tokens: int = 600
+    workers: int = 0
+
+
+# ---------------------------------------------------------------- model replies
+
+
+class Reason(BaseModel):
+    clip: int = Field(ge=1)  # the number of the part it comes from; checked against the video
+    reason: str = Field(min_length=1)
+
+
+class GeneratedQuestion(BaseModel):
+    question: str = Field(min_length=5)
+    options: list[str] = Field(min_length=4, max_length=4)
+    answer: Literal["A", "B", "C", "D"]
+    reasons: list[Reason] = Field(min_length=1)
+
+
+class Reasoning(BaseModel):
+    reasoning: str = Field(min_length=20)
+
+
+class CaptionsError(ValueError):
+    """A captions file that does not fit the videos; the message names the lines."""
+
+
+# ---------------------------------------------------------------- captions
+
+
+def seconds(value: float) -> str:
+    """20.0 -> '20', 12.5 -> '12.5': times as people write them (never seconds x 10)."""
+    return f"{round(value, 2):g}"
+
+
+def caption_lines(clips: list[dict[str, Any]]) -> str:
+    """[1] From 0s to 10s, ... : numbered, so that reasons can cite the part they come from."""
+    return "\n".join(
+        f"[{number}] From {seconds(c['start_s'])}s to {seconds(c['end_s'])}s, {c['caption'].strip()}"
+        for number, c in enumerate(sorted(clips, key=lambda c: c["start_s"]), 1)
+    )
+
+
+def load_captions(path: str | Path, videos: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Caption rows checked against the videos: each line's video must be one of the inputs
+    (by path relative to the captions file, or by file name) and its times inside it."""
+    path = Path(path)
+    problems: list[str] = []
+    rows: list[dict[str, Any]] = []
+    by_name = {Path(v).name: v for v in videos}
+    by_resolved = {str(Path(v).resolve()): v for v in videos}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            video, start, end, caption = (
+                item["video"],
+                float(item["start_s"]),
+                float(item["end_s"]),
+                item["caption"],
+            )
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            problems.append(
+                f"line {number}: not a caption object with video, start_s, end_s, caption ({exc})"
+            )
+            continue
+        found = by_resolved.get(str((path.parent / video).resolve())) or by_name.get(Path(video).name)
+        if found is None:
+            problems.append(f"line {number}: video {video!r} is not among the input videos")
+            continue
+        duration = videos[found]["duration_s"]
+        if not 0 <= start < end <= duration + 0.05:
+            problems.append(
+                f"line {number}: {seconds(start)}s..{seconds(end)}s is outside {video} (0..{duration}s)"
+            )
+            continue
+        if not str(caption).strip():
+            problems.append(f"line {number}: empty caption")
+            continue
+        rows.append({"video": found, "start_s": start, "end_s": end, "caption": str(caption)})
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise CaptionsError(f"{path}: {len(problems)} line(s) do not fit the videos:\n  {shown}{more}")
+    return rows
+
+
+# ---------------------------------------------------------------- stage functions
+
+
+def video_path(row: dict[str, Any]) -> str:
+    """The record's path: under videos/ in the dataset, named so that no two videos collide."""
+    source = Path(row["video"])
+    return f"videos/{source.stem}-{row['sha256'][:8]}{source.suffix.lower()}"
+
+
+def imported_clips(row: dict[str, Any], ctx: StageContext, *, captions: list[dict[str, Any]]) -> list[Any]:
+    mine = sorted((c for c in captions if c["video"] == row["video"]), key=lambda c: c["start_s"])
+    if not mine:
+        return [Reject("no_captions", f"{row['video']}: the captions file has no clip of this video")]
+    return [
+        {
+            **_clip_base(row),
+            "clip_index": i,
+            "start_s": c["start_s"],
+            "end_s": c["end_s"],
+            "caption": c["caption"],
+        }
+        for i, c in enumerate(mine)
+    ]
+
+
+def _clip_base(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "video": row["video"],
+        "sha256": row["sha256"],
+        "video_duration_s": row.get("video_duration_s", row.get("duration_s")),
+        "fps": row["fps"],
+        "width": row["width"],
+        "height": row["height"],
+    }
+
+
+def caption_prompt(endpoint: Endpoint, frames: int, max_pixels: int):
+    def prompt(row: dict[str, Any]) -> list[dict[str, Any]]:
+        content = video_content(
+            endpoint, row["video"], row["start_s"], row["end_s"], CAPTION_PROMPT,
+            fps=frames / max(0.5, row["end_s"] - row["start_s"]), max_frames=frames, max_pixels=max_pixels,
+        )  # fmt: skip
+        return [{"role": "user", "content": content}]
+
+    return prompt
+
+
+def keep_caption(row: dict[str, Any], text: str) -> dict[str, Any] | Reject:
+    if len(text.strip()) < 10:
+        return Reject("empty_caption", f"the captioner said {text!r}")
+    return {**row, "caption": text.strip()}
+
+
+def group_by_video(
+    rows: list[dict[str, Any]], ctx: StageContext, *, categories: list[str], per_video: int
+) -> StageOutput:
+    """One generation request per video and category."""
+    clips: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        clips[row["video"]].append(row)
+    out = StageOutput()
+    for video in sorted(clips):
+        items = sorted(clips[video], key=lambda c: c["start_s"])
+        order = ctx.rng("categories", video).sample(categories, len(categories))
+        for k in range(per_video):
+            category = order[k % len(order)]
+            out.rows.append(
+                {
+                    **_clip_base(items[0]),
+                    "path": video_path(items[0]),
+                    "category": category,
+                    "attempt": k // len(order),
+                    "captions": caption_lines(items),
+                    "clips": json.dumps([[c["start_s"], c["end_s"]] for c in items]),
+                }
+            )
+    return out
+
+
+def generation_prompt(row: dict[str, Any]) -> list[dict[str, Any]]:
+    name, about = CATEGORIES[row["category"]]
+    variant = f" (a different one from before, number {row['attempt'] + 1})" if row["attempt"] else ""
+    return [
+        {"role": "system", "content": "You write challenging multiple-choice questions about videos."},
+        {
+            "role": "user",
+            "content": (
+                f"Here is what happens in a video, part by part:\n{row['captions']}\n\n"
+                f"Write one challenging {name} question{variant}, {about}. It must need several "
+                "reasoning steps across different moments and must not be answerable without careful "
+                "analysis of the video. Do not mention captions or descriptions: ask about the video. "
+                "Give exactly four options, exactly one correct, the letter of the correct one, and "
+                "the reasons for the answer, each with the number [n] of the part it comes from."
+            ),
+        },
+    ]
+
+
+_LETTER_PREFIX = re.compile(r"^\s*\(?[A-Da-d][.):]\s+")
+
+
+def question_record(row: dict[str, Any], reply: GeneratedQuestion) -> dict[str, Any] | Reject:
+    options = [_LETTER_PREFIX.sub("", o).strip() for o in reply.options]
+    clips = json.loads(row["clips"])
+    unknown = sorted({r.clip for r in reply.reasons if r.clip > len(clips)})
+    if unknown:
+        return Reject("reason_clip_unknown", f"reasons cite parts {unknown}; the video has {len(clips)}")
+    evidence = {}  # reasons grouped by the time range they come from
+    for reason in reply.reasons:
+        start, end = clips[reason.clip - 1]
+        evidence.setdefault((start, end), []).append(reason.reason.strip())
+    record = Record(
+        recipe=RECIPE,
+        path=row["path"],
+        video={
+            "sha256": row["sha256"],
+            "duration_s": row["video_duration_s"],
+            "fps": row["fps"],
+            "width": row["width"],
+            "height": row["height"],
+        },
+        problem=reply.question.strip(),
+        problem_type="multiple choice",
+        options=[f"{letter}. {text}" for letter, text in zip("ABCD", options, strict=True)],
+        solution=f"<answer>{reply.answer}</answer>",
+        category=row["category"],
+        evidence=[
+            {"start_s": s, "end_s": e, "text": " ".join(texts)} for (s, e), texts in sorted(evidence.items())
+        ],
+        data_source=f"longvideo-reason: {row['video']}",
+        meta_json=json.dumps({"source_video": row["video"], "clips": json.loads(row["clips"])}),
+    )
+    return record.to_row()
+
+
+_CAPTION_WORDS = re.compile(r"\b(captions?|descriptions?|described)\b", re.I)
+
+
+def check_question(row: dict[str, Any], ctx: StageContext) -> dict[str, Any] | Reject:
+    errors = [p for p in validate(row) if p.severity == "error"]
+    if errors:
+        return Reject(errors[0].code, "; ".join(p.message for p in errors))
+    duration = row["video"]["duration_s"]
+    for item in row["evidence"]:
+        if not 0 <= item["start_s"] <= item["end_s"] <= duration + 0.05:
+            return Reject(
+                "reason_outside_video",
+                f"a reason at {seconds(item['start_s'])}s..{seconds(item['end_s'])}s is outside the "
+                f"{seconds(duration)}s video",
+            )
+    if "?" not in row["problem"]:
+        return Reject("not_a_question", f"no question mark: {row['problem'][:120]!r}")
+    if _CAPTION_WORDS.search(row["problem"]):
+        return Reject("mentions_captions", f"the question speaks of captions: {row['problem'][:120]!r}")
+    answer = row["options"]["ABCD".index(row["solution"][8])][3:].strip().lower()
+    if len(answer) >= 4 and answer in row["problem"].lower():
+        return Reject("answer_in_question", f"the question contains its answer {answer!r}")
+    return row
+
+
+def rewrite_prompt(row: dict[str, Any]) -> list[dict[str, Any]]:
+    notes = "\n".join(f"- {e['text']}" for e in row["evidence"])
+    options = "\n".join(row["options"])
+    return [
+        {
+            "role": "user",
+            "content": (
+                f"Question: {row['problem']}\n{options}\nCorrect answer: {row['solution'][8]}\n"
+                f"Notes on why:\n{notes}\n\n"
+                "Rewrite the notes as the natural thinking of someone who watched the video and works "
+                "out the answer: a few sentences in the first person ('checking the video...'). Never "
+                "mention captions, descriptions, notes, steps, option letters, or times as numbers."
+            ),
+        }
+    ]
+
+
+# Captions, notes, steps and raw times must not show; nor option letters, which balancing moves.
+_LEAKS = re.compile(
+    r"\b(captions?|descriptions?|notes?|step\s*\d*)\b|\d+(\.\d+)?\s*s\b|\d+(\.\d+)?\s*seconds?"
+    r"|\boption\s+[A-D]\b|(^|\n)\s*[A-D][.)]\s",
+    re.I,
+)
+
+
+def keep_reasoning(row: dict[str, Any], reply: Reasoning) -> dict[str, Any] | Reject:
+    text = reply.reasoning.strip()
+    leak = _LEAKS.search(text)
+    if leak:
+        return Reject("reasoning_leak", f"the reasoning says {leak.group(0)!r}: {text[:160]!r}")
+    return {**row, "process": f"<think>{text}</think>"}
+
+
+def split_by_video(rows: list[dict[str, Any]], ctx: StageContext, *, eval_fraction: float) -> StageOutput:
+    """No video in two splits: eval first, then a third of the rest for sft, the rest for rl."""
+    videos = sorted({r["video"]["sha256"] for r in rows})
+    order = ctx.rng("videos").sample(videos, len(videos))
+    n_eval = round(len(order) * eval_fraction) if eval_fraction else 0
+    if eval_fraction and n_eval == 0 and len(order) > 1:
+        n_eval = 1
+    rest = order[n_eval:]
+    n_sft = round(len(rest) / 3)
+    split_of = {v: "eval" for v in order[:n_eval]}
+    split_of |= {v: "sft" for v in rest[:n_sft]} | {v: "rl" for v in rest[n_sft:]}
+    return StageOutput(rows=[{**r, "split": split_of[r["video"]["sha256"]]} for r in rows])
+
+
+def balance_letters(rows: list[dict[str, Any]], ctx: StageContext) -> StageOutput:
+    """Within each split, answer letters as even as they can be: each row's options are
+    permuted so that its correct option lands on its assigned letter."""
+    out = StageOutput()
+    by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_split[row["split"]].append(row)
+    for split in sorted(by_split):
+        items = sorted(by_split[split], key=lambda r: r["id"])
+        rng = ctx.rng("letters", split)
+        targets = [("ABCD" * (len(items) // 4 + 1))[i] for i in range(len(items))]
+        rng.shuffle(targets)
+        for row, target in zip(items, targets, strict=True):
+            out.rows.append(move_answer(row, target, ctx.rng("options", row["id"])))
+    return out
+
+
+def move_answer(row: dict[str, Any], target: str, rng: Any) -> dict[str, Any]:
+    texts = [o[3:] for o in row["options"]]
+    answer = "ABCD".index(row["solution"][8])
+    others = [t for i, t in enumerate(texts) if i != answer]
+    rng.shuffle(others)
+    position = "ABCD".index(target)
+    arranged = others[:position] + [texts[answer]] + others[position:]
+    return {
+        **row,
+        "options": [f"{letter}. {text}" for letter, text in zip("ABCD", arranged, strict=True)],
+        "solution": f"<answer>{target}</answer>",
+    }
+
+
+# ---------------------------------------------------------------- the recipe
+
+
+def stages(
+    config: LongVideoReasonConfig, endpoints: Endpoints, captions: list[dict[str, Any]] | None, workers: int
+) -> list[Any]:
+    """The recipe, top to bottom."""
+    split_config = SplitConfig(
+        mode="scene" if config.scenes else "fixed", clip_seconds=config.clip_seconds, workers=workers
+    )
+    reasoner, rewriter = endpoints.for_role("reasoner"), endpoints.for_role("rewriter")
+    steps: list[Any] = [MapStage("ingest", probe_row, workers=workers)]
+    if captions is not None:
+        steps.append(
+            MapStage(
+                "segment",
+                functools.partial(imported_clips, captions=captions),
+                config={"captions": captions},
+            )
+        )
+    else:
+        captioner = endpoints.for_role("captioner")
+        steps += [
+            MapStage(
+                "segment",
+                functools.partial(segment_row, config=split_config),
+                config=split_config.segment_config(),
+                workers=workers,
+            ),
+            annotate_stage(
+                "caption",
+                role="captioner",
+                prompt=caption_prompt(captioner, config.caption_frames, config.caption_max_pixels),
+                parse=keep_caption,
+                sampling={"temperature": 0.2, "max_tokens": 512},
+                model=captioner.model,
+                config={
+                    "frames": config.caption_frames,
+                    "max_pixels": config.caption_max_pixels,
+                    "prompt": CAPTION_PROMPT,
+                },
+            ),
+        ]
+    steps += [
+        DatasetStage(
+            "group",
+            functools.partial(
+                group_by_video, categories=list(config.categories), per_video=config.questions_per_video
+            ),
+            config={"categories": list(config.categories), "per_video": config.questions_per_video},
+            seeded=True,
+        ),
+        annotate_stage(
+            "generate",
+            role="reasoner",
+            prompt=generation_prompt,
+            parse=question_record,
+            response=GeneratedQuestion,
+            sampling={
+                "temperature": config.temperature,
+                "max_tokens": config.max_tokens,
+                "seed": config.seed,
+            },
+            model=reasoner.model,
+        ),
+        MapStage("check", check_question),
+        annotate_stage(
+            "rewrite",
+            role="rewriter",
+            prompt=rewrite_prompt,
+            parse=keep_reasoning,
+            response=Reasoning,
+            sampling={"temperature": 0.3, "max_tokens": 400, "seed": config.seed},
+            model=rewriter.model,
+        ),
+        DatasetStage(
+            "split",
+            functools.partial(split_by_video, eval_fraction=config.eval_fraction),
+            config={"eval_fraction": config.eval_fraction},
+            seeded=True,
+        ),
+        DatasetStage("balance", balance_letters, seeded=True),
+    ]
+    return steps
+
+
+def build(
+    config: LongVideoReasonConfig,
+    endpoints: Endpoints | None = None,
+    *,
+    no_cache: bool = False,
+    refresh: bool = False,
+    quiet: bool = False,
+) -> RunResult:
+    """Runs the recipe in config.out and writes config.out/dataset; a rerun resumes."""
+    import os
+
+    from vdata.runstore import write_dataset
+    from vdata.video import VideoError, probe
+
+    endpoints = endpoints or Endpoints()
+    out = Path(config.out)
+    inputs = discover_videos(config.videos)
+    if not inputs:
+        raise ValueError(f"no videos found in {', '.join(config.videos)}")
+    captions = None
+    if config.captions:
+        durations = {}
+        for item in inputs:
+            try:
+                durations[item["video"]] = {"duration_s": probe(item["video"], hash_file=False).duration_s}
+            except VideoError:
+                continue  # a bad video is the ingest stage's reject, not the captions' problem
+        captions = load_captions(config.captions, durations)
+    elif endpoints.for_role("captioner").is_local:
+        raise ValueError(
+            "the embedded local model reads text only and cannot caption video: give --captions FILE "
+            "(clip captions as JSONL), or --captioner URL@MODEL of a vision-language model"
+        )
+    workers = config.workers or os.cpu_count() or 1
+    with ModelPool(
+        endpoints, cache_path=None if no_cache else out / "cache.sqlite", refresh=refresh, log_dir=out
+    ) as pool:
+        result = run_pipeline(
+            out,
+            RECIPE,
+            inputs,
+            stages(config, endpoints, captions, workers),
+            config=config.model_dump(),
+            seed=config.seed,
+            shard_rows=64,
+            quiet=quiet,
+            resources={"models": pool},
+        )
+    table = result.final_table()
+    from vdata.record import SCHEMA
+
+    write_dataset(table if table is not None else SCHEMA.empty_table(), out / "dataset")
+    link_videos(out / "dataset", table.to_pylist() if table is not None else [], inputs)
+    write_card_stub(out / "dataset", config, table)
+    return result
+
+
+def link_videos(dataset: Path, rows: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> None:
+    """dataset/videos/NAME links to each source video, so that rows' paths resolve."""
+    import os
+
+    sources = {}
+    for row in rows:
+        source = json.loads(row["meta_json"])["source_video"]
+        sources[row["path"]] = source
+    for relative, source in sorted(sources.items()):
+        target = dataset / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            os.symlink(Path(source).resolve(), target)
+
+
+def write_card_stub(dataset: Path, config: LongVideoReasonConfig, table: Any) -> None:
+    rows = table.to_pylist() if table is not None else []
+    splits = Counter(r["split"] for r in rows)
+    lines = [
+        "---",
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+        *[f"  - split: {s}\n    path: data/{s}-*.parquet" for s in sorted(splits)],
+        "---",
+        "",
+        "# LongVideo-Reason (vdata)",
+        "",
+        f"Built with `vdata build longvideo-reason` ({RECIPE}) from {len({r['path'] for r in rows})} videos: "
+        f"{len(rows)} questions ({', '.join(f'{s}: {n}' for s, n in sorted(splits.items()))}).",
+        "",
+        "Demo quality when built with the embedded SmolLM2-135M model.",
+        "",
+    ]
+    (dataset / "README.md").write_text("\n".join(lines))
