@@ -31,7 +31,7 @@ class Seen:
     at: float
     prompt: str  # sha256 of the request's messages
     fault: str  # "" when the request was served normally
-    item: str = ""  # sha256 of the first message: the same for an item's repair turns
+    item: str = ""  # sha256 of the first user message: the same for an item's repair turns
 
 
 @dataclass
@@ -114,7 +114,10 @@ class FaultProxy:
         request = json.loads(body or b"{}")
         messages = request.get("messages") or [None]
         prompt = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()
-        item = hashlib.sha256(json.dumps(messages[0], sort_keys=True).encode()).hexdigest()
+        first_user = next(
+            (m for m in messages if isinstance(m, dict) and m.get("role") == "user"), messages[0]
+        )
+        item = hashlib.sha256(json.dumps(first_user, sort_keys=True).encode()).hexdigest()
         fault = self._pick(request)
         with self._lock:
             self.seen.append(Seen(time.monotonic(), prompt, fault, item))

@@ -1,0 +1,152 @@
+"""`vdata build longvideo-reason` end to end on examples/, with the real embedded model behind a
+counting proxy: a broken video among the inputs, SIGKILL and resume, the dataset's promises."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from vdata.annotators.local_server import LocalServer
+from vdata.annotators.testing import FaultProxy
+from vdata.cards.exports import to_easyr1
+from vdata.record import validate
+
+pytestmark = pytest.mark.slow
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+PROBE = hashlib.sha256(
+    json.dumps({"role": "user", "content": "Say hello."}, sort_keys=True).encode()
+).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def proxy(tmp_path_factory):
+    server = LocalServer(log_path=tmp_path_factory.mktemp("server") / "server.log").start()
+    try:
+        with FaultProxy(server.base_url.removesuffix("/v1")) as running:
+            running.model = server.model
+            yield running
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> Path:
+    """Two example videos, their captions, a broken video, and a config for a small run
+    (sampling is seeded, so runs repeat exactly)."""
+    folder = tmp_path_factory.mktemp("in")
+    (folder / "videos").mkdir()
+    names = sorted(p.name for p in (EXAMPLES / "videos").glob("*.mp4"))[:2]
+    for name in names:
+        shutil.copy(EXAMPLES / "videos" / name, folder / "videos" / name)
+    (folder / "videos" / "broken.mp4").write_bytes(b"")
+    lines = [
+        line
+        for line in (EXAMPLES / "captions.jsonl").read_text().splitlines()
+        if any(n in line for n in names)
+    ]
+    (folder / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    (folder / "config.yaml").write_text("questions_per_video: 4\nmax_tokens: 400\n")
+    return folder
+
+
+def build(folder: Path, out: Path, proxy: FaultProxy) -> list[str]:
+    endpoint = f"{proxy.base_url}@{proxy.model}"
+    return [
+        sys.executable, "-m", "vdata", "build", "longvideo-reason", "--videos", str(folder / "videos"),
+        "--captions", str(folder / "captions.jsonl"), "--config", str(folder / "config.yaml"),
+        "--reasoner", endpoint, "--rewriter", endpoint, "--out", str(out), "--quiet",
+    ]  # fmt: skip
+
+
+def asked(proxy: FaultProxy, since: float, until: float = float("inf")) -> set[str]:
+    """Items (first user messages) sent in a time window, leaving out structured-output probes."""
+    return {s.item for s in proxy.seen if since <= s.at < until and s.item != PROBE}
+
+
+def dataset(out: Path) -> dict[str, list[dict]]:
+    return {
+        p.name: pq.read_table(p).to_pylist() for p in sorted((out / "dataset" / "data").glob("*.parquet"))
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(inputs, proxy, tmp_path_factory):
+    """An uninterrupted run: its output folder, its process, the items it asked about."""
+    out = tmp_path_factory.mktemp("reference")
+    started = time.monotonic()
+    result = subprocess.run(
+        build(inputs, out, proxy), capture_output=True, text=True, timeout=900, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return out, result, asked(proxy, started, time.monotonic())
+
+
+def test_the_main_command_end_to_end(reference):
+    out, result, _ = reference
+    assert "answer letters" in result.stderr and "tokens" in result.stderr  # the summary
+    ingest_rejects = pq.read_table(out / "rejects" / "ingest.parquet").to_pylist()
+    assert [(Path(r["input_ref"]).name, r["reason"]) for r in ingest_rejects] == [
+        ("broken.mp4", "empty_file")
+    ]
+    rows = [row for split in dataset(out).values() for row in split]
+    run = json.loads((out / "run.json").read_text())
+    stages = {s["name"]: s for s in run["stages"]}
+    assert stages["ingest"]["rows_out"] == 2 and stages["generate"]["rows_in"] == 8
+    rejected = sum(stages[name]["rejected"] for name in ("generate", "check", "rewrite"))
+    assert rejected + len(rows) == 8  # every question is kept or rejected with a reason
+    assert rows, "the seeded demo run keeps at least one question"
+    assert run["usage"]["generate"]  # tokens and requests per model
+    for row in rows:
+        assert validate(row) == [], row
+        easy = to_easyr1(row)
+        assert easy["answer"] == row["solution"] and row["options"][0] in easy["problem"]
+        assert (out / "dataset" / row["path"]).exists()  # the path resolves to the video
+        assert row["process"].startswith("<think>") and row["evidence"]
+    for video in {r["path"] for r in rows}:
+        assert len({r["split"] for r in rows if r["path"] == video}) == 1
+
+
+def _cached(path: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_sigkill_mid_run_then_resume_gives_the_same_dataset_and_repeats_no_request(
+    inputs, tmp_path, proxy, reference
+):
+    reference_out, _, reference_items = reference
+    out = tmp_path / "killed"
+    began = time.monotonic()
+    process = subprocess.Popen(build(inputs, out, proxy), stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 600
+    while _cached(out / "cache.sqlite") < 2:
+        assert process.poll() is None, process.stderr.read().decode()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = time.monotonic()
+    finished = _cached(out / "cache.sqlite")
+    before = asked(proxy, began, killed_at)
+    resumed = subprocess.run(
+        build(inputs, out, proxy), capture_output=True, text=True, timeout=900, check=False
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    after = asked(proxy, killed_at)
+
+    assert dataset(out) == dataset(reference_out)
+    assert before | after == reference_items  # the same requests as an uninterrupted run
+    assert len(after & before) == len(before) - finished  # only those in flight at the kill again
