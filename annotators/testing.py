@@ -43,12 +43,15 @@ class FaultProxy:
     hang_s: float = 30.0  # how long a "timeout" request hangs before giving up
     latency_s: float = 0.2  # the stand-in server's fixed latency
     fail_prompts: set[str] = field(default_factory=set)  # prompts (substring) that always get 500
+    reply_text: str = "ok"  # what the stand-in server says to a request that wants no JSON
+    keep_bodies: bool = False  # keep every request's JSON in .bodies, for tests that read prompts
 
     def __post_init__(self) -> None:
         unknown = set(self.rates) - set(FAULTS)
         if unknown:
             raise ValueError(f"unknown faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
         self.seen: list[Seen] = []
+        self.bodies: list[dict] = []
         self.faults: Counter[str] = Counter()
         self.in_flight = 0
         self.max_in_flight = 0
@@ -121,6 +124,8 @@ class FaultProxy:
         fault = self._pick(request)
         with self._lock:
             self.seen.append(Seen(time.monotonic(), prompt, fault, item))
+            if self.keep_bodies:
+                self.bodies.append(request)
             self.faults[fault or "ok"] += 1
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -157,7 +162,7 @@ class FaultProxy:
             return
         if self.upstream is None:
             await asyncio.sleep(self.latency_s)
-            status, headers, payload = 200, [], json.dumps(_stand_in_reply(request)).encode()
+            status, headers, payload = 200, [], json.dumps(_stand_in_reply(request, self.reply_text)).encode()
         else:
             status, headers, payload = await asyncio.to_thread(self._forward, "POST", path, body)
         if status == 200 and fault == "truncated":
@@ -192,9 +197,9 @@ async def _respond(send: Any, status: int, headers: list, payload: bytes) -> Non
     await send({"type": "http.response.body", "body": payload})
 
 
-def _stand_in_reply(request: dict) -> dict:
+def _stand_in_reply(request: dict, text: str = "ok") -> dict:
     """A fixed, valid chat completion; for a response_format with a schema, a fixed valid object."""
-    content = "ok"
+    content = text
     response_format = request.get("response_format") or {}
     if response_format.get("type") in ("json_object", "json_schema"):
         content = json.dumps({"answer": "yes"})
@@ -218,8 +223,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--upstream", default=None)
     parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--reply", default="ok", help="the stand-in's answer to requests that want no JSON")
     args = parser.parse_args()
-    proxy = FaultProxy(args.upstream, latency_s=args.latency).start()
+    proxy = FaultProxy(args.upstream, latency_s=args.latency, reply_text=args.reply).start()
     print(proxy.base_url, flush=True)
     try:
         while True:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import copy
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,3 +31,12 @@ VALID_ROW: dict[str, Any] = Record(
 def row() -> dict[str, Any]:
     """A fresh valid record dict that a test may change."""
     return copy.deepcopy(VALID_ROW)
+
+
+def cached_replies(path: Path) -> int:
+    """How many answers a run's request cache holds (read-only, while the run may write)."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0

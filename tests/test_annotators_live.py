@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from vdata.annotators.local_server import LocalServer
 from vdata.annotators.pool import ModelPool
 from vdata.annotators.testing import FaultProxy
 from vdata.annotators.usage import Usage
+
+from conftest import cached_replies
 
 pytestmark = pytest.mark.slow
 RECIPE = Path(__file__).with_name("annotate_recipe.py")
@@ -122,28 +123,20 @@ def test_a_new_run_with_the_same_cache_sends_no_request(server, tmp_path):
     assert counters["cache_hits"] == 6 and counters["requests"] == 0
 
 
-def _cached(path: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            return db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-
-
 def test_sigkill_mid_batch_then_resume_repeats_no_finished_request(server, tmp_path):
     out = tmp_path / "run"
     with FaultProxy(upstream(server)) as proxy:
         command = [sys.executable, str(RECIPE), "--out", str(out), "--endpoint", proxy.base_url]
         process = subprocess.Popen(command, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 120
-        while _cached(out / "cache.sqlite") < 4:
+        while cached_replies(out / "cache.sqlite") < 4:
             assert process.poll() is None, process.stderr.read().decode()
             assert time.monotonic() < deadline
             time.sleep(0.02)
         process.send_signal(signal.SIGKILL)
         process.wait()
         killed_at = time.monotonic()
-        finished = _cached(out / "cache.sqlite")  # answers paid for before the kill
+        finished = cached_replies(out / "cache.sqlite")  # answers paid for before the kill
         asked_before = {s.item for s in proxy.seen if s.at < killed_at}
         rerun = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
         assert rerun.returncode == 0, rerun.stderr

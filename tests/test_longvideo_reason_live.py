@@ -7,7 +7,6 @@ import hashlib
 import json
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from vdata.annotators.local_server import LocalServer
 from vdata.annotators.testing import FaultProxy
 from vdata.cards.exports import to_easyr1
 from vdata.record import validate
+
+from conftest import cached_replies
 
 pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -116,14 +117,6 @@ def test_the_main_command_end_to_end(reference):
         assert len({r["split"] for r in rows if r["path"] == video}) == 1
 
 
-def _cached(path: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            return db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-
-
 def test_sigkill_mid_run_then_resume_gives_the_same_dataset_and_repeats_no_request(
     inputs, tmp_path, proxy, reference
 ):
@@ -132,14 +125,14 @@ def test_sigkill_mid_run_then_resume_gives_the_same_dataset_and_repeats_no_reque
     began = time.monotonic()
     process = subprocess.Popen(build(inputs, out, proxy), stderr=subprocess.PIPE)
     deadline = time.monotonic() + 600
-    while _cached(out / "cache.sqlite") < 2:
+    while cached_replies(out / "cache.sqlite") < 2:
         assert process.poll() is None, process.stderr.read().decode()
         assert time.monotonic() < deadline
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
     killed_at = time.monotonic()
-    finished = _cached(out / "cache.sqlite")
+    finished = cached_replies(out / "cache.sqlite")
     before = asked(proxy, began, killed_at)
     resumed = subprocess.run(
         build(inputs, out, proxy), capture_output=True, text=True, timeout=900, check=False
@@ -150,3 +143,43 @@ def test_sigkill_mid_run_then_resume_gives_the_same_dataset_and_repeats_no_reque
     assert dataset(out) == dataset(reference_out)
     assert before | after == reference_items  # the same requests as an uninterrupted run
     assert len(after & before) == len(before) - finished  # only those in flight at the kill again
+
+
+def test_clips_are_captioned_from_their_own_frames(tmp_path):
+    # The captioner here is the stand-in server (no VLM runs on these machines): the test
+    # checks what vdata sends it, one request per clip with that clip's frames and times.
+    from vdata.annotators.endpoints import Endpoint, Endpoints
+    from vdata.builders.longvideo_reason import CAPTION_PROMPT, LongVideoReasonConfig, build
+
+    video = sorted((EXAMPLES / "videos").glob("*.mp4"))[0]
+    caption = "A small object moves across a plain background and bounces off a wall."
+    with FaultProxy(None, latency_s=0.01, reply_text=caption, keep_bodies=True) as stand_in:
+        endpoint = Endpoint(base_url=stand_in.base_url, model="stand-in")
+        endpoints = Endpoints(roles={"captioner": endpoint, "reasoner": endpoint, "rewriter": endpoint})
+        config = LongVideoReasonConfig(
+            videos=[str(video)], out=str(tmp_path / "run"), caption_frames=4, workers=1
+        )
+        result = build(config, endpoints, quiet=True)
+    captioned = {s.name: s for s in result.stages}["caption"]
+    assert captioned.rows_in == captioned.rows_out == 5  # 45 s: clips of 10, 10, 10, 10, 5 s
+    requests = [b for b in stand_in.bodies if CAPTION_PROMPT in json.dumps(b)]
+    assert len(requests) == 5
+    for body in requests:
+        parts = body["messages"][0]["content"]
+        images = [p for p in parts if p["type"] == "image_url"]
+        assert len(images) == len(frame_times(body)) >= 2 and frame_times(body) == sorted(frame_times(body))
+        assert parts[-1]["text"] == CAPTION_PROMPT
+    starts = sorted(frame_times(body)[0] for body in requests)
+    assert [round(s) for s in starts] == [0, 10, 20, 30, 40]  # each clip's own frames, in seconds
+    clips = pq.read_table(tmp_path / "run" / "stages" / "03-caption" / "part-00000.parquet").to_pylist()
+    assert all(c["caption"] == caption for c in clips)
+
+
+def frame_times(body: dict) -> list[float]:
+    """The times of the frames in a request: the parts that read "Frame at 12.0s:"."""
+    parts = body["messages"][0]["content"]
+    return [
+        float(p["text"].split()[2][:-2])
+        for p in parts
+        if p["type"] == "text" and p["text"].startswith("Frame")
+    ]
