@@ -1,21 +1,175 @@
-"""Rows of other trainers' formats, made from canonical records."""
+"""Canonical records written in other trainers' formats (METHODS.md, "Video-R1 rewards and row").
+
+Each format is one function of a record that returns the row its consumer
+reads, or raises `CannotExpress` with the reason; `export` writes the rows and
+reports every record a format could not express, so nothing is dropped unseen.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-def to_easyr1(record: dict[str, Any]) -> dict[str, Any]:
-    """The EasyR1 / Long-RL video row: options inline in `problem`, `answer` as <answer>X</answer>,
-    `videos` a list of paths relative to the dataset root."""
-    problem = record["problem"]
-    if record.get("options"):
-        problem = problem + "\n" + "\n".join(record["options"])
+FORMATS = ("video-r1", "easyr1", "verl", "tw-grpo", "vst", "llamafactory")
+CHOICE = ("multiple choice", "multi-answer")
+
+
+class CannotExpress(ValueError):
+    """A record this format has no place for (e.g. a streaming row without a stream)."""
+
+
+def _letters_and_texts(record: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(option[0], option[3:]) for option in record.get("options") or []]
+
+
+def _answer(record: dict[str, Any]) -> str:
+    solution = record["solution"]
+    return solution[len("<answer>") : -len("</answer>")].strip()
+
+
+def _question_with_options(record: dict[str, Any], style: str = "{letter}. {text}") -> str:
+    lines = [style.format(letter=letter, text=text) for letter, text in _letters_and_texts(record)]
+    return "\n".join([record["problem"], *lines]) if lines else record["problem"]
+
+
+def to_video_r1(record: dict[str, Any], index: int) -> dict[str, Any]:
+    """Video-R1: problem without options, options "A. text", <answer> solution, ./ paths."""
+    row = {
+        "problem_id": index,
+        "problem": record["problem"],
+        "data_type": record["data_type"],
+        "problem_type": record["problem_type"],
+        "options": list(record.get("options") or []),
+        "solution": record["solution"],
+        "path": "./" + record["path"],
+        "data_source": record.get("data_source") or "",
+    }
+    if record.get("process"):
+        row["process"] = record["process"]
+    return row
+
+
+def to_easyr1(record: dict[str, Any], index: int = 0) -> dict[str, Any]:
+    """EasyR1 / Long-RL: options inline in `problem`, `answer` <answer>X</answer>, `videos` paths."""
     return {
-        "problem": problem,
+        "problem": _question_with_options(record),
         "answer": record["solution"],
         "videos": [record["path"]],
         "problem_type": record["problem_type"],
         "category": record.get("category", ""),
         "data_type": record.get("data_type", "video"),
     }
+
+
+def to_verl(record: dict[str, Any], index: int, *, fps: float = 2.0, max_frames: int = 64) -> dict[str, Any]:
+    """verl: a chat prompt with a <video> placeholder, videos as dicts, the ground truth for the
+    rule reward, and where the row came from."""
+    prompt = (
+        "<video>\n"
+        + _question_with_options(record)
+        + ("\nThink inside <think> </think>, then give the answer inside <answer> </answer>.")
+    )
+    return {
+        "data_source": record.get("data_source") or record.get("recipe", ""),
+        "prompt": [{"role": "user", "content": prompt}],
+        "videos": [{"video": record["path"], "fps": fps, "max_frames": max_frames}],
+        "ability": record.get("category") or "video",
+        "reward_model": {"style": "rule", "ground_truth": _answer(record)},
+        "extra_info": {
+            "index": index,
+            "id": record["id"],
+            "split": record.get("split") or "",
+            "problem_type": record["problem_type"],
+        },  # fmt: skip
+    }
+
+
+def to_tw_grpo(record: dict[str, Any], index: int) -> dict[str, Any]:
+    """TW-GRPO: options inline as "A text", letter sets joined by commas (A,C)."""
+    if record["problem_type"] not in CHOICE:
+        raise CannotExpress(f"TW-GRPO rows are choice questions; this one is {record['problem_type']}")
+    letters = ",".join(sorted(part.strip() for part in _answer(record).split(",")))
+    return {
+        "problem_id": index,
+        "problem": _question_with_options(record, "{letter} {text}"),
+        "data_type": record["data_type"],
+        "problem_type": "multi-answer" if "," in letters else "multiple choice",
+        "solution": f"<answer>{letters}</answer>",
+        "path": record["path"],
+        "data_source": record.get("data_source") or "",
+    }
+
+
+def to_vst(record: dict[str, Any], index: int) -> dict[str, Any]:
+    """VST streaming: text_stream [[start, end, thought]] and qa_stream [[start, end, q, a]]."""
+    stream = record.get("stream")
+    if not stream or not (stream.get("text_stream") or stream.get("qa_stream")):
+        raise CannotExpress("the row has no stream (text_stream, qa_stream)")
+    return {
+        "id": record["id"],
+        "video": record["path"],
+        "text_stream": [[t["start_s"], t["end_s"], t["text"]] for t in stream.get("text_stream") or []],
+        "qa_stream": [
+            [q["start_s"], q["end_s"], q["question"], q["answer"]] for q in stream.get("qa_stream") or []
+        ],
+    }
+
+
+def to_llamafactory(record: dict[str, Any], index: int) -> dict[str, Any]:
+    """LLaMA-Factory ShareGPT SFT: a <video> token in the user turn, the reasoning and the answer
+    as the assistant turn, `videos` the paths."""
+    answer = (record.get("process") or "") + record["solution"]
+    return {
+        "messages": [
+            {"role": "user", "content": "<video>" + _question_with_options(record)},
+            {"role": "assistant", "content": answer},
+        ],
+        "videos": [record["path"]],
+    }
+
+
+WRITERS: dict[str, tuple[Callable[[dict[str, Any], int], dict[str, Any]], str]] = {
+    "video-r1": (to_video_r1, "json"),
+    "easyr1": (to_easyr1, "jsonl"),
+    "verl": (to_verl, "parquet"),
+    "tw-grpo": (to_tw_grpo, "json"),
+    "vst": (to_vst, "jsonl"),
+    "llamafactory": (to_llamafactory, "json"),
+}
+
+
+@dataclass
+class ExportReport:
+    format: str
+    path: str
+    written: int = 0
+    not_expressed: list[dict[str, str]] = field(default_factory=list)  # id, reason
+
+
+def export(records: Iterable[dict[str, Any]], fmt: str, out: str | Path) -> ExportReport:
+    """Writes `records` in `fmt` to `out`; the report lists every record left out, and why."""
+    if fmt not in WRITERS:
+        raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
+    convert, kind = WRITERS[fmt]
+    out = Path(out)
+    rows, report = [], ExportReport(fmt, str(out))
+    for index, record in enumerate(records):
+        try:
+            rows.append(convert(record, index))
+        except CannotExpress as exc:
+            report.not_expressed.append({"id": record.get("id", f"#{index}"), "reason": str(exc)})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "json":
+        out.write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
+    elif kind == "jsonl":
+        out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    else:
+        pq.write_table(pa.Table.from_pylist(rows) if rows else pa.table({}), out)
+    report.written = len(rows)
+    return report

@@ -125,7 +125,7 @@ def test_validate_names_the_input_when_it_cannot_be_read(tmp_path):
 def test_video_r1_rows_map_onto_the_record_without_repair():
     row = load_rows_from(VIDEO_R1_ROWS)[0]
     assert row["recipe"] == "video-r1-import@1"
-    assert row["path"] == VIDEO_R1_ROWS[0]["path"]
+    assert row["path"] == VIDEO_R1_ROWS[0]["path"].removeprefix("./")
     assert row["process"] == VIDEO_R1_ROWS[0]["process"]
     assert json.loads(row["meta_json"]) == {"problem_id": 1}
     assert to_table([row]).num_rows == 1

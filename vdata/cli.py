@@ -452,6 +452,34 @@ def print_build_summary(out: Path, result: Any) -> None:
         )
 
 
+@app.command("export")
+def export_command(
+    dataset: Annotated[Path, typer.Argument(help="A vdata dataset or run directory, or a data file.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="video-r1 | easyr1 | verl | tw-grpo | vst | llamafactory")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="The file to write.")],
+) -> None:
+    """Write a vdata dataset in another trainer's format; rows it cannot express are reported."""
+    from vdata.cards.exports import FORMATS, export
+
+    if fmt not in FORMATS:
+        _fail(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
+    loaded = _load(dataset)
+    if loaded.shape != "vdata":
+        _fail(f"{dataset} holds {loaded.shape} rows; export reads vdata records")
+    report = export(loaded.rows, fmt, out)
+    err.print(f"{report.written} rows written to {out} ({fmt})", highlight=False)
+    if report.not_expressed:
+        reasons = Counter(item["reason"] for item in report.not_expressed)
+        err.print(
+            f"[yellow]{len(report.not_expressed)} rows not expressible in {fmt}:[/yellow]", highlight=False
+        )
+        for reason, count in reasons.most_common():
+            example = next(i["id"] for i in report.not_expressed if i["reason"] == reason)
+            err.print(f"  {count} x {reason} (e.g. {example})", highlight=False)
+
+
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option("--out", help="Output directory; rerun to resume.")],

@@ -95,6 +95,8 @@ def from_video_r1(row: Mapping[str, Any]) -> dict[str, Any]:
     options = row.get("options")
     extras = {k: v for k, v in row.items() if k not in _VIDEO_R1_KEYS | {"options", "process", "data_source"}}
     path = row.get("path")
+    if isinstance(path, str) and path.startswith("./"):
+        path = path[2:]  # Video-R1 writes "./videos/a.mp4": the same relative path as "videos/a.mp4"
     problem = row.get("problem")
     return {
         "id": record_id(
