@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +34,7 @@ from vdata.annotators.endpoints import Endpoint, Endpoints
 from vdata.annotators.messages import video_content
 from vdata.annotators.pool import ModelPool
 from vdata.annotators.stage import annotate_stage
+from vdata.cards.card import write_card
 from vdata.record import Record, validate
 from vdata.segment import discover_videos
 from vdata.split import SplitConfig, probe_row, segment_row
@@ -518,7 +519,7 @@ def build(
             RECIPE,
             inputs,
             stages(config, endpoints, captions, workers),
-            config=config.model_dump(),
+            config={**config.model_dump(), "models": _models(endpoints)},
             seed=config.seed,
             shard_rows=64,
             quiet=quiet,
@@ -529,8 +530,19 @@ def build(
 
     write_dataset(table if table is not None else SCHEMA.empty_table(), out / "dataset")
     link_videos(out / "dataset", table.to_pylist() if table is not None else [], inputs)
-    write_card_stub(out / "dataset", config, table)
+    write_card(out / "dataset")
     return result
+
+
+def _models(endpoints: Endpoints) -> dict[str, str]:
+    """Which model plays each role, for run.json and the card (no keys, no credentials)."""
+    from vdata.annotators.local_server import LOCAL_MODEL_NAME
+
+    roles = {}
+    for role in ("captioner", "reasoner", "rewriter"):
+        endpoint = endpoints.for_role(role)
+        roles[role] = LOCAL_MODEL_NAME + " (embedded)" if endpoint.is_local else endpoint.describe()
+    return roles
 
 
 def link_videos(dataset: Path, rows: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> None:
@@ -546,25 +558,3 @@ def link_videos(dataset: Path, rows: list[dict[str, Any]], inputs: list[dict[str
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():
             os.symlink(Path(source).resolve(), target)
-
-
-def write_card_stub(dataset: Path, config: LongVideoReasonConfig, table: Any) -> None:
-    rows = table.to_pylist() if table is not None else []
-    splits = Counter(r["split"] for r in rows)
-    lines = [
-        "---",
-        "configs:",
-        "- config_name: default",
-        "  data_files:",
-        *[f"  - split: {s}\n    path: data/{s}-*.parquet" for s in sorted(splits)],
-        "---",
-        "",
-        "# LongVideo-Reason (vdata)",
-        "",
-        f"Built with `vdata build longvideo-reason` ({RECIPE}) from {len({r['path'] for r in rows})} videos: "
-        f"{len(rows)} questions ({', '.join(f'{s}: {n}' for s, n in sorted(splits.items()))}).",
-        "",
-        "Demo quality when built with the embedded SmolLM2-135M model.",
-        "",
-    ]
-    (dataset / "README.md").write_text("\n".join(lines))

@@ -107,6 +107,8 @@ def test_the_main_command_end_to_end(reference):
     assert rejected + len(rows) == 8  # every question is kept or rejected with a reason
     assert rows, "the seeded demo run keeps at least one question"
     assert run["usage"]["generate"]  # tokens and requests per model
+    card = (out / "dataset" / "README.md").read_text()  # the recipe ends by writing the card
+    assert "## How it was built" in card and "vdata build longvideo-reason" in card
     for row in rows:
         assert validate(row) == [], row
         easy = to_easyr1(row)

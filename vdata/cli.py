@@ -452,6 +452,25 @@ def print_build_summary(out: Path, result: Any) -> None:
         )
 
 
+@app.command()
+def card(
+    dataset: Annotated[Path, typer.Argument(help="A dataset directory (OUT/dataset of a build).")],
+    license: Annotated[str | None, typer.Option(help="The data's license, e.g. cc-by-4.0.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Extra Hub tags (repeatable).")] = None,
+) -> None:
+    """Write DATASET/README.md: the Hub's YAML header, how it was built, statistics, plots."""
+    from vdata.cards.card import write_card
+    from vdata.formats import DatasetReadError
+
+    try:
+        warnings = write_card(dataset, license=license, tags=tuple(tag or ()))
+    except DatasetReadError as exc:
+        _fail(str(exc))
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    err.print(f"card written to {dataset / 'README.md'}", highlight=False)
+
+
 @app.command("export")
 def export_command(
     dataset: Annotated[Path, typer.Argument(help="A vdata dataset or run directory, or a data file.")],
@@ -553,6 +572,11 @@ def serve_local(
 
 
 def main() -> None:
+    import shlex
+
+    import vdata.stages
+
+    vdata.stages.INVOCATION = shlex.join(["vdata", *sys.argv[1:]])
     app()
 
 

@@ -41,6 +41,7 @@ import vdata
 from vdata.runstore import RunStore, concat_tables
 
 STAGE_ERROR = "stage_error"
+INVOCATION = ""  # the command line, when the run was started from the `vdata` command
 
 
 def _no_progress(n: int) -> None:
@@ -308,6 +309,8 @@ def _open_run(store: RunStore, recipe: str, config: dict[str, Any], seed: int) -
         versions=_versions(),
     )
     run["invocations"] = run.get("invocations", 0) + 1
+    if INVOCATION:
+        run["command"] = INVOCATION
     run.setdefault("timings", {})
     store.write_run(run)
     return run

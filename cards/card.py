@@ -1,0 +1,307 @@
+"""`vdata card`: a dataset card a person can trust: how the data was made, and what is in it.
+
+The YAML header is built with huggingface_hub's DatasetCardData, so the Hub reads
+it as written: license, language, task categories, tags, size, the configs with
+their data files per split, the features. The body says how the data was built
+(recipe, stages, models per role, sampling, prompt hashes, the command and config
+to reproduce it), what is in it (statistics, plots), two sample rows, how to load
+it, its limitations and the papers behind it. Secrets never reach the card.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vdata.formats import load_rows
+from vdata.report import field_stats
+from vdata.runstore import atomic_write_bytes, read_json
+
+PAPERS = {
+    "longvideo-reason": "Scaling RL to Long Videos (LongVILA-R1, MR-SP), arXiv 2507.07966",
+    "synth": "CLEVRER-style rendered scenes with known events",
+    "video-r1": "Video-R1: Reinforcing Video Reasoning in MLLMs",
+}
+_SECRET_KEYS = re.compile(r"(token|secret|password|api[_-]?key|authorization)", re.I)
+_SECRET_VALUES = re.compile(r"\b(hf_[A-Za-z0-9]{8,}|sk-[A-Za-z0-9_-]{8,}|Bearer\s+\S+)")
+
+
+def strip_secrets(value: Any) -> Any:
+    """A copy with secret-looking keys dropped and token-looking strings masked."""
+    if isinstance(value, dict):
+        return {k: strip_secrets(v) for k, v in value.items() if not _SECRET_KEYS.search(str(k))}
+    if isinstance(value, list):
+        return [strip_secrets(v) for v in value]
+    if isinstance(value, str):
+        return _SECRET_VALUES.sub("[secret removed]", value)
+    return value
+
+
+def _size_category(n: int) -> str:
+    for limit, label in (
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+    ):
+        if n < limit:
+            return label
+    return "1M<n<10M"
+
+
+def write_card(
+    dataset_dir: str | Path,
+    *,
+    license: str | None = None,
+    language: tuple[str, ...] = ("en",),
+    tags: tuple[str, ...] = (),
+    title: str | None = None,
+) -> list[str]:
+    """Writes DATASET_DIR/README.md and DATASET_DIR/plots/*.png; returns warnings."""
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    dataset_dir = Path(dataset_dir)
+    run_dir = dataset_dir.parent if (dataset_dir.parent / "run.json").exists() else None
+    run = strip_secrets(read_json(run_dir / "run.json")) if run_dir else {}
+    loaded = load_rows(dataset_dir)
+    splits = sorted({row.get("split") or "train" for row in loaded.rows})
+    warnings = []
+    license = license or (run.get("config") or {}).get("license")
+    if not license:
+        warnings.append("no license set: pass --license (e.g. cc-by-4.0) before publishing")
+    data = DatasetCardData(
+        license=license or "other",
+        language=list(language),
+        task_categories=["video-text-to-text", "visual-question-answering"],
+        tags=["video", "reasoning", "reinforcement-learning", "vdata", *tags],
+        size_categories=[_size_category(len(loaded.rows))],
+        configs=[
+            {
+                "config_name": "default",
+                "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in splits],
+            }
+        ],
+        dataset_info={"features": _features(), "splits": _split_sizes(loaded.rows, splits)},
+    )
+    stats = field_stats(loaded)
+    plots = _plots(dataset_dir, loaded.rows, splits)
+    body = _body(title or _title(run), run, run_dir, loaded.rows, stats, plots)
+    card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
+    atomic_write_bytes(dataset_dir / "README.md", str(card).encode("utf-8"))
+    return warnings
+
+
+def _features() -> list[dict[str, Any]]:
+    import datasets
+
+    from vdata.record import SCHEMA
+
+    return datasets.Features.from_arrow_schema(SCHEMA)._to_yaml_list()
+
+
+def _split_sizes(rows: list[dict[str, Any]], splits: list[str]) -> list[dict[str, Any]]:
+    counts = Counter(row.get("split") or "train" for row in rows)
+    return [{"name": s, "num_examples": counts[s]} for s in splits]
+
+
+def _title(run: dict[str, Any]) -> str:
+    recipe = run.get("recipe") or "a vdata dataset"
+    return f"{recipe.split('@')[0]} (vdata)"
+
+
+def _body(
+    title: str,
+    run: dict[str, Any],
+    run_dir: Path | None,
+    rows: list[dict[str, Any]],
+    stats: dict[str, Any],
+    plots: list[str],
+) -> str:
+    lines = [f"# {title}", ""]
+    videos = {r["path"]: (r.get("video") or {}).get("duration_s") or 0 for r in rows}
+    hours = sum(videos.values()) / 3600
+    split_sizes = ", ".join(f"`{split}` ({numbers['rows']})" for split, numbers in stats.items())
+    lines += [
+        f"{len(rows)} questions about {len(videos)} videos ({hours:.2f} hours), in splits {split_sizes}.",
+        "",
+        "## How it was built",
+        "",
+    ]
+    if run:
+        lines += [
+            f"Recipe `{run.get('recipe')}`, built with vdata {run.get('versions', {}).get('vdata', '?')}."
+        ]
+        if run.get("command"):
+            lines += ["", "To reproduce it:", "", "```bash", run["command"], "```"]
+        lines += ["", "Stages (rows in, kept, rejected, top reasons):", ""]
+        for stage in run.get("stages", []):
+            reasons = _top_reasons(run_dir, stage["name"]) if run_dir else ""
+            counts = f"{stage['rows_in']} in, {stage['rows_out']} kept, {stage['rejected']} rejected"
+            lines.append(f"- `{stage['name']}`: {counts}" + (f" ({reasons})" if reasons else ""))
+        models = (run.get("config") or {}).get("models") or {}
+        if models:
+            lines += ["", "Models per role:", ""] + [
+                f"- {role}: {model}" for role, model in sorted(models.items())
+            ]
+        annotated = _annotation_settings(run_dir) if run_dir else {}
+        if annotated:
+            lines += ["", "Model calls (sampling, response schema, prompt code hash):", ""]
+            for name, settings in annotated.items():
+                lines.append(f"- `{name}`: `{json.dumps(settings, sort_keys=True)}`")
+        usage = run.get("usage") or {}
+        if usage:
+            lines += ["", "Tokens and cost:", ""]
+            for stage, models_used in usage.items():
+                for model, counters in models_used.items():
+                    cost = f", ${counters['cost_usd']:.4f}" if "cost_usd" in counters else ""
+                    prompt, completion = (
+                        counters.get("prompt_tokens", 0),
+                        counters.get("completion_tokens", 0),
+                    )
+                    lines.append(
+                        f"- `{stage}` ({model}): {counters.get('requests', 0)} requests, {prompt:,} prompt + "
+                        f"{completion:,} completion tokens, {counters.get('cache_hits', 0)} cache hits{cost}"
+                    )
+        config = {k: v for k, v in (run.get("config") or {}).items() if k != "models"}
+        lines += [
+            "",
+            "The configuration:",
+            "",
+            "```yaml",
+            yaml.safe_dump(config, sort_keys=True).strip(),
+            "```",
+        ]
+    else:
+        lines += ["No run.json was found next to this dataset: its making is not recorded."]
+    lines += ["", "## What is in it", ""]
+    for split, numbers in stats.items():
+        lines += [
+            f"### `{split}`: {numbers['rows']} rows, {numbers['videos']} videos",
+            "",
+            f"- categories: {_counts(numbers['category'])}",
+            f"- problem types: {_counts(numbers['problem_type'])}",
+            f"- answer letters: {_counts(numbers['answer_letters'])}",
+            f"- options per question: {_counts(numbers['options_per_question'])}",
+            f"- question length (characters): {_counts(numbers['problem_chars'])}",
+            f"- reasoning length (characters): {_counts(numbers['process_chars']) or 'none'}",
+            f"- video duration (s): {_counts(numbers['video_duration_s'])}",
+            "",
+        ]
+    segments = [r["segment"]["end_s"] - r["segment"]["start_s"] for r in rows if r.get("segment")]
+    if segments:
+        lines += [
+            f"Segment durations (s): median {statistics.median(segments):.1f}, max {max(segments):.1f}.",
+            "",
+        ]
+    difficulty = [r["difficulty"]["pass_rate"] for r in rows if r.get("difficulty")]
+    if difficulty:
+        lines += [f"Difficulty (pass rate): {_counts(Counter(round(d, 1) for d in difficulty))}.", ""]
+    lines += [f"![{Path(p).stem}]({p})" for p in plots] + ([""] if plots else [])
+    lines += ["## Sample rows", ""]
+    for row in rows[:2]:
+        sample = {
+            k: row[k] for k in ("path", "problem", "options", "solution", "category", "process") if k in row
+        }
+        lines += ["```json", json.dumps(strip_secrets(sample), ensure_ascii=False, indent=2), "```", ""]
+    lines += [
+        "## Load it",
+        "",
+        "```python",
+        "from datasets import load_dataset",
+        "",
+        'data = load_dataset("path/or/hub-id")  # splits: ' + ", ".join(stats),
+        "```",
+        "",
+        "Each row's `path` is relative to the dataset's root (videos under `videos/`).",
+        "",
+        "## Limitations",
+        "",
+    ]
+    models = json.dumps((run.get("config") or {}).get("models") or {})
+    if "smollm2" in models.lower() or not models.strip("{}"):
+        lines.append("- Generated with the embedded SmolLM2-135M model: demo quality only.")
+    lines += [
+        "- Questions and reasoning are written by models from captions; checks reject malformed rows, "
+        "but a kept row can still be wrong.",
+        "",
+        "## Papers",
+        "",
+    ]
+    recipe = (run.get("recipe") or "").split("@")[0]
+    lines += [f"- {PAPERS[recipe]}" for recipe in [recipe] if recipe in PAPERS] or [
+        "- see the recipe's documentation"
+    ]
+    return strip_secrets("\n".join(lines)) + "\n"
+
+
+def _counts(values: dict[Any, Any]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in values.items())
+
+
+def _top_reasons(run_dir: Path, stage: str) -> str:
+    import pyarrow.parquet as pq
+
+    path = run_dir / "rejects" / f"{stage}.parquet"
+    if not path.exists():
+        return ""
+    reasons = Counter(pq.read_table(path, columns=["reason"]).column("reason").to_pylist())
+    return ", ".join(f"{r} {n}" for r, n in reasons.most_common(3))
+
+
+def _annotation_settings(run_dir: Path) -> dict[str, Any]:
+    settings = {}
+    for manifest_path in sorted((run_dir / "stages").glob("*/manifest.json")):
+        manifest = read_json(manifest_path) or {}
+        config = manifest.get("config") or {}
+        if "sampling" in config:
+            settings[manifest["stage"]] = strip_secrets(
+                {
+                    "sampling": config["sampling"],
+                    "model": config.get("model"),
+                    "prompt_code": config.get("code"),
+                    "schema": bool(config.get("schema")),
+                }
+            )
+    return settings
+
+
+def _plots(dataset_dir: Path, rows: list[dict[str, Any]], splits: list[str]) -> list[str]:
+    """PNG plots under plots/, as paths relative to the card; none without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    folder = dataset_dir / "plots"
+    folder.mkdir(exist_ok=True)
+    written = []
+    figure, axis = plt.subplots(figsize=(5, 3))
+    width = 0.8 / max(1, len(splits))
+    for i, split in enumerate(splits):
+        letters = Counter(
+            r["solution"][8] for r in rows if (r.get("split") or "train") == split and r.get("options")
+        )
+        axis.bar([x + i * width for x in range(4)], [letters.get(c, 0) for c in "ABCD"], width, label=split)
+    axis.set_xticks([x + width * (len(splits) - 1) / 2 for x in range(4)], list("ABCD"))
+    axis.set_title("answer letters per split")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(folder / "answer_letters.png", dpi=80)
+    plt.close(figure)
+    written.append("plots/answer_letters.png")
+    figure, axis = plt.subplots(figsize=(5, 3))
+    axis.hist([len(r["problem"] or "") for r in rows], bins=20)
+    axis.set_title("question length (characters)")
+    figure.tight_layout()
+    figure.savefig(folder / "question_length.png", dpi=80)
+    plt.close(figure)
+    written.append("plots/question_length.png")
+    return written

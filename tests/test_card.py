@@ -1,0 +1,65 @@
+"""The dataset card: Hub-readable YAML, the making of the data, statistics, plots, no secrets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from huggingface_hub import DatasetCard
+
+from vdata.cards.card import strip_secrets, write_card
+
+from toy_recipe import build
+
+TOKEN = "hf_PlantedSecretToken12345"
+
+
+def test_the_card_parses_with_the_hub_tools_and_lists_every_split(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    build(tmp_path / "run")
+    run_json = tmp_path / "run" / "run.json"
+    run = json.loads(run_json.read_text())
+    run["config"]["hf_token"] = TOKEN  # planted where a careless config could put it
+    run["config"]["note"] = f"pushed with {TOKEN}"
+    run["command"] = f"vdata build toy --token {TOKEN}"
+    run_json.write_text(json.dumps(run))
+
+    warnings = write_card(tmp_path / "run" / "dataset")
+    assert warnings and "no license set" in warnings[0]
+    text = (tmp_path / "run" / "dataset" / "README.md").read_text()
+    assert TOKEN not in text and "[secret removed]" in text
+
+    card = DatasetCard.load(tmp_path / "run" / "dataset" / "README.md")
+    files = sorted(p.name.split("-")[0] for p in (tmp_path / "run" / "dataset" / "data").glob("*.parquet"))
+    (config,) = card.data.configs
+    assert sorted(f["split"] for f in config["data_files"]) == files
+    assert {s["name"] for s in card.data.dataset_info["splits"]} == set(files)
+    assert "video-text-to-text" in card.data.task_categories
+    assert any(feature["name"] == "solution" for feature in card.data.dataset_info["features"])
+    for plot in ("plots/answer_letters.png", "plots/question_length.png"):
+        assert f"]({plot})" in text and (tmp_path / "run" / "dataset" / plot).stat().st_size > 1000
+    for section in (
+        "## How it was built",
+        "## What is in it",
+        "## Sample rows",
+        "## Load it",
+        "## Limitations",
+    ):
+        assert section in text
+    assert "`annotate`: 36 in, 35 kept, 1 rejected (stage_error 1)" in text
+
+
+def test_vdata_card_sets_the_license(tmp_path):
+    build(tmp_path / "run")
+    result = subprocess.run(
+        [sys.executable, "-m", "vdata", "card", str(tmp_path / "run" / "dataset"), "--license", "cc-by-4.0"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0 and "warning" not in result.stderr
+    assert DatasetCard.load(tmp_path / "run" / "dataset" / "README.md").data.license == "cc-by-4.0"
+
+
+def test_strip_secrets_drops_secret_keys_and_masks_token_values():
+    cleaned = strip_secrets({"api_key": "x", "nested": [{"Authorization": "Bearer y"}, "sk-abcdefghijkl"]})
+    assert cleaned == {"nested": [{}, "[secret removed]"]}
