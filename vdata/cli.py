@@ -360,6 +360,9 @@ def build_longvideo_reason(
     ] = False,
     refresh: Annotated[bool, typer.Option("--refresh", help="Ask the models again.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")] = False,
+    push_to_hub: Annotated[
+        str | None, typer.Option(help="Then push the dataset to this Hub repository.")
+    ] = None,
 ) -> None:
     """LongVideo-Reason: long videos -> four-option reasoning questions for SFT and RL.
 
@@ -405,6 +408,8 @@ def build_longvideo_reason(
     except (CaptionsError, ValueError) as exc:
         _fail(str(exc))
     print_build_summary(Path(recipe.out), result)
+    if push_to_hub:
+        push_command(Path(recipe.out) / "dataset", push_to_hub)
 
 
 def print_build_summary(out: Path, result: Any) -> None:
@@ -469,6 +474,37 @@ def card(
     for warning in warnings:
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     err.print(f"card written to {dataset / 'README.md'}", highlight=False)
+
+
+class VideosMode(str, Enum):
+    upload = "upload"
+    reference = "reference"
+
+
+@app.command("push")
+def push_command(
+    dataset: Annotated[Path, typer.Argument(help="A dataset directory (OUT/dataset of a build).")],
+    repo_id: Annotated[str, typer.Argument(help="The Hub dataset, e.g. my-org/longvideo-reason.")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repository private.")] = False,
+    videos: Annotated[
+        VideosMode, typer.Option(help="upload the videos too, or only reference their paths.")
+    ] = (VideosMode.reference),
+    dry_run: Annotated[
+        Path | None, typer.Option(help="Write the files that would be uploaded here instead.")
+    ] = None,
+) -> None:
+    """Upload Parquet shards, the card and its plots, run.json (secrets stripped), videos on request.
+
+    The token comes from HF_TOKEN or the login cache; it is never printed or written.
+    """
+    from vdata.cards.push import PushError, push
+
+    try:
+        files = push(dataset, repo_id, private=private, videos=videos.value, dry_run=dry_run)
+    except PushError as exc:
+        _fail(str(exc))
+    where = f"laid out in {dry_run}" if dry_run else f"pushed to https://huggingface.co/datasets/{repo_id}"
+    err.print(f"{len(files)} files {where}", highlight=False)
 
 
 @app.command("export")

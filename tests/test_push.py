@@ -1,0 +1,94 @@
+"""vdata push: the files that go up, the token that never shows, the real huggingface_hub client
+against a stand-in for the Hub's API (the Hub itself cannot be reached from here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hub_stand_in import StandInHub
+
+from vdata.cards.card import write_card
+
+from toy_recipe import build
+
+TOKEN = "hf_PlantedSecretToken12345"
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    build(tmp_path / "run")
+    run_json = tmp_path / "run" / "run.json"
+    run = json.loads(run_json.read_text())
+    run["config"]["hf_token"] = TOKEN  # a token where a careless config could put it
+    run["command"] = f"vdata build toy --note {TOKEN}"
+    run_json.write_text(json.dumps(run))
+    write_card(tmp_path / "run" / "dataset")
+    videos = tmp_path / "run" / "dataset" / "videos"
+    videos.mkdir()
+    (tmp_path / "clip.mp4").write_bytes(b"not really a video, but a file")
+    os.symlink(tmp_path / "clip.mp4", videos / "v0.mp4")
+    return tmp_path / "run" / "dataset"
+
+
+def vdata(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vdata", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, **env},
+    )
+
+
+def _no_token_under(folder: Path) -> bool:
+    return all(TOKEN.encode() not in p.read_bytes() for p in folder.rglob("*") if p.is_file())
+
+
+def test_dry_run_lays_out_exactly_the_upload_without_the_token(dataset, tmp_path):
+    result = vdata(
+        "push", str(dataset), "me/lvr", "--dry-run", str(tmp_path / "dry"), env={"HF_TOKEN": TOKEN}
+    )
+    assert result.returncode == 0, result.stderr
+    files = sorted(str(p.relative_to(tmp_path / "dry")) for p in (tmp_path / "dry").rglob("*") if p.is_file())
+    shards = sorted(f"data/{p.name}" for p in (dataset / "data").glob("*.parquet"))
+    assert files == sorted(
+        [*shards, "README.md", "plots/answer_letters.png", "plots/question_length.png", "run.json"]
+    )
+    assert _no_token_under(tmp_path / "dry") and TOKEN not in result.stdout + result.stderr
+    with_videos = vdata(
+        "push", str(dataset), "me/lvr", "--videos", "upload", "--dry-run", str(tmp_path / "dv"), env={}
+    )
+    assert with_videos.returncode == 0 and (tmp_path / "dv" / "videos" / "v0.mp4").read_bytes().startswith(
+        b"not"
+    )
+
+
+def test_push_sends_the_files_and_the_token_only_as_a_header(dataset, tmp_path):
+    # The Hub cannot be reached from these machines: a stand-in for its API answers instead.
+    with StandInHub() as hub:
+        env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_TELEMETRY": "1"}
+        result = vdata("push", str(dataset), "me/lvr", "--private", env=env)
+    assert result.returncode == 0, result.stderr
+    paths = [c[1] for c in hub.calls]
+    assert paths[0] == "/api/repos/create" and paths[-1] == "/api/datasets/me/lvr/commit/main"
+    assert "/api/datasets/me/lvr/preupload/main" in paths
+    assert hub.created[0]["visibility"] == "private" and hub.created[0]["type"] == "dataset"
+    assert hub.files["README.md"] == (dataset / "README.md").read_bytes()
+    assert {f for f in hub.files if f.startswith("data/")} == {
+        f"data/{p.name}" for p in (dataset / "data").glob("*")
+    }
+    assert all(TOKEN.encode() not in content for content in hub.files.values())
+    assert all(TOKEN.encode() not in body for body in hub.bodies)
+    assert all(h.get(b"authorization") == f"Bearer {TOKEN}".encode() for h in hub.headers)
+    assert TOKEN not in result.stdout + result.stderr
+
+
+def test_no_token_is_a_clear_error(dataset, tmp_path):
+    env = {"HF_TOKEN": "", "HF_HOME": str(tmp_path / "empty-home")}
+    result = vdata("push", str(dataset), "me/lvr", env=env)
+    assert result.returncode == 2 and "no Hugging Face token: set HF_TOKEN" in result.stderr
