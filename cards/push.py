@@ -87,12 +87,37 @@ def push(
         api = HfApi(token=token)
         try:
             api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+            data = [f for f in files if not f.startswith("videos/")]
             api.upload_folder(
                 folder_path=staging,
                 repo_id=repo_id,
                 repo_type="dataset",
-                commit_message=f"vdata push: {len(files)} files",
+                allow_patterns=data,
+                commit_message=f"vdata push: {len(data)} files",
             )
+            upload_videos(api, repo_id, staging, [f for f in files if f.startswith("videos/")])
         except (HfHubHTTPError, OSError, ValueError) as exc:
             raise PushError(f"pushing to {repo_id} failed: {str(exc).replace(token, '[token]')}") from None
     return files
+
+
+VIDEO_BATCH = 50
+
+
+def upload_videos(api, repo_id: str, staging: str | Path, videos: list[str]) -> int:
+    """Videos in commits of VIDEO_BATCH, skipping those the repository already holds: a push cut
+    off halfway resumes where it stopped. Returns how many were uploaded now."""
+    if not videos:
+        return 0
+    present = set(api.list_repo_files(repo_id, repo_type="dataset"))
+    missing = [v for v in videos if v not in present]
+    for start in range(0, len(missing), VIDEO_BATCH):
+        batch = missing[start : start + VIDEO_BATCH]
+        api.upload_folder(
+            folder_path=staging,
+            repo_id=repo_id,
+            repo_type="dataset",
+            allow_patterns=batch,
+            commit_message=f"vdata push: videos {start + 1}-{start + len(batch)} of {len(missing)}",
+        )
+    return len(missing)

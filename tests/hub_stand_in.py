@@ -50,6 +50,10 @@ class StandInHub:
             status, reply = 200, {"url": f"{self.url}/datasets/{repo}"}
         elif path == "/api/validate-yaml":  # the card's header: parsed for real by test_card.py
             status, reply = 200, {"errors": [], "warnings": []}
+        elif "/tree/" in path:  # the repository's files, for a push that resumes
+            listing = [{"type": "file", "path": name, "oid": "0" * 40, "size": len(data)}
+                       for name, data in sorted(self.files.items())]  # fmt: skip
+            status, reply = 200, listing
         elif "/preupload/" in path:
             files = json.loads(body)["files"]
             modes = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]
