@@ -32,6 +32,8 @@ A typical session:
   vdata split videos/ --out runs/clips   cut videos into 10 s clips (or --mode scene)
   vdata validate data.jsonl         check a dataset (vdata or Video-R1 rows) row by row
   vdata inspect runs/demo           splits, sizes and field statistics of a dataset or run
+  vdata card runs/lvr/dataset       write the dataset card; vdata push ... to the Hub
+  vdata export runs/lvr/dataset --format easyr1 --out train.jsonl   rows for other trainers
 
 Every command takes --help. Runs are directories: rerun the same command to
 resume; nothing is dropped without a reject row that says why.
