@@ -104,15 +104,10 @@ class FaultProxy:
     async def _app(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         if scope["method"] == "GET":  # /v1/models
             status, headers, payload = await asyncio.to_thread(self._forward, "GET", scope["path"], None)
-            await _respond(send, status, headers, payload)
+            await respond(send, status, headers, payload)
             return
         request = json.loads(body or b"{}")
         messages = request.get("messages") or [None]
@@ -151,14 +146,14 @@ class FaultProxy:
         error = {"error": {"message": f"injected {fault}", "type": "injected"}}
         if fault == "rate_limit":
             headers = [(b"retry-after", str(self.retry_after_s).encode())]
-            await _respond(send, 429, headers, json.dumps(error).encode())
+            await respond(send, 429, headers, json.dumps(error).encode())
             return
         if fault == "server_error":
-            await _respond(send, 500, [], json.dumps(error).encode())
+            await respond(send, 500, [], json.dumps(error).encode())
             return
         if fault == "timeout":
             await asyncio.sleep(self.hang_s)
-            await _respond(send, 504, [], json.dumps(error).encode())
+            await respond(send, 504, [], json.dumps(error).encode())
             return
         if self.upstream is None:
             await asyncio.sleep(self.latency_s)
@@ -171,7 +166,7 @@ class FaultProxy:
             reply = json.loads(payload)
             reply["choices"][0]["message"]["content"] = "Sure! Here it is: {not valid json"
             payload = json.dumps(reply).encode()
-        await _respond(send, status, headers, payload)
+        await respond(send, status, headers, payload)
 
     def _forward(self, method: str, path: str, body: bytes | None) -> tuple[int, list, bytes]:
         request = urllib.request.Request(
@@ -187,7 +182,18 @@ class FaultProxy:
             return exc.code, [], exc.read()
 
 
-async def _respond(send: Any, status: int, headers: list, payload: bytes) -> None:
+async def read_body(receive: Any) -> bytes:
+    """The whole body of an ASGI request."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
+async def respond(send: Any, status: int, headers: list, payload: bytes) -> None:
+    """A JSON reply of an ASGI app."""
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(payload)).encode()),

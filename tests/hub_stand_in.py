@@ -13,6 +13,8 @@ import time
 
 import uvicorn
 
+from vdata.annotators.testing import read_body, respond
+
 
 class StandInHub:
     def __init__(self) -> None:
@@ -32,12 +34,7 @@ class StandInHub:
     async def app(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         method, path = scope["method"], scope["path"]
         self.calls.append((method, path))
         self.headers.append(dict(scope["headers"]))
@@ -66,10 +63,7 @@ class StandInHub:
             repo = path.split("/api/datasets/")[1].split("/commit/")[0]
             commit = f"{self.url}/datasets/{repo}/commit/{'a' * 40}"
             status, reply = 200, {"commitUrl": commit, "commitOid": "a" * 40, "pullRequestUrl": None}
-        payload = json.dumps(reply).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        await respond(send, status, [], json.dumps(reply).encode())
 
     def __enter__(self) -> StandInHub:
         config = uvicorn.Config(
