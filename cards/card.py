@@ -193,6 +193,18 @@ def _body(
             f"- video duration (s): {_counts(numbers['video_duration_s'])}",
             "",
         ]
+    clips = {}  # the clips a recipe read, per video (kept in meta_json)
+    for row in rows:
+        meta = json.loads(row.get("meta_json") or "{}")
+        for start, end in meta.get("clips") or []:
+            clips[(row["path"], start)] = end - start
+    if clips:
+        durations = list(clips.values())
+        lines += [
+            f"Clips: {len(durations)}, durations (s): median {statistics.median(durations):.1f}, "
+            f"max {max(durations):.1f}.",
+            "",
+        ]
     segments = [r["segment"]["end_s"] - r["segment"]["start_s"] for r in rows if r.get("segment")]
     if segments:
         lines += [

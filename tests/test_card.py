@@ -63,3 +63,15 @@ def test_vdata_card_sets_the_license(tmp_path):
 def test_strip_secrets_drops_secret_keys_and_masks_token_values():
     cleaned = strip_secrets({"api_key": "x", "nested": [{"Authorization": "Bearer y"}, "sk-abcdefghijkl"]})
     assert cleaned == {"nested": [{}, "[secret removed]"]}
+
+
+def test_the_card_reports_the_clips_a_recipe_read(tmp_path):
+    from vdata.record import to_table
+    from vdata.runstore import write_dataset
+
+    from conftest import VALID_ROW
+
+    row = {**VALID_ROW, "meta_json": json.dumps({"clips": [[0, 10], [10, 20], [20, 25]]})}
+    write_dataset(to_table([row]), tmp_path / "ds")
+    write_card(tmp_path / "ds", license="mit")
+    assert "Clips: 3, durations (s): median 10.0, max 10.0." in (tmp_path / "ds" / "README.md").read_text()
