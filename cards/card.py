@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from vdata.formats import load_rows
+from vdata.formats import DatasetReadError, LoadedRows, load_rows
 from vdata.report import field_stats
 from vdata.runstore import atomic_write_bytes, read_json
 
@@ -69,7 +69,12 @@ def write_card(
     dataset_dir = Path(dataset_dir)
     run_dir = dataset_dir.parent if (dataset_dir.parent / "run.json").exists() else None
     run = strip_secrets(read_json(run_dir / "run.json")) if run_dir else {}
-    loaded = load_rows(dataset_dir)
+    try:
+        loaded = load_rows(dataset_dir)
+    except DatasetReadError:
+        if not (dataset_dir / "data").is_dir():
+            raise
+        loaded = LoadedRows(shape="vdata")  # a dataset every row of which was rejected
     splits = sorted({row.get("split") or "train" for row in loaded.rows})
     warnings = []
     license = license or (run.get("config") or {}).get("license")
@@ -304,7 +309,8 @@ def _plots(dataset_dir: Path, rows: list[dict[str, Any]], splits: list[str]) -> 
         axis.bar([x + i * width for x in range(4)], [letters.get(c, 0) for c in "ABCD"], width, label=split)
     axis.set_xticks([x + width * (len(splits) - 1) / 2 for x in range(4)], list("ABCD"))
     axis.set_title("answer letters per split")
-    axis.legend()
+    if splits:
+        axis.legend()
     figure.tight_layout()
     figure.savefig(folder / "answer_letters.png", dpi=80)
     plt.close(figure)

@@ -75,3 +75,13 @@ def test_the_card_reports_the_clips_a_recipe_read(tmp_path):
     write_dataset(to_table([row]), tmp_path / "ds")
     write_card(tmp_path / "ds", license="mit")
     assert "Clips: 3, durations (s): median 10.0, max 10.0." in (tmp_path / "ds" / "README.md").read_text()
+
+
+def test_a_dataset_whose_every_row_was_rejected_still_gets_a_card(tmp_path):
+    from vdata.record import SCHEMA
+    from vdata.runstore import write_dataset
+
+    write_dataset(SCHEMA.empty_table(), tmp_path / "ds")
+    write_card(tmp_path / "ds", license="mit")
+    card = DatasetCard.load(tmp_path / "ds" / "README.md")
+    assert "0 questions about 0 videos" in card.text
