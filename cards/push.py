@@ -88,13 +88,7 @@ def push(
         try:
             api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
             data = [f for f in files if not f.startswith("videos/")]
-            api.upload_folder(
-                folder_path=staging,
-                repo_id=repo_id,
-                repo_type="dataset",
-                allow_patterns=data,
-                commit_message=f"vdata push: {len(data)} files",
-            )
+            _commit(api, repo_id, staging, data, f"vdata push: {len(data)} files")
             upload_videos(api, repo_id, staging, [f for f in files if f.startswith("videos/")])
         except (HfHubHTTPError, OSError, ValueError) as exc:
             raise PushError(f"pushing to {repo_id} failed: {str(exc).replace(token, '[token]')}") from None
@@ -113,11 +107,22 @@ def upload_videos(api, repo_id: str, staging: str | Path, videos: list[str]) -> 
     missing = [v for v in videos if v not in present]
     for start in range(0, len(missing), VIDEO_BATCH):
         batch = missing[start : start + VIDEO_BATCH]
-        api.upload_folder(
-            folder_path=staging,
-            repo_id=repo_id,
-            repo_type="dataset",
-            allow_patterns=batch,
-            commit_message=f"vdata push: videos {start + 1}-{start + len(batch)} of {len(missing)}",
+        _commit(
+            api,
+            repo_id,
+            staging,
+            batch,
+            f"vdata push: videos {start + 1}-{start + len(batch)} of {len(missing)}",
         )
     return len(missing)
+
+
+def _commit(api, repo_id: str, staging: str | Path, files: list[str], message: str) -> None:
+    """One commit of the named files of the staging folder."""
+    api.upload_folder(
+        folder_path=staging,
+        repo_id=repo_id,
+        repo_type="dataset",
+        allow_patterns=files,
+        commit_message=message,
+    )

@@ -523,7 +523,3 @@ def _span(item: Any) -> tuple[float | None, float | None]:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def is_valid(row: Any) -> bool:
-    return not any(p.severity == "error" for p in validate(row))

@@ -12,7 +12,7 @@ import hashlib
 import math
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -418,7 +418,7 @@ def _sample_range(
     target = next(pending, None)
     previous: tuple[float, av.VideoFrame] | None = None
     try:
-        for frame in _decode(container, stream):
+        for frame in container.decode(stream):
             if target is None:
                 break
             t = float(frame.pts * stream.time_base) - start0 if frame.pts is not None else 0.0
@@ -446,10 +446,6 @@ def _sample_range(
         raise VideoError("decode_error", path, f"no frame decodes in {start}s..{end}s")
     out.height, out.width = out.frames[0].shape[:2]
     return out
-
-
-def _decode(container: Any, stream: Any) -> Iterator[av.VideoFrame]:
-    yield from container.decode(stream)
 
 
 def _target_size(frame: av.VideoFrame, options: dict[str, Any]) -> tuple[int, int]:

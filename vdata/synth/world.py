@@ -134,9 +134,6 @@ class World:
     def violations(self) -> list[Event]:
         return [e for e in self.events if e.violation]
 
-    def frame_time(self, index: int) -> float:
-        return index / self.fps
-
 
 @dataclass(frozen=True)
 class WorldSpec:
