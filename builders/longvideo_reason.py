@@ -35,6 +35,7 @@ from vdata.annotators.messages import video_content
 from vdata.annotators.pool import ModelPool
 from vdata.annotators.stage import annotate_stage
 from vdata.cards.card import write_card
+from vdata.filters.letters import balance_letters
 from vdata.record import Record, validate
 from vdata.segment import discover_videos
 from vdata.split import SplitConfig, probe_row, segment_row
@@ -358,37 +359,6 @@ def split_by_video(rows: list[dict[str, Any]], ctx: StageContext, *, eval_fracti
     split_of = {v: "eval" for v in order[:n_eval]}
     split_of |= {v: "sft" for v in rest[:n_sft]} | {v: "rl" for v in rest[n_sft:]}
     return StageOutput(rows=[{**r, "split": split_of[r["video"]["sha256"]]} for r in rows])
-
-
-def balance_letters(rows: list[dict[str, Any]], ctx: StageContext) -> StageOutput:
-    """Within each split, answer letters as even as they can be: each row's options are
-    permuted so that its correct option lands on its assigned letter."""
-    out = StageOutput()
-    by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_split[row["split"]].append(row)
-    for split in sorted(by_split):
-        items = sorted(by_split[split], key=lambda r: r["id"])
-        rng = ctx.rng("letters", split)
-        targets = [("ABCD" * (len(items) // 4 + 1))[i] for i in range(len(items))]
-        rng.shuffle(targets)
-        for row, target in zip(items, targets, strict=True):
-            out.rows.append(move_answer(row, target, ctx.rng("options", row["id"])))
-    return out
-
-
-def move_answer(row: dict[str, Any], target: str, rng: Any) -> dict[str, Any]:
-    texts = [o[3:] for o in row["options"]]
-    answer = "ABCD".index(row["solution"][8])
-    others = [t for i, t in enumerate(texts) if i != answer]
-    rng.shuffle(others)
-    position = "ABCD".index(target)
-    arranged = others[:position] + [texts[answer]] + others[position:]
-    return {
-        **row,
-        "options": [f"{letter}. {text}" for letter, text in zip("ABCD", arranged, strict=True)],
-        "solution": f"<answer>{target}</answer>",
-    }
 
 
 # ---------------------------------------------------------------- the recipe

@@ -119,7 +119,7 @@ def test_validate_names_the_input_when_it_cannot_be_read(tmp_path):
     assert odd.returncode == 2 and "unknown file type" in odd.stderr
     (tmp_path / "other.json").write_text(json.dumps([{"text": "x", "label": 1}]))
     shape = vdata_cli("validate", str(tmp_path / "other.json"))
-    assert shape.returncode == 2 and "neither vdata records nor Video-R1 rows" in shape.stderr
+    assert shape.returncode == 2 and "have no shape vdata knows" in shape.stderr
 
 
 def test_video_r1_rows_map_onto_the_record_without_repair():
@@ -141,7 +141,7 @@ def load_rows_from(rows, tmp=None):
 
 
 def test_an_empty_directory_is_a_clear_error(tmp_path):
-    with pytest.raises(DatasetReadError, match="no .parquet, .jsonl or .json files"):
+    with pytest.raises(DatasetReadError, match="no .json, .jsonl, .csv, .parquet files"):
         load_rows(tmp_path)
 
 

@@ -408,6 +408,8 @@ def _check_options(options: Any, problem_type: Any, problems: list[Problem]) -> 
             )
     if len(texts) >= 3:
         for i, text in enumerate(texts):
+            if len(text) <= _LENGTH_MARGIN:
+                continue  # cannot be too long; skips the median on nearly every row
             others = statistics.median(len(t) for j, t in enumerate(texts) if j != i)
             if len(text) > _LENGTH_RATIO * max(others, 1) and len(text) - others > _LENGTH_MARGIN:
                 problems.append(
@@ -523,3 +525,45 @@ def _span(item: Any) -> tuple[float | None, float | None]:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# ---------------------------------------------------------------- storing rows as they are
+
+
+def schema_mismatch(row: Mapping[str, Any]) -> str | None:
+    """The first field whose value SCHEMA cannot store as it is (None when all fit).
+
+    Nulls fit anywhere: a missing question is `validate`'s finding, not a storage
+    problem. A string where a list belongs does not fit (Arrow would split it).
+    """
+    for schema_field in SCHEMA:
+        if not _fits(row.get(schema_field.name), schema_field.type):
+            return schema_field.name
+    return None
+
+
+def _fits(value: Any, arrow_type: pa.DataType) -> bool:
+    if value is None:
+        return True
+    if pa.types.is_string(arrow_type):
+        return isinstance(value, str)
+    if pa.types.is_floating(arrow_type):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if pa.types.is_integer(arrow_type):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if pa.types.is_list(arrow_type):
+        return isinstance(value, (list, tuple)) and all(_fits(v, arrow_type.value_type) for v in value)
+    if pa.types.is_struct(arrow_type):
+        return isinstance(value, Mapping) and all(_fits(value.get(f.name), f.type) for f in arrow_type)
+    return False
+
+
+def conform_table(table: pa.Table) -> pa.Table:
+    """A table of rows that fit SCHEMA, with SCHEMA's columns, order and types."""
+    columns = [
+        table.column(f.name).cast(f.type)
+        if f.name in table.column_names
+        else pa.nulls(table.num_rows, f.type)
+        for f in SCHEMA
+    ]
+    return pa.Table.from_arrays(columns, schema=SCHEMA)

@@ -50,29 +50,56 @@ class ValidationSummary:
         }
 
 
-def summarize_problems(loaded: LoadedRows, max_examples: int = 3) -> ValidationSummary:
-    groups: dict[str, ProblemGroup] = {}
-    bad_rows = 0
-    for where, why in loaded.unreadable:
-        group = groups.setdefault(
-            "unreadable_row", ProblemGroup("unreadable_row", "error", "a line could not be parsed")
-        )
+class ProblemCounter:
+    """Problems grouped by code, counted over rows given in any number of parts."""
+
+    def __init__(self, max_examples: int = 3):
+        self.max_examples = max_examples
+        self.groups: dict[str, ProblemGroup] = {}
+        self.rows = 0
+        self.bad_rows = 0
+
+    def _note(self, code: str, severity: str, meaning: str, ref: str, message: str) -> None:
+        group = self.groups.setdefault(code, ProblemGroup(code, severity, meaning))
         group.count += 1
-        if len(group.examples) < max_examples:
-            group.examples.append((where, why))
-    bad_rows += len(loaded.unreadable)
-    for index, row in enumerate(loaded.rows):
-        problems = validate(row)
-        if any(p.severity == "error" for p in problems):
-            bad_rows += 1
-        for problem in problems:
-            severity, meaning = CODES[problem.code]
-            group = groups.setdefault(problem.code, ProblemGroup(problem.code, severity, meaning))
-            group.count += 1
-            if len(group.examples) < max_examples:
-                group.examples.append((row_ref(row, index), problem.message))
-    ordered = sorted(groups.values(), key=lambda g: (g.severity != "error", -g.count, g.code))
-    return ValidationSummary(len(loaded.rows) + len(loaded.unreadable), ordered, bad_rows)
+        if len(group.examples) < self.max_examples:
+            group.examples.append((ref, message))
+
+    def add_unreadable(self, unreadable: list[tuple[str, str]]) -> None:
+        for where, why in unreadable:
+            self._note("unreadable_row", "error", "a line could not be parsed", where, why)
+        self.rows += len(unreadable)
+        self.bad_rows += len(unreadable)
+
+    def add_rows(self, rows: list[Any], offset: int = 0) -> None:
+        """Validates `rows`, whose first is row number `offset` of the dataset."""
+        for index, row in enumerate(rows, offset):
+            problems = validate(row)
+            if any(p.severity == "error" for p in problems):
+                self.bad_rows += 1
+            for problem in problems:
+                severity, meaning = CODES[problem.code]
+                self._note(problem.code, severity, meaning, row_ref(row, index), problem.message)
+        self.rows += len(rows)
+
+    def merge(self, other: ProblemCounter) -> None:
+        for code, theirs in other.groups.items():
+            mine = self.groups.setdefault(code, ProblemGroup(code, theirs.severity, theirs.meaning))
+            mine.count += theirs.count
+            mine.examples.extend(theirs.examples[: self.max_examples - len(mine.examples)])
+        self.rows += other.rows
+        self.bad_rows += other.bad_rows
+
+    def summary(self) -> ValidationSummary:
+        ordered = sorted(self.groups.values(), key=lambda g: (g.severity != "error", -g.count, g.code))
+        return ValidationSummary(self.rows, ordered, self.bad_rows)
+
+
+def summarize_problems(loaded: LoadedRows, max_examples: int = 3) -> ValidationSummary:
+    counter = ProblemCounter(max_examples)
+    counter.add_unreadable(loaded.unreadable)
+    counter.add_rows(loaded.rows)
+    return counter.summary()
 
 
 def field_stats(loaded: LoadedRows) -> dict[str, Any]:

@@ -57,6 +57,11 @@ class Reject:
     input_ref: str = ""
     payload: Any = None
 
+    @classmethod
+    def of_row(cls, row: Mapping[str, Any], reason: str, detail: str) -> Reject:
+        """A reject that keeps the whole row, for stages that see many rows at once."""
+        return cls(reason, detail, row_ref(row, 0, 0), row)
+
 
 @dataclass
 class StageOutput:
@@ -438,7 +443,7 @@ def _run_stage(
             parts = [out.rows[i : i + shard_rows] for i in range(0, len(out.rows), shard_rows)] or [[]]
             for index, part in enumerate(parts):
                 store.write_shard(stage_dir, index, part, stage.schema)
-            store.write_rejects(stage_dir, 0, _reject_rows(out.rejects, stage.name))
+            store.write_rejects(stage_dir, 0, reject_rows(out.rejects, stage.name))
             manifest["shards"]["all"] = _shard_entry(len(rows), out)
         else:
             for index, shard_path in enumerate(input_shards):
@@ -447,7 +452,7 @@ def _run_stage(
                     continue
                 rows = _read_rows(shard_path)
                 out = stage.apply(rows, context(index))
-                store.write_rejects(stage_dir, index, _reject_rows(out.rejects, stage.name))
+                store.write_rejects(stage_dir, index, reject_rows(out.rejects, stage.name))
                 store.write_shard(stage_dir, index, out.rows, stage.schema)
                 manifest["shards"][key] = _shard_entry(len(rows), out)
                 manifest["seconds"] = round(manifest["seconds"] + time.monotonic() - started, 3)
@@ -504,7 +509,7 @@ def merge_usage(a: Mapping[str, Mapping[str, Any]], b: Mapping[str, Mapping[str,
     return merged
 
 
-def _reject_rows(rejects: list[Reject], stage: str) -> list[dict[str, Any]]:
+def reject_rows(rejects: list[Reject], stage: str) -> list[dict[str, Any]]:
     return [
         {
             "input_ref": r.input_ref,

@@ -1,0 +1,117 @@
+"""`vdata filter NAME DATASET --out DIR`: one filter as a resumable one-stage run.
+
+The dataset is read in any known format and mapped onto the record; the kept
+rows go to DIR/dataset (Parquet per split), every dropped row to
+DIR/rejects/NAME.parquet with its reason. Rows that cannot even be stored as a
+record (a string where a list belongs, an unparseable line) are rejected by
+the load step, into DIR/rejects/load.parquet: nothing is lost in silence.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from vdata.filters.contamination import decontaminate_rows, load_eval_sets
+from vdata.filters.dedup import dedup_rows
+from vdata.filters.letters import balance_letters
+from vdata.filters.rules import length_row, sample_rows, validate_row
+from vdata.formats import load_rows, row_ref
+from vdata.record import SCHEMA, SPLITS, conform_table, schema_mismatch
+from vdata.runstore import REJECT_SCHEMA, RunStore, atomic_write_table, write_dataset
+from vdata.stages import DatasetStage, MapStage, Reject, RunResult, Stage, reject_rows, run_pipeline
+
+FILTERS = ("validate", "balance-letters", "dedup", "decontaminate", "length", "sample")
+
+
+def filter_stage(name: str, **options: Any) -> Stage:
+    """The stage of filter `name` with its options (those that change the output are its config)."""
+    if name == "validate":
+        return MapStage("validate", validate_row)
+    if name == "balance-letters":
+        return DatasetStage("balance-letters", balance_letters, seeded=True)
+    if name == "dedup":
+        return DatasetStage("dedup", functools.partial(dedup_rows, **options), config=options)
+    if name == "length":
+        return MapStage("length", functools.partial(length_row, **options), config=options)
+    if name == "sample":
+        return DatasetStage("sample", functools.partial(sample_rows, **options), config=options, seeded=True)
+    if name == "decontaminate":
+        paths = [Path(p) for p in options["evals"]]
+        media_root = options.get("media_root")
+        fn = functools.partial(
+            decontaminate_rows,
+            evals=load_eval_sets(paths),
+            media_root=Path(media_root) if media_root else None,
+            ngram=options.get("ngram", 8),
+        )
+        config = {**options, "evals": [_describe(p) for p in paths], "media_root": str(media_root or "")}
+        return DatasetStage("decontaminate", fn, config=config)
+    raise ValueError(f"unknown filter {name!r}; filters: {', '.join(FILTERS)}")
+
+
+def _describe(path: Path) -> dict[str, Any]:
+    """An eval set's identity for the run's fingerprint: its path, size and change time."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {"path": str(path), "files": [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]}
+
+
+@dataclass
+class FilterResult:
+    run: RunResult
+    kept: int
+    rejected: int
+    load_rejected: int
+    dataset: Path
+
+
+def run_filter(
+    stage: Stage,
+    dataset: str | Path,
+    out: str | Path,
+    *,
+    shape: str = "auto",
+    seed: int = 0,
+    quiet: bool = False,
+) -> FilterResult:
+    out = Path(out)
+    loaded = load_rows(dataset, shape)
+    rows, load_rejects = [], [Reject("unreadable_row", why, where) for where, why in loaded.unreadable]
+    for index, (row, split) in enumerate(zip(loaded.rows, loaded.splits, strict=True)):
+        ref = row_ref(row, index)
+        if not isinstance(row, Mapping):
+            load_rejects.append(Reject("not_a_row", f"a {type(row).__name__}, not a row of fields", ref, row))
+            continue
+        field = schema_mismatch(row)
+        if field is not None:
+            detail = f"field {field!r} holds a {type(row.get(field)).__name__} the record cannot store"
+            load_rejects.append(Reject("wrong_type", detail, ref, row))
+            continue
+        if not row.get("split") and split in SPLITS:
+            row = {**row, "split": split}
+        rows.append(dict(row))
+    result = run_pipeline(
+        out,
+        f"filter-{stage.name}",
+        rows,
+        [stage],
+        config={"dataset": str(dataset), "shape": loaded.shape},
+        seed=seed,
+        quiet=quiet,
+        shard_rows=4096,
+    )
+    store = RunStore(out)
+    atomic_write_table(
+        store.rejects_dir / "load.parquet",
+        pa.Table.from_pylist(reject_rows(load_rejects, "load"), schema=REJECT_SCHEMA),
+    )
+    table = result.final_table()
+    table = conform_table(table) if table is not None else SCHEMA.empty_table()
+    write_dataset(table, out / "dataset")
+    report = result.stages[-1]
+    return FilterResult(result, table.num_rows, report.rejected, len(load_rejects), out / "dataset")
