@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from vdata.filters.frame import file_name, normalized_path, rows_frame
+from vdata.filters.frame import file_name, normalized_path, rows_frame, word_hashes
 from vdata.stages import Reject, StageContext, StageOutput
 
 NGRAM = 8
@@ -39,14 +39,7 @@ class EvalSet:
 def question_ngrams(frame: pl.DataFrame, n: int = NGRAM) -> pl.DataFrame:
     """idx and 64-bit hash of each word n-gram of each question (lower case, words of letters
     and digits); a question shorter than n words contributes itself whole."""
-    words = (
-        frame.select("idx", word=pl.col("problem").str.to_lowercase().str.extract_all(r"[\p{L}\p{N}]+"))
-        .explode("word")
-        .drop_nulls("word")
-        .select("idx", h=pl.col("word").hash(seed=5))
-    )
-    rows = words["idx"].to_numpy()
-    hashes = words["h"].to_numpy().astype(np.uint64)
+    rows, hashes = word_hashes(frame["problem"], frame["idx"], seed=5)
     if len(rows) == 0:
         return pl.DataFrame(schema={"idx": pl.UInt32, "h": pl.UInt64})
     starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -102,3 +103,18 @@ def has_negation(column: pl.Expr) -> pl.Expr:
 
 def negation_words(text: str) -> list[str]:
     return [m.group(0) for m in re.finditer(_NEGATION, text)]
+
+
+def word_hashes(
+    texts: pl.Series, ids: pl.Series | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(id of each word, 64-bit hash of each word) for the lower-cased words (letters and
+    digits) of `texts`, in order; ids default to row positions."""
+    words = (
+        pl.DataFrame({"id": ids if ids is not None else pl.int_range(len(texts), eager=True), "text": texts})
+        .select("id", word=pl.col("text").str.to_lowercase().str.extract_all(r"[\p{L}\p{N}]+"))
+        .explode("word")
+        .drop_nulls("word")
+        .select("id", h=pl.col("word").hash(seed=seed))
+    )
+    return words["id"].to_numpy(), words["h"].to_numpy().astype(np.uint64)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from vdata.filters.frame import word_hashes
+
 NUM_PERM = 32
 BANDS = 8
 
@@ -37,16 +39,7 @@ class NearPairs:
 def _shingles(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """(row of each shingle, 64-bit hash of each shingle), rows ascending: word bigrams, or the
     single word of a one-word text. Empty texts have no shingles."""
-    words = (
-        pl.DataFrame({"text": texts})
-        .with_row_index("row")
-        .select("row", word=pl.col("text").str.to_lowercase().str.extract_all(r"[\p{L}\p{N}]+"))
-        .explode("word")
-        .drop_nulls("word")
-        .select("row", h=pl.col("word").hash(seed=17))
-    )
-    rows = words["row"].to_numpy()
-    hashes = words["h"].to_numpy().astype(np.uint64)
+    rows, hashes = word_hashes(texts, seed=17)
     if len(rows) == 0:
         return rows, hashes
     same_row = rows[1:] == rows[:-1]

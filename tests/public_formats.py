@@ -106,6 +106,16 @@ def videohallu_rows(n: int, *, null_questions: int = 0) -> list[dict[str, Any]]:
     ]
 
 
+def with_copies(rows: list[dict[str, Any]], first_id: int) -> list[dict[str, Any]]:
+    """`rows` and three more: an exact copy of row 2 (case and punctuation changed), a
+    near-copy of row 6 (two words added), and row 8's question about another video."""
+    exact = rows[2] | {"problem_id": first_id, "problem": rows[2]["problem"].upper() + "!"}
+    near_text = rows[6]["problem"].replace(" after scene", " afterwards in scene")
+    near = rows[6] | {"problem_id": first_id + 1, "problem": near_text}
+    other_video = rows[8] | {"problem_id": first_id + 2, "path": "./videos/elsewhere.mp4"}
+    return rows + [exact, near, other_video]
+
+
 def write(path: Path, rows: list[dict[str, Any]]) -> Path:
     """Rows as .json (a list), .jsonl or .csv (null cells empty), by the file name."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from pathlib import Path
 
 import pytest
-from public_formats import longvideo_reason_rows, tw_grpo_rows, video_r1_rows, videohallu_rows, write
-from test_cli import vdata_cli
 
 from vdata.filters.audit import AuditOptions, audit, scan, to_markdown
 from vdata.filters.letters import chi2_sf
 from vdata.formats import load_rows
+
+from public_formats import (
+    longvideo_reason_rows,
+    tw_grpo_rows,
+    video_r1_rows,
+    videohallu_rows,
+    with_copies,
+    write,
+)
+from test_cli import vdata_cli
 
 
 def codes(report) -> dict[str, int]:
@@ -52,18 +59,12 @@ def test_chi_square_tail_matches_scipy():
 
 def test_exact_and_near_duplicates(tmp_path):
     rows = video_r1_rows(30)
-    exact = copy.deepcopy(rows[3]) | {"problem_id": 100, "problem": rows[3]["problem"].upper() + "  "}
-    near = copy.deepcopy(rows[5]) | {
-        "problem_id": 101,
-        "problem": rows[5]["problem"].replace(" after scene", " afterwards in scene"),
-    }
-    other_video = copy.deepcopy(rows[7]) | {"problem_id": 102, "path": "./videos/elsewhere.mp4"}
-    report = audit(write(tmp_path / "train.json", rows + [exact, near, other_video]))
+    report = audit(write(tmp_path / "train.json", with_copies(rows, 100)))
     assert codes(report)["exact_duplicates"] == 1
-    assert finding(report, "exact_duplicates").examples[0] == ("100", "repeats 3")
+    assert finding(report, "exact_duplicates").examples[0] == ("100", "repeats 2")
     assert codes(report)["near_duplicates"] == 1
     assert finding(report, "near_duplicates").examples[0][0] == "101"
-    clean = audit(write(tmp_path / "clean.json", rows + [other_video]))
+    clean = audit(write(tmp_path / "clean.json", with_copies(rows, 100)[:30] + with_copies(rows, 100)[-1:]))
     assert "exact_duplicates" not in codes(clean) and "near_duplicates" not in codes(clean)
 
 

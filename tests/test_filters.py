@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from public_formats import tw_grpo_rows, video_r1_rows, write
-from test_cli import vdata_cli
 
 from vdata.filters.letters import relabel_letters
 from vdata.filters.run import filter_stage, run_filter
 from vdata.formats import load_rows
 from vdata.record import Record, to_table
+
+from public_formats import tw_grpo_rows, video_r1_rows, with_copies, write
+from test_cli import vdata_cli
 
 
 def kept(result) -> list[dict]:
@@ -104,13 +105,7 @@ def test_relabel_letters_follows_the_options():
 
 def test_dedup_exact_and_minhash_keep_the_first(tmp_path):
     rows = video_r1_rows(12)
-    copy_row = copy.deepcopy(rows[2]) | {"problem_id": 50, "problem": rows[2]["problem"].lower() + "!"}
-    near = copy.deepcopy(rows[6]) | {
-        "problem_id": 51,
-        "problem": rows[6]["problem"].replace(" after scene", " afterwards in scene"),
-    }
-    same_text_other_video = copy.deepcopy(rows[8]) | {"problem_id": 52, "path": "./videos/other.mp4"}
-    path = write(tmp_path / "in.json", rows + [copy_row, near, same_text_other_video])
+    path = write(tmp_path / "in.json", with_copies(rows, 50))
 
     exact = run_filter(filter_stage("dedup", method="exact"), path, tmp_path / "exact", quiet=True)
     assert exact.kept == 14 and [r["reason"] for r in rejects(tmp_path / "exact", "dedup")] == ["duplicate"]
