@@ -36,6 +36,7 @@ A typical session:
   vdata inspect runs/demo           splits, sizes and field statistics of a dataset or run
   vdata card runs/lvr/dataset       write the dataset card; vdata push ... to the Hub
   vdata export runs/lvr/dataset --format easyr1 --out train.jsonl   rows for other trainers
+  vdata train grpo --config run.yaml steps=20   a short GRPO run to check a data change
 
 Every command takes --help. Runs are directories: rerun the same command to
 resume; nothing is dropped without a reject row that says why.
@@ -50,6 +51,8 @@ filter_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(filter_app, name="filter")
+train_app = typer.Typer(help="Short RL runs on a dataset, to compare dataset variants.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
 out = Console()
 err = Console(stderr=True)
@@ -427,6 +430,39 @@ def filter_sample(
         _fail(f"--n {n} must not be negative")
     fields = tuple(part.strip() for part in by.split(",") if part.strip())
     _filter("sample", dataset, out_dir, fmt, seed, quiet, n=n, fraction=fraction, by=fields)
+
+
+@train_app.command("grpo", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_grpo(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="A YAML config (vdata.trainers.config).")
+    ] = None,
+) -> None:
+    """A short GRPO run: vdata train grpo --config run.yaml [key=value ...].
+
+    Overrides are config keys: steps=20 lr=1e-6 algorithm=dapo data=runs/lvr/dataset.
+    Writes OUT/metrics.jsonl (a line per step) and OUT/checkpoint; rerun to resume.
+    Needs the train extra (torch, transformers).
+    """
+    try:
+        from vdata.trainers.config import ConfigError, GRPOConfig
+        from vdata.trainers.train import train
+    except ImportError as exc:
+        _fail(
+            f"training needs the train extra ({exc}): pip install torch==2.13.0 && pip install -e '.[train]'"
+        )
+    if config is not None and not config.is_file():
+        _fail(f"--config {config}: no such file")
+    try:
+        settings = GRPOConfig.load(config, list(ctx.args))
+        summary = train(settings, log=lambda line: err.print(line, highlight=False))
+    except ConfigError as exc:
+        _fail(str(exc))
+    where = summary.out
+    out.print(
+        f"{summary.steps} steps; metrics: {where / 'metrics.jsonl'}; checkpoint: {where / 'checkpoint'}"
+    )
 
 
 class SplitMode(str, Enum):

@@ -1,0 +1,205 @@
+"""GRPO on CPU: the loss moves log-probs the right way, a tiny Qwen2-VL learns a trivial task,
+runs resume, configs load. Models are random-init and built in the test: nothing is downloaded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from vdata.record import Record, to_table
+from vdata.synthetic import write_shots_video
+from vdata.trainers.config import ConfigError, GRPOConfig
+from vdata.trainers.grpo import aggregate, clipped_policy_loss, disagreement_weights, group_advantages, k3_kl
+from vdata.trainers.random_init import TINY_QWEN2_VL, word_tokenizer
+from vdata.trainers.train import train
+
+WORDS = ["A", "B", "C", "D", "Which", "letter", "red", "blue", "green", "gray"]
+
+
+def letter_dataset(root: Path, videos: int = 4) -> Path:
+    """A vdata dataset whose every question has answer B: trivially learnable."""
+    (root / "videos").mkdir(parents=True)
+    rows = []
+    for i in range(videos):
+        write_shots_video(root / "videos" / f"v{i}.mp4", [1.0], size=(56, 56), seed=i)
+        rows.append(
+            Record(
+                recipe="test@1",
+                path=f"videos/v{i}.mp4",
+                problem="Which letter?",
+                problem_type="multiple choice",
+                options=["A. red", "B. blue", "C. green", "D. gray"],
+                solution="<answer>B</answer>",
+                split="rl",
+            )  # fmt: skip
+        )
+    (root / "data").mkdir()
+    pq.write_table(to_table(rows), root / "data" / "rl-00000-of-00001.parquet")
+    return root
+
+
+def tiny_config(tmp_path: Path, **overrides) -> GRPOConfig:
+    if not (tmp_path / "tok").exists():
+        word_tokenizer(WORDS, tmp_path / "tok")
+    if not (tmp_path / "data").exists():
+        letter_dataset(tmp_path / "data")
+    values = dict(
+        data=str(tmp_path / "data"), out=str(tmp_path / "run"), model_spec=TINY_QWEN2_VL,
+        tokenizer=str(tmp_path / "tok"), frames=4, max_pixels=56 * 56, prompts_per_step=4, group_size=8,
+        max_new_tokens=1, lr=2e-2, steps=3, tolerant_letters=True, seed=0,
+    )  # fmt: skip
+    return GRPOConfig(**{**values, **overrides})
+
+
+def test_group_advantages_with_and_without_std():
+    rewards = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    assert torch.allclose(group_advantages(rewards, scale=False), torch.tensor([0.5, -0.5, -0.5, 0.5]))
+    scaled = group_advantages(rewards)
+    assert torch.allclose(scaled, torch.tensor([0.5, -0.5, -0.5, 0.5]) / rewards.std(), atol=1e-5)
+    assert torch.all(group_advantages(torch.ones(4)) == 0)
+
+
+def test_clip_low_and_high_and_k3():
+    logp = torch.log(torch.tensor([[1.5, 0.5]]))
+    old = torch.zeros(1, 2)
+    loss, clipped = clipped_policy_loss(logp, old, torch.tensor([1.0]), clip_low=0.2, clip_high=0.28)
+    assert torch.allclose(loss, torch.tensor([[-1.28, -0.5]])) and clipped.tolist() == [[1.0, 0.0]]
+    loss, clipped = clipped_policy_loss(logp, old, torch.tensor([-1.0]), clip_low=0.2, clip_high=0.28)
+    assert torch.allclose(loss, torch.tensor([[1.5, 0.8]])) and clipped.tolist() == [[0.0, 1.0]]
+    assert torch.allclose(k3_kl(torch.zeros(3), torch.zeros(3)), torch.zeros(3))
+    assert bool((k3_kl(torch.tensor([0.0, -1.0]), torch.tensor([-1.0, 0.0])) > 0).all())
+
+
+def test_aggregation_modes():
+    values = torch.tensor([[1.0, 1.0, 1.0], [4.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    assert aggregate(values, mask, "token-mean", (4.0, 2.0)).item() == pytest.approx(7 / 4)
+    assert aggregate(values, mask, "seq-mean-token-mean", (4.0, 2.0)).item() == pytest.approx((1 + 4) / 2)
+
+
+def test_tw_grpo_weights_grow_where_the_group_disagrees():
+    responses = torch.tensor([[5, 7, 9], [5, 8, 9], [5, 6, 1]])
+    weights = disagreement_weights(responses, torch.ones(3, 3), alpha=1.5)
+    assert weights[0].tolist() == pytest.approx([1.0, 1.5, 1.25])
+
+
+def test_the_loss_moves_log_probs_with_the_sign_of_the_advantage(tmp_path):
+    from vdata.trainers.policy import load_policy
+
+    config = tiny_config(tmp_path)
+    for sign in (1.0, -1.0):
+        policy = load_policy(config)
+        row = {
+            "problem": "Which letter?",
+            "problem_type": "multiple choice",
+            "options": ["A. red", "B. blue"],
+        }
+        frames = torch.randint(0, 255, (4, 56, 56, 3), dtype=torch.uint8).numpy()
+        prompt = policy.prompt(row, frames)
+        responses = torch.tensor([[policy.tokenizer.convert_tokens_to_ids("B")]])
+        before, _ = policy.log_probs(prompt, responses)
+        loss, _ = clipped_policy_loss(
+            before, before.detach(), torch.tensor([sign]), clip_low=0.2, clip_high=0.2
+        )
+        loss.mean().backward()
+        torch.optim.SGD(policy.model.parameters(), lr=0.1).step()
+        after, _ = policy.log_probs(prompt, responses)
+        assert (after.item() - before.item()) * sign > 0, (sign, before.item(), after.item())
+
+
+@pytest.mark.slow
+def test_a_tiny_qwen2_vl_learns_a_trivial_task(tmp_path):
+    summary = train(tiny_config(tmp_path, steps=12), log=lambda line: None)
+    rewards = [m["reward_mean"] for m in summary.metrics]
+    assert summary.steps == 12 and len(rewards) == 12
+    early, late = sum(rewards[:3]) / 3, sum(rewards[-3:]) / 3
+    assert late > early + 0.2, rewards
+    metrics_file = tmp_path / "run" / "metrics.jsonl"
+    lines = [json.loads(line) for line in metrics_file.read_text().splitlines()]
+    keys = {
+        "reward_mean", "reward_std", "accuracy", "format_rate", "zero_variance_fraction", "response_length",
+        "kl", "entropy", "clip_fraction", "grad_norm", "generate_s", "score_s", "logprob_s", "update_s",
+        "tokens_per_s", "peak_memory_gb",
+    }  # fmt: skip
+    assert keys <= set(lines[0]) and [m["step"] for m in lines] == list(range(1, 13))
+
+
+@pytest.mark.slow
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    whole = train(tiny_config(tmp_path, steps=3, out=str(tmp_path / "whole")), log=lambda line: None)
+    train(tiny_config(tmp_path, steps=2, out=str(tmp_path / "parts")), log=lambda line: None)
+    resumed = train(tiny_config(tmp_path, steps=3, out=str(tmp_path / "parts")), log=lambda line: None)
+    assert [m["step"] for m in resumed.metrics] == [3]
+    assert resumed.metrics[0]["reward_mean"] == whole.metrics[2]["reward_mean"]
+    assert resumed.metrics[0]["loss"] == pytest.approx(whole.metrics[2]["loss"], rel=1e-4, abs=1e-7)
+    lines = (tmp_path / "parts" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_variants_and_kl_run(tmp_path):
+    for algorithm in ("dapo", "tw-grpo", "reg-grpo"):
+        config = tiny_config(
+            tmp_path, steps=1, algorithm=algorithm, out=str(tmp_path / algorithm), kl_coef=0.05
+        )
+        (metrics,) = train(config, log=lambda line: None).metrics
+        assert "skipped" in metrics or metrics["kl"] >= 0, (algorithm, metrics)
+    dapo = tiny_config(tmp_path, steps=1, algorithm="dapo", max_new_tokens=1, tolerant_letters=False)
+    assert dapo.clip_high == 0.28 and dapo.dynamic_sampling
+    (metrics,) = train(
+        dapo.__class__(**{**dapo.to_dict(), "out": str(tmp_path / "zero")}), log=lambda line: None
+    ).metrics
+    # strict letters and one token: no response can be right, every group has zero variance
+    assert metrics["skipped"] and "zero reward variance" in metrics["skipped"]
+
+
+@pytest.mark.slow
+def test_a_text_only_causal_lm_from_a_directory(tmp_path):
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = word_tokenizer(WORDS, tmp_path / "lm")
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    Qwen2ForCausalLM(config).save_pretrained(tmp_path / "lm")
+    rows = [
+        {"problem_id": i, "problem": "Which letter?", "data_type": "video", "problem_type": "multiple choice",
+         "options": ["A. red", "B. blue"], "solution": "<answer>B</answer>", "path": f"v{i}.mp4"}
+        for i in range(3)
+    ]  # fmt: skip
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    run = GRPOConfig(
+        data=str(tmp_path / "rows.json"), split="", model=str(tmp_path / "lm"), out=str(tmp_path / "run"),
+        prompts_per_step=2, group_size=4, max_new_tokens=2, steps=1, tolerant_letters=True,
+    )  # fmt: skip
+    (metrics,) = train(run, log=lambda line: None).metrics
+    assert metrics["groups"] == 2 and metrics["response_length"] >= 1
+
+
+def test_config_from_yaml_with_overrides_and_clear_errors(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: some/model\nsteps: 5\nalgorithm: dapo\n")
+    config = GRPOConfig.load(path, ["steps=7", "lr=1e-5", "scale_rewards=false"])
+    assert (config.steps, config.lr, config.scale_rewards, config.clip_high) == (7, 1e-5, False, 0.28)
+    with pytest.raises(ConfigError, match="unknown config keys \\['stpes'\\]"):
+        GRPOConfig.load(path, ["stpes=3"])
+    with pytest.raises(ConfigError, match="algorithm 'ppo'"):
+        GRPOConfig.load(path, ["algorithm=ppo"])
+    with pytest.raises(ConfigError, match="not key=value"):
+        GRPOConfig.load(path, ["steps"])
+
+
+def test_an_unreadable_video_stops_the_run_naming_the_row(tmp_path):
+    config = tiny_config(tmp_path, steps=1)
+    (tmp_path / "data" / "videos" / "v0.mp4").write_bytes(b"not a video")
+    (tmp_path / "data" / "videos" / "v1.mp4").write_bytes(b"not a video")
+    (tmp_path / "data" / "videos" / "v2.mp4").write_bytes(b"not a video")
+    (tmp_path / "data" / "videos" / "v3.mp4").write_bytes(b"not a video")
+    with pytest.raises(ConfigError, match="fix or filter the row"):
+        train(config, log=lambda line: None)

@@ -1,0 +1,125 @@
+"""One flat config for a GRPO run, loadable from YAML and overridable by key=value."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ALGORITHMS = ("grpo", "dapo", "tw-grpo", "reg-grpo")
+AGGREGATIONS = ("token-mean", "seq-mean-token-mean")
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the key and what to do."""
+
+
+@dataclass
+class GRPOConfig:
+    # data: a vdata dataset or run directory, an export file (Video-R1, EasyR1, ...), or hf:ID
+    data: str = ""
+    split: str = "rl"
+    media_root: str = ""  # where rows' video paths resolve; default: the dataset's folder
+    out: str = "runs/grpo"
+    # policy: a model directory or Hub id, or random init from model_spec (a dict like
+    # vdata.trainers.random_init.TINY_QWEN2_VL) with a tokenizer directory
+    model: str = ""
+    model_spec: dict[str, Any] | None = None
+    tokenizer: str = ""
+    dtype: str = "float32"  # bfloat16 on GPUs
+    device: str = "auto"
+    attn_implementation: str = "sdpa"
+    gradient_checkpointing: bool = False
+    lora_rank: int = 0  # > 0: train LoRA adapters (peft) instead of all weights
+    lora_alpha: int = 16
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    # video: frames per sample from the kernel's sampler (qwen-vl-utils conventions)
+    frames: int = 16
+    max_pixels: int = 128 * 28 * 28
+    # rollout
+    prompts_per_step: int = 4
+    group_size: int = 8
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    # objective
+    algorithm: str = "grpo"  # grpo | dapo | tw-grpo | reg-grpo
+    scale_rewards: bool = True  # divide advantages by the group's std (off: Dr. GRPO)
+    clip_low: float = 0.2
+    clip_high: float | None = None  # None: clip_low, or 0.28 for dapo (clip-higher)
+    kl_coef: float | None = None  # None: 0 (off, as in DAPO), or 0.1 for reg-grpo
+    loss_aggregation: str = "token-mean"
+    tw_alpha: float = 1.5  # tw-grpo: token weights in [1, alpha]
+    dynamic_sampling: bool | None = None  # None: on for dapo (drop zero-variance groups, refill)
+    max_refills: int = 3
+    # reward
+    accuracy_weight: float = 0.9
+    format_weight: float = 0.1
+    format_style: str = "think"  # think | thinker (Video-Thinker tags)
+    tolerant_letters: bool = False  # Video-R1's strict letter rule by default
+    # optimisation
+    steps: int = 10
+    lr: float = 1e-6
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    save_every: int = 0  # 0: a checkpoint at the end only
+    tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ConfigError(f"algorithm {self.algorithm!r} is not one of {', '.join(ALGORITHMS)}")
+        if self.loss_aggregation not in AGGREGATIONS:
+            raise ConfigError(
+                f"loss_aggregation {self.loss_aggregation!r} is not one of {', '.join(AGGREGATIONS)}"
+            )
+        if self.clip_high is None:
+            self.clip_high = 0.28 if self.algorithm == "dapo" else self.clip_low
+        if self.dynamic_sampling is None:
+            self.dynamic_sampling = self.algorithm == "dapo"
+        if self.kl_coef is None:
+            self.kl_coef = 0.1 if self.algorithm == "reg-grpo" else 0.0
+        if self.group_size < 2:
+            raise ConfigError(f"group_size {self.group_size}: GRPO compares at least 2 responses per prompt")
+        if not self.model and not self.model_spec:
+            raise ConfigError("give model (a directory or Hub id) or model_spec with tokenizer (random init)")
+        if self.model_spec and not (self.tokenizer or self.model):
+            raise ConfigError("model_spec (random init) needs tokenizer: a tokenizer directory")
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> GRPOConfig:
+        """From a YAML file, then `key=value` overrides (values read as YAML: 3, 1e-6, true)."""
+        import yaml
+
+        values: dict[str, Any] = {}
+        if path is not None:
+            try:
+                values = yaml.safe_load(Path(path).read_text()) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise ConfigError(f"{path}: cannot read the config ({exc})") from exc
+            if not isinstance(values, dict):
+                raise ConfigError(f"{path}: a config is a mapping of keys to values")
+        for item in overrides or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"override {item!r} is not key=value")
+            values[key.strip()] = yaml.safe_load(value)
+        types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(types))
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; known: {', '.join(sorted(types))}")
+        return cls(**{key: _number(key, value, types[key]) for key, value in values.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _number(key: str, value: Any, annotation: str) -> Any:
+    """YAML reads 1e-6 as a string (it wants 1.0e-6): numbers for numeric keys, or a clear error."""
+    if not isinstance(value, str) or not annotation.startswith(("float", "int")):
+        return value
+    try:
+        return float(value) if annotation.startswith("float") else int(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {value!r} is not a number") from exc

@@ -1,0 +1,179 @@
+"""The policy: a Hugging Face model, its prompts, sampling, and response log-probabilities.
+
+Qwen2-VL and Qwen2.5-VL read a row's video as frames from the kernel's sampler;
+any causal LM reads text-only rows. Video is placed before the question, in
+rollout and in every forward pass alike (METHODS.md: MR-SP's upstream put it
+after the prompt in training and before it in rollout, so log-probs did not
+match the sampled sequence).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from vdata.trainers.video_inputs import VideoInputs, video_inputs
+
+VL_TYPES = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
+INSTRUCTIONS = {
+    "multiple choice": "Give only the option letter (A, B, C, ...) inside <answer> </answer>.",
+    "multi-answer": "Give every correct option letter, separated by commas (A,C), inside <answer> </answer>.",
+    "yes/no": "Give yes or no inside <answer> </answer>.",
+    "numerical": "Give the number inside <answer> </answer>.",
+    "regression": "Give the number inside <answer> </answer>.",
+    "OCR": "Give the text inside <answer> </answer>.",
+    "free-form": "Give your answer inside <answer> </answer>.",
+    "temporal grounding": "Give the start and end in seconds, as start-end, inside <answer> </answer>.",
+}
+
+
+def question_text(row: Mapping[str, Any]) -> str:
+    """The question, its options, and the answer format its reward reads."""
+    lines = [str(row.get("problem") or "")]
+    lines += list(row.get("options") or [])
+    lines.append("Think inside <think> </think> first.")
+    lines.append(INSTRUCTIONS.get(str(row.get("problem_type")), INSTRUCTIONS["free-form"]))
+    return "\n".join(lines)
+
+
+@dataclass
+class Prompt:
+    """One prompt's tensors: token ids and, for a video row, the video inputs."""
+
+    input_ids: torch.Tensor  # (1, P)
+    video: VideoInputs | None = None
+    video_token_id: int | None = None
+    token_types: bool = False  # the model wants mm_token_type_ids (2 marks video tokens)
+
+    def repeated(
+        self, n: int, device: torch.device, responses: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Model inputs for n copies of the prompt, each followed by its response when given."""
+        ids = self.input_ids.repeat(n, 1)
+        if responses is not None:
+            ids = torch.cat([ids, responses.cpu()], dim=1)
+        inputs = {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
+        if self.video is not None:
+            inputs["pixel_values_videos"] = self.video.pixel_values_videos.repeat(n, 1).to(device)
+            inputs["video_grid_thw"] = self.video.video_grid_thw.repeat(n, 1).to(device)
+            if self.token_types:
+                inputs["mm_token_type_ids"] = ((ids == self.video_token_id).int() * 2).to(device)
+        return inputs
+
+
+class Policy:
+    def __init__(self, model: Any, tokenizer: Any, device: torch.device):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.is_vl = getattr(model.config, "model_type", "") in VL_TYPES
+        forward = inspect.signature(getattr(model, "get_base_model", lambda: model)().forward).parameters
+        self._token_types = "mm_token_type_ids" in forward
+        # a sampled vision token would claim video features that do not exist
+        vision = ("<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|image_pad|>")
+        known = [tokenizer.convert_tokens_to_ids(t) for t in vision if t in tokenizer.get_vocab()]
+        self.banned = [[i] for i in known] if self.is_vl else None
+
+    def prompt(self, row: Mapping[str, Any], frames: Any = None) -> Prompt:
+        text = question_text(row)
+        video = None
+        if self.is_vl and frames is not None:
+            video = video_inputs(frames)
+            user = "<|vision_start|>" + "<|video_pad|>" * video.tokens + "<|vision_end|>" + text
+            chat = f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+        elif getattr(self.tokenizer, "chat_template", None):
+            chat = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+            )
+        else:
+            chat = f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
+        ids = self.tokenizer(chat, return_tensors="pt", add_special_tokens=False).input_ids
+        if video is None:
+            return Prompt(ids)
+        return Prompt(ids, video, self.model.config.video_token_id, self._token_types)
+
+    @torch.no_grad()
+    def sample(self, prompt: Prompt, n: int, *, max_new_tokens: int, temperature: float, top_p: float):
+        """n responses: token ids (n, L) padded, and a mask (n, L) of the tokens up to and
+        including the end-of-turn token."""
+        inputs = prompt.repeated(n, self.device)
+        output = self.model.generate(
+            **inputs,
+            do_sample=True,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=self.tokenizer.eos_token_id,
+            pad_token_id=self.tokenizer.pad_token_id,
+            bad_words_ids=self.banned,
+        )
+        responses = output[:, prompt.input_ids.shape[1] :]
+        is_eos = responses == self.tokenizer.eos_token_id
+        after_eos = (torch.cumsum(is_eos.int(), dim=1) - is_eos.int()) > 0
+        mask = (~after_eos).int()
+        responses = responses.masked_fill(after_eos, self.tokenizer.pad_token_id)
+        return responses, mask
+
+    def decode(self, responses: torch.Tensor, mask: torch.Tensor) -> list[str]:
+        return [
+            self.tokenizer.decode(ids[m.bool()], skip_special_tokens=False).replace(
+                self.tokenizer.eos_token, ""
+            )
+            for ids, m in zip(responses, mask, strict=True)
+        ]
+
+    def log_probs(
+        self, prompt: Prompt, responses: torch.Tensor, *, model: Any = None, entropy: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-token log-probabilities of `responses` (n, L) after `prompt`; logits are computed
+        for the response positions only (`logits_to_keep`), not the long video prefix."""
+        model = model or self.model
+        n, length = responses.shape
+        inputs = prompt.repeated(n, self.device, responses)
+        logits = model(**inputs, logits_to_keep=length + 1, use_cache=False).logits[:, :-1].float()
+        log_softmax = torch.log_softmax(logits, dim=-1)
+        taken = log_softmax.gather(-1, responses.to(self.device).unsqueeze(-1)).squeeze(-1)
+        spread = -(log_softmax.exp() * log_softmax).sum(-1) if entropy else None
+        return taken, spread
+
+
+def load_policy(config: Any) -> Policy:
+    """The model of `config` (a directory or Hub id, or random init from model_spec), on its device."""
+    import transformers
+
+    device = torch.device(
+        config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
+    dtype = getattr(torch, config.dtype)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(config.tokenizer or config.model)
+    if config.model_spec:
+        from vdata.trainers.random_init import qwen_vl_config
+
+        model_config = qwen_vl_config(config.model_spec, tokenizer)
+        model_config._attn_implementation = config.attn_implementation
+        cls = getattr(transformers, VL_TYPES[config.model_spec["model_type"]])
+        torch.manual_seed(config.seed)
+        with torch.device(device):
+            model = cls._from_config(model_config, dtype=dtype)
+    else:
+        model_config = transformers.AutoConfig.from_pretrained(config.model)
+        name = VL_TYPES.get(model_config.model_type)
+        cls = getattr(transformers, name) if name else transformers.AutoModelForCausalLM
+        model = cls.from_pretrained(config.model, dtype=dtype, attn_implementation=config.attn_implementation)
+        model.to(device)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    if config.lora_rank > 0:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(
+            model,
+            LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=config.lora_targets),
+        )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return Policy(model, tokenizer, device)
