@@ -111,6 +111,28 @@ def test_the_loss_moves_log_probs_with_the_sign_of_the_advantage(tmp_path):
         assert (after.item() - before.item()) * sign > 0, (sign, before.item(), after.item())
 
 
+def test_training_log_probs_equal_the_samplers_with_left_padding(tmp_path):
+    """Rollout and training must see the same sequence (video first, same positions): the
+    log-probs recomputed for training equal the sampler's, for a short prompt padded on the
+    left beside a long one (METHODS.md: MR-SP upstream placed the video differently)."""
+    from vdata.trainers.policy import load_policy
+
+    policy = load_policy(tiny_config(tmp_path))
+    frames = torch.randint(0, 255, (4, 56, 56, 3), dtype=torch.uint8).numpy()
+    short = {"problem": "Which?", "problem_type": "multiple choice", "options": ["A. red", "B. blue"]}
+    long = {**short, "problem": "Which letter , red or blue or green or gray , which letter ?"}
+    prompts = [policy.prompt(short, frames), policy.prompt(long, frames[::-1].copy())]
+    assert prompts[0].input_ids.shape[1] < prompts[1].input_ids.shape[1]
+    torch.manual_seed(0)
+    sampled = policy.sample(prompts, 3, max_new_tokens=4, temperature=1.0, top_p=1.0, with_logprobs=True)
+    for prompt, (responses, mask, sampler_logp) in zip(prompts, sampled, strict=True):
+        with torch.no_grad():
+            logp, entropy = policy.log_probs(prompt, responses, entropy=True)
+        on = mask.bool()
+        assert torch.allclose(logp[on], sampler_logp[on], atol=1e-4), (logp[on], sampler_logp[on])
+        assert torch.isfinite(entropy).all()
+
+
 @pytest.mark.slow
 def test_a_tiny_qwen2_vl_learns_a_trivial_task(tmp_path):
     summary = train(tiny_config(tmp_path, steps=12), log=lambda line: None)

@@ -46,22 +46,27 @@ class Group:
 
 def rollout(
     policy: Policy,
-    row: Mapping[str, Any],
-    frames: Any,
+    rows: Sequence[Mapping[str, Any]],
+    frames: Sequence[Any],
     score: Callable[[str, Mapping[str, Any]], Reward],
     config: Any,
-) -> Group:
+) -> list[Group]:
+    """G responses to each row's prompt, sampled in one batch, then scored."""
     started = time.perf_counter()
-    prompt = policy.prompt(row, frames)
-    responses, mask = policy.sample(
-        prompt, config.group_size, max_new_tokens=config.max_new_tokens,
+    prompts = [policy.prompt(row, row_frames) for row, row_frames in zip(rows, frames, strict=True)]
+    sampled = policy.sample(
+        prompts, config.group_size, max_new_tokens=config.max_new_tokens,
         temperature=config.temperature, top_p=config.top_p,
     )  # fmt: skip
-    texts = policy.decode(responses, mask)
-    generated = time.perf_counter()
-    rewards = [score(text, row) for text in texts]
-    scored = time.perf_counter()
-    return Group(row, prompt, responses, mask, texts, rewards, generated - started, scored - generated)
+    texts = [policy.decode(responses, mask) for responses, mask in sampled]
+    generate_s = (time.perf_counter() - started) / len(rows)
+    groups = []
+    for row, prompt, (responses, mask), row_texts in zip(rows, prompts, sampled, texts, strict=True):
+        started = time.perf_counter()
+        rewards = [score(text, row) for text in row_texts]
+        score_s = time.perf_counter() - started
+        groups.append(Group(row, prompt, responses, mask, row_texts, rewards, generate_s, score_s))
+    return groups
 
 
 # ---------------------------------------------------------------- 3. advantage

@@ -97,10 +97,41 @@ class Policy:
         return Prompt(ids, video, self.model.config.video_token_id, self._token_types)
 
     @torch.no_grad()
-    def sample(self, prompt: Prompt, n: int, *, max_new_tokens: int, temperature: float, top_p: float):
-        """n responses: token ids (n, L) padded, and a mask (n, L) of the tokens up to and
-        including the end-of-turn token."""
-        inputs = prompt.repeated(n, self.device)
+    def sample(
+        self,
+        prompts: list[Prompt],
+        n: int,
+        *,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        with_logprobs: bool = False,
+    ) -> list[tuple[torch.Tensor, ...]]:
+        """n responses to each prompt, all prompts in one `generate` call (left-padded). Per
+        prompt: token ids (n, L) padded, and a mask (n, L) of the tokens up to and including the
+        end-of-turn token; with `with_logprobs`, also the sampler's log-probability of each token."""
+        width = max(p.input_ids.shape[1] for p in prompts)
+        pad = self.tokenizer.pad_token_id
+        ids, attention, videos = [], [], []
+        for prompt in prompts:
+            length = prompt.input_ids.shape[1]
+            padded = torch.full((1, width), pad, dtype=prompt.input_ids.dtype)
+            padded[:, width - length :] = prompt.input_ids
+            mask = torch.zeros((1, width), dtype=torch.long)
+            mask[:, width - length :] = 1
+            ids.append(padded.repeat(n, 1))
+            attention.append(mask.repeat(n, 1))
+            videos += [prompt.video] * n
+        inputs = {
+            "input_ids": torch.cat(ids).to(self.device),
+            "attention_mask": torch.cat(attention).to(self.device),
+        }
+        if prompts[0].video is not None:
+            inputs["pixel_values_videos"] = torch.cat([v.pixel_values_videos for v in videos]).to(self.device)
+            inputs["video_grid_thw"] = torch.cat([v.video_grid_thw for v in videos]).to(self.device)
+            if prompts[0].token_types:
+                video_token = prompts[0].video_token_id
+                inputs["mm_token_type_ids"] = (inputs["input_ids"] == video_token).int() * 2
         output = self.model.generate(
             **inputs,
             do_sample=True,
@@ -108,15 +139,20 @@ class Policy:
             top_p=top_p,
             max_new_tokens=max_new_tokens,
             eos_token_id=self.tokenizer.eos_token_id,
-            pad_token_id=self.tokenizer.pad_token_id,
+            pad_token_id=pad,
             bad_words_ids=self.banned,
+            output_scores=with_logprobs,
+            return_dict_in_generate=True,
         )
-        responses = output[:, prompt.input_ids.shape[1] :]
+        responses = output.sequences[:, width:].cpu()
         is_eos = responses == self.tokenizer.eos_token_id
         after_eos = (torch.cumsum(is_eos.int(), dim=1) - is_eos.int()) > 0
-        mask = (~after_eos).int()
-        responses = responses.masked_fill(after_eos, self.tokenizer.pad_token_id)
-        return responses, mask
+        masks = (~after_eos).int()
+        parts = [responses.masked_fill(after_eos, pad), masks]
+        if with_logprobs:
+            scores = torch.log_softmax(torch.stack(output.scores, dim=1).float(), dim=-1).cpu()
+            parts.append(scores.gather(-1, responses.unsqueeze(-1)).squeeze(-1))
+        return [tuple(part[i * n : (i + 1) * n] for part in parts) for i in range(len(prompts))]
 
     def decode(self, responses: torch.Tensor, mask: torch.Tensor) -> list[str]:
         return [
@@ -135,9 +171,11 @@ class Policy:
         n, length = responses.shape
         inputs = prompt.repeated(n, self.device, responses)
         logits = model(**inputs, logits_to_keep=length + 1, use_cache=False).logits[:, :-1].float()
+        if self.banned:  # the sampler never draws vision tokens: the same distribution here
+            logits[..., [ids[0] for ids in self.banned]] = float("-inf")
         log_softmax = torch.log_softmax(logits, dim=-1)
         taken = log_softmax.gather(-1, responses.to(self.device).unsqueeze(-1)).squeeze(-1)
-        spread = -(log_softmax.exp() * log_softmax).sum(-1) if entropy else None
+        spread = -(log_softmax.exp() * log_softmax).nan_to_num(0.0).sum(-1) if entropy else None
         return taken, spread
 
 

@@ -192,10 +192,9 @@ def _collect_groups(policy: Policy, prompts: Iterator, frames: Frames, score, co
     while len(groups) < config.prompts_per_step and rounds <= (
         config.max_refills if config.dynamic_sampling else 0
     ):
-        for _ in range(config.prompts_per_step - len(groups)):
-            row = next(prompts)
-            drawn += 1
-            group = rollout(policy, row, frames(row), score, config)
+        rows = [next(prompts) for _ in range(config.prompts_per_step - len(groups))]
+        drawn += len(rows)
+        for group in rollout(policy, rows, [frames(row) for row in rows], score, config):
             generate_s += group.generate_s
             score_s += group.score_s
             sampled += 1
