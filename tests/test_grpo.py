@@ -225,3 +225,22 @@ def test_an_unreadable_video_stops_the_run_naming_the_row(tmp_path):
     (tmp_path / "data" / "videos" / "v3.mp4").write_bytes(b"not a video")
     with pytest.raises(ConfigError, match="fix or filter the row"):
         train(config, log=lambda line: None)
+
+
+@pytest.mark.slow
+def test_the_train_command_runs_a_config_with_overrides(tmp_path):
+    import yaml
+
+    from test_cli import vdata_cli
+
+    config = tiny_config(tmp_path)
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({**config.to_dict(), "steps": 5}))
+    result = vdata_cli("train", "grpo", "--config", str(tmp_path / "run.yaml"), "steps=1", "group_size=4")
+    assert result.returncode == 0, result.stderr
+    assert "1 steps; metrics:" in result.stdout and "step 1: reward" in result.stderr
+    (line,) = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(line)["step"] == 1
+    bad = vdata_cli("train", "grpo", "--config", str(tmp_path / "run.yaml"), "group_size=1")
+    assert bad.returncode == 2 and "group_size 1" in bad.stderr
+    missing = vdata_cli("train", "grpo", "--config", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2 and "nope.yaml: no such file" in missing.stderr
