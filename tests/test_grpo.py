@@ -202,6 +202,14 @@ def test_a_text_only_causal_lm_from_a_directory(tmp_path):
     )  # fmt: skip
     (metrics,) = train(run, log=lambda line: None).metrics
     assert metrics["groups"] == 2 and metrics["response_length"] >= 1
+    # a Hub id goes through datasets.load_dataset; here a local folder stands in for the Hub
+    (tmp_path / "hub").mkdir()
+    (tmp_path / "hub" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    hub = GRPOConfig(
+        **{**run.to_dict(), "data": f"hf:{tmp_path / 'hub'}", "split": "train", "out": str(tmp_path / "h")}
+    )
+    (metrics,) = train(hub, log=lambda line: None).metrics
+    assert metrics["groups"] == 2
 
 
 def test_config_from_yaml_with_overrides_and_clear_errors(tmp_path):
@@ -244,3 +252,15 @@ def test_the_train_command_runs_a_config_with_overrides(tmp_path):
     assert bad.returncode == 2 and "group_size 1" in bad.stderr
     missing = vdata_cli("train", "grpo", "--config", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 2 and "nope.yaml: no such file" in missing.stderr
+
+
+def test_tensorboard_logs_or_names_the_missing_package(tmp_path):
+    config = tiny_config(tmp_path, steps=1, tensorboard=True)
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="pip install tensorboard"):
+            train(config, log=lambda line: None)
+        return
+    train(config, log=lambda line: None)
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))

@@ -154,6 +154,7 @@ def train(
     frames = frame_source(config, data.media_root) if policy.is_vl else (lambda row: None)
     prompts = prompt_stream(data.rows, config.seed, state["prompts_drawn"])
     metrics_path = out / "metrics.jsonl"
+    board = _tensorboard(out) if config.tensorboard else None
     written = []
     while state["step"] < config.steps:
         torch.manual_seed(
@@ -176,6 +177,11 @@ def train(
         with metrics_path.open("a") as handle:
             handle.write(json.dumps(_rounded(metrics)) + "\n")
         written.append(metrics)
+        if board is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and key != "step":
+                    board.add_scalar(key, value, metrics["step"])
+            board.flush()
         log(_one_line(metrics))
         if config.save_every and state["step"] % config.save_every == 0 or state["step"] == config.steps:
             _save(out, policy, optimizer, state)
@@ -292,6 +298,16 @@ def _truncate_metrics(path: Path, steps: int) -> None:
     if path.exists():
         lines = [line for line in path.read_text().splitlines() if line.strip()]
         path.write_text("".join(line + "\n" for line in lines if json.loads(line)["step"] <= steps))
+
+
+def _tensorboard(out: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise ConfigError(
+            f"tensorboard=true needs the tensorboard package ({exc}): pip install tensorboard"
+        ) from exc
+    return SummaryWriter(str(out / "tensorboard"))
 
 
 def _peak_memory_gb(device: torch.device) -> float:
