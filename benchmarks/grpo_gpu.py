@@ -45,7 +45,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--side", type=int, default=336, help="frame side in pixels (a multiple of 28)")
     parser.add_argument("--gradient-checkpointing", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "grpo_gpu.json")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).parent / "results" / "grpo_gpu.json",
+        help="where the JSON goes (results/grpo_gpu_h100.json, _h200.json hold the runs so far)",
+    )
     args = parser.parse_args()
     _importable_checkout()
     import torch

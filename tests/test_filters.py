@@ -217,3 +217,13 @@ def test_filter_cli_end_to_end_and_bad_input(tmp_path):
         "filter", "decontaminate", str(path), "--out", str(tmp_path / "o4"), "--eval", "gone.json"
     )
     assert no_eval.returncode == 2 and "gone.json" in no_eval.stderr
+
+
+def test_rerunning_a_filter_resumes_and_a_changed_option_reruns_it(tmp_path):
+    path = write(tmp_path / "in.json", with_copies(video_r1_rows(12), 50))
+    first = run_filter(filter_stage("dedup", method="exact"), path, tmp_path / "out", quiet=True)
+    again = run_filter(filter_stage("dedup", method="exact"), path, tmp_path / "out", quiet=True)
+    assert again.run.stages[0].status == "skipped" and again.kept == first.kept == 14
+    changed = run_filter(filter_stage("dedup", method="minhash"), path, tmp_path / "out", quiet=True)
+    assert changed.run.stages[0].status == "ran" and changed.kept == 13
+    assert len(rejects(tmp_path / "out", "dedup")) == 2
