@@ -23,7 +23,14 @@ from typing import Any
 import polars as pl
 
 from vdata.filters.contamination import EvalSet, Overlaps, file_sizes, load_eval_sets, media_root_of
-from vdata.filters.frame import has_negation, is_eval_split, normalized_path, normalized_text, rows_frame
+from vdata.filters.frame import (
+    first_copies,
+    has_negation,
+    is_eval_split,
+    normalized_path,
+    question_and_options,
+    rows_frame,
+)
 from vdata.filters.letters import SKEW_MARGIN, SKEW_P, letter_stats
 from vdata.filters.similarity import minhash_pairs
 from vdata.formats import MAPPERS, SHAPES, DatasetReadError, LoadedRows, detect_shape, iter_raw_rows
@@ -328,15 +335,13 @@ def _option_counts(frame: pl.DataFrame) -> dict[str, dict[int, int]]:
 
 
 def _duplicates(frame: pl.DataFrame, options: AuditOptions, n: int) -> list[Finding]:
-    keyed = frame.filter(pl.col("problem").is_not_null()).with_columns(
-        key=pl.concat_str(
-            normalized_text(pl.col("problem")), pl.col("video_key").fill_null(""), separator="\x1f"
-        )
+    refs = frame.select("idx", "ref")
+    exact = (
+        frame.select("idx", "ref", first=first_copies(frame))
+        .filter(pl.col("idx") != pl.col("first"))
+        .join(refs.rename({"idx": "first", "ref": "first_ref"}), on="first")
+        .sort("idx")
     )
-    first = keyed.group_by("key", maintain_order=True).agg(
-        first_ref=pl.col("ref").first(), first=pl.col("idx").first()
-    )
-    exact = keyed.join(first, on="key").filter(pl.col("idx") != pl.col("first"))
     findings = []
     if exact.height:
         findings.append(
@@ -349,8 +354,7 @@ def _duplicates(frame: pl.DataFrame, options: AuditOptions, n: int) -> list[Find
                 _examples(exact, n, "repeats {first_ref}", fmt=True),
             )
         )
-    text = _question_text(frame)
-    pairs = minhash_pairs(text, frame["video_key"], threshold=options.near_threshold)
+    pairs = minhash_pairs(question_and_options(frame), frame["video_key"], threshold=options.near_threshold)
     duplicated = set(exact["idx"].to_list())
     near = pl.DataFrame(
         {"idx": pairs.idx, "of": pairs.of, "sim": pairs.sim},
@@ -358,7 +362,6 @@ def _duplicates(frame: pl.DataFrame, options: AuditOptions, n: int) -> list[Find
     ).filter(~pl.col("idx").is_in(list(duplicated)))
     near = near.sort("idx", "sim", descending=[False, True]).unique("idx", keep="first", maintain_order=True)
     if near.height:
-        refs = frame.select("idx", "ref")
         near = near.join(refs, on="idx").join(refs.rename({"idx": "of", "ref": "of_ref"}), on="of")
         findings.append(
             Finding(
@@ -371,13 +374,6 @@ def _duplicates(frame: pl.DataFrame, options: AuditOptions, n: int) -> list[Find
             )
         )
     return findings
-
-
-def _question_text(frame: pl.DataFrame) -> pl.Series:
-    """Question and options as one text: what near-duplicate checks compare."""
-    return frame.select(
-        pl.concat_str(pl.col("problem").fill_null(""), pl.col("options").list.join(" "), separator=" ")
-    ).to_series()
 
 
 def _eval_overlap(

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import polars as pl
 
-from vdata.filters.frame import normalized_text, rows_frame
+from vdata.filters.frame import first_copies, question_and_options, rows_frame
 from vdata.filters.similarity import NearPairs, cluster_roots, embedding_pairs, minhash_pairs
 from vdata.stages import Reject, StageContext, StageOutput
 
@@ -29,18 +28,11 @@ def dedup_rows(
         raise ValueError(f"unknown dedup method {method!r}; methods: {', '.join(METHODS)}")
     frame = rows_frame(rows)
     scope = None if across_videos else frame["video_key"].fill_null("")
-    exact_key = pl.concat_str(
-        normalized_text(pl.col("problem")).fill_null(pl.col("ref")),
-        pl.col("video_key").fill_null("") if not across_videos else pl.lit(""),
-        separator="\x1f",
-    )
-    first = frame.select(first=pl.col("idx").first().over(exact_key))["first"].to_numpy()
+    first = first_copies(frame, across_videos=across_videos).to_numpy()
     exact = np.flatnonzero(first != np.arange(len(rows)))
     pairs = NearPairs(exact, first[exact], np.ones(len(exact)))
     if method != "exact":
-        text = frame.select(
-            pl.concat_str(pl.col("problem").fill_null(""), pl.col("options").list.join(" "), separator=" ")
-        ).to_series()
+        text = question_and_options(frame)
         if method == "minhash":
             near = minhash_pairs(text, scope, threshold=threshold or 0.8)
         else:

@@ -7,7 +7,6 @@ validation reports them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -84,25 +83,12 @@ def normalized_text(column: pl.Expr) -> pl.Expr:
     )
 
 
-def answer_letters(column: pl.Expr) -> pl.Expr:
-    """'A, C' as ['A', 'C'] (the letters of a choice answer)."""
-    return (
-        column.str.split(",")
-        .list.eval(pl.element().str.strip_chars())
-        .list.eval(pl.element().filter(pl.element() != ""))
-    )
-
-
 def is_eval_split(column: pl.Expr) -> pl.Expr:
     return column.str.to_lowercase().is_in(list(EVAL_SPLITS))
 
 
 def has_negation(column: pl.Expr) -> pl.Expr:
     return column.str.contains(_NEGATION)
-
-
-def negation_words(text: str) -> list[str]:
-    return [m.group(0) for m in re.finditer(_NEGATION, text)]
 
 
 def word_hashes(
@@ -118,3 +104,22 @@ def word_hashes(
         .select("id", h=pl.col("word").hash(seed=seed))
     )
     return words["id"].to_numpy(), words["h"].to_numpy().astype(np.uint64)
+
+
+def question_and_options(frame: pl.DataFrame) -> pl.Series:
+    """Question and options as one text: what near-duplicate checks compare."""
+    return frame.select(
+        pl.concat_str(pl.col("problem").fill_null(""), pl.col("options").list.join(" "), separator=" ")
+    ).to_series()
+
+
+def first_copies(frame: pl.DataFrame, *, across_videos: bool = False) -> pl.Series:
+    """For each row, the idx of the first row with the same normalised question about the same
+    video (any video with `across_videos`); its own idx when it is the first or has no question."""
+    key = pl.concat_str(
+        normalized_text(pl.col("problem")),
+        pl.lit("") if across_videos else pl.col("video_key").fill_null(""),
+        separator="\x1f",
+    )
+    first = pl.col("idx").first().over(key)
+    return frame.select(pl.when(pl.col("problem").is_null()).then(pl.col("idx")).otherwise(first)).to_series()
