@@ -195,16 +195,19 @@ def test_a_text_only_causal_lm_from_a_directory(tmp_path):
          "options": ["A. red", "B. blue"], "solution": "<answer>B</answer>", "path": f"v{i}.mp4"}
         for i in range(3)
     ]  # fmt: skip
-    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    essay = {**rows[0], "problem_id": 9, "problem_type": "essay", "options": []}
+    (tmp_path / "rows.json").write_text(json.dumps(rows + [essay]))
     run = GRPOConfig(
         data=str(tmp_path / "rows.json"), split="", model=str(tmp_path / "lm"), out=str(tmp_path / "run"),
         prompts_per_step=2, group_size=4, max_new_tokens=2, steps=1, tolerant_letters=True,
     )  # fmt: skip
-    (metrics,) = train(run, log=lambda line: None).metrics
+    lines: list[str] = []
+    (metrics,) = train(run, log=lines.append).metrics
     assert metrics["groups"] == 2 and metrics["response_length"] >= 1
+    assert "training on 3 rows; left out, no reward for them: 1 essay" in lines[0]
     # a Hub id goes through datasets.load_dataset; here a local folder stands in for the Hub
     (tmp_path / "hub").mkdir()
-    (tmp_path / "hub" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "hub" / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows + [essay]))
     hub = GRPOConfig(
         **{**run.to_dict(), "data": f"hf:{tmp_path / 'hub'}", "split": "train", "out": str(tmp_path / "h")}
     )
@@ -264,3 +267,14 @@ def test_tensorboard_logs_or_names_the_missing_package(tmp_path):
         return
     train(config, log=lambda line: None)
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_training_data_with_unreadable_lines_is_refused_not_thinned(tmp_path):
+    from vdata.trainers.train import load_training_data
+
+    good = {"problem": "Which?", "problem_type": "multiple choice", "options": ["A. x", "B. y"],
+            "solution": "<answer>B</answer>", "path": "v.mp4", "data_type": "video"}  # fmt: skip
+    (tmp_path / "rows.jsonl").write_text(json.dumps(good) + "\n{broken\n")
+    config = GRPOConfig(data=str(tmp_path / "rows.jsonl"), split="", model="unused")
+    with pytest.raises(ConfigError, match="1 lines or rows cannot be read; `vdata audit"):
+        load_training_data(config)

@@ -14,8 +14,9 @@ import json
 import random
 import resource
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ Frames = Callable[[Mapping[str, Any]], Any]
 class TrainingData:
     rows: list[dict[str, Any]]
     media_root: Path | None
+    skipped: dict[str, int] = field(default_factory=dict)  # problem_type -> rows with no reward
 
 
 def load_training_data(config: GRPOConfig) -> TrainingData:
@@ -48,9 +50,8 @@ def load_training_data(config: GRPOConfig) -> TrainingData:
         raw = [dict(r) for r in datasets.load_dataset(config.data[3:], split=config.split)]
         convert = MAPPERS.get(detect_shape(raw))
         rows = [convert(r) for r in raw] if convert else raw
-        return TrainingData(
-            _usable(rows, config.data), Path(config.media_root) if config.media_root else None
-        )
+        usable, skipped = _usable(rows, config.data)
+        return TrainingData(usable, Path(config.media_root) if config.media_root else None, skipped)
     from vdata.filters.contamination import media_root_of
     from vdata.formats import DatasetReadError, load_rows
 
@@ -59,26 +60,35 @@ def load_training_data(config: GRPOConfig) -> TrainingData:
         loaded = load_rows(path)
     except DatasetReadError as exc:
         raise ConfigError(f"data: {exc}") from exc
+    bad = len(loaded.unreadable) + sum(not isinstance(row, Mapping) for row in loaded.rows)
+    if bad:
+        raise ConfigError(f"data {path}: {bad} lines or rows cannot be read; `vdata audit {path}` lists them")
     rows = [
         {**row, "split": row.get("split") or split}
         for row, split in zip(loaded.rows, loaded.splits, strict=True)
-        if isinstance(row, Mapping)
     ]
     splits = {r["split"] for r in rows}
     if config.split and config.split in splits:
         rows = [r for r in rows if r["split"] == config.split]
     elif config.split and splits != {""}:
         raise ConfigError(f"data {path} has splits {sorted(splits)}, not {config.split!r}; set split=")
+    usable, skipped = _usable(rows, str(path))
     return TrainingData(
-        _usable(rows, str(path)), Path(config.media_root) if config.media_root else media_root_of(path)
+        usable, Path(config.media_root) if config.media_root else media_root_of(path), skipped
     )
 
 
-def _usable(rows: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    usable = [r for r in rows if r.get("problem_type") in PROBLEM_TYPES_WITH_REWARDS and r.get("solution")]
+def _usable(rows: list[dict[str, Any]], name: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The rows a reward can score, and how many of each other problem_type were left out."""
+    usable, skipped = [], Counter()
+    for row in rows:
+        if row.get("problem_type") in PROBLEM_TYPES_WITH_REWARDS and row.get("solution"):
+            usable.append(row)
+        else:
+            skipped[str(row.get("problem_type")) if row.get("solution") else "no solution"] += 1
     if not usable:
         raise ConfigError(f"data {name}: no rows with a problem_type that has a reward and a solution")
-    return usable
+    return usable, dict(skipped)
 
 
 def frame_source(config: GRPOConfig, media_root: Path | None) -> Frames:
@@ -141,6 +151,9 @@ def train(
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     data = data or load_training_data(config)
+    if data.skipped:
+        shown = ", ".join(f"{count} {kind}" for kind, count in sorted(data.skipped.items()))
+        log(f"training on {len(data.rows)} rows; left out, no reward for them: {shown}")
     policy = load_policy(config)
     reference = _reference(policy) if config.kl_coef > 0 else None
     trainable = [p for p in policy.model.parameters() if p.requires_grad]
