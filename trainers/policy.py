@@ -56,13 +56,21 @@ class Prompt:
         ids = self.input_ids.repeat(n, 1)
         if responses is not None:
             ids = torch.cat([ids, responses.cpu()], dim=1)
-        inputs = {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device)}
-        if self.video is not None:
-            inputs["pixel_values_videos"] = self.video.pixel_values_videos.repeat(n, 1).to(device)
-            inputs["video_grid_thw"] = self.video.video_grid_thw.repeat(n, 1).to(device)
-            if self.token_types:
-                inputs["mm_token_type_ids"] = ((ids == self.video_token_id).int() * 2).to(device)
-        return inputs
+        return model_inputs([self] * n, ids, torch.ones_like(ids), device)
+
+
+def model_inputs(
+    prompts: list[Prompt], ids: torch.Tensor, attention: torch.Tensor, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """The model's keyword arguments for token rows `ids`, row i asking about prompts[i]'s video."""
+    inputs = {"input_ids": ids.to(device), "attention_mask": attention.to(device)}
+    first = prompts[0]
+    if first.video is not None:
+        inputs["pixel_values_videos"] = torch.cat([p.video.pixel_values_videos for p in prompts]).to(device)
+        inputs["video_grid_thw"] = torch.cat([p.video.video_grid_thw for p in prompts]).to(device)
+        if first.token_types:
+            inputs["mm_token_type_ids"] = ((ids == first.video_token_id).int() * 2).to(device)
+    return inputs
 
 
 class Policy:
@@ -112,26 +120,13 @@ class Policy:
         end-of-turn token; with `with_logprobs`, also the sampler's log-probability of each token."""
         width = max(p.input_ids.shape[1] for p in prompts)
         pad = self.tokenizer.pad_token_id
-        ids, attention, videos = [], [], []
-        for prompt in prompts:
+        ids = torch.full((len(prompts) * n, width), pad, dtype=prompts[0].input_ids.dtype)
+        attention = torch.zeros_like(ids)
+        for i, prompt in enumerate(prompts):
             length = prompt.input_ids.shape[1]
-            padded = torch.full((1, width), pad, dtype=prompt.input_ids.dtype)
-            padded[:, width - length :] = prompt.input_ids
-            mask = torch.zeros((1, width), dtype=torch.long)
-            mask[:, width - length :] = 1
-            ids.append(padded.repeat(n, 1))
-            attention.append(mask.repeat(n, 1))
-            videos += [prompt.video] * n
-        inputs = {
-            "input_ids": torch.cat(ids).to(self.device),
-            "attention_mask": torch.cat(attention).to(self.device),
-        }
-        if prompts[0].video is not None:
-            inputs["pixel_values_videos"] = torch.cat([v.pixel_values_videos for v in videos]).to(self.device)
-            inputs["video_grid_thw"] = torch.cat([v.video_grid_thw for v in videos]).to(self.device)
-            if prompts[0].token_types:
-                video_token = prompts[0].video_token_id
-                inputs["mm_token_type_ids"] = (inputs["input_ids"] == video_token).int() * 2
+            ids[i * n : (i + 1) * n, width - length :] = prompt.input_ids
+            attention[i * n : (i + 1) * n, width - length :] = 1
+        inputs = model_inputs([p for p in prompts for _ in range(n)], ids, attention, self.device)
         output = self.model.generate(
             **inputs,
             do_sample=True,
