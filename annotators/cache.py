@@ -1,7 +1,8 @@
 """The request cache: a reply once paid for is never paid for again.
 
-SQLite in WAL mode; each success is committed as soon as it arrives, so a run
-killed at any point resends nothing it already has. The key hashes the model,
+SQLite in WAL mode; each answer, every turn of a repair conversation included,
+is committed as soon as it arrives, so a run killed at any point resends
+nothing it already has. The key hashes the model,
 the messages (images and videos replaced by the hash of their bytes), the
 sampling parameters and the response schema.
 """
@@ -53,6 +54,8 @@ class RequestCache:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, model TEXT, reply TEXT, created REAL)"
         )
+        # facts learnt about an endpoint (its structured-output mode), so a rerun need not ask again
+        self._db.execute("CREATE TABLE IF NOT EXISTS notes (key TEXT PRIMARY KEY, value TEXT)")
 
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
@@ -65,6 +68,15 @@ class RequestCache:
                 "INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?)",
                 (key, model, json.dumps(reply, ensure_ascii=False), time.time()),
             )
+
+    def note(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM notes WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_note(self, key: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO notes VALUES (?, ?)", (key, value))
 
     def __len__(self) -> int:
         with self._lock:

@@ -8,9 +8,11 @@ value or a failure with a reason code, which becomes a reject row.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,7 @@ from vdata.annotators.limits import TokenBucket, backoff_seconds, parse_retry_af
 from vdata.annotators.usage import Usage
 
 RETRYABLE_STATUS = {408, 409, 425, 429}
+SETUP_STATUS = {401, 403, 404}
 STRUCTURED_MODES = ("json_schema", "json_object", "prompt")
 _PROBE_SCHEMA = {
     "type": "object",
@@ -37,7 +40,7 @@ class Reply:
     text: str = ""
     value: Any = None  # the validated response model, when one was given
     reason: str = ""  # failure code: rate_limited, server_error, timeout, connection, bad_request,
-    #                   bad_response, invalid_json, schema_mismatch, unexpected
+    #                   endpoint_refused, bad_response, invalid_json, schema_mismatch, unexpected
     error: str = ""
     cached: bool = False
     attempts: int = 0
@@ -85,6 +88,7 @@ class ModelClient:
         cache: RequestCache | None = None,
         refresh: bool = False,
         modes: dict[str, str] | None = None,
+        on_wait: Callable[[str], None] | None = None,
     ):
         self.endpoint = endpoint
         self.base_url = base_url
@@ -93,6 +97,7 @@ class ModelClient:
         self.cache = cache
         self.refresh = refresh
         self.modes = modes if modes is not None else {}
+        self.on_wait = on_wait  # told about each wait before a retry, for the progress line
         self._openai = openai.AsyncOpenAI(
             base_url=base_url, api_key=endpoint.api_key(), max_retries=0, timeout=endpoint.timeout_s
         )
@@ -115,27 +120,17 @@ class ModelClient:
         seed: int | None = None,
         **params: Any,
     ) -> Reply:
-        """One answer to `messages`: from the cache, or from the server with retries."""
+        """One answer to `messages`: each turn from the cache or from the server (with retries),
+        with repair turns until the reply validates against `response_model`."""
         schema = response_model.model_json_schema() if response_model else None
         sampling = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed, **params}
         sampling = {k: v for k, v in sampling.items() if v is not None}
-        key = request_key(self.model, messages, sampling, schema) if self.cache is not None else ""
-        counters = self.usage.of(self.model)
-        if self.cache is not None and not self.refresh:
-            hit = self.cache.get(key)
-            if hit is not None:
-                counters.cache_hits += 1
-                return self._reply(hit["text"], response_model, cached=True, usage=hit)
-        async with self._slots:
-            try:
-                reply = await self._converse(messages, response_model, schema, sampling)
-            except _Failure as failure:
-                counters.failures += 1
-                return Reply(ok=False, reason=failure.reason, error=failure.detail)
-        counters.successes += 1
-        if self.cache is not None:
-            stored = {"text": reply.text, "prompt_tokens": reply.prompt_tokens}
-            self.cache.put(key, self.model, {**stored, "completion_tokens": reply.completion_tokens})
+        try:
+            reply = await self._converse(messages, response_model, schema, sampling)
+        except _Failure as failure:
+            self.usage.add(self.model, failures=1)
+            return Reply(ok=False, reason=failure.reason, error=failure.detail)
+        self.usage.add(self.model, successes=1)
         return reply
 
     # ------------------------------------------------------------ structured output
@@ -151,18 +146,21 @@ class ModelClient:
         conversation = _with_schema_instruction(messages, schema) if mode == "prompt" else list(messages)
         tokens = [0, 0]
         problem = ""
+        cached = True
         for turn in range(self.endpoint.max_repairs + 1):
             if turn:
-                self.usage.of(self.model).repairs += 1
-            completion = await self._send(conversation, _response_format(mode, schema), sampling)
+                self.usage.add(self.model, repairs=1)
+            completion, from_cache = await self._complete(
+                conversation, _response_format(mode, schema), sampling, schema
+            )
+            cached = cached and from_cache
             text = completion.text
             tokens[0] += completion.prompt_tokens
             tokens[1] += completion.completion_tokens
-            counters = self.usage.of(self.model)
-            counters.prompt_tokens += completion.prompt_tokens
-            counters.completion_tokens += completion.completion_tokens
             if response_model is None:
-                return Reply(ok=True, text=text, prompt_tokens=tokens[0], completion_tokens=tokens[1])
+                return Reply(
+                    ok=True, text=text, cached=cached, prompt_tokens=tokens[0], completion_tokens=tokens[1]
+                )
             try:
                 value = parse_reply(text, response_model)
             except (ValidationError, ValueError) as exc:
@@ -178,34 +176,80 @@ class ModelClient:
                 ]
                 continue
             return Reply(
-                ok=True, text=text, value=value, prompt_tokens=tokens[0], completion_tokens=tokens[1]
+                ok=True,
+                text=text,
+                value=value,
+                cached=cached,
+                prompt_tokens=tokens[0],
+                completion_tokens=tokens[1],
             )
         reason = "invalid_json" if problem.startswith("not JSON") else "schema_mismatch"
         raise _Failure(reason, f"no valid reply after {self.endpoint.max_repairs} repair(s): {problem}")
 
+    async def _complete(
+        self,
+        conversation: list[dict[str, Any]],
+        response_format: dict[str, Any] | None,
+        sampling: dict[str, Any],
+        schema: dict[str, Any] | None,
+        max_retries: int | None = None,
+    ) -> tuple[_Completion, bool]:
+        """One turn: the cached answer to exactly this conversation, or the server's, which is
+        cached at once (a repair conversation cut off by a kill resumes from its last turn)."""
+        key = ""
+        if self.cache is not None:
+            key = request_key(self.model, conversation, sampling, schema)
+            hit = None if self.refresh else self.cache.get(key)
+            if hit is not None:
+                self.usage.add(self.model, cache_hits=1)
+                return _Completion(
+                    hit["text"], hit.get("prompt_tokens", 0), hit.get("completion_tokens", 0)
+                ), True
+        async with self._slots:
+            completion = await self._send(conversation, response_format, sampling, max_retries)
+        if self.cache is not None:
+            self.cache.put(key, self.model, dataclasses.asdict(completion))
+        return completion, False
+
     async def _structured_mode(self) -> str:
         """The endpoint's way to constrain JSON, found once: a server that ignores a
-        response_format it accepts is caught by a probe whose only valid answer is known."""
+        response_format it accepts is caught by a probe whose only valid answer is known.
+        What was found is kept in the cache, so a rerun does not probe again."""
         if self.endpoint.structured != "auto":
             return self.endpoint.structured
-        memo = f"{self.base_url}|{self.model}"
+        memo = f"structured-mode|{self.endpoint.base_url}|{self.model}"  # "local": not its port
         async with self._detecting:
             if memo in self.modes:
                 return self.modes[memo]
+            known = self.cache.note(memo) if self.cache is not None and not self.refresh else None
+            if known in STRUCTURED_MODES:
+                self.modes[memo] = known
+                return known
+            found, unreachable = "prompt", False
             for mode in STRUCTURED_MODES[:-1]:
                 probe = [{"role": "user", "content": "Say hello."}]
                 try:
                     # Some servers answer a response_format they do not know with a 500: one retry.
-                    completion = await self._send(
-                        probe, _response_format(mode, _PROBE_SCHEMA), {"max_tokens": 16, "temperature": 0}, 1
-                    )
+                    async with self._slots:
+                        completion = await self._send(
+                            probe,
+                            _response_format(mode, _PROBE_SCHEMA),
+                            {"max_tokens": 16, "temperature": 0},
+                            1,
+                        )
                     if json.loads(extract_json(completion.text)).get("answer") == "yes":
-                        self.modes[memo] = mode
-                        return mode
-                except (_Failure, ValueError, AttributeError, IndexError):
+                        found = mode
+                        break
+                except _Failure as failure:
+                    unreachable |= failure.reason in ("connection", "timeout", "endpoint_refused")
+                except (ValueError, AttributeError, IndexError):
                     continue
-            self.modes[memo] = "prompt"
-            return "prompt"
+            if unreachable and found == "prompt":
+                return found  # nothing learnt from a server that did not answer: ask again later
+            self.modes[memo] = found
+            if self.cache is not None:
+                self.cache.set_note(memo, found)
+            return found
 
     # ------------------------------------------------------------ transport
 
@@ -215,8 +259,7 @@ class ModelClient:
         response_format: dict[str, Any] | None,
         sampling: dict[str, Any],
         max_retries: int | None = None,
-    ) -> Any:
-        counters = self.usage.of(self.model)
+    ) -> _Completion:
         max_retries = self.endpoint.max_retries if max_retries is None else max_retries
         extra = dict(self.endpoint.extra_body)
         request: dict[str, Any] = {"model": self.model, "messages": messages, **sampling}
@@ -224,13 +267,11 @@ class ModelClient:
             request["response_format"] = response_format
         reason, detail = "unexpected", ""
         for attempt in range(max_retries + 1):
-            if attempt:
-                counters.retries += 1
             if self._rpm is not None:
                 await self._rpm.take(1)
             if self._tpm is not None:
                 await self._tpm.take(_estimate_tokens(messages) + sampling.get("max_tokens", 0))
-            counters.requests += 1
+            self.usage.add(self.model, requests=1, retries=int(attempt > 0))
             started = time.monotonic()
             retry_after = None
             try:
@@ -238,7 +279,12 @@ class ModelClient:
                     **request, extra_body=extra or None
                 )
                 completion = _Completion.read(raw.text)  # plain JSON: no response objects to build
-                counters.latencies_s.append(time.monotonic() - started)
+                self.usage.add(
+                    self.model,
+                    latency_s=time.monotonic() - started,
+                    prompt_tokens=completion.prompt_tokens,
+                    completion_tokens=completion.completion_tokens,
+                )
                 return completion
             except openai.APITimeoutError:
                 reason, detail = "timeout", f"no reply within {self.endpoint.timeout_s:.0f}s"
@@ -251,6 +297,8 @@ class ModelClient:
                     "rate_limited" if status == 429 else "server_error" if status >= 500 else "bad_request"
                 )
                 detail = f"HTTP {status}: {_body_message(exc)}"
+                if status in SETUP_STATUS:  # a wrong key, model or URL: no request of the run can pass
+                    raise _Failure("endpoint_refused", detail) from exc
                 if reason == "bad_request" and status not in RETRYABLE_STATUS:
                     raise _Failure(reason, detail) from exc
             except (
@@ -262,21 +310,12 @@ class ModelClient:
             ) as exc:
                 reason, detail = "bad_response", f"unreadable reply: {exc}"
             if attempt < max_retries:
-                await asyncio.sleep(backoff_seconds(attempt, retry_after))
+                delay = backoff_seconds(attempt, retry_after, max_retry_after=self.endpoint.max_retry_after_s)
+                if self.on_wait is not None:
+                    asked = f"; the server asked for {retry_after:.0f}s" if retry_after else ""
+                    self.on_wait(f"{reason}: waiting {delay:.1f}s before retry {attempt + 1}{asked}")
+                await asyncio.sleep(delay)
         raise _Failure(reason, f"{detail} (after {max_retries + 1} attempts)")
-
-    def _reply(
-        self, text: str, response_model: type[BaseModel] | None, *, cached: bool, usage: dict
-    ) -> Reply:
-        value = parse_reply(text, response_model) if response_model else None
-        return Reply(
-            ok=True,
-            text=text,
-            value=value,
-            cached=cached,
-            prompt_tokens=usage.get("prompt_tokens", 0),
-            completion_tokens=usage.get("completion_tokens", 0),
-        )
 
 
 def _response_format(mode: str | None, schema: dict[str, Any] | None) -> dict[str, Any] | None:

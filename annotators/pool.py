@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from vdata.annotators.cache import RequestCache
@@ -38,8 +39,9 @@ class ModelPool:
     def endpoint(self, role: str) -> Endpoint:
         return self.endpoints.for_role(role)
 
-    def client(self, role: str, usage: Usage) -> ModelClient:
-        """A client for `role`; call inside the event loop that will use it."""
+    def client(self, role: str, usage: Usage, on_wait: Callable[[str], None] | None = None) -> ModelClient:
+        """A client for `role`; call inside the event loop that will use it. `on_wait` hears
+        of every wait before a retry (for the progress line)."""
         endpoint = self.endpoint(role)
         base_url, model = endpoint.base_url, endpoint.model
         if endpoint.is_local:
@@ -61,6 +63,7 @@ class ModelPool:
             cache=self.cache,
             refresh=self.refresh,
             modes=self.modes,
+            on_wait=on_wait,
         )
 
     def model_name(self, role: str) -> str:

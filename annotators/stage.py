@@ -8,6 +8,12 @@
 The rows of a shard are sent concurrently (bounded by the endpoint); a request
 that fails for good, a reply that never validates, or a parse function that
 refuses becomes a reject row with the reason, and the shard goes on.
+
+`response` is a pydantic model, or a function of the row that builds one, so
+that the schema the server is held to fits the row (`question_schema` in a
+recipe: part numbers that exist in this video, a question that ends with "?").
+llama.cpp and OpenAI-compatible servers compile the schema into constrained
+decoding, so an invalid reply cannot be produced at all.
 """
 
 from __future__ import annotations
@@ -23,10 +29,18 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from vdata.annotators.usage import Usage
+from vdata.annotators.usage import Usage, UsageLedger
+from vdata.runstore import RunStore
 from vdata.stages import Reject, ShardStage, StageContext, StageOutput
 
 Messages = list[dict[str, Any]]
+
+
+Response = type[BaseModel] | Callable[[dict[str, Any]], type[BaseModel]]
+# Reasons of a reject that says nothing about the row: the request never got an answer.
+TRANSPORT_FAILURES = frozenset(
+    {"rate_limited", "server_error", "timeout", "connection", "bad_response", "endpoint_refused"}
+)
 
 
 @dataclass(frozen=True)
@@ -34,8 +48,17 @@ class AnnotationSpec:
     role: str
     prompt: Callable[[dict[str, Any]], Messages | None]  # None: the row passes without a call
     parse: Callable[[dict[str, Any], Any], Any]  # (row, value or text) -> row, rows or Reject
-    response: type[BaseModel] | None = None
+    response: Response | None = None
     sampling: dict[str, Any] = field(default_factory=dict)
+
+    def response_for(self, row: dict[str, Any]) -> type[BaseModel] | None:
+        if self.response is None or _is_model(self.response):
+            return self.response  # type: ignore[return-value]
+        return self.response(row)
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
 
 
 def annotate_stage(
@@ -44,21 +67,23 @@ def annotate_stage(
     role: str,
     prompt: Callable[[dict[str, Any]], Messages | None],
     parse: Callable[[dict[str, Any], Any], Any] | None = None,
-    response: type[BaseModel] | None = None,
+    response: Response | None = None,
     sampling: dict[str, Any] | None = None,
     model: str = "",
     config: dict[str, Any] | None = None,
     version: str = "1",
 ) -> ShardStage:
     """A stage that calls the `role` model once per row. `config` (and the prompt and parse
-    code, the response schema, the sampling and the model) decide when it reruns."""
+    code, the response schema or the code that builds it, the sampling and the model) decide
+    when it reruns."""
     spec = AnnotationSpec(role, prompt, parse or _keep_text, response, dict(sampling or {}))
+    builds_schema = response is not None and not _is_model(response)
     fingerprint = {
         "role": role,
         "model": model,
         "sampling": spec.sampling,
-        "schema": response.model_json_schema() if response else None,
-        "code": _code_hash(prompt, spec.parse),
+        "schema": response.model_json_schema() if response is not None and not builds_schema else None,
+        "code": _code_hash(prompt, spec.parse, *([response] if builds_schema else [])),
         **(config or {}),
     }
     return ShardStage(name, functools.partial(run_annotation, spec), config=fingerprint, version=version)
@@ -84,13 +109,15 @@ def run_annotation(spec: AnnotationSpec, rows: list[dict[str, Any]], ctx: StageC
         raise RuntimeError(
             f"stage {ctx.stage} calls models but the run has no 'models' resource (a ModelPool)"
         )
-    usage = Usage()
+    usage = Usage(UsageLedger(RunStore(ctx.run_dir).usage_log, invocation=ctx.invocation, stage=ctx.stage))
     results = asyncio.run(_annotate_all(spec, rows, ctx, pool, usage))
-    out = StageOutput(usage=usage.summary())
+    out = StageOutput()
     for row, result in zip(rows, results, strict=True):
         for item in result if isinstance(result, list) else [result]:
             if isinstance(item, Reject):
-                out.rejects.append(Reject(item.reason, item.detail, item.input_ref or _ref(row), row))
+                out.rejects.append(
+                    Reject(item.reason, item.detail, item.input_ref or _ref(row), row, item.failure)
+                )
             elif item is not None:
                 out.rows.append(item)
     return out
@@ -99,7 +126,7 @@ def run_annotation(spec: AnnotationSpec, rows: list[dict[str, Any]], ctx: StageC
 async def _annotate_all(
     spec: AnnotationSpec, rows: list[dict[str, Any]], ctx: StageContext, pool: Any, usage: Usage
 ) -> list[Any]:
-    client = pool.client(spec.role, usage)
+    client = pool.client(spec.role, usage, on_wait=lambda wait: ctx.status(f"{usage.line()}; {wait}"))
     try:
 
         async def one(row: dict[str, Any]) -> Any:
@@ -121,11 +148,15 @@ async def _annotate_one(spec: AnnotationSpec, row: dict[str, Any], client: Any) 
         return Reject("prompt_error", _describe(exc))
     if messages is None:
         return row
-    reply = await client.chat(messages, response_model=spec.response, **spec.sampling)
-    if not reply.ok:
-        return Reject(reply.reason, reply.error)
     try:
-        return spec.parse(row, reply.value if spec.response else reply.text)
+        response = spec.response_for(row)
+    except Exception as exc:  # a schema that cannot be built for this row
+        return Reject("schema_error", _describe(exc))
+    reply = await client.chat(messages, response_model=response, **spec.sampling)
+    if not reply.ok:
+        return Reject(reply.reason, reply.error, failure=reply.reason in TRANSPORT_FAILURES)
+    try:
+        return spec.parse(row, reply.value if response else reply.text)
     except Exception as exc:  # the parse function refused the reply
         return Reject("parse_error", f"{_describe(exc)}; reply: {reply.text[:300]}")
 

@@ -8,6 +8,7 @@ The recipe, as stages (METHODS.md):
             one four-option question with reasons grouped by time range (structured output)
   check     record validation, reason times inside the video, distinct options, the answer
             not given away, no "caption" wording
+  dedup     the same question about the same video twice (a model repeating itself): the first stays
   rewrite   the reasons become natural reasoning (`process`), the timestamped reasons stay
             as `evidence`
   split     by video: eval first, then 1/3 sft and 2/3 rl; seeded
@@ -26,15 +27,17 @@ import json
 import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from vdata.annotators.endpoints import Endpoint, Endpoints
+from vdata.annotators.local_server import check_local_model
 from vdata.annotators.messages import video_content
 from vdata.annotators.pool import ModelPool
 from vdata.annotators.stage import annotate_stage
 from vdata.cards.card import write_card
+from vdata.filters.dedup import dedup_rows
 from vdata.filters.letters import balance_letters
 from vdata.record import Record, validate
 from vdata.segment import discover_videos
@@ -71,6 +74,17 @@ class LongVideoReasonConfig(BaseModel):
 
 
 # ---------------------------------------------------------------- model replies
+# The reply schemas are built per request (annotate_stage's `response` is a function of the row):
+# the server compiles them into constrained decoding, so even a 135M model can only write a
+# question that ends with "?", exactly four options, an answer letter, and reasons that cite
+# parts this video has. Every string is bounded, so no reply is cut off by max_tokens. The checks
+# after generation stay as strict as they are.
+
+
+def line(least: int, most: int, end: str = "") -> str:
+    """A pattern for one line of `least`..`most` characters (then `end`) with no quote or backslash:
+    JSON-safe with no escapes, and bounded, which llama.cpp's grammar only takes from a pattern."""
+    return rf'^[^\n"\\]{{{least},{most}}}{end}$'
 
 
 class Reason(BaseModel):
@@ -85,8 +99,29 @@ class GeneratedQuestion(BaseModel):
     reasons: list[Reason] = Field(min_length=1)
 
 
+@functools.lru_cache(maxsize=256)
+def question_schema(parts: int) -> type[GeneratedQuestion]:
+    """The reply for a video of `parts` parts: GeneratedQuestion, held tighter."""
+    part = Literal[tuple(range(1, parts + 1))]  # type: ignore[valid-type]
+    reason = create_model(
+        "Reason", __base__=Reason, clip=(part, ...), reason=(str, Field(pattern=line(10, 200)))
+    )
+    return create_model(
+        "GeneratedQuestion",
+        __base__=GeneratedQuestion,
+        question=(str, Field(pattern=line(15, 249, r"\?"))),
+        options=(list[Annotated[str, Field(pattern=line(1, 100))]], Field(min_length=4, max_length=4)),
+        reasons=(list[reason], Field(min_length=1, max_length=4)),
+    )
+
+
+def generation_schema(row: dict[str, Any]) -> type[GeneratedQuestion]:
+    return question_schema(len(json.loads(row["clips"])))
+
+
 class Reasoning(BaseModel):
-    reasoning: str = Field(min_length=20)
+    # one paragraph without digits: no raw times, no numbered steps (the checks still look)
+    reasoning: str = Field(pattern=r'^[^\n"\\0-9]{40,700}$')
 
 
 class CaptionsError(ValueError):
@@ -167,16 +202,20 @@ def imported_clips(row: dict[str, Any], ctx: StageContext, *, captions: list[dic
     mine = sorted((c for c in captions if c["video"] == row["video"]), key=lambda c: c["start_s"])
     if not mine:
         return [Reject("no_captions", f"{row['video']}: the captions file has no clip of this video")]
-    return [
-        {
-            **_clip_base(row),
-            "clip_index": i,
-            "start_s": c["start_s"],
-            "end_s": c["end_s"],
-            "caption": c["caption"],
-        }
-        for i, c in enumerate(mine)
-    ]
+    readable = row["broken_at_s"] if row.get("broken_at_s") is not None else float("inf")
+    clips: list[Any] = []
+    lost: list[Any] = []
+    for c in mine:
+        if c["end_s"] > readable + 0.05:  # the stream breaks before this clip ends: nothing to ask about
+            detail = (
+                f"{row['video']}: the clip {seconds(c['start_s'])}s..{seconds(c['end_s'])}s lies past "
+                f"the break at {seconds(readable)}s"
+            )
+            lost.append(Reject("broken_stream", detail, payload=c))
+            continue
+        times = {"clip_index": len(clips), "start_s": c["start_s"], "end_s": c["end_s"]}
+        clips.append({**_clip_base(row), **times, "caption": c["caption"]})
+    return clips + lost
 
 
 def _clip_base(row: dict[str, Any]) -> dict[str, Any]:
@@ -418,7 +457,7 @@ def stages(
             role="reasoner",
             prompt=generation_prompt,
             parse=question_record,
-            response=GeneratedQuestion,
+            response=generation_schema,
             sampling={
                 "temperature": config.temperature,
                 "max_tokens": config.max_tokens,
@@ -427,6 +466,8 @@ def stages(
             model=reasoner.model,
         ),
         MapStage("check", check_question),
+        # a model that repeats itself asks the same question twice: keep the first
+        DatasetStage("dedup", functools.partial(dedup_rows, method="exact"), config={"method": "exact"}),
         annotate_stage(
             "rewrite",
             role="rewriter",
@@ -454,11 +495,14 @@ def build(
     no_cache: bool = False,
     refresh: bool = False,
     quiet: bool = False,
+    wait: bool = False,
 ) -> RunResult:
-    """Runs the recipe in config.out and writes config.out/dataset; a rerun resumes."""
+    """Runs the recipe in config.out and writes config.out/dataset; a rerun resumes. The run
+    directory is locked for the whole build (`wait`: wait for another process to finish)."""
     import os
 
-    from vdata.runstore import write_dataset
+    from vdata.record import SCHEMA
+    from vdata.runstore import RunStore, write_dataset
     from vdata.video import VideoError, probe
 
     endpoints = endpoints or Endpoints()
@@ -466,56 +510,48 @@ def build(
     inputs = discover_videos(config.videos)
     if not inputs:
         raise ValueError(f"no videos found in {', '.join(config.videos)}")
+    roles = ["reasoner", "rewriter"] + ([] if config.captions else ["captioner"])
+    if not config.captions and endpoints.for_role("captioner").is_local:
+        raise ValueError(
+            "the embedded local model reads text only and cannot caption video: give --captions FILE "
+            "(clip captions as JSONL), or --captioner URL@MODEL of a vision-language model"
+        )
+    if any(endpoints.for_role(role).is_local for role in roles):
+        check_local_model()  # before any stage runs: a missing extra is one line, not a traceback
     captions = None
     if config.captions:
         durations = {}
         for item in inputs:
             try:
-                durations[item["video"]] = {"duration_s": probe(item["video"], hash_file=False).duration_s}
+                found = probe(item["video"], hash_file=False)
             except VideoError:
                 continue  # a bad video is the ingest stage's reject, not the captions' problem
+            durations[item["video"]] = {"duration_s": found.declared_duration_s or found.duration_s}
         captions = load_captions(config.captions, durations)
-    elif endpoints.for_role("captioner").is_local:
-        raise ValueError(
-            "the embedded local model reads text only and cannot caption video: give --captions FILE "
-            "(clip captions as JSONL), or --captioner URL@MODEL of a vision-language model"
-        )
     workers = config.workers or os.cpu_count() or 1
-    with ModelPool(
-        endpoints, cache_path=None if no_cache else out / "cache.sqlite", refresh=refresh, log_dir=out
-    ) as pool:
+    cache = None if no_cache else out / "cache.sqlite"
+    pool = ModelPool(endpoints, cache_path=cache, refresh=refresh, log_dir=out)
+    with RunStore(out).lock(wait), pool:
         result = run_pipeline(
             out,
             RECIPE,
             inputs,
             stages(config, endpoints, captions, workers),
-            config={**config.model_dump(), "models": _models(endpoints)},
+            config={**config.model_dump(), "models": endpoints.describe_roles(roles)},
             seed=config.seed,
             shard_rows=64,
             quiet=quiet,
             resources={"models": pool},
         )
-    table = result.final_table()
-    from vdata.record import SCHEMA
-
-    write_dataset(table if table is not None else SCHEMA.empty_table(), out / "dataset")
-    link_videos(out / "dataset", table.to_pylist() if table is not None else [], inputs)
-    write_card(out / "dataset")
+        table = result.final_table()
+        splits = ["sft", "rl"] + (["eval"] if config.eval_fraction else [])
+        write_dataset(table if table is not None else SCHEMA.empty_table(), out / "dataset", splits)
+        link_videos(out / "dataset", table.to_pylist() if table is not None else [])
+        write_card(out / "dataset")
     return result
 
 
-def _models(endpoints: Endpoints) -> dict[str, str]:
-    """Which model plays each role, for run.json and the card (no keys, no credentials)."""
-    from vdata.annotators.local_server import LOCAL_MODEL_NAME
-
-    roles = {}
-    for role in ("captioner", "reasoner", "rewriter"):
-        endpoint = endpoints.for_role(role)
-        roles[role] = LOCAL_MODEL_NAME + " (embedded)" if endpoint.is_local else endpoint.describe()
-    return roles
-
-
-def link_videos(dataset: Path, rows: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> None:
+def link_videos(dataset: Path, rows: list[dict[str, Any]]) -> None:
     """dataset/videos/NAME links to each source video, so that rows' paths resolve."""
     import os
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from vdata.annotators.endpoints import endpoint_label
 from vdata.formats import DatasetReadError, LoadedRows, load_rows
 from vdata.report import field_stats
 from vdata.runstore import atomic_write_bytes, read_json
@@ -28,8 +29,13 @@ PAPERS = {
     "synth": "CLEVRER-style rendered scenes with known events",
     "video-r1": "Video-R1: Reinforcing Video Reasoning in MLLMs",
 }
-_SECRET_KEYS = re.compile(r"(token|secret|password|api[_-]?key|authorization)", re.I)
+# Keys that name a credential: `token`, `hf_token`, `api_key`, `client_secret`, `password`... but
+# not counts of tokens (`prompt_tokens`, `max_tokens`), which the card must show.
+_SECRET_KEYS = re.compile(
+    r"(^|[_-])(token|secret|password|passwd|api[_-]?key|authorization|credentials?)$|secret|password", re.I
+)
 _SECRET_VALUES = re.compile(r"\b(hf_[A-Za-z0-9]{8,}|sk-[A-Za-z0-9_-]{8,}|Bearer\s+\S+)")
+_URL = re.compile(r"https?://[^\s'\"`<>@]+")
 
 
 def strip_secrets(value: Any) -> Any:
@@ -41,6 +47,24 @@ def strip_secrets(value: Any) -> Any:
     if isinstance(value, str):
         return _SECRET_VALUES.sub("[secret removed]", value)
     return value
+
+
+def hide_endpoints(value: Any) -> Any:
+    """A copy with every URL replaced by its hosting ('<self-hosted>', '<OpenAI API>'): what
+    a card or a pushed run.json says about where models ran, without internal host names."""
+    if isinstance(value, dict):
+        return {k: hide_endpoints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [hide_endpoints(v) for v in value]
+    if isinstance(value, str):
+        return _URL.sub(lambda m: f"<{endpoint_label(m.group(0))}>", value)
+    return value
+
+
+def publishable(run: Any, show_endpoints: bool = False) -> Any:
+    """run.json as it may be published: no secrets, and endpoints only by hosting."""
+    run = strip_secrets(run)
+    return run if show_endpoints else hide_endpoints(run)
 
 
 def _size_category(n: int) -> str:
@@ -62,13 +86,15 @@ def write_card(
     language: tuple[str, ...] = ("en",),
     tags: tuple[str, ...] = (),
     title: str | None = None,
+    show_endpoints: bool = False,
 ) -> list[str]:
-    """Writes DATASET_DIR/README.md and DATASET_DIR/plots/*.png; returns warnings."""
+    """Writes DATASET_DIR/README.md and DATASET_DIR/plots/*.png; returns warnings. Endpoints
+    appear only as their hosting ('self-hosted', a public API's name) unless `show_endpoints`."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
     dataset_dir = Path(dataset_dir)
     run_dir = dataset_dir.parent if (dataset_dir.parent / "run.json").exists() else None
-    run = strip_secrets(read_json(run_dir / "run.json")) if run_dir else {}
+    run = publishable(read_json(run_dir / "run.json"), show_endpoints) if run_dir else {}
     try:
         loaded = load_rows(dataset_dir)
     except DatasetReadError:
@@ -97,6 +123,8 @@ def write_card(
     stats = field_stats(loaded)
     plots = _plots(dataset_dir, loaded.rows, splits)
     body = _body(title or _title(run), run, run_dir, loaded.rows, stats, plots)
+    if not show_endpoints:
+        body = hide_endpoints(body)
     card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
     atomic_write_bytes(dataset_dir / "README.md", str(card).encode("utf-8"))
     return warnings
@@ -152,7 +180,7 @@ def _body(
         models = (run.get("config") or {}).get("models") or {}
         if models:
             lines += ["", "Models per role:", ""] + [
-                f"- {role}: {model}" for role, model in sorted(models.items())
+                f"- {role}: {_model_line(model)}" for role, model in sorted(models.items())
             ]
         annotated = _annotation_settings(run_dir) if run_dir else {}
         if annotated:
@@ -255,6 +283,17 @@ def _body(
         "- see the recipe's documentation"
     ]
     return strip_secrets("\n".join(lines)) + "\n"
+
+
+def _model_line(model: Any) -> str:
+    """'Qwen/Qwen2.5-72B-Instruct (self-hosted)'; the endpoint itself only when it was kept."""
+    if not isinstance(model, dict):
+        return str(model)  # runs recorded before models were described per role
+    where = model.get("hosting") or ""
+    endpoint = model.get("endpoint") or ""
+    if endpoint.startswith(("http://", "https://")):
+        where += f", at {endpoint}"  # (already hidden to '<...>' unless --show-endpoints)
+    return f"{model.get('model')} ({where})" if where else str(model.get("model"))
 
 
 def _counts(values: dict[Any, Any]) -> str:

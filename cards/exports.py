@@ -16,8 +16,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from vdata.record import validate
+
 FORMATS = ("video-r1", "easyr1", "verl", "tw-grpo", "vst", "llamafactory")
 CHOICE = ("multiple choice", "multi-answer")
+UNSAFE_PATH_CODES = ("absolute_path", "parent_path")
 
 
 class CannotExpress(ValueError):
@@ -149,21 +152,43 @@ class ExportReport:
     format: str
     path: str
     written: int = 0
-    not_expressed: list[dict[str, str]] = field(default_factory=list)  # id, reason
+    not_expressed: list[dict[str, str]] = field(default_factory=list)  # id, reason: the format's limits
+    refused: list[dict[str, str]] = field(default_factory=list)  # id, reason: defects of the input
 
 
-def export(records: Iterable[dict[str, Any]], fmt: str, out: str | Path) -> ExportReport:
-    """Writes `records` in `fmt` to `out`; the report lists every record left out, and why."""
+def export(
+    records: Iterable[dict[str, Any]],
+    fmt: str,
+    out: str | Path,
+    *,
+    unreadable: Iterable[tuple[str, str]] = (),
+    allow_unsafe_paths: bool = False,
+) -> ExportReport:
+    """Writes `records` in `fmt` to `out`; the report lists every record left out, and why.
+
+    A record with a validation error (a string where the options list belongs, an answer
+    that names no option) is refused, never reshaped; so is a path that is absolute or
+    climbs out with '..', unless `allow_unsafe_paths`. `unreadable` lines of the input
+    (where, why) are reported as refused too."""
     if fmt not in WRITERS:
         raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
     convert, kind = WRITERS[fmt]
     out = Path(out)
     rows, report = [], ExportReport(fmt, str(out))
+    report.refused += [{"id": where, "reason": f"unreadable: {why}"} for where, why in unreadable]
     for index, record in enumerate(records):
+        ref = record.get("id") if isinstance(record, dict) and record.get("id") else f"#{index}"
+        problems = [p for p in validate(record) if p.severity == "error"]
+        if allow_unsafe_paths:
+            problems = [p for p in problems if p.code not in UNSAFE_PATH_CODES]
+        if problems:
+            kind_of = "unsafe_path" if problems[0].code in UNSAFE_PATH_CODES else problems[0].code
+            report.refused.append({"id": ref, "reason": f"{kind_of}: {problems[0].message}"})
+            continue
         try:
             rows.append(convert(record, index))
         except CannotExpress as exc:
-            report.not_expressed.append({"id": record.get("id", f"#{index}"), "reason": str(exc)})
+            report.not_expressed.append({"id": ref, "reason": str(exc)})
     out.parent.mkdir(parents=True, exist_ok=True)
     if kind == "json":
         out.write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")

@@ -13,10 +13,11 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from vdata.cards.card import strip_secrets
+from vdata.cards.card import publishable
 from vdata.runstore import read_json
 
 
@@ -24,38 +25,92 @@ class PushError(RuntimeError):
     """A push that cannot happen; the message says what to do (and never holds the token)."""
 
 
+@dataclass
+class Staged:
+    files: list[str]  # relative paths of what goes up, sorted
+    notes: list[str] = field(default_factory=list)  # what was left out or followed, and why
+
+
 def stage_files(
-    dataset_dir: str | Path, staging: str | Path, videos: Literal["upload", "reference"]
-) -> list[str]:
-    """Lays out exactly what would be uploaded; returns the paths, relative and sorted."""
+    dataset_dir: str | Path,
+    staging: str | Path,
+    videos: Literal["upload", "reference"],
+    show_endpoints: bool = False,
+) -> Staged:
+    """Lays out exactly what would be uploaded, as copies (editing them never edits the dataset)."""
     dataset_dir, staging = Path(dataset_dir), Path(staging)
     if not (dataset_dir / "data").is_dir():
         raise PushError(f"{dataset_dir}: no data/ folder of Parquet shards; is it a vdata dataset directory?")
     if not (dataset_dir / "README.md").exists():
         raise PushError(f"{dataset_dir}: no README.md card; write one first with `vdata card {dataset_dir}`")
     staging.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
     for pattern in ("data/*.parquet", "README.md", "plots/*.png"):
         for source in sorted(dataset_dir.glob(pattern)):
+            if source.is_symlink() or not source.is_file():
+                relative = source.relative_to(dataset_dir)
+                notes.append(f"{relative}: not a regular file of the dataset; left out")
+                continue
             _copy(source, staging / source.relative_to(dataset_dir))
     run = read_json(dataset_dir.parent / "run.json")
     if run is not None:
-        text = json.dumps(strip_secrets(run), indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(publishable(run, show_endpoints), indent=2, ensure_ascii=False) + "\n"
         (staging / "run.json").write_text(text)
     if videos == "upload":
-        for source in sorted((dataset_dir / "videos").glob("*")):
-            target = source.resolve()
-            if not target.is_file():
-                raise PushError(f"{source} points at {target}, which is not a file; rebuild or fix the link")
-            _copy(target, staging / "videos" / source.name)
-    return sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
+        for relative, source in row_videos(dataset_dir, notes):
+            _copy(source, staging / relative)
+    files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
+    return Staged(files, notes)
+
+
+def row_videos(dataset_dir: Path, notes: list[str]) -> list[tuple[str, Path]]:
+    """(path in the repository, file to read) of each video a row refers to. A path that is a
+    link is followed only to the row's own video: its sha256 (or the source the recipe recorded)
+    must match; a link that cannot be checked is followed and said so. Files of videos/ that no
+    row refers to stay home (said so too), and nothing outside is read by accident."""
+    from vdata.formats import load_rows
+    from vdata.record import path_problems
+    from vdata.video import sha256_file
+
+    root = dataset_dir.resolve()
+    expected: dict[str, tuple[str, str]] = {}  # path -> (sha256, recorded source)
+    for row in load_rows(dataset_dir).rows:
+        path = row.get("path")
+        if not isinstance(path, str) or path_problems(path):
+            continue  # an unsafe or missing path: validation reports it; nothing to upload
+        video = row.get("video") or {}
+        meta = json.loads(row.get("meta_json") or "{}") if isinstance(row.get("meta_json"), str) else {}
+        expected.setdefault(path, (video.get("sha256") or "", str(meta.get("source_video") or "")))
+    chosen = []
+    for relative, (sha, recorded) in sorted(expected.items()):
+        link = dataset_dir / relative
+        target = link.resolve()
+        if not target.is_file():
+            notes.append(f"{relative}: rows refer to it but it is missing; not uploaded")
+            continue
+        inside = target.is_relative_to(root)
+        if not inside or link.is_symlink():
+            if sha and sha256_file(target) != sha:
+                raise PushError(
+                    f"{link} points at {target}, whose content is not the rows' video (sha256 differs); "
+                    "fix the link or rebuild the dataset"
+                )
+            if not sha and not (recorded and Path(recorded).resolve() == target):
+                notes.append(f"{relative}: a link to {target}, outside the dataset, uploaded unchecked")
+        chosen.append((relative, target))
+    referenced = {relative for relative, _ in chosen}
+    for extra in sorted((dataset_dir / "videos").rglob("*")) if (dataset_dir / "videos").is_dir() else []:
+        relative = str(extra.relative_to(dataset_dir))
+        if relative not in referenced and not extra.is_dir():
+            notes.append(f"{relative}: no row refers to it; left out")
+    return chosen
 
 
 def _copy(source: Path, target: Path) -> None:
+    """A copy that shares no inode with the source (never a hard link: editing the staged copy
+    must not edit the dataset)."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)  # same disk: no copy of large files
-    except OSError:
-        shutil.copy2(source, target)
+    shutil.copyfile(source, target)
 
 
 def hub_token() -> str:
@@ -74,16 +129,18 @@ def push(
     private: bool = False,
     videos: Literal["upload", "reference"] = "reference",
     dry_run: str | Path | None = None,
-) -> list[str]:
-    """Uploads the dataset (or, with dry_run, only lays it out there); returns the files."""
+    show_endpoints: bool = False,
+) -> Staged:
+    """Uploads the dataset (or, with dry_run, only lays it out there); returns what went up."""
     if dry_run is not None:
-        return stage_files(dataset_dir, dry_run, videos)
+        return stage_files(dataset_dir, dry_run, videos, show_endpoints)
     token = hub_token()
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
     with tempfile.TemporaryDirectory(prefix="vdata-push-") as staging:
-        files = stage_files(dataset_dir, staging, videos)
+        staged = stage_files(dataset_dir, staging, videos, show_endpoints)
+        files = staged.files
         api = HfApi(token=token)
         try:
             api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
@@ -92,7 +149,7 @@ def push(
             upload_videos(api, repo_id, staging, [f for f in files if f.startswith("videos/")])
         except (HfHubHTTPError, OSError, ValueError) as exc:
             raise PushError(f"pushing to {repo_id} failed: {str(exc).replace(token, '[token]')}") from None
-    return files
+    return staged
 
 
 VIDEO_BATCH = 50

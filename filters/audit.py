@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import itertools
 import json
-import multiprocessing
 import os
 from collections import Counter, deque
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from vdata.filters.frame import (
 from vdata.filters.letters import SKEW_MARGIN, SKEW_P, letter_stats
 from vdata.filters.similarity import minhash_pairs
 from vdata.formats import MAPPERS, SHAPES, DatasetReadError, LoadedRows, detect_shape, iter_raw_rows
+from vdata.orphans import worker_pool
 from vdata.report import ProblemCounter, ValidationSummary
 
 REQUIRED_FIELDS = ("problem", "problem_type", "solution", "path")
@@ -141,8 +140,7 @@ def scan(
         counter.add_unreadable(sink.unreadable)
     workers = workers or os.cpu_count() or 1
     if workers > 1 and many:
-        context = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        with worker_pool(workers) as pool:
             pending: deque = deque()
             for fn, args in jobs:
                 pending.append(pool.submit(fn, *args))

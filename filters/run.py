@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from vdata.filters.contamination import decontaminate_rows, load_eval_sets
 from vdata.filters.dedup import dedup_rows
 from vdata.filters.letters import balance_letters
 from vdata.filters.rules import length_row, sample_rows, validate_row
 from vdata.formats import load_rows, row_ref
 from vdata.record import SCHEMA, SPLITS, conform_table, schema_mismatch
-from vdata.runstore import REJECT_SCHEMA, RunStore, atomic_write_table, write_dataset
+from vdata.runstore import RunStore, write_dataset
 from vdata.stages import DatasetStage, MapStage, Reject, RunResult, Stage, reject_rows, run_pipeline
 
 FILTERS = ("validate", "balance-letters", "dedup", "decontaminate", "length", "sample")
@@ -95,23 +93,21 @@ def run_filter(
         if not row.get("split") and split in SPLITS:
             row = {**row, "split": split}
         rows.append(dict(row))
-    result = run_pipeline(
-        out,
-        f"filter-{stage.name}",
-        rows,
-        [stage],
-        config={"dataset": str(dataset), "shape": loaded.shape},
-        seed=seed,
-        quiet=quiet,
-        shard_rows=4096,
-    )
     store = RunStore(out)
-    atomic_write_table(
-        store.rejects_dir / "load.parquet",
-        pa.Table.from_pylist(reject_rows(load_rejects, "load"), schema=REJECT_SCHEMA),
-    )
-    table = result.final_table()
-    table = conform_table(table) if table is not None else SCHEMA.empty_table()
-    write_dataset(table, out / "dataset")
+    with store.lock():
+        result = run_pipeline(
+            out,
+            f"filter-{stage.name}",
+            rows,
+            [stage],
+            config={"dataset": str(dataset), "shape": loaded.shape},
+            seed=seed,
+            quiet=quiet,
+            shard_rows=4096,
+        )
+        store.write_load_rejects(reject_rows(load_rejects, "load"))
+        table = result.final_table()
+        table = conform_table(table) if table is not None else SCHEMA.empty_table()
+        write_dataset(table, out / "dataset")
     report = result.stages[-1]
     return FilterResult(result, table.num_rows, report.rejected, len(load_rejects), out / "dataset")

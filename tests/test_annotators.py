@@ -17,9 +17,8 @@ from vdata.annotators.client import extract_json
 from vdata.annotators.endpoints import EndpointError, Endpoints, parse_endpoint
 from vdata.annotators.limits import TokenBucket, backoff_seconds, parse_retry_after
 from vdata.annotators.messages import frames_content, jpeg_data_url, video_url_content
-from vdata.annotators.usage import Usage
+from vdata.annotators.usage import Usage, UsageLedger, ledger_totals
 from vdata.annotators.vllm_offline import ChatRequest, OfflineVLLM, VLLMMissing, sampling_arguments
-from vdata.stages import merge_usage
 from vdata.video import probe, sample_frames
 
 
@@ -170,20 +169,22 @@ def test_offline_vllm_requests_are_built_without_vllm():
             OfflineVLLM("Qwen/Qwen2.5-0.5B-Instruct")
 
 
-def test_usage_summaries_add_up_across_shards():
-    usage = Usage()
-    usage.set_price("m", 1.0, 2.0)
-    counters = usage.of("m")
-    counters.requests, counters.successes, counters.prompt_tokens, counters.completion_tokens = (
-        3,
-        3,
-        1000,
-        500,
-    )
-    counters.latencies_s += [0.1, 0.2, 0.3]
-    one = usage.summary()
-    assert one["m"]["cost_usd"] == pytest.approx(0.002)
-    assert one["m"]["latency_s"]["p50"] == pytest.approx(0.2)
-    both = merge_usage(one, one)
-    assert both["m"]["requests"] == 6 and both["m"]["cost_usd"] == pytest.approx(0.004)
+def test_usage_is_recorded_as_it_happens_and_summed_over_invocations(tmp_path):
+    ledger = tmp_path / "usage.jsonl"
+    for invocation, requests in ((1, 3), (2, 2)):  # a killed invocation, then its resume
+        usage = Usage(UsageLedger(ledger, invocation=invocation, stage="generate"))
+        usage.set_price("m", 1.0, 2.0)
+        for latency in (0.1, 0.2, 0.3)[:requests]:
+            usage.add("m", requests=1)
+            usage.add("m", latency_s=latency, prompt_tokens=1000, completion_tokens=500)
+        usage.add("m", cache_hits=1)
+    with ledger.open("a") as handle:
+        handle.write('{"invocation": 3, "stage": "gen')  # the torn last line of a kill -9
+    by_stage, by_invocation = ledger_totals(ledger)
+    total = by_stage["generate"]["m"]
+    assert total["requests"] == 5 and total["prompt_tokens"] == 5000 and total["completion_tokens"] == 2500
+    assert total["cache_hits"] == 2 and total["cost_usd"] == pytest.approx(5 * 0.002)
+    assert total["latency_s"]["p50"] == pytest.approx(0.2)
+    assert by_invocation["1"]["generate"]["m"]["requests"] == 3
+    assert by_invocation["2"]["generate"]["m"]["requests"] == 2
     assert "tok" in usage.line()

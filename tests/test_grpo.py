@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="the GRPO tests need the train extra: pip install -e '.[train]'")
+pytest.importorskip("transformers", reason="the GRPO tests need the train extra: pip install -e '.[train]'")
 
 from vdata.record import Record, to_table
 from vdata.synthetic import write_shots_video

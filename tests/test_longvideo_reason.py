@@ -8,6 +8,7 @@ import random
 from collections import Counter
 
 import pytest
+from pydantic import ValidationError
 
 from vdata.builders.longvideo_reason import (
     CaptionsError,
@@ -16,9 +17,11 @@ from vdata.builders.longvideo_reason import (
     balance_letters,
     caption_lines,
     check_question,
+    generation_schema,
     keep_reasoning,
     load_captions,
     question_record,
+    question_schema,
     split_by_video,
 )
 from vdata.cards.exports import to_easyr1
@@ -79,6 +82,32 @@ def test_a_reason_citing_a_part_the_video_lacks_is_rejected():
     assert isinstance(result, Reject) and result.reason == "reason_clip_unknown"
 
 
+def test_the_reply_schema_is_built_for_the_row_and_compiles_to_a_grammar():
+    schema = generation_schema(GROUP_ROW)  # a video of 3 parts
+    good = {
+        "question": "What happens after the ball hits the wall?",
+        "options": ["It stops", "It bounces", "It flies", "It melts"],
+        "answer": "A",
+        "reasons": [{"clip": 3, "reason": "It stops at the end."}],
+    }
+    assert schema.model_validate(good).reasons[0].clip == 3
+    for bad in (
+        {"reasons": [{"clip": 4, "reason": "a part the video does not have"}]},
+        {"question": "The ball hits the wall and stops."},  # no question mark
+        {"options": ["It stops", "It bounces", "It flies"]},
+        {"question": "What happens after the ball hits the wall? " * 10},  # too long: max_tokens would cut it
+        {
+            "options": ['It "stops"', "It bounces", "It flies", "It melts"]
+        },  # a quote a grammar would not close
+    ):
+        with pytest.raises(ValidationError):
+            schema.model_validate({**good, **bad})
+    assert question_schema(3) is schema  # built once per part count
+    llama_grammar = pytest.importorskip("llama_cpp.llama_grammar", reason="the local extra is not installed")
+    grammar = llama_grammar.json_schema_to_gbnf(json.dumps(schema.model_json_schema()))
+    assert '"1" | "2" | "3"' in grammar and '"?"' in grammar  # the parts, and the question mark
+
+
 def _question(**changes):
     row = copy.deepcopy(VALID_ROW)
     row.update(changes)
@@ -111,7 +140,8 @@ def test_check_rejects_flawed_questions(changes, reason):
     ],
 )
 def test_the_rewritten_reasoning_must_not_leak(text):
-    result = keep_reasoning(_question(), Reasoning(reasoning=text))
+    # the checks hold whatever a server let through the schema
+    result = keep_reasoning(_question(), Reasoning.model_construct(reasoning=text))
     assert isinstance(result, Reject) and result.reason == "reasoning_leak"
 
 

@@ -98,7 +98,7 @@ def test_a_stage_that_fails_on_every_row_stops_the_run(tmp_path):
         raise KeyError("missing setting")
 
     stages = [MapStage("broken", broken)]
-    with pytest.raises(StageFailed, match="failed on every one of its 40 rows; first: KeyError"):
+    with pytest.raises(StageFailed, match="failed on every one of its 40 rows; first: stage_error: KeyError"):
         run_pipeline(tmp_path / "run", "broken@1", toy_inputs(), stages, quiet=True, shard_rows=10)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "failed"
     assert not (tmp_path / "run" / "stages" / "01-broken").exists(), "a rerun must retry the stage"

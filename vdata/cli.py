@@ -585,13 +585,15 @@ def annotate(
     from vdata.annotators.pool import ModelPool
     from vdata.annotators.stage import annotate_stage
     from vdata.formats import DatasetReadError, load_raw_rows
-    from vdata.runstore import atomic_write_table
-    from vdata.stages import run_pipeline
+    from vdata.runstore import RunStore, atomic_write_table, split_storable
+    from vdata.stages import Reject, reject_rows, run_pipeline
 
     try:
-        rows = load_raw_rows(data)
+        raw = load_raw_rows(data)
     except DatasetReadError as exc:
         _fail(str(exc))
+    rows, unstorable = split_storable(raw)  # rows Arrow cannot hold beside the others: load rejects
+    load_rejects = [Reject("wrong_type", why, f"{data}: row {i}", raw[i]) for i, why in unstorable]
     endpoints = endpoints_from_options(models, {"reasoner": reasoner, "judge": judge})
 
     def messages(row: dict) -> list[dict]:
@@ -612,7 +614,8 @@ def annotate(
         | ({"refreshed_at": time.time()} if refresh else {}),
     )
     cache = None if no_cache else out / "cache.sqlite"
-    with ModelPool(endpoints, cache_path=cache, refresh=refresh, log_dir=out) as pool:
+    store = RunStore(out)
+    with store.lock(), ModelPool(endpoints, cache_path=cache, refresh=refresh, log_dir=out) as pool:
         result = run_pipeline(
             out,
             "annotate@1",
@@ -622,11 +625,17 @@ def annotate(
             quiet=quiet,
             resources={"models": pool},
         )
-    table = result.final_table()
-    if table is not None:
-        atomic_write_table(out / "annotated.parquet", table)
+        store.write_load_rejects(reject_rows(load_rejects, "load"))
+        table = result.final_table()
+        if table is not None:
+            atomic_write_table(out / "annotated.parquet", table)
     report = result.stages[-1]
-    err.print(f"{report.rows_out} rows annotated in {out / 'annotated.parquet'}; {report.rejected} rejected")
+    unread = f", {len(load_rejects)} unreadable (rejects/load.parquet)" if load_rejects else ""
+    err.print(
+        f"{report.rows_out} rows annotated in {out / 'annotated.parquet'}; "
+        f"{report.rejected} rejected{unread}",
+        highlight=False,
+    )
 
 
 build_app = typer.Typer(
@@ -663,6 +672,12 @@ def build_longvideo_reason(
     push_to_hub: Annotated[
         str | None, typer.Option(help="Then push the dataset to this Hub repository.")
     ] = None,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Exit 0 even when the build keeps no question.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="If another process works in --out, wait for it to finish.")
+    ] = False,
 ) -> None:
     """LongVideo-Reason: long videos -> four-option reasoning questions for SFT and RL.
 
@@ -704,12 +719,29 @@ def build_longvideo_reason(
         _fail(f"setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']} (flags, or the YAML config)")
     endpoints = endpoints_from_options(models, roles)
     try:
-        result = build(recipe, endpoints, no_cache=no_cache, refresh=refresh, quiet=quiet)
+        result = build(recipe, endpoints, no_cache=no_cache, refresh=refresh, quiet=quiet, wait=wait)
     except (CaptionsError, ValueError) as exc:
         _fail(str(exc))
     print_build_summary(Path(recipe.out), result)
+    finish_build(result, allow_empty)
     if push_to_hub:
         push_command(Path(recipe.out) / "dataset", push_to_hub)
+
+
+def finish_build(result: Any, allow_empty: bool) -> None:
+    """A build that kept nothing has failed (exit 1, one line naming the stage that rejected
+    everything), unless the pipeline expects that (--allow-empty)."""
+    why = result.why_empty()
+    if why is None:
+        return
+    if allow_empty:
+        err.print(f"[yellow]warning:[/yellow] the dataset is empty: {why}", highlight=False, soft_wrap=True)
+        return
+    _fail(
+        f"the build kept no rows: {why}; see {result.out / 'rejects'} "
+        "(--allow-empty accepts an empty dataset)",
+        1,
+    )
 
 
 def print_build_summary(out: Path, result: Any) -> None:
@@ -757,18 +789,25 @@ def print_build_summary(out: Path, result: Any) -> None:
         )
 
 
+ShowEndpoints = typer.Option(
+    "--show-endpoints",
+    help="Name the model endpoints' URLs; by default only 'self-hosted' or the public API's name.",
+)
+
+
 @app.command()
 def card(
     dataset: Annotated[Path, typer.Argument(help="A dataset directory (OUT/dataset of a build).")],
     license: Annotated[str | None, typer.Option(help="The data's license, e.g. cc-by-4.0.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Extra Hub tags (repeatable).")] = None,
+    show_endpoints: Annotated[bool, ShowEndpoints] = False,
 ) -> None:
     """Write DATASET/README.md: the Hub's YAML header, how it was built, statistics, plots."""
     from vdata.cards.card import write_card
     from vdata.formats import DatasetReadError
 
     try:
-        warnings = write_card(dataset, license=license, tags=tuple(tag or ()))
+        warnings = write_card(dataset, license=license, tags=tuple(tag or ()), show_endpoints=show_endpoints)
     except DatasetReadError as exc:
         _fail(str(exc))
     for warning in warnings:
@@ -792,19 +831,27 @@ def push_command(
     dry_run: Annotated[
         Path | None, typer.Option(help="Write the files that would be uploaded here instead.")
     ] = None,
+    show_endpoints: Annotated[bool, ShowEndpoints] = False,
 ) -> None:
     """Upload Parquet shards, the card and its plots, run.json (secrets stripped), videos on request.
 
-    The token comes from HF_TOKEN or the login cache; it is never printed or written.
+    The token comes from HF_TOKEN or the login cache; it is never printed or written. With
+    --videos upload, only the videos the rows refer to go up; a link is followed only to the
+    row's own video (checked by sha256), and what is left out is said.
     """
     from vdata.cards.push import PushError, push
 
     try:
-        files = push(dataset, repo_id, private=private, videos=videos.value, dry_run=dry_run)
+        staged = push(
+            dataset, repo_id, private=private, videos=videos.value, dry_run=dry_run,
+            show_endpoints=show_endpoints,
+        )  # fmt: skip
     except PushError as exc:
         _fail(str(exc))
+    for note in staged.notes:
+        err.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
     where = f"laid out in {dry_run}" if dry_run else f"pushed to https://huggingface.co/datasets/{repo_id}"
-    err.print(f"{len(files)} files {where}", highlight=False)
+    err.print(f"{len(staged.files)} files {where}", highlight=False)
 
 
 @app.command("export")
@@ -814,8 +861,16 @@ def export_command(
         str, typer.Option("--format", help="video-r1 | easyr1 | verl | tw-grpo | vst | llamafactory")
     ],
     out: Annotated[Path, typer.Option("--out", help="The file to write.")],
+    allow_unsafe_paths: Annotated[
+        bool, typer.Option("--allow-unsafe-paths", help="Write rows whose path is absolute or has '..'.")
+    ] = False,
 ) -> None:
-    """Write a vdata dataset in another trainer's format; rows it cannot express are reported."""
+    """Write a vdata dataset in another trainer's format; every row left out is reported.
+
+    Rows the format cannot express are listed (exit 0). Rows that are defective (an
+    unreadable line, a validation error, an absolute or '..' path) are refused, never
+    reshaped, and the exit code is 1.
+    """
     from vdata.cards.exports import FORMATS, export
 
     if fmt not in FORMATS:
@@ -823,16 +878,23 @@ def export_command(
     loaded = _load(dataset)
     if loaded.shape != "vdata":
         _fail(f"{dataset} holds {loaded.shape} rows; export reads vdata records")
-    report = export(loaded.rows, fmt, out)
+    report = export(
+        loaded.rows, fmt, out, unreadable=loaded.unreadable, allow_unsafe_paths=allow_unsafe_paths
+    )
     err.print(f"{report.written} rows written to {out} ({fmt})", highlight=False)
-    if report.not_expressed:
-        reasons = Counter(item["reason"] for item in report.not_expressed)
-        err.print(
-            f"[yellow]{len(report.not_expressed)} rows not expressible in {fmt}:[/yellow]", highlight=False
-        )
-        for reason, count in reasons.most_common():
-            example = next(i["id"] for i in report.not_expressed if i["reason"] == reason)
-            err.print(f"  {count} x {reason} (e.g. {example})", highlight=False)
+    for items, what in (
+        (report.not_expressed, f"[yellow]{len(report.not_expressed)} rows not expressible in {fmt}:"),
+        (report.refused, f"[red]{len(report.refused)} rows refused:"),
+    ):
+        if not items:
+            continue
+        err.print(what, highlight=False)
+        kinds = Counter(item["reason"].split(":")[0] for item in items)
+        for kind, count in kinds.most_common():
+            example = next(i for i in items if i["reason"].split(":")[0] == kind)
+            err.print(f"  {count} x {kind} (e.g. {example['id']}: {example['reason']})", highlight=False)
+    if report.refused:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -911,9 +973,23 @@ def main() -> None:
     import shlex
 
     import vdata.stages
+    from vdata.annotators.endpoints import EndpointError
+    from vdata.annotators.local_server import LocalModelError
+    from vdata.runstore import RunLocked, RunStoreError
 
     vdata.stages.INVOCATION = shlex.join(["vdata", *sys.argv[1:]])
-    app()
+    try:
+        app()
+    except (RunLocked, vdata.stages.RunError) as exc:
+        _say_failed(str(exc), 2)
+    except (vdata.stages.StageFailed, LocalModelError, EndpointError, RunStoreError) as exc:
+        _say_failed(str(exc), 1)
+
+
+def _say_failed(message: str, code: int) -> None:
+    """Errors of a run that the user can act on: one line (or the message as given), no traceback."""
+    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -340,7 +340,7 @@ def validate(row: Any) -> list[Problem]:
     if split not in (None, "") and split not in SPLITS:
         problems.append(_problem("unknown_split", f"split {split!r} is not sft, rl or eval", "split"))
 
-    problems += _check_path(row.get("path"))
+    problems += path_problems(row.get("path"))
     letters = _check_options(row.get("options"), problem_type, problems)
     problems += _check_solution(row.get("solution"), problem_type, letters)
     duration = _check_video(row.get("video"), problems)
@@ -352,7 +352,8 @@ def validate(row: Any) -> list[Problem]:
     return problems
 
 
-def _check_path(path: Any) -> list[Problem]:
+def path_problems(path: Any) -> list[Problem]:
+    """What makes a media path unsafe to resolve under a dataset root (absolute, '..', '\\')."""
     if not isinstance(path, str):
         return []
     if not path.strip():

@@ -13,6 +13,8 @@ from vdata.formats import LoadedRows, row_ref
 from vdata.record import CODES, validate
 
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
+# Problems of a dataset rather than of one row (record.CODES are the row's).
+DATASET_CODES = {"duplicate_id": ("error", "two rows share an id")}
 
 
 @dataclass
@@ -82,6 +84,22 @@ class ProblemCounter:
                 self._note(problem.code, severity, meaning, row_ref(row, index), problem.message)
         self.rows += len(rows)
 
+    def add_duplicate_ids(self, rows: list[Any]) -> None:
+        """A dataset-level error: rows of one dataset sharing an id (the record's stable key), as
+        a model that repeats itself makes. Every row after the first of its id is counted."""
+        first: dict[str, str] = {}
+        for index, row in enumerate(rows):
+            key = row.get("id") if isinstance(row, Mapping) else None
+            if not isinstance(key, str) or not key:
+                continue
+            ref = row_ref(row, index)
+            if key in first:
+                severity, meaning = DATASET_CODES["duplicate_id"]
+                self._note("duplicate_id", severity, meaning, ref, f"id {key} is also row {first[key]}'s")
+                self.bad_rows += 1
+            else:
+                first[key] = ref
+
     def merge(self, other: ProblemCounter) -> None:
         for code, theirs in other.groups.items():
             mine = self.groups.setdefault(code, ProblemGroup(code, theirs.severity, theirs.meaning))
@@ -99,6 +117,8 @@ def summarize_problems(loaded: LoadedRows, max_examples: int = 3) -> ValidationS
     counter = ProblemCounter(max_examples)
     counter.add_unreadable(loaded.unreadable)
     counter.add_rows(loaded.rows)
+    if loaded.shape == "vdata":  # ids given by the file; imported shapes get ids from content
+        counter.add_duplicate_ids(loaded.rows)
     return counter.summary()
 
 

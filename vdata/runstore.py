@@ -7,10 +7,15 @@ one, never half of one. A shard exists only once it is complete.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
-from collections.abc import Iterable
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +92,14 @@ def concat_tables(paths: Iterable[Path]) -> pa.Table | None:
     return pa.concat_tables(tables, promote_options="permissive")
 
 
+class RunLocked(RuntimeError):
+    """Another process is working in this run directory; the message names it."""
+
+
+_HELD: dict[Path, list[Any]] = {}  # run directories this process holds: [lock file, depth]
+_HELD_GUARD = threading.Lock()
+
+
 class RunStore:
     """Paths and atomic writes under one run directory."""
 
@@ -95,6 +108,70 @@ class RunStore:
         self.stages_dir = self.root / "stages"
         self.rejects_dir = self.root / "rejects"
         self.run_json = self.root / "run.json"
+        self.usage_log = self.root / "usage.jsonl"  # every request's usage, as it happens
+        self.lock_file = self.root / ".lock"
+
+    @contextlib.contextmanager
+    def lock(self, wait: bool = False) -> Iterator[None]:
+        """Holds the run directory for this process, so two invocations never work in it at
+        once. Re-entrant within a process (a recipe holds it around its run_pipeline); a
+        second process gets RunLocked naming the holder, or waits when `wait`."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        key = self.root.resolve()
+        with _HELD_GUARD:
+            held = _HELD.get(key)
+            if held is not None:
+                held[1] += 1
+        if held is None:
+            handle = open(self.lock_file, "a+")  # noqa: SIM115 - held until released below
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                handle.close()
+                raise RunLocked(
+                    f"{self.root} is in use by {holder}; wait for it to finish (or pass --wait), "
+                    "or use another --out directory"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()} (since {time.strftime('%Y-%m-%d %H:%M:%S')})")
+            handle.flush()
+            with _HELD_GUARD:
+                _HELD[key] = held = [handle, 1]
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                held[1] -= 1
+                release = held[1] == 0
+                if release:
+                    del _HELD[key]
+            if release:
+                held[0].close()  # closing the file releases the lock
+
+    def usage(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(usage per stage summed over every invocation, usage per invocation and stage)."""
+        from vdata.annotators.usage import ledger_totals
+
+        return ledger_totals(self.usage_log)
+
+    def reject_reasons(self, stage_name: str) -> Counter:
+        """How many rows a finished stage rejected, per reason."""
+        path = self.rejects_dir / f"{stage_name}.parquet"
+        if not path.exists():
+            return Counter()
+        return Counter(pq.read_table(path, columns=["reason"]).column("reason").to_pylist())
+
+    @staticmethod
+    def first_reject(stage_dir: Path) -> str:
+        """'reason: detail' of the first reject a stage wrote, for one-line errors."""
+        table = concat_tables(sorted(stage_dir.glob("rejects-*.parquet")))
+        if table is None:
+            return "unknown"
+        first = table.slice(0, 1).to_pylist()[0]
+        return f"{first['reason']}: {first['detail']}"
 
     def read_run(self) -> dict[str, Any] | None:
         return read_json(self.run_json)
@@ -145,6 +222,12 @@ class RunStore:
         table = pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA)
         atomic_write_table(self.reject_shard_path(stage_dir, index), table)
 
+    def write_load_rejects(self, rejects: list[dict[str, Any]]) -> None:
+        """rejects/load.parquet: the input rows a run could not take in, with the reasons."""
+        atomic_write_table(
+            self.rejects_dir / "load.parquet", pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA)
+        )
+
     def collect_rejects(self, stage_dir: Path, stage_name: str) -> int:
         """Joins a finished stage's reject shards into rejects/NAME.parquet; returns the count."""
         table = concat_tables(sorted(stage_dir.glob("rejects-*.parquet")))
@@ -174,6 +257,56 @@ class RunStore:
         atomic_write_table(cls.shard_path(stage_dir, index), table)
 
 
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def split_storable(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """Free-form rows that can share one Arrow table, and (index, why) for each row that
+    cannot: a field whose value is of another kind than most rows' (a word among numbers, an
+    object where text belongs). Such rows are rejected with the reason, never coerced."""
+    kinds: dict[str, Counter] = {}
+    for row in rows:
+        for name, value in row.items():
+            if value is not None:
+                kinds.setdefault(name, Counter())[_kind(value)] += 1
+    usual = {name: counts.most_common(1)[0][0] for name, counts in kinds.items()}
+    bad: dict[int, str] = {}
+    for index, row in enumerate(rows):
+        for name, value in row.items():
+            if value is not None and _kind(value) != usual[name]:
+                bad[index] = (
+                    f"field {name!r} holds {_kind(value)} {str(value)[:40]!r} where the other rows hold "
+                    f"{usual[name]}"
+                )
+                break
+    for name in kinds:  # nested values can still clash (a list of numbers and one of words)
+        values = [(i, row.get(name)) for i, row in enumerate(rows) if i not in bad]
+        try:
+            pa.array([v for _, v in values])
+            continue
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            pass
+        first = next(v for _, v in values if v is not None)
+        column_type = pa.array([first]).type
+        for index, value in values:
+            try:
+                pa.array([value], type=column_type)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
+                bad[index] = f"field {name!r} cannot be stored beside the other rows' ({exc})"
+    return [row for i, row in enumerate(rows) if i not in bad], sorted(bad.items())
+
+
 def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
     """Free-form rows as a table with every field of every row. (pa.Table.from_pylist takes
     its columns from the first row alone and silently drops fields that only later rows have.)"""
@@ -183,12 +316,14 @@ def rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.table({name: [row.get(name) for row in rows] for name in names})
 
 
-def write_dataset(table: pa.Table, dataset_dir: Path) -> dict[str, int]:
+def write_dataset(table: pa.Table, dataset_dir: Path, splits: Iterable[str] = ()) -> dict[str, int]:
     """Writes the final rows as one Parquet file per split under DATASET_DIR/data/.
 
     The layout `data/{split}-00000-of-00001.parquet` is what the Hugging Face Hub
     and `datasets.load_dataset("parquet", data_files=...)` expect. Rows with no
-    split go to `train`. The directory is replaced whole, never half-written.
+    split go to `train`; each of `splits` is written even when it has no rows (a
+    build that kept nothing still leaves a dataset that inspect, export and card
+    read). The directory is replaced whole, never half-written.
     """
     import pyarrow.compute as pc
 
@@ -197,11 +332,11 @@ def write_dataset(table: pa.Table, dataset_dir: Path) -> dict[str, int]:
     old = dataset_dir.with_name(f".{dataset_dir.name}.old")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "data").mkdir(parents=True)
-    splits = pc.fill_null(table.column("split"), "") if "split" in table.column_names else None
-    names = sorted(set(splits.to_pylist())) if splits is not None else [""]
+    column = pc.fill_null(table.column("split"), "") if "split" in table.column_names else None
+    names = sorted(set(column.to_pylist()) | set(splits)) if column is not None else [""]
     counts: dict[str, int] = {}
     for name in names:
-        part = table if splits is None else table.filter(pc.equal(splits, name))
+        part = table if column is None else table.filter(pc.equal(column, name))
         split = name or "train"
         atomic_write_table(tmp / "data" / f"{split}-00000-of-00001.parquet", part)
         counts[split] = part.num_rows

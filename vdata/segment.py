@@ -19,10 +19,8 @@ decodes itself, for speed:
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any, Literal
 import av
 import numpy as np
 
+from vdata.orphans import worker_pool
 from vdata.video import VIDEO_SUFFIXES, VideoError, open_video, stream_start_s
 
 Mode = Literal["fixed", "scene"]
@@ -144,12 +143,9 @@ def _scan_in_processes(
     threads would take turns. Forked children start at once with everything imported;
     they only decode and detect (OpenCV pinned to one thread), never touching locks
     that another thread of the parent might hold."""
-    context = multiprocessing.get_context(
-        "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    )
     starts = [c[0] for c in chunks]
     ends = [c[1] for c in chunks]
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_single_threaded_opencv) as pool:
+    with worker_pool(workers, "fork", initializer=_single_threaded_opencv) as pool:
         return list(pool.map(_scan_chunk, [path] * len(chunks), starts, ends, [options] * len(chunks)))
 
 
@@ -402,7 +398,11 @@ def discover_videos(paths: Sequence[str | Path]) -> list[dict[str, str]]:
     """Input rows for every file asked for: explicit paths as given, and under folders
     every entry named like a video. Nothing is dropped here: entries that are not
     usable (a folder named like a video, a link loop) become rows that the probe
-    stage rejects with the reason."""
+    stage rejects with the reason. A path given that does not exist at all (not even as a
+    broken link) is a mistake in the command: ValueError names it."""
+    absent = [str(p) for p in paths if not os.path.lexists(p)]
+    if absent:
+        raise ValueError(f"no such file or folder: {', '.join(absent)}")
     rows: list[dict[str, str]] = []
     for given in paths:
         path = Path(given)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from vdata.runstore import atomic_write_table
+from vdata.runstore import RunStore, atomic_write_table
 from vdata.segment import (
     Materialize,
     Mode,
@@ -77,8 +77,9 @@ class SplitConfig:
 # ---------------------------------------------------------------- stage functions
 
 
-def probe_row(row: dict[str, Any], ctx: StageContext | None = None) -> dict[str, Any] | Reject:
-    """{'video': path} -> the probe's fields, or a Reject naming what is wrong with the file."""
+def probe_row(row: dict[str, Any], ctx: StageContext | None = None) -> dict[str, Any] | list[Any] | Reject:
+    """{'video': path} -> the probe's fields, or a Reject naming what is wrong with the file; a
+    stream that breaks midway gives its row and a `broken_stream` reject for the lost part."""
     path = row["video"]
     if row.get("found") == "symlink_loop":
         return Reject("symlink_loop", f"{path}: folder links loop back to a folder already read", path)
@@ -86,7 +87,14 @@ def probe_row(row: dict[str, Any], ctx: StageContext | None = None) -> dict[str,
         result = probe(path)
     except VideoError as exc:
         return Reject(exc.reason, str(exc), path)
-    return {**result.to_row(), "video": path}
+    row = {**result.to_row(), "video": path}
+    if result.broken_at_s is None:
+        return row
+    # The readable part goes on; what is lost after the break is said here, at ingest, for
+    # every command that probes (split, build).
+    end = result.declared_duration_s
+    lost = f"{result.broken_at_s:.2f}s..{end:.2f}s" if end else f"everything after {result.broken_at_s:.2f}s"
+    return [row, Reject("broken_stream", f"{path}: {result.note}; {lost} is lost", path)]
 
 
 def segment_row(
@@ -125,11 +133,9 @@ def segment_row(
         }
         for index, (start, end) in enumerate(ranges)
     ]
-    if row.get("broken_at_s") is not None:
-        kept = f"clips up to {usable:.2f}s kept" if ranges else "no clip could be kept"
-        lost = f"{usable:.2f}s..{row['duration_s']:.2f}s"
-        out.append(Reject("broken_stream", f"{path}: {note}; {kept}, {lost} is lost", path))
-    elif note:
+    if row.get("broken_at_s") is not None and not ranges:
+        out.append(Reject("broken_stream", f"{path}: {note}; no clip fits before the break", path))
+    elif note and row.get("broken_at_s") is None:
         out.append(Reject("decode_errors", f"{path}: {note}; its clips are kept and flagged in 'note'", path))
     return out
 
@@ -183,15 +189,17 @@ def split_videos(
     """Clips of every video under `paths` into OUT/clips.parquet; rejects into OUT/rejects/."""
     inputs = discover_videos(paths)
     stages = split_stages(config, len(inputs), out)
-    result = run_pipeline(
-        out,
-        "split@1",
-        inputs,
-        stages,
-        config={**config.segment_config(), "materialize": config.materialize},
-        shard_rows=64,
-        quiet=quiet,
-    )
-    table = result.final_table()
-    atomic_write_table(Path(out) / "clips.parquet", table if table is not None else CLIP_SCHEMA.empty_table())
+    with RunStore(out).lock():
+        result = run_pipeline(
+            out,
+            "split@1",
+            inputs,
+            stages,
+            config={**config.segment_config(), "materialize": config.materialize},
+            shard_rows=64,
+            quiet=quiet,
+        )
+        table = result.final_table()
+        clips = table if table is not None else CLIP_SCHEMA.empty_table()
+        atomic_write_table(Path(out) / "clips.parquet", clips)
     return result

@@ -9,7 +9,6 @@ stage after it when its configuration changes, and says so.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import platform
@@ -56,6 +55,7 @@ class Reject:
     detail: str
     input_ref: str = ""
     payload: Any = None
+    failure: bool = False  # not a verdict on the row: the setup failed (a dead endpoint, a bug)
 
     @classmethod
     def of_row(cls, row: Mapping[str, Any], reason: str, detail: str) -> Reject:
@@ -67,7 +67,6 @@ class Reject:
 class StageOutput:
     rows: list[dict[str, Any]] = field(default_factory=list)
     rejects: list[Reject] = field(default_factory=list)
-    usage: dict[str, dict[str, Any]] = field(default_factory=dict)  # per model: counters to add up
 
 
 @dataclass
@@ -81,6 +80,7 @@ class StageContext:
     advance: Callable[[int], None] = _no_progress
     status: Callable[[str], None] = _no_progress  # a short live line next to the progress bar
     resources: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"models": ModelPool}
+    invocation: int = 0  # which invocation of the run this is (1 for the first)
 
     def rng(self, *key: Any) -> random.Random:
         """A random generator fixed by the run seed, the stage and `key`."""
@@ -122,12 +122,10 @@ class MapStage(Stage):
         out = StageOutput()
         workers = min(self.workers, len(rows))
         if workers > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+            from vdata.orphans import worker_pool
 
             portable = replace(ctx, advance=_no_progress, status=_no_progress, resources={})
-            context = multiprocessing.get_context("forkserver")
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            with worker_pool(workers) as pool:
                 futures = [pool.submit(_call_row, self.fn, row, portable) for row in rows]
                 results = []
                 for future in futures:
@@ -165,8 +163,15 @@ class ShardStage(Stage):
     """fn(rows, ctx) -> StageOutput for one shard; for stages that batch or run concurrently."""
 
     def apply(self, rows: list[dict[str, Any]], ctx: StageContext) -> StageOutput:
-        out = self.fn(rows, ctx)
-        ctx.advance(len(rows))
+        advanced = [0]  # a shard function may report progress row by row; the rest comes at its end
+
+        def advance(n: int) -> None:
+            advanced[0] += n
+            ctx.advance(n)
+
+        out = self.fn(rows, replace(ctx, advance=advance))
+        if len(rows) > advanced[0]:
+            ctx.advance(len(rows) - advanced[0])
         return out
 
 
@@ -203,7 +208,6 @@ class StageReport:
     rows_out: int = 0
     rejected: int = 0
     seconds: float = 0.0
-    usage: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -214,6 +218,20 @@ class RunResult:
     def final_table(self) -> pa.Table | None:
         last = self.out / "stages" / self.stages[-1].dir
         return concat_tables(RunStore.shards(last))
+
+    def why_empty(self) -> str | None:
+        """None when the last stage kept rows; else one line naming the first stage that kept
+        none of its rows and its top reject reasons."""
+        if self.stages and self.stages[-1].rows_out:
+            return None
+        for report in self.stages:
+            if report.rows_in and not report.rows_out:
+                reasons = RunStore(self.out).reject_reasons(report.name)
+                top = ", ".join(f"{reason} {count}" for reason, count in reasons.most_common(3))
+                return f"stage {report.name} kept none of its {report.rows_in} rows" + (
+                    f" (rejected: {top})" if top else ""
+                )
+        return "the run had no inputs"
 
 
 class RunError(Exception):
@@ -234,11 +252,26 @@ def run_pipeline(
     resources: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Runs `stages` over `inputs` in `out`, resuming whatever an earlier run finished."""
-    console = console or Console(stderr=True)
+    console = console or log_console()
     store = RunStore(out)
-    store.root.mkdir(parents=True, exist_ok=True)
     _check_stage_names(stages)
-    config = dict(config or {})
+    with store.lock():
+        return _run_locked(store, recipe, inputs, stages, dict(config or {}), seed, shard_rows, quiet,
+                           console, dict(resources or {}))  # fmt: skip
+
+
+def _run_locked(
+    store: RunStore,
+    recipe: str,
+    inputs: Sequence[Mapping[str, Any]],
+    stages: Sequence[Stage],
+    config: dict[str, Any],
+    seed: int,
+    shard_rows: int,
+    quiet: bool,
+    console: Console,
+    resources: dict[str, Any],
+) -> RunResult:
     run = _open_run(store, recipe, config, seed)
     store.remove_stale_temp_files()
 
@@ -264,12 +297,10 @@ def run_pipeline(
             stage_dir = store.stage_dir(index, stage.name)
             report = _run_stage(
                 store, stage, stage_dir, previous_dir, chain[index][1], seed, shard_rows, quiet, console,
-                dict(resources or {}),
+                resources, run["invocations"],
             )  # fmt: skip
             reports.append(report)
             _record_stage(run, report, chain[index][1])
-            if report.usage:
-                run.setdefault("usage", {})[stage.name] = report.usage
             store.write_run(run)
             previous_dir = stage_dir
         run["status"] = "done"
@@ -279,6 +310,7 @@ def run_pipeline(
     finally:
         run["timings"]["total_s"] = round(run["timings"].get("total_s", 0.0) + time.monotonic() - started, 3)
         run["updated"] = _now()
+        run["usage"], run["usage_by_invocation"] = store.usage()
         store.write_run(run)
     if not quiet:
         print_summary(reports, console)
@@ -399,12 +431,13 @@ def _run_stage(
     quiet: bool,
     console: Console,
     resources: dict[str, Any],
+    invocation: int,
 ) -> StageReport:
     manifest = store.read_manifest(stage_dir)
     if manifest and manifest.get("done") and manifest.get("fingerprint") == fp:
         report = StageReport(
             stage.name, stage_dir.name, "skipped", manifest["rows_in"], manifest["rows_out"],
-            manifest["rejected"], manifest.get("seconds", 0.0), manifest.get("usage", {}),
+            manifest["rejected"], manifest.get("seconds", 0.0),
         )  # fmt: skip
         _log_stage(report, quiet, console)
         return report
@@ -423,7 +456,9 @@ def _run_stage(
     started = time.monotonic()
     with _progress(quiet, console) as progress:
         done_rows = sum(s["rows_in"] for s in manifest["shards"].values())
-        task = progress.add_task(stage_dir.name, total=total_in, completed=done_rows, status="")
+        task = progress.add_task(
+            stage_dir.name, total=total_in, completed=done_rows, status="", resumed_at=done_rows
+        )
 
         def context(shard: int) -> StageContext:
             return StageContext(
@@ -434,6 +469,7 @@ def _run_stage(
                 advance=lambda n: progress.advance(task, n),
                 status=lambda text: progress.update(task, status=text),
                 resources=resources,
+                invocation=invocation,
             )
 
         if stage.whole_dataset:
@@ -462,18 +498,17 @@ def _run_stage(
     entries = manifest["shards"].values()
     manifest["rows_in"] = sum(e["rows_in"] for e in entries)
     manifest["rows_out"] = sum(e["rows_out"] for e in entries)
-    manifest["usage"] = functools.reduce(merge_usage, (e.get("usage", {}) for e in entries), {})
     manifest["rejected"] = store.collect_rejects(stage_dir, stage.name)
     errors = sum(e["errors"] for e in entries)
     if manifest["rows_in"] and errors == manifest["rows_in"]:
-        first = _first_error(stage_dir)
+        first = store.first_reject(stage_dir)
         store.remove_stage(stage_dir)
         raise StageFailed(f"stage {stage_dir.name} failed on every one of its {errors} rows; first: {first}")
     manifest["done"] = True
     store.write_manifest(stage_dir, manifest)
     report = StageReport(
         stage.name, stage_dir.name, status, manifest["rows_in"], manifest["rows_out"],
-        manifest["rejected"], manifest["seconds"], manifest["usage"],
+        manifest["rejected"], manifest["seconds"],
     )  # fmt: skip
     _log_stage(report, quiet, console)
     return report
@@ -490,23 +525,8 @@ def _log_stage(report: StageReport, quiet: bool, console: Console) -> None:
 
 
 def _shard_entry(rows_in: int, out: StageOutput) -> dict[str, Any]:
-    errors = sum(1 for r in out.rejects if r.reason == STAGE_ERROR)
-    entry = {"rows_in": rows_in, "rows_out": len(out.rows), "rejected": len(out.rejects), "errors": errors}
-    return {**entry, "usage": out.usage} if out.usage else entry
-
-
-def merge_usage(a: Mapping[str, Mapping[str, Any]], b: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Adds per-model usage counters (of shards, or of runs). Values that are not numbers
-    (latency percentiles) are not additive: the later part's are kept."""
-    merged: dict[str, Any] = {model: dict(counters) for model, counters in a.items()}
-    for model, counters in b.items():
-        into = merged.setdefault(model, {})
-        for key, value in counters.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                into[key] = round(into.get(key, 0) + value, 6)
-            else:
-                into[key] = value
-    return merged
+    errors = sum(1 for r in out.rejects if r.reason == STAGE_ERROR or r.failure)
+    return {"rows_in": rows_in, "rows_out": len(out.rows), "rejected": len(out.rejects), "errors": errors}
 
 
 def reject_rows(rejects: list[Reject], stage: str) -> list[dict[str, Any]]:
@@ -520,14 +540,6 @@ def reject_rows(rejects: list[Reject], stage: str) -> list[dict[str, Any]]:
         }
         for r in rejects
     ]
-
-
-def _first_error(stage_dir: Path) -> str:
-    table = concat_tables(sorted(stage_dir.glob("rejects-*.parquet")))
-    for row in table.to_pylist() if table is not None else []:
-        if row["reason"] == STAGE_ERROR:
-            return row["detail"]
-    return "unknown"
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
@@ -557,7 +569,19 @@ def _record_stage(run: dict[str, Any], report: StageReport, fp: str) -> None:
     run["stages"].sort(key=lambda s: s["dir"])
 
 
-def _progress(quiet: bool, console: Console) -> Progress:
+def log_console() -> Console:
+    """Standard error, for progress and summaries; when it is a file or a pipe (a log), wide
+    enough that tables do not wrap mid-word."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, width=max(console.width, 160))
+    return console
+
+
+def _progress(quiet: bool, console: Console) -> Progress | _LogProgress:
+    """Bars on a terminal; in a log, a line every half minute; nothing with --quiet."""
+    if not quiet and not console.is_terminal:
+        return _LogProgress(console)
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -573,11 +597,60 @@ def _progress(quiet: bool, console: Console) -> Progress:
 
 
 class _RateColumn(ProgressColumn):
-    """Rows per second."""
+    """Rows per second since the stage started in this invocation (rows an earlier invocation
+    did are left out; shards finish in bursts, so the rate is over the whole time)."""
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:.1f} rows/s")
+        return Text(_rate(task.completed - task.fields.get("resumed_at", 0), task.elapsed or 0.0))
+
+
+def _rate(done: float, elapsed: float) -> str:
+    if elapsed < 1 or done <= 0:
+        return ""
+    rate = done / elapsed
+    return f"{rate:.1f} rows/s" if rate >= 1 else f"{elapsed / done:.1f} s/row"
+
+
+class _LogProgress:
+    """The progress interface for logs: a plain line per stage every `every_s` seconds."""
+
+    def __init__(self, console: Console, every_s: float = 30.0):
+        self.console = console
+        self.every_s = every_s
+        self.tasks: dict[int, dict[str, Any]] = {}
+
+    def __enter__(self) -> _LogProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for task in self.tasks.values():
+            self._line(task)
+
+    def add_task(self, description: str, total: float, completed: float = 0, **fields: Any) -> int:
+        now = time.monotonic()
+        task = {"name": description, "total": total, "completed": completed, "resumed_at": completed,
+                "started": now, "printed": now, **fields}  # fmt: skip
+        self.tasks[len(self.tasks)] = task
+        return len(self.tasks) - 1
+
+    def advance(self, task_id: int, amount: float) -> None:
+        self.update(task_id, advance=amount)
+
+    def update(self, task_id: int, advance: float = 0, **fields: Any) -> None:
+        task = self.tasks[task_id]
+        task["completed"] += advance
+        task.update(fields)
+        if time.monotonic() - task["printed"] >= self.every_s:
+            self._line(task)
+
+    def _line(self, task: dict[str, Any]) -> None:
+        task["printed"] = now = time.monotonic()
+        elapsed = now - task["started"]
+        rate = _rate(task["completed"] - task["resumed_at"], elapsed)
+        status = task.get("status") or ""
+        parts = [f"{task['completed']:.0f}/{task['total']:.0f}", f"{elapsed:.0f}s", rate, status]
+        self.console.print(f"{task['name']}: " + ", ".join(p for p in parts if p), highlight=False,
+                           soft_wrap=True)  # fmt: skip
 
 
 def print_summary(reports: Sequence[StageReport], console: Console) -> None:

@@ -54,6 +54,7 @@ class VideoProbe:
     size_bytes: int
     sha256: str
     broken_at_s: float | None = None  # demuxing stopped here; the rest is unreadable
+    declared_duration_s: float | None = None  # what the container says, when it says
     note: str = ""
 
     def to_row(self) -> dict[str, Any]:
@@ -194,6 +195,7 @@ def probe(path: str | Path, *, hash_file: bool = True) -> VideoProbe:
         size_bytes=Path(path).stat().st_size,
         sha256=sha256_file(path) if hash_file else "",
         broken_at_s=None if broken_at is None else round(broken_at, 6),
+        declared_duration_s=None if declared is None else round(declared, 6),
         note=note,
     )
 

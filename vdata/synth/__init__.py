@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from vdata.record import to_table
-from vdata.runstore import atomic_write_bytes, atomic_write_table, rows_to_table
+from vdata.runstore import RunStore, atomic_write_bytes, atomic_write_table, rows_to_table
 from vdata.stages import MapStage, RunResult, StageContext, run_pipeline
 from vdata.synth.questions import questions
 from vdata.synth.render import render
@@ -106,17 +106,19 @@ def synthesize(out: str | Path, config: SynthConfig = SynthConfig(), *, quiet: b
         config={"preset": config.preset},
         workers=workers,
     )
-    result = run_pipeline(
-        out,
-        "synth@1",
-        config.specs(),
-        [stage],
-        config=asdict(config),
-        shard_rows=max(4, workers * 2),
-        quiet=quiet,
-    )
-    videos = result.final_table()
-    write_set_tables(out, videos.to_pylist() if videos is not None else [], config.seed)
+    with RunStore(out).lock():
+        result = run_pipeline(
+            out,
+            "synth@1",
+            config.specs(),
+            [stage],
+            config=asdict(config),
+            seed=config.seed,
+            shard_rows=max(4, workers * 2),
+            quiet=quiet,
+        )
+        videos = result.final_table()
+        write_set_tables(out, videos.to_pylist() if videos is not None else [], config.seed)
     return result
 
 

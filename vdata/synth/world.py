@@ -155,7 +155,8 @@ def simulate(spec: WorldSpec) -> World:
         lengths.append(round(rng.uniform(*spec.shot_seconds) * spec.fps))
     lengths[-1] -= sum(lengths) - total
     if len(lengths) > 1 and lengths[-1] < spec.fps * 2:  # no shot shorter than 2 s at the end
-        lengths[-2] += lengths.pop()
+        last = lengths.pop()  # (not lengths[-2] += lengths.pop(): the index is taken after the pop)
+        lengths[-1] += last
     pending = list(spec.violations)
     rng.shuffle(pending)
     plan: list[list[str]] = [[] for _ in lengths]
