@@ -39,11 +39,12 @@ class FaultProxy:
     upstream: str | None = None  # e.g. http://127.0.0.1:8080 ; None: the stand-in server
     rates: dict[str, float] = field(default_factory=dict)  # fault -> probability per request
     seed: int = 0
-    retry_after_s: float = 0.2
+    retry_after_s: float | str = 0.2  # the Retry-After header a 429 carries (any text a server might send)
     hang_s: float = 30.0  # how long a "timeout" request hangs before giving up
     latency_s: float = 0.2  # the stand-in server's fixed latency
     fail_prompts: set[str] = field(default_factory=set)  # prompts (substring) that always get 500
     reply_text: str = "ok"  # what the stand-in server says to a request that wants no JSON
+    reply_json: dict | None = None  # what it says to one that wants JSON (default: {"answer": "yes"})
     keep_bodies: bool = False  # keep every request's JSON in .bodies, for tests that read prompts
 
     def __post_init__(self) -> None:
@@ -157,7 +158,8 @@ class FaultProxy:
             return
         if self.upstream is None:
             await asyncio.sleep(self.latency_s)
-            status, headers, payload = 200, [], json.dumps(_stand_in_reply(request, self.reply_text)).encode()
+            reply = _stand_in_reply(request, self.reply_text, self.reply_json)
+            status, headers, payload = 200, [], json.dumps(reply).encode()
         else:
             status, headers, payload = await asyncio.to_thread(self._forward, "POST", path, body)
         if status == 200 and fault == "truncated":
@@ -203,12 +205,12 @@ async def respond(send: Any, status: int, headers: list, payload: bytes) -> None
     await send({"type": "http.response.body", "body": payload})
 
 
-def _stand_in_reply(request: dict, text: str = "ok") -> dict:
-    """A fixed, valid chat completion; for a response_format with a schema, a fixed valid object."""
+def _stand_in_reply(request: dict, text: str = "ok", reply_json: dict | None = None) -> dict:
+    """A fixed chat completion; for a response_format with a schema, a fixed object."""
     content = text
     response_format = request.get("response_format") or {}
     if response_format.get("type") in ("json_object", "json_schema"):
-        content = json.dumps({"answer": "yes"})
+        content = json.dumps({"answer": "yes"} if reply_json is None else reply_json)
     return {
         "id": "stand-in",
         "object": "chat.completion",

@@ -120,8 +120,9 @@ def generation_schema(row: dict[str, Any]) -> type[GeneratedQuestion]:
 
 
 class Reasoning(BaseModel):
-    # one paragraph without digits: no raw times, no numbered steps (the checks still look)
-    reasoning: str = Field(pattern=r'^[^\n"\\0-9]{40,700}$')
+    # One paragraph that starts with a word (not an option letter) and has no digits: no raw
+    # times, no numbered steps. The checks after it still look for every leak.
+    reasoning: str = Field(pattern=r'^(I |[A-Za-z][a-z])[^\n"\\0-9]{38,698}$')
 
 
 class CaptionsError(ValueError):

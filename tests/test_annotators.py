@@ -13,10 +13,11 @@ from pydantic import BaseModel
 from videos import make_video
 
 from vdata.annotators.cache import RequestCache, request_key
-from vdata.annotators.client import extract_json
-from vdata.annotators.endpoints import EndpointError, Endpoints, parse_endpoint
+from vdata.annotators.client import ModelClient, extract_json
+from vdata.annotators.endpoints import Endpoint, EndpointError, Endpoints, parse_endpoint
 from vdata.annotators.limits import TokenBucket, backoff_seconds, parse_retry_after
 from vdata.annotators.messages import frames_content, jpeg_data_url, video_url_content
+from vdata.annotators.testing import FaultProxy
 from vdata.annotators.usage import Usage, UsageLedger, ledger_totals
 from vdata.annotators.vllm_offline import ChatRequest, OfflineVLLM, VLLMMissing, sampling_arguments
 from vdata.video import probe, sample_frames
@@ -120,6 +121,50 @@ def test_retry_after_and_backoff():
     assert all(backoff_seconds(10, None, cap=5.0) <= 5.0 for _ in range(50))
 
 
+@pytest.mark.parametrize("value", ["soon", "inf", "-inf", "nan", "Mon, 99 Foo 2026", "1e999", " "])
+def test_a_retry_after_that_is_no_number_nor_date_counts_as_absent(value):
+    assert parse_retry_after({"retry-after": value}) is None
+    assert parse_retry_after({"retry-after-ms": value}) is None
+
+
+def test_a_long_retry_after_is_capped():
+    assert parse_retry_after({"retry-after": "3600"}) == 3600.0
+    assert parse_retry_after({"retry-after": "-5"}) == 0.0
+    assert backoff_seconds(0, retry_after=3600.0) == 60.0  # the default cap
+    assert backoff_seconds(0, retry_after=3600.0, max_retry_after=2.0) == 2.0
+
+
+@pytest.mark.parametrize(("header", "waited"), [("soon", None), ("3600", 0.3)])
+def test_rate_limited_requests_retry_whatever_retry_after_says(header, waited):
+    # The stand-in server answers half its requests with 429 and this Retry-After header.
+    with FaultProxy(None, rates={"rate_limit": 0.5}, retry_after_s=header, latency_s=0.0) as stand_in:
+        endpoint = Endpoint(
+            base_url=stand_in.base_url, model="stand-in", max_retries=8, max_retry_after_s=0.3
+        )
+        waits: list[str] = []
+
+        async def run():
+            client = ModelClient(
+                endpoint, base_url=stand_in.base_url, model="stand-in", usage=Usage(), on_wait=waits.append
+            )
+            try:
+                return await asyncio.gather(
+                    *(client.chat([{"role": "user", "content": f"q{i}"}]) for i in range(6))
+                )
+            finally:
+                await client.close()
+
+        replies = asyncio.run(run())
+    assert all(r.ok for r in replies) and stand_in.faults["rate_limit"] > 0
+    assert len(waits) == stand_in.faults["rate_limit"]  # each wait shows on the progress line
+    if waited is None:  # "soon" is no number: the usual backoff, and no word of what the server asked
+        assert not any("server asked" in w for w in waits)
+    else:  # an hour asked: the wait is the cap (or the backoff's jitter, when that is longer)
+        assert all("asked for 3600s" in w for w in waits)
+        seconds = [float(w.split("waiting ")[1].split("s ")[0]) for w in waits]
+        assert all(waited <= s <= 30 for s in seconds), waits
+
+
 def _http_date(seconds_ahead: float) -> str:
     import email.utils
 
@@ -188,3 +233,35 @@ def test_usage_is_recorded_as_it_happens_and_summed_over_invocations(tmp_path):
     assert by_invocation["1"]["generate"]["m"]["requests"] == 3
     assert by_invocation["2"]["generate"]["m"]["requests"] == 2
     assert "tok" in usage.line()
+
+
+class _Colour(BaseModel):
+    colour: str
+
+
+def test_every_answered_turn_is_cached_so_a_rerun_pays_for_no_repair_again(tmp_path):
+    # The stand-in answers every JSON request with {"answer": "yes"}, which never fits _Colour:
+    # the first turn and both repairs are paid for, and the call fails. A second client with
+    # the same cache replays the whole conversation and sends nothing.
+    cache = RequestCache(tmp_path / "cache.sqlite")
+    with FaultProxy(None, latency_s=0.0) as stand_in:
+        endpoint = Endpoint(base_url=stand_in.base_url, model="stand-in", max_repairs=2)
+
+        async def once() -> tuple:
+            usage = Usage()
+            client = ModelClient(
+                endpoint, base_url=stand_in.base_url, model="stand-in", usage=usage, cache=cache
+            )
+            try:
+                reply = await client.chat([{"role": "user", "content": "A colour?"}], response_model=_Colour)
+            finally:
+                await client.close()
+            return reply, usage.of("stand-in")
+
+        first, paid = asyncio.run(once())
+        sent = len(stand_in.seen)
+        second, replayed = asyncio.run(once())
+    assert not first.ok and first.reason == "schema_mismatch" and second.reason == first.reason
+    assert paid.repairs == 2 and paid.requests == sent >= 3  # the probe of the structured mode, 3 turns
+    assert len(stand_in.seen) == sent  # the rerun reached the server zero times
+    assert replayed.requests == 0 and replayed.cache_hits == 3 and replayed.failures == 1

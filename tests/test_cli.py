@@ -159,3 +159,49 @@ def test_inspect_a_run_directory(tmp_path):
 
     table = vdata_cli("inspect", str(tmp_path / "run"))
     assert table.returncode == 0 and "answer_letters" in table.stdout and "02-annotate" in table.stdout
+
+
+def test_validate_and_inspect_read_what_a_synth_or_split_run_made(tmp_path):
+    from vdata.synth import SynthConfig, synthesize
+
+    synthesize(tmp_path / "synth", SynthConfig(n=1, minutes=0.2, width=160, height=96, workers=1), quiet=True)
+    checked = vdata_cli("validate", str(tmp_path / "synth"), "--json")
+    assert checked.returncode == 0, checked.stdout + checked.stderr  # its questions, not its events or videos
+    questions = pq.read_table(tmp_path / "synth" / "questions.parquet").num_rows
+    assert json.loads(checked.stdout)["rows"] == questions > 0
+    split = vdata_cli(
+        "split", str(tmp_path / "synth" / "videos"), "--out", str(tmp_path / "clips"), "--quiet"
+    )
+    assert split.returncode == 0, split.stderr
+    shown = vdata_cli("inspect", str(tmp_path / "clips"))
+    assert shown.returncode == 0, shown.stderr
+    clips = pq.read_table(tmp_path / "clips" / "clips.parquet").num_rows
+    assert "no question rows" in shown.stdout and f"clips.parquet: {clips} rows" in shown.stdout
+    assert "01-probe" in shown.stdout and "02-segment" in shown.stdout  # the run's stages
+    refused = vdata_cli("validate", str(tmp_path / "clips"))
+    assert refused.returncode == 2 and "makes no question rows" in refused.stderr
+
+
+def test_annotate_rejects_rows_arrow_cannot_store_beside_the_others(tmp_path):
+    from vdata.annotators.testing import FaultProxy
+
+    data = tmp_path / "rows.jsonl"
+    rows = [{"problem_id": i, "problem": f"What colour is thing {i}?"} for i in range(4)]
+    rows[1]["problem_id"] = "ten"  # a word among numbers
+    rows[2]["problem"] = {"text": "a question inside an object"}  # an object where text belongs
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with FaultProxy(None, latency_s=0.0, reply_text="blue") as stand_in:
+        result = vdata_cli(
+            "annotate", str(data), "--out", str(tmp_path / "run"), "--prompt", "{problem}",
+            "--reasoner", f"{stand_in.base_url}@stand-in", "--quiet",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "2 unreadable (rejects/load.parquet)" in result.stderr
+    kept = pq.read_table(tmp_path / "run" / "annotated.parquet").to_pylist()
+    assert [r["problem_id"] for r in kept] == [0, 3] and all(r["reply"] == "blue" for r in kept)
+    load = pq.read_table(tmp_path / "run" / "rejects" / "load.parquet").to_pylist()
+    assert [json.loads(r["payload_json"]) for r in load] == [rows[1], rows[2]]  # kept whole
+    assert (
+        "'problem_id' holds string 'ten'" in load[0]["detail"]
+        and "'problem' holds object" in load[1]["detail"]
+    )

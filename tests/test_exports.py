@@ -148,3 +148,33 @@ def test_vdata_export_command(tmp_path):
     assert done.returncode == 0 and "1 rows not expressible in vst" in done.stderr
     bad = subprocess.run([*command, "sharegpt", "--out", "x"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "unknown format 'sharegpt'" in bad.stderr
+
+
+def test_export_refuses_defective_rows_and_says_so(tmp_path):
+    good = copy.deepcopy(VALID_ROW)
+    string_options = {**copy.deepcopy(VALID_ROW), "id": "s1", "options": "A. Closes it B. Takes out milk"}
+    climbing = {**copy.deepcopy(VALID_ROW), "id": "p1", "path": "../../../../etc/passwd"}
+    absolute = {**copy.deepcopy(VALID_ROW), "id": "p2", "path": "/etc/passwd"}
+    data = tmp_path / "rows.jsonl"
+    lines = [json.dumps(r) for r in (good, string_options, climbing, absolute)]
+    data.write_text("\n".join([*lines[:2], '{"id": "cut off', *lines[2:]]) + "\n")
+    command = [sys.executable, "-m", "vdata", "export", str(data)]
+    for fmt, out in (("video-r1", "v.json"), ("easyr1", "e.jsonl"), ("llamafactory", "l.json")):
+        done = subprocess.run(
+            [*command, "--format", fmt, "--out", str(tmp_path / out)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 1, done.stderr  # rows were left out for defects: a script must notice
+        assert "1 rows written" in done.stderr and "4 rows refused" in done.stderr
+        for said in ("unreadable", "wrong_type", "unsafe_path"):
+            assert said in done.stderr, done.stderr
+        text = (tmp_path / out).read_text()
+        assert "passwd" not in text and '"B"' not in text  # nothing exploded into one-letter options
+    allowed = subprocess.run(
+        [*command, "--format", "easyr1", "--out", str(tmp_path / "a.jsonl"), "--allow-unsafe-paths"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "3 rows written" in allowed.stderr and "2 rows refused" in allowed.stderr
+    assert "etc/passwd" in (tmp_path / "a.jsonl").read_text()

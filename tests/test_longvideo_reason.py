@@ -103,8 +103,21 @@ def test_the_reply_schema_is_built_for_the_row_and_compiles_to_a_grammar():
         with pytest.raises(ValidationError):
             schema.model_validate({**good, **bad})
     assert question_schema(3) is schema  # built once per part count
-    llama_grammar = pytest.importorskip("llama_cpp.llama_grammar", reason="the local extra is not installed")
-    grammar = llama_grammar.json_schema_to_gbnf(json.dumps(schema.model_json_schema()))
+
+
+def test_every_reply_schema_compiles_in_llama_cpp():
+    # llama.cpp's own grammar parser, with the embedded model's vocabulary (a schema it cannot
+    # parse leaves the request unconstrained, or the server down)
+    llama_cpp = pytest.importorskip("llama_cpp", reason="the local extra is not installed")
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    from vdata.annotators.local_server import local_model_path
+
+    vocab = llama_cpp.Llama(model_path=str(local_model_path()), vocab_only=True, verbose=False)
+    for model in [question_schema(n) for n in (1, 2, 5, 12)] + [Reasoning]:
+        grammar = json_schema_to_gbnf(json.dumps(model.model_json_schema()))
+        assert llama_cpp.llama_sampler_init_grammar(vocab._model.vocab, grammar.encode(), b"root"), grammar
+    grammar = json_schema_to_gbnf(json.dumps(question_schema(3).model_json_schema()))
     assert '"1" | "2" | "3"' in grammar and '"?"' in grammar  # the parts, and the question mark
 
 

@@ -111,3 +111,50 @@ def test_a_video_push_cut_off_halfway_resumes(dataset, tmp_path):
     videos_sent = sorted(p for p in sent if p.startswith("videos/"))
     assert videos_sent == ["videos/v0.mp4", "videos/v3.mp4", "videos/v4.mp4"]  # not v1, v2 again
     assert hub.files["videos/v3.mp4"] == b"video 3"
+
+
+def test_videos_upload_takes_only_the_rows_videos_and_never_follows_a_link_out_unseen(tmp_path):
+    import copy
+
+    from vdata.record import to_table
+    from vdata.runstore import write_dataset
+    from vdata.video import sha256_file
+
+    from conftest import VALID_ROW
+
+    source = tmp_path / "source.mp4"
+    source.write_bytes(b"the row's own video")
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"a file that must never leave this machine")
+    row = copy.deepcopy(VALID_ROW)
+    row["path"] = "videos/kitchen.mp4"
+    row["video"]["sha256"] = sha256_file(source)
+    dataset = tmp_path / "ds"
+    write_dataset(to_table([row]), dataset)
+    write_card(dataset)
+    (dataset / "videos").mkdir()
+    os.symlink(source, dataset / "videos" / "kitchen.mp4")  # as a build links its sources
+    os.symlink(secret, dataset / "videos" / "escape.mp4")  # planted: no row refers to it
+
+    dry = vdata(
+        "push", str(dataset), "me/lvr", "--videos", "upload", "--dry-run", str(tmp_path / "dry"), env={}
+    )
+    assert dry.returncode == 0, dry.stderr
+    staged = sorted(
+        str(p.relative_to(tmp_path / "dry")) for p in (tmp_path / "dry").rglob("*") if p.is_file()
+    )
+    assert "videos/kitchen.mp4" in staged and "videos/escape.mp4" not in staged
+    assert "videos/escape.mp4: no row refers to it; left out" in dry.stderr
+    assert all(b"never leave" not in p.read_bytes() for p in (tmp_path / "dry").rglob("*") if p.is_file())
+    # the dry run holds copies: editing one edits nothing of the dataset
+    copied = tmp_path / "dry" / "videos" / "kitchen.mp4"
+    assert os.stat(copied).st_ino != os.stat(source).st_ino
+    shard = next((tmp_path / "dry" / "data").glob("*.parquet"))
+    assert os.stat(shard).st_ino != os.stat(dataset / "data" / shard.name).st_ino
+
+    os.unlink(dataset / "videos" / "kitchen.mp4")
+    os.symlink(secret, dataset / "videos" / "kitchen.mp4")  # the row's path now leads elsewhere
+    refused = vdata(
+        "push", str(dataset), "me/lvr", "--videos", "upload", "--dry-run", str(tmp_path / "d2"), env={}
+    )
+    assert refused.returncode == 2 and "whose content is not the rows' video" in refused.stderr

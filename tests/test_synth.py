@@ -263,3 +263,28 @@ def test_where_answers_match_the_tracks(tmp_path):
         quadrant = ("top" if y < 120 else "bottom") + " " + ("left" if x < 160 else "right")
         letter = question["solution"][8]
         assert question["options"]["ABCD".index(letter)] == f"{letter}. {quadrant}"
+
+
+@pytest.mark.parametrize(("minutes", "seed"), [(0.75, 26), (0.2, 0), (0.4, 3), (1.0, 11), (0.05, 1)])
+def test_every_world_has_the_length_asked_for(minutes, seed):
+    # A short last shot joins the one before it; the join once took the wrong shot (or crashed).
+    spec = SynthConfig(n=1, minutes=minutes, seed=seed).specs()[0]["spec"]
+    world = simulate(
+        WorldSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(spec).items()})
+    )
+    assert len(world.frames) == round(minutes * 60 * 30)
+    assert world.shots[-1].end_s == pytest.approx(minutes * 60)
+
+
+def test_two_shots_with_a_short_last_one_do_not_crash():
+    # 9 s in shots of 8 to 8.5 s: two shots, the second under 2 s, which joins the first
+    for seed in range(5):
+        world = simulate(WorldSpec(seconds=9.0, seed=seed, shot_seconds=(8.0, 8.5), width=64, height=48))
+        assert len(world.frames) == 9 * 30 and len(world.shots) == 1
+
+
+def test_run_json_records_the_seed_given(tmp_path):
+    synthesize(
+        tmp_path / "s", SynthConfig(n=1, minutes=0.05, seed=1, width=64, height=48, workers=1), quiet=True
+    )
+    assert json.loads((tmp_path / "s" / "run.json").read_text())["seed"] == 1

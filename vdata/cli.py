@@ -15,9 +15,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import vdata
+from vdata.stages import log_console
 
 HELP = """\
 vdata builds, curates and verifies training data for video reasoning with RL.
@@ -54,8 +56,8 @@ app.add_typer(filter_app, name="filter")
 train_app = typer.Typer(help="Short RL runs on a dataset, to compare dataset variants.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
-out = Console()
-err = Console(stderr=True)
+out = log_console(stderr=False)
+err = log_console()
 
 
 def _version(value: bool) -> None:
@@ -74,7 +76,7 @@ def main_callback(
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -135,22 +137,35 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
 ) -> None:
     """Show splits, sizes and field statistics of a dataset (and a run's stages)."""
+    from vdata.formats import DatasetReadError, LoadedRows, load_rows
     from vdata.report import field_stats
-    from vdata.runstore import read_json
+    from vdata.runstore import RunStore
 
-    loaded = _load(path)
+    store = RunStore(path)
+    run = store.read_run() if path.is_dir() else None
+    try:
+        loaded = load_rows(path)
+    except DatasetReadError as exc:
+        if run is None:
+            _fail(str(exc))
+        loaded = LoadedRows(shape="none")  # a run that makes no question rows (split): its stages
     stats = field_stats(loaded)
     files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
     size = sum(p.stat().st_size for p in files)
-    run = read_json(path / "run.json") if path.is_dir() else None
+    tables = store.other_outputs() if run else {}
     if as_json:
         print(
-            json.dumps({"path": str(path), "bytes": size, "splits": stats, "run": run}, indent=2, default=str)
+            json.dumps(
+                {"path": str(path), "bytes": size, "splits": stats, "tables": tables, "run": run},
+                indent=2,
+                default=str,
+            )
         )
         return
-    out.print(
-        f"{path}: {len(loaded)} rows, {size / 1e6:.2f} MB on disk, {loaded.shape} shape", highlight=False
-    )
+    shape = f"{len(loaded)} rows, {loaded.shape} shape" if loaded.shape != "none" else "no question rows"
+    out.print(f"{path}: {shape}, {size / 1e6:.2f} MB on disk", highlight=False)
+    for name, rows in tables.items():
+        out.print(f"  {name}: {rows} rows", highlight=False)
     if run:
         table = Table(title=f"run of {run.get('recipe')} ({run.get('status')})")
         for column in ("stage", "status", "in", "kept", "rejected", "seconds"):
@@ -735,7 +750,9 @@ def finish_build(result: Any, allow_empty: bool) -> None:
     if why is None:
         return
     if allow_empty:
-        err.print(f"[yellow]warning:[/yellow] the dataset is empty: {why}", highlight=False, soft_wrap=True)
+        err.print(
+            f"[yellow]warning:[/yellow] the dataset is empty: {escape(why)}", highlight=False, soft_wrap=True
+        )
         return
     _fail(
         f"the build kept no rows: {why}; see {result.out / 'rejects'} "
@@ -811,7 +828,7 @@ def card(
     except DatasetReadError as exc:
         _fail(str(exc))
     for warning in warnings:
-        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     err.print(f"card written to {dataset / 'README.md'}", highlight=False)
 
 
@@ -849,7 +866,7 @@ def push_command(
     except PushError as exc:
         _fail(str(exc))
     for note in staged.notes:
-        err.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]note:[/yellow] {escape(note)}", highlight=False, soft_wrap=True)
     where = f"laid out in {dry_run}" if dry_run else f"pushed to https://huggingface.co/datasets/{repo_id}"
     err.print(f"{len(staged.files)} files {where}", highlight=False)
 
@@ -988,7 +1005,7 @@ def main() -> None:
 
 def _say_failed(message: str, code: int) -> None:
     """Errors of a run that the user can act on: one line (or the message as given), no traceback."""
-    err.print(f"[bold red]error:[/bold red] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(code)
 
 

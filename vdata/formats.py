@@ -22,6 +22,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from vdata.record import PROBLEM_TYPES, SCHEMA, Provenance, record_id
+from vdata.runstore import RunStore
 
 VIDEO_R1_RECIPE = "video-r1-import@1"
 SHAPES = ("vdata", "video-r1", "easyr1", "tw-grpo", "qa")
@@ -377,8 +378,17 @@ def _iter_raw(path: Path, loaded: LoadedRows, file_type: str) -> Iterator[tuple[
 
 
 def _iter_dir(path: Path, loaded: LoadedRows, file_type: str) -> Iterator[tuple[str, Any]]:
-    if (path / "dataset" / "data").is_dir():  # a vdata run directory
-        yield from _iter_dir(path / "dataset", loaded, file_type)
+    store = RunStore(path)
+    if store.is_run():  # a vdata run directory: its rows are where its recipe put them, if anywhere
+        rows = store.rows_path()
+        if rows is None:
+            recipe = (store.read_run() or {}).get("recipe", "a recipe")
+            made = ", ".join(store.other_outputs()) or "no tables yet"
+            raise DatasetReadError(
+                f"{path} is a run of {recipe}, which makes no question rows (it holds {made}); "
+                f"`vdata inspect {path}` shows its stages"
+            )
+        yield from _iter_raw(rows, loaded, file_type)
         return
     if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
         yield from _iter_saved_hf(path)

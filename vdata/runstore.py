@@ -111,6 +111,30 @@ class RunStore:
         self.usage_log = self.root / "usage.jsonl"  # every request's usage, as it happens
         self.lock_file = self.root / ".lock"
 
+    # What a finished run leaves for people, by recipe family: the question rows (a dataset
+    # directory, or synth's questions.parquet), and other tables (split's clips).
+    ROW_OUTPUTS = ("dataset", "questions.parquet")
+    OTHER_OUTPUTS = ("clips.parquet", "annotated.parquet", "videos.parquet", "events.parquet")
+
+    def is_run(self) -> bool:
+        return self.run_json.is_file()
+
+    def rows_path(self) -> Path | None:
+        """Where a run's question rows are, or None when it makes none (split, annotate)."""
+        for name in self.ROW_OUTPUTS:
+            candidate = self.root / name
+            if (candidate / "data").is_dir() or candidate.is_file():
+                return candidate
+        return None
+
+    def other_outputs(self) -> dict[str, int]:
+        """Tables a run wrote besides question rows, with their row counts."""
+        return {
+            name: pq.ParquetFile(self.root / name).metadata.num_rows
+            for name in self.OTHER_OUTPUTS
+            if (self.root / name).is_file()
+        }
+
     @contextlib.contextmanager
     def lock(self, wait: bool = False) -> Iterator[None]:
         """Holds the run directory for this process, so two invocations never work in it at

@@ -569,12 +569,12 @@ def _record_stage(run: dict[str, Any], report: StageReport, fp: str) -> None:
     run["stages"].sort(key=lambda s: s["dir"])
 
 
-def log_console() -> Console:
-    """Standard error, for progress and summaries; when it is a file or a pipe (a log), wide
-    enough that tables do not wrap mid-word."""
-    console = Console(stderr=True)
+def log_console(stderr: bool = True) -> Console:
+    """Standard error (progress, summaries) or output; when it is a file or a pipe (a log),
+    wide enough that tables and lines do not wrap mid-word."""
+    console = Console(stderr=stderr)
     if not console.is_terminal:
-        console = Console(stderr=True, width=max(console.width, 160))
+        console = Console(stderr=stderr, width=max(console.width, 160))
     return console
 
 

@@ -1,0 +1,275 @@
+"""`vdata build longvideo-reason` as a script sees it: exit codes and one-line reasons when a build
+yields nothing or cannot run, a model that repeats itself, the card and the Hub files of what was
+built, the run directory's lock, a stream that breaks midway.
+
+The reasoner here is a scripted stand-in server on loopback: these tests need particular verdicts
+(always the same question, never a valid reply) that the real embedded model cannot be told to
+give; the path through the real model is tests/test_longvideo_reason_live.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from videos import make_video
+
+from vdata.annotators.testing import FaultProxy
+from vdata.runstore import RunStore
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+VIDEO = sorted((EXAMPLES / "videos").glob("*.mp4"))[0]
+QUESTION = {
+    "question": "What does the red shape do after it enters?",
+    "options": ["It stops", "It bounces", "It turns blue", "It leaves"],
+    "answer": "B",
+    "reasons": [{"clip": 1, "reason": "It bounces off the wall."}],
+    "reasoning": "Checking the video, the red shape enters and then bounces off the wall.",  # the rewriter's
+}
+
+
+def vdata(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "vdata", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def inputs(folder: Path, video: Path = VIDEO) -> Path:
+    """One video and its captions, in `folder`."""
+    (folder / "videos").mkdir(parents=True)
+    shutil.copy(video, folder / "videos" / video.name)
+    lines = [line for line in (EXAMPLES / "captions.jsonl").read_text().splitlines() if video.name in line]
+    (folder / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def models(folder: Path, url: str, **settings) -> Path:
+    endpoint = {"base_url": url, "model": "stand-in", "structured": "json_object", **settings}
+    path = folder / "models.yaml"
+    path.write_text(yaml.safe_dump({"reasoner": endpoint, "rewriter": endpoint}))
+    return path
+
+
+def build(
+    folder: Path, out: Path, models_file: Path, *extra: str, quiet: bool = True
+) -> subprocess.CompletedProcess:
+    return vdata(
+        "build", "longvideo-reason", "--videos", str(folder / "videos"), "--captions",
+        str(folder / "captions.jsonl"), "--models", str(models_file), "--out", str(out),
+        *(["--quiet"] if quiet else []), *extra,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def repeating(tmp_path):
+    """A reasoner that gives the same question to every request."""
+    with FaultProxy(None, latency_s=0.0, reply_json=QUESTION) as stand_in:
+        yield stand_in, models(tmp_path, stand_in.base_url)
+
+
+def test_a_model_that_repeats_itself_yields_each_question_once(tmp_path, repeating):
+    stand_in, models_file = repeating
+    out = tmp_path / "run"
+    result = build(inputs(tmp_path / "in"), out, models_file)
+    assert result.returncode == 0, result.stderr
+    rows = [
+        row
+        for path in (out / "dataset" / "data").glob("*.parquet")
+        for row in pq.read_table(path).to_pylist()
+    ]
+    assert len(rows) == 1 and len({r["id"] for r in rows}) == 1  # 4 requests, one question
+    dropped = pq.read_table(out / "rejects" / "dedup.parquet").to_pylist()
+    assert [r["reason"] for r in dropped] == ["duplicate"] * 3
+    # validate catches repeated ids in a dataset made elsewhere
+    copies = tmp_path / "copies.jsonl"
+    copies.write_text("".join(json.dumps(rows[0]) + "\n" for _ in range(2)))
+    checked = vdata("validate", str(copies), "--json")
+    assert checked.returncode == 1
+    (problem,) = json.loads(checked.stdout)["problems"]
+    assert problem["code"] == "duplicate_id" and problem["count"] == 1
+
+
+def test_the_card_and_the_hub_files_show_tokens_and_hide_endpoints(tmp_path, repeating):
+    stand_in, models_file = repeating
+    out = tmp_path / "run"
+    assert build(inputs(tmp_path / "in"), out, models_file).returncode == 0
+    card = (out / "dataset" / "README.md").read_text()
+    host = stand_in.base_url.split("//")[1].split("/")[0]
+    assert host not in card and "self-hosted" in card
+    usage = json.loads((out / "run.json").read_text())["usage"]
+    assert usage["generate"]["stand-in"]["prompt_tokens"] == 10 * usage["generate"]["stand-in"]["requests"]
+    assert f"{usage['generate']['stand-in']['prompt_tokens']:,} prompt" in card  # not 0: real counts
+    assert "captioner" not in card  # --captions: nothing was captioned
+    dry = vdata("push", str(out / "dataset"), "me/lvr", "--dry-run", str(tmp_path / "dry"))
+    assert dry.returncode == 0, dry.stderr
+    pushed = (tmp_path / "dry" / "run.json").read_text()
+    assert host not in pushed and json.loads(pushed)["usage"]["generate"]["stand-in"]["completion_tokens"] > 0
+    shown = vdata("card", str(out / "dataset"), "--show-endpoints")
+    assert shown.returncode == 0 and host in (out / "dataset" / "README.md").read_text()
+
+
+def test_a_build_that_keeps_nothing_fails_and_still_leaves_a_readable_dataset(tmp_path):
+    # The stand-in's reply never fits the question schema: every question is rejected.
+    with FaultProxy(None, latency_s=0.0) as stand_in:
+        models_file = models(tmp_path, stand_in.base_url)
+        folder = inputs(tmp_path / "in")
+        failed = build(folder, tmp_path / "run", models_file)
+        allowed = build(folder, tmp_path / "allowed", models_file, "--allow-empty")
+    assert failed.returncode == 1
+    last = failed.stderr.strip().splitlines()[-1]
+    assert "stage generate kept none of its 4 rows (rejected: schema_mismatch 4)" in last
+    assert allowed.returncode == 0 and "the dataset is empty" in allowed.stderr
+    dataset = tmp_path / "run" / "dataset"
+    assert sorted(p.name for p in (dataset / "data").glob("*.parquet")) == [
+        "rl-00000-of-00001.parquet",
+        "sft-00000-of-00001.parquet",
+    ]
+    assert vdata("inspect", str(dataset)).returncode == 0
+    exported = vdata("export", str(dataset), "--format", "easyr1", "--out", str(tmp_path / "e.jsonl"))
+    assert exported.returncode == 0 and (tmp_path / "e.jsonl").read_text() == ""
+    assert "0 questions about 0 videos" in (dataset / "README.md").read_text()
+
+
+def test_a_build_against_a_dead_endpoint_fails_with_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    models_file = models(tmp_path, f"http://127.0.0.1:{port}/v1", max_retries=1)
+    result = build(inputs(tmp_path / "in"), tmp_path / "run", models_file)
+    assert result.returncode == 1
+    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "generate" in error[0] and "connection" in error[0], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run" / "stages" / "05-generate" / "manifest.json").exists()  # a rerun asks again
+
+
+def test_a_second_build_on_one_run_directory_is_refused_or_waits(tmp_path, repeating):
+    _, models_file = repeating
+    folder, out = inputs(tmp_path / "in"), tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from vdata.runstore import RunStore\n"
+         "with RunStore(sys.argv[1]).lock():\n    print('held', flush=True); time.sleep(float(sys.argv[2]))",
+         str(out), "3"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    refused = build(folder, out, models_file)
+    assert refused.returncode == 2 and f"in use by process {holder.pid}" in refused.stderr
+    waited = build(folder, out, models_file, "--wait")  # the holder lets go after 3 s
+    holder.wait()
+    assert waited.returncode == 0, waited.stderr
+    assert RunStore(out).read_run()["status"] == "done"
+
+
+def test_the_lock_is_reentrant_within_a_process_and_released(tmp_path):
+    store = RunStore(tmp_path / "run")
+    with store.lock(), store.lock():
+        pass
+    with store.lock():  # released: takes it again
+        pass
+
+
+def test_a_stream_that_breaks_midway_is_said_at_ingest_and_its_lost_captions_rejected(tmp_path, repeating):
+    _, models_file = repeating
+    folder = tmp_path / "in"
+    (folder / "videos").mkdir(parents=True)
+    make_video(tmp_path / "whole.mp4", [12.0], faststart=True)
+    whole = (tmp_path / "whole.mp4").read_bytes()
+    (folder / "videos" / "midway.mp4").write_bytes(whole[: int(len(whole) * 0.6)])  # breaks near 6.6 s
+    captions = [(0, 3, "A red square slides in."), (3, 6, "It bounces off the wall."), (6, 12, "It stops.")]
+    (folder / "captions.jsonl").write_text(
+        "".join(
+            json.dumps({"video": "videos/midway.mp4", "start_s": s, "end_s": e, "caption": c}) + "\n"
+            for s, e, c in captions
+        )
+    )
+    out = tmp_path / "run"
+    result = build(folder, out, models_file)
+    assert result.returncode == 0, result.stderr
+    (broken,) = pq.read_table(out / "rejects" / "ingest.parquet").to_pylist()
+    assert broken["reason"] == "broken_stream"
+    lost = broken["detail"].rsplit("; ", 1)[1]
+    assert lost.startswith("6.") and lost.endswith("..12.00s is lost"), broken["detail"]  # not 6.60..6.63
+    (past,) = pq.read_table(out / "rejects" / "segment.parquet").to_pylist()
+    assert past["reason"] == "broken_stream" and "6s..12s lies past the break" in past["detail"]
+    assert pq.read_table(out / "stages" / "02-segment" / "part-00000.parquet").num_rows == 2
+
+
+def test_build_errors_name_the_input(tmp_path):
+    missing = vdata(
+        "build", "longvideo-reason", "--videos", str(tmp_path / "nonexistent"), "--captions",
+        str(EXAMPLES / "captions.jsonl"), "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert missing.returncode == 2 and f"no such file or folder: {tmp_path / 'nonexistent'}" in missing.stderr
+
+
+def test_without_the_local_extra_the_build_stops_before_its_first_stage(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    import vdata.cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a)
+    )
+    out = tmp_path / "run"
+    monkeypatch.setattr(
+        sys, "argv",
+        ["vdata", "build", "longvideo-reason", "--videos", str(VIDEO), "--captions",
+         str(EXAMPLES / "captions.jsonl"), "--out", str(out)],
+    )  # fmt: skip
+    with pytest.raises(SystemExit) as stopped:
+        vdata.cli.main()
+    assert stopped.value.code == 1
+    error = capsys.readouterr().err
+    assert 'pip install "vdata[local]"' in error and "Traceback" not in error
+    assert not (out / "stages").exists()
+
+
+def test_in_a_log_progress_is_lines_and_tables_do_not_break_words(tmp_path):
+    # stderr is a pipe here, as in a CI log: no bars, sane rates, reasons unbroken
+    with FaultProxy(None, latency_s=0.0) as stand_in:
+        folder = inputs(tmp_path / "in")
+        result = build(
+            folder, tmp_path / "r", models(tmp_path, stand_in.base_url), "--allow-empty", quiet=False
+        )
+    assert result.returncode == 0, result.stderr
+    assert "0:00:0" not in result.stderr  # no progress bars (their elapsed-time column)
+    assert "01-ingest: " in result.stderr  # but a line per stage
+    rates = [float(p.split(" rows/s")[0].split()[-1]) for p in result.stderr.split(", ") if "rows/s" in p]
+    assert all(rate < 10_000 for rate in rates)
+    assert "schema_mismatch 4" in result.stderr  # the top reason, whole on one line
+    assert max(len(line) for line in result.stderr.splitlines()) <= 160
+
+
+def test_pytest_collects_without_the_train_extra(tmp_path):
+    # A stand-in torch that is not there: the GRPO tests skip with the reason, nothing errors.
+    for name in ("torch", "transformers"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(
+            f"raise ModuleNotFoundError('no {name}', name='{name}')\n"
+        )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    root = Path(__file__).resolve().parents[1]
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "not slow", "-p", "no:cacheprovider"],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert collected.returncode == 0, collected.stdout[-2000:]
+    assert "the GRPO tests need the train extra" in collected.stdout
+
+
+def test_elapsed_rates_are_per_second_of_work():
+    from vdata.stages import _rate
+
+    assert _rate(64, 0.0005) == ""  # a shard done in a burst: no rate rather than 128000 rows/s
+    assert _rate(10, 20.0) == "2.0 s/row" and _rate(30, 10.0) == "3.0 rows/s"
