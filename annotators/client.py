@@ -192,7 +192,6 @@ class ModelClient:
         response_format: dict[str, Any] | None,
         sampling: dict[str, Any],
         schema: dict[str, Any] | None,
-        max_retries: int | None = None,
     ) -> tuple[_Completion, bool]:
         """One turn: the cached answer to exactly this conversation, or the server's, which is
         cached at once (a repair conversation cut off by a kill resumes from its last turn)."""
@@ -206,7 +205,7 @@ class ModelClient:
                     hit["text"], hit.get("prompt_tokens", 0), hit.get("completion_tokens", 0)
                 ), True
         async with self._slots:
-            completion = await self._send(conversation, response_format, sampling, max_retries)
+            completion = await self._send(conversation, response_format, sampling)
         if self.cache is not None:
             self.cache.put(key, self.model, dataclasses.asdict(completion))
         return completion, False

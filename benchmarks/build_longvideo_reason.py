@@ -1,7 +1,11 @@
-"""vdata build longvideo-reason on examples/: where the time goes, and what a question costs.
+"""vdata build longvideo-reason on examples/: what it yields, where the time goes, what a question costs.
 
 (1) The main command on the bundled examples with the embedded model (captions
-    imported): seconds per stage; requests and tokens per kept question.
+    imported), at seeds 0, 1 and 2: questions kept, seconds per stage, requests
+    and tokens per kept question. Baseline, in the same run at seed 0: the same
+    build with the reply schemas fixed for every request, as before issue 13
+    (any integer for a cited part, any string for the question, unbounded
+    lengths): the schema is what lets a 135M model yield data at all.
 (2) The captioning path, whose cost is decoding: every clip of the examples is
     captioned through a stand-in server (it answers with a fixed caption after
     20 ms; it is not a VLM, none runs here), counting how often each clip's
@@ -23,9 +27,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from pydantic import BaseModel, Field
+
+import vdata.builders.longvideo_reason as recipe
 import vdata.video
 from vdata.annotators.endpoints import Endpoint, Endpoints
-from vdata.builders.longvideo_reason import LongVideoReasonConfig, build
+from vdata.builders.longvideo_reason import GeneratedQuestion, LongVideoReasonConfig
+from vdata.runstore import RunStore
 from vdata.segment import cut_copy, fixed_ranges
 from vdata.video import probe, sample_frames
 
@@ -36,22 +44,43 @@ FRAMES = 8
 MAX_PIXELS = 256 * 28 * 28
 
 
-def main_command(work: Path) -> dict:
+class LooseReasoning(BaseModel):
+    reasoning: str = Field(min_length=20)
+
+
+def main_command(work: Path, seed: int = 0, loose: bool = False) -> dict:
+    out = work / f"main-{seed}{'-loose' if loose else ''}"
     config = LongVideoReasonConfig(
-        videos=[str(EXAMPLES / "videos")], captions=str(EXAMPLES / "captions.jsonl"), out=str(work / "main")
+        videos=[str(EXAMPLES / "videos")], captions=str(EXAMPLES / "captions.jsonl"), out=str(out), seed=seed
     )
-    started = time.perf_counter()
-    result = build(config, quiet=True)
-    seconds = time.perf_counter() - started
-    run = json.loads((work / "main" / "run.json").read_text())
+    patched = {"generation_schema": lambda row: GeneratedQuestion, "Reasoning": LooseReasoning}
+    saved = {name: getattr(recipe, name) for name in patched}
+    if loose:
+        for name, value in patched.items():
+            setattr(recipe, name, value)
+    try:
+        started = time.perf_counter()
+        result = recipe.build(config, quiet=True)
+        seconds = time.perf_counter() - started
+    finally:
+        for name, value in saved.items():
+            setattr(recipe, name, value)
+    run = json.loads((out / "run.json").read_text())
     kept = result.stages[-1].rows_out
     totals = Counter()
     for usage in run["usage"].values():
         for counters in usage.values():
             totals.update({k: counters.get(k, 0) for k in ("requests", "prompt_tokens", "completion_tokens")})
+    rejects = {
+        stage: dict(RunStore(out).reject_reasons(stage).most_common(4))
+        for stage in ("generate", "check", "rewrite")
+    }
     return {
         "model": "embedded SmolLM2-135M-Instruct (llama.cpp)",
+        "seed": seed,
+        "reply_schemas": "fixed for every request (baseline)" if loose else "built per request",
         "seconds": round(seconds, 1),
+        "rejected": rejects,
         "seconds_per_stage": {s["name"]: s["seconds"] for s in run["stages"]},
         "questions_asked": result.stages[[s.name for s in result.stages].index("generate")].rows_in,
         "questions_kept": kept,
@@ -86,7 +115,7 @@ def caption_path(work: Path) -> dict:
         )
         vdata.video.open_video = counting_open  # every probe and frame sample opens through it
         try:
-            result = build(config, endpoints, quiet=True)
+            result = recipe.build(config, endpoints, quiet=True)
         finally:
             vdata.video.open_video = original
     finally:
@@ -127,10 +156,20 @@ def caption_path(work: Path) -> dict:
 
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="vdata-bench-build-"))
+    runs = [main_command(work, seed) for seed in (0, 1, 2)]
+    baseline = main_command(work, 0, loose=True)
+    kept = [r["questions_kept"] for r in runs]
     result = {
         "benchmark": "build_longvideo_reason",
-        "baseline": "upstream clip preparation: stream-copy each clip to a file, then decode that file",
-        "main_command": main_command(work),
+        "baseline": "main command: the same build with reply schemas fixed for every request (before issue "
+        "13); captioning: upstream clip preparation, a stream copy of each clip to a file, then decode it",
+        "main_command": {
+            "questions_kept_per_seed": kept,
+            "seconds_per_seed": [r["seconds"] for r in runs],
+            "baseline_questions_kept_seed_0": baseline["questions_kept"],
+            "runs": runs,
+            "baseline_run": baseline,
+        },
         "captioning": caption_path(work),
     }
     RESULT.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -119,6 +120,40 @@ def test_the_main_command_end_to_end(reference):
         assert len({r["split"] for r in rows if r["path"] == video}) == 1
 
 
+def test_the_readme_command_yields_a_valid_balanced_dataset(tmp_path):
+    # Exactly the README's main command, on the bundled examples with the embedded model.
+    out = tmp_path / "out" / "longvideo-reason"
+    command = ["vdata", "build", "longvideo-reason", "--videos", "examples/videos", "--captions",
+               "examples/captions.jsonl", "--out", str(out)]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "vdata", *command[1:]], cwd=EXAMPLES.parent, capture_output=True, text=True,
+        timeout=1200, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    splits = dataset(out)
+    rows = [row for part in splits.values() for row in part]
+    assert rows, "the examples build kept no question"
+    assert all(splits.values()), {name: len(part) for name, part in splits.items()}  # no empty split
+    for row in rows:
+        assert validate(row) == [], row
+    for part in splits.values():  # letters as even as the split's size allows
+        letters = Counter(row["solution"][8] for row in part)
+        assert max(letters.values()) - min(letters.get(x, 0) for x in "ABCD") <= 1, letters
+    assert len({row["id"] for row in rows}) == len(rows)
+    shown = subprocess.run(
+        [sys.executable, "-m", "vdata", "inspect", str(out / "dataset")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    card = (out / "dataset" / "README.md").read_text()
+    usage = json.loads((out / "run.json").read_text())["usage"]
+    tokens = sum(m["prompt_tokens"] for stage in usage.values() for m in stage.values())
+    assert tokens > 0 and f"{usage['generate']['smollm2-135m-instruct']['prompt_tokens']:,} prompt" in card
+    assert f"{len(rows)} questions about" in card
+
+
 def test_sigkill_mid_run_then_resume_gives_the_same_dataset_and_repeats_no_request(
     inputs, tmp_path, proxy, reference
 ):
@@ -145,6 +180,12 @@ def test_sigkill_mid_run_then_resume_gives_the_same_dataset_and_repeats_no_reque
     assert dataset(out) == dataset(reference_out)
     assert before | after == reference_items  # the same requests as an uninterrupted run
     assert len(after & before) == len(before) - finished  # only those in flight at the kill again
+    # run.json counts what both invocations sent, the killed one included (a request is counted
+    # as it leaves: one the kill stopped on its way, at most one per slot, never arrived)
+    usage = json.loads((out / "run.json").read_text())["usage"]
+    sent = sum(1 for s in proxy.seen if began <= s.at)
+    recorded = sum(m["requests"] for stage in usage.values() for m in stage.values())
+    assert sent <= recorded <= sent + 2
 
 
 def test_clips_are_captioned_from_their_own_frames(tmp_path):

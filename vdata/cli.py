@@ -697,8 +697,9 @@ def build_longvideo_reason(
     """LongVideo-Reason: long videos -> four-option reasoning questions for SFT and RL.
 
     Stages: ingest, segment (10 s clips), caption (or --captions), generate (per video and
-    category), check, rewrite (reasoning as `process`), split (by video), balance (answer
-    letters). Output: OUT/dataset/data/{sft,rl,eval}-*.parquet, rejects, run.json.
+    category), check, dedup, rewrite (reasoning as `process`), split (by video), balance
+    (answer letters). Output: OUT/dataset/data/{sft,rl,eval}-*.parquet, rejects, run.json.
+    Exit 1 with one line when the build keeps no question (--allow-empty: exit 0).
     """
     import yaml
     from pydantic import ValidationError
