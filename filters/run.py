@@ -108,6 +108,7 @@ def run_filter(
         store.write_load_rejects(reject_rows(load_rejects, "load"))
         table = result.final_table()
         table = conform_table(table) if table is not None else SCHEMA.empty_table()
-        write_dataset(table, out / "dataset")
+        # every split of the input stays, even one the filter emptied: the dataset still reads
+        write_dataset(table, out / "dataset", {row.get("split") or "" for row in rows})
     report = result.stages[-1]
     return FilterResult(result, table.num_rows, report.rejected, len(load_rejects), out / "dataset")

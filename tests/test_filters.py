@@ -227,3 +227,17 @@ def test_rerunning_a_filter_resumes_and_a_changed_option_reruns_it(tmp_path):
     changed = run_filter(filter_stage("dedup", method="minhash"), path, tmp_path / "out", quiet=True)
     assert changed.run.stages[0].status == "ran" and changed.kept == 13
     assert len(rejects(tmp_path / "out", "dedup")) == 2
+
+
+def test_a_filter_that_keeps_nothing_leaves_a_dataset_that_reads(tmp_path):
+    from conftest import VALID_ROW
+
+    rows = [{**copy.deepcopy(VALID_ROW), "id": f"r{i}", "problem": None} for i in range(3)]  # all invalid
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run_filter(filter_stage("validate"), path, tmp_path / "out", quiet=True)
+    assert result.kept == 0 and result.rejected == 3
+    assert [p.name for p in (tmp_path / "out" / "dataset" / "data").glob("*.parquet")] == [
+        "rl-00000-of-00001.parquet"
+    ]
+    assert len(load_rows(tmp_path / "out" / "dataset")) == 0
