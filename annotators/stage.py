@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
-import inspect
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,17 +71,16 @@ def annotate_stage(
     config: dict[str, Any] | None = None,
     version: str = "1",
 ) -> ShardStage:
-    """A stage that calls the `role` model once per row. `config` (and the prompt and parse
-    code, the response schema or the code that builds it, the sampling and the model) decide
-    when it reruns."""
+    """A stage that calls the `role` model once per row. `config`, the sampling, the model, the
+    response schema, and the code of the prompt and parse functions (with what they read, as
+    for every stage) decide when it reruns."""
     spec = AnnotationSpec(role, prompt, parse or _keep_text, response, dict(sampling or {}))
-    builds_schema = response is not None and not _is_model(response)
+    fixed_schema = response is not None and _is_model(response)
     fingerprint = {
         "role": role,
         "model": model,
         "sampling": spec.sampling,
-        "schema": response.model_json_schema() if response is not None and not builds_schema else None,
-        "code": _code_hash(prompt, spec.parse, *([response] if builds_schema else [])),
+        "schema": response.model_json_schema() if fixed_schema else ("per row" if response else None),
         **(config or {}),
     }
     return ShardStage(name, functools.partial(run_annotation, spec), config=fingerprint, version=version)
@@ -91,16 +88,6 @@ def annotate_stage(
 
 def _keep_text(row: dict[str, Any], text: Any) -> dict[str, Any]:
     return {**row, "reply": text}
-
-
-def _code_hash(*functions: Callable[..., Any]) -> str:
-    sources = []
-    for function in functions:
-        try:
-            sources.append(inspect.getsource(function))
-        except (OSError, TypeError):
-            sources.append(getattr(function, "__qualname__", repr(function)))
-    return hashlib.sha256("\n".join(sources).encode()).hexdigest()[:16]
 
 
 def run_annotation(spec: AnnotationSpec, rows: list[dict[str, Any]], ctx: StageContext) -> StageOutput:

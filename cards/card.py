@@ -10,6 +10,7 @@ it, its limitations and the papers behind it. Secrets never reach the card.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import statistics
@@ -320,7 +321,9 @@ def _annotation_settings(run_dir: Path) -> dict[str, Any]:
                 {
                     "sampling": config["sampling"],
                     "model": config.get("model"),
-                    "prompt_code": config.get("code"),
+                    "prompt_code": hashlib.sha256(
+                        json.dumps(manifest.get("code") or {}, sort_keys=True).encode()
+                    ).hexdigest()[:12],
                     "schema": bool(config.get("schema")),
                 }
             )

@@ -133,3 +133,51 @@ def test_rows_with_different_fields_keep_every_field(tmp_path):
     result = run_pipeline(tmp_path / "run", "fields@1", rows, [MapStage("keep", lambda r, c: r)], quiet=True)
     back = result.final_table().to_pylist()
     assert back[1]["noun"] == "snow" and back[1]["count"] == 3 and back[0]["word"] == "sky"
+
+
+PROMPT_MODULE = """
+STYLE = "{style}"
+
+
+def prompt(row):
+    return [{{"role": "user", "content": f"Describe {{row['word']}} in a {{STYLE}} way."}}]
+"""
+
+
+def test_editing_a_constant_a_prompt_reads_reruns_the_stage_and_says_why(tmp_path, monkeypatch):
+    # The stage's fingerprint covers the prompt's code and the module-level values it reads.
+    import importlib
+    import io
+
+    from rich.console import Console
+
+    from vdata.annotators.endpoints import Endpoint, Endpoints
+    from vdata.annotators.pool import ModelPool
+    from vdata.annotators.stage import annotate_stage
+    from vdata.annotators.testing import FaultProxy
+
+    module = tmp_path / "edited_recipe.py"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    rows = [{"word": w} for w in ("sky", "sea")]
+
+    def run(style: str, proxy: FaultProxy) -> tuple[str, list[dict]]:
+        module.write_text(PROMPT_MODULE.format(style=style))
+        recipe = importlib.reload(importlib.import_module("edited_recipe"))
+        stage = annotate_stage("describe", role="reasoner", prompt=recipe.prompt)
+        log = io.StringIO()
+        endpoints = Endpoints(roles={"reasoner": Endpoint(base_url=proxy.base_url, model="stand-in")})
+        with ModelPool(endpoints, cache_path=tmp_path / "run" / "cache.sqlite") as pool:
+            result = run_pipeline(
+                tmp_path / "run", "describe@1", rows, [stage], quiet=True, resources={"models": pool},
+                console=Console(file=log, width=200),
+            )  # fmt: skip
+        return log.getvalue(), result.final_table().to_pylist()
+
+    with FaultProxy(None, latency_s=0.0, keep_bodies=True) as proxy:
+        _, first = run("plain", proxy)
+        again, _ = run("plain", proxy)
+        assert len(proxy.bodies) == 2 and "rerunning" not in again  # nothing changed: skipped
+        said, second = run("poetic", proxy)
+    assert "stage 01-describe code changed (STYLE): rerunning 01-describe" in said
+    assert len(proxy.bodies) == 4 and "poetic" in json.dumps(proxy.bodies[-1])  # asked again, anew
+    assert [r["word"] for r in second] == [r["word"] for r in first]

@@ -9,6 +9,7 @@ stage after it when its configuration changes, and says so.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import platform
@@ -37,6 +38,7 @@ from rich.table import Table
 from rich.text import Text
 
 import vdata
+from vdata.codehash import code_hashes
 from vdata.runstore import RunStore, concat_tables
 
 STAGE_ERROR = "stage_error"
@@ -106,6 +108,12 @@ class Stage:
 
     def apply(self, rows: list[dict[str, Any]], ctx: StageContext) -> StageOutput:
         raise NotImplementedError
+
+    @functools.cached_property
+    def code(self) -> dict[str, str]:
+        """What the stage's function depends on, hashed (vdata.codehash): editing any of it
+        (the function, what it calls, a constant it reads) reruns the stage."""
+        return code_hashes(self.fn)
 
 
 @dataclass
@@ -280,7 +288,12 @@ def _run_locked(
     previous = input_fp
     for stage in stages:
         fp = fingerprint(
-            previous, stage.name, stage.version, dict(stage.config), seed if stage.seeded else None
+            previous,
+            stage.name,
+            stage.version,
+            dict(stage.config),
+            seed if stage.seeded else None,
+            stage.code,
         )
         chain.append((stage.name, fp, stage))
         previous = fp
@@ -402,6 +415,12 @@ def _describe_change(dir_name: str, manifest: Mapping[str, Any], stage: Stage | 
         return f"stage {dir_name} version changed ({manifest.get('version')} -> {stage.version})"
     if stage.seeded and manifest.get("seed") != seed:
         return f"stage {dir_name} seed changed ({manifest.get('seed')} -> {seed})"
+    old_code = manifest.get("code") or {}
+    edited = sorted(k for k in set(old_code) | set(stage.code) if old_code.get(k) != stage.code.get(k))
+    if edited:
+        names = ", ".join(name.rsplit(".", 1)[-1] for name in edited[:5])
+        more = f" and {len(edited) - 5} more" if len(edited) > 5 else ""
+        return f"stage {dir_name} code changed ({names}{more})"
     return f"stage {dir_name} changed upstream (the inputs or an earlier stage)"
 
 
@@ -446,7 +465,7 @@ def _run_stage(
         manifest = None  # one unit of work: start it over
         store.remove_stage(stage_dir)
     manifest = manifest or {
-        "stage": stage.name, "version": stage.version, "config": dict(stage.config),
+        "stage": stage.name, "version": stage.version, "config": dict(stage.config), "code": stage.code,
         "seed": seed if stage.seeded else None, "fingerprint": fp,
         "done": False, "shards": {}, "seconds": 0.0,
     }  # fmt: skip
