@@ -13,24 +13,25 @@ import time
 class TokenBucket:
     """`per_minute` units a minute, in bursts of at most `per_minute / 6` (10 seconds' worth)."""
 
-    def __init__(self, per_minute: float):
+    def __init__(self, per_minute: float, clock=time.monotonic, sleep=asyncio.sleep):
         self.rate = per_minute / 60.0
         self.capacity = max(1.0, per_minute / 6.0)
+        self.clock, self.sleep = clock, sleep  # (a test gives a clock of its own)
         self.tokens = self.capacity
-        self.updated = time.monotonic()
+        self.updated = clock()
         self._lock = asyncio.Lock()
 
     async def take(self, amount: float = 1.0) -> None:
         amount = min(amount, self.capacity)  # a request larger than a burst waits for a full bucket
         async with self._lock:
             while True:
-                now = time.monotonic()
+                now = self.clock()
                 self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
                 self.updated = now
                 if self.tokens >= amount:
                     self.tokens -= amount
                     return
-                await asyncio.sleep((amount - self.tokens) / self.rate)
+                await self.sleep((amount - self.tokens) / self.rate)
 
 
 def backoff_seconds(

@@ -40,9 +40,10 @@ from vdata.cards.card import write_card
 from vdata.filters.dedup import dedup_rows
 from vdata.filters.letters import balance_letters
 from vdata.record import Record, validate
+from vdata.runner import RunResult, run_pipeline
 from vdata.segment import discover_videos
 from vdata.split import SplitConfig, probe_row, segment_row
-from vdata.stages import DatasetStage, MapStage, Reject, RunResult, StageContext, StageOutput, run_pipeline
+from vdata.stages import DatasetStage, MapStage, Reject, StageContext, StageOutput
 
 RECIPE = "longvideo-reason@1"
 CATEGORIES = {

@@ -21,8 +21,9 @@ from vdata.filters.letters import balance_letters
 from vdata.filters.rules import length_row, sample_rows, validate_row
 from vdata.formats import load_rows, row_ref
 from vdata.record import SCHEMA, SPLITS, conform_table, schema_mismatch
+from vdata.runner import RunResult, run_pipeline
 from vdata.runstore import RunStore, write_dataset
-from vdata.stages import DatasetStage, MapStage, Reject, RunResult, Stage, reject_rows, run_pipeline
+from vdata.stages import DatasetStage, MapStage, Reject, Stage, reject_rows
 
 FILTERS = ("validate", "balance-letters", "dedup", "decontaminate", "length", "sample")
 

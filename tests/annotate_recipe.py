@@ -14,7 +14,8 @@ from pydantic import BaseModel
 from vdata.annotators.endpoints import Endpoint, Endpoints
 from vdata.annotators.pool import ModelPool
 from vdata.annotators.stage import annotate_stage
-from vdata.stages import Reject, RunResult, run_pipeline
+from vdata.runner import RunResult, run_pipeline
+from vdata.stages import Reject
 
 WORDS = ["sky", "grass", "snow", "coal", "blood", "sun", "sea", "leaf", "milk", "night", "fire", "lemon"]
 

@@ -40,3 +40,18 @@ def cached_replies(path: Path) -> int:
             return db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
     except sqlite3.OperationalError:
         return 0
+
+
+def wait_for(happened, what: str, process=None, every_s: float = 0.02, cap_s: float = 1800.0) -> None:
+    """Polls until `happened()`: a slow machine makes a test slower, not red. The cap only
+    keeps a broken run from hanging the suite, and the failure says what never happened."""
+    import time
+
+    deadline = time.monotonic() + cap_s
+    while not happened():
+        if process is not None and process.poll() is not None:
+            stderr = process.stderr.read().decode(errors="replace")[-2000:] if process.stderr else ""
+            raise AssertionError(f"the process ended before {what}: {stderr}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {cap_s:.0f}s")
+        time.sleep(every_s)

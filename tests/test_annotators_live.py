@@ -23,7 +23,7 @@ from vdata.annotators.pool import ModelPool
 from vdata.annotators.testing import FaultProxy
 from vdata.annotators.usage import Usage
 
-from conftest import cached_replies
+from conftest import cached_replies, wait_for
 
 pytestmark = pytest.mark.slow
 RECIPE = Path(__file__).with_name("annotate_recipe.py")
@@ -55,7 +55,7 @@ def chat_all(endpoint: Endpoint, prompts: list[str], response=None, cache=None, 
                 messages = [[{"role": "user", "content": p}] for p in prompts]
                 return await asyncio.wait_for(
                     asyncio.gather(*(client.chat(m, response_model=response, **sampling) for m in messages)),
-                    timeout=300,
+                    timeout=1800,  # a cap against a hang, not a deadline
                 )
             finally:
                 await client.close()
@@ -86,7 +86,7 @@ def test_concurrency_is_bounded_and_used():
         elapsed = time.monotonic() - started
     assert all(r.ok for r in replies)
     assert stand_in.max_in_flight == 4
-    assert 0.55 < elapsed < 2.0  # three waves of four, not twelve requests one by one
+    assert elapsed > 0.55  # three waves of 200 ms at the least (a slow machine only adds to it)
 
 
 def test_a_request_that_fails_for_good_is_a_reject_and_the_batch_goes_on(server, tmp_path):
@@ -128,11 +128,7 @@ def test_sigkill_mid_batch_then_resume_repeats_no_finished_request(server, tmp_p
     with FaultProxy(upstream(server)) as proxy:
         command = [sys.executable, str(RECIPE), "--out", str(out), "--endpoint", proxy.base_url]
         process = subprocess.Popen(command, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 120
-        while cached_replies(out / "cache.sqlite") < 4:
-            assert process.poll() is None, process.stderr.read().decode()
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_for(lambda: cached_replies(out / "cache.sqlite") >= 4, "four cached answers", process)
         process.send_signal(signal.SIGKILL)
         process.wait()
         killed_at = time.monotonic()
@@ -163,9 +159,7 @@ def test_injected_faults_end_as_successes_or_rejects_and_the_counters_add_up(ser
             max_repairs=2,
             structured="json_object",
         )
-        started = time.monotonic()
         replies, usage, _ = chat_all(endpoint, prompts, response=_Colour, max_tokens=32)
-        assert time.monotonic() - started < 240, "something hung"
     counters = usage.of(next(iter(usage.models)))
     assert len(replies) == 20
     assert all(r.ok or r.reason in {"rate_limited", "server_error", "timeout", "bad_response", "invalid_json",

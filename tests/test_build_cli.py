@@ -269,7 +269,7 @@ def test_pytest_collects_without_the_train_extra(tmp_path):
 
 
 def test_elapsed_rates_are_per_second_of_work():
-    from vdata.stages import _rate
+    from vdata.progress import rate_text as _rate
 
     assert _rate(64, 0.0005) == ""  # a shard done in a burst: no rate rather than 128000 rows/s
     assert _rate(10, 20.0) == "2.0 s/row" and _rate(30, 10.0) == "3.0 rows/s"

@@ -21,7 +21,7 @@ from vdata.annotators.testing import FaultProxy
 from vdata.cards.exports import to_easyr1
 from vdata.record import validate
 
-from conftest import cached_replies
+from conftest import cached_replies, wait_for
 
 pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -161,11 +161,7 @@ def test_sigkill_mid_run_then_resume_gives_the_same_dataset_and_repeats_no_reque
     out = tmp_path / "killed"
     began = time.monotonic()
     process = subprocess.Popen(build(inputs, out, proxy), stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 600
-    while cached_replies(out / "cache.sqlite") < 2:
-        assert process.poll() is None, process.stderr.read().decode()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for(lambda: cached_replies(out / "cache.sqlite") >= 2, "two cached answers", process, every_s=0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
     killed_at = time.monotonic()

@@ -7,11 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
+from conftest import wait_for
 
 RECIPE = Path(__file__).with_name("toy_recipe.py")
 
@@ -59,11 +60,7 @@ def test_sigkill_mid_stage_then_resume_equals_an_uninterrupted_run(tmp_path, mom
 
     out, log = tmp_path / "killed", tmp_path / "killed.log"
     process = _start(out, log, delay)
-    deadline = time.monotonic() + 60
-    while not moment(out):
-        assert process.poll() is None, "the run ended before the moment to kill it"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_for(lambda: moment(out), "the moment to kill the run", process, every_s=0.005)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (out / "dataset").exists()

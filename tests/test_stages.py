@@ -5,8 +5,9 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+from vdata.runner import RunError, run_pipeline
 from vdata.runstore import RunStoreError
-from vdata.stages import MapStage, RunError, StageFailed, run_pipeline
+from vdata.stages import MapStage, StageFailed
 
 from toy_recipe import build, toy_inputs
 

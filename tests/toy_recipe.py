@@ -15,8 +15,9 @@ from typing import Any
 
 from vdata.formats import from_video_r1
 from vdata.record import SCHEMA, validate
+from vdata.runner import RunResult, run_pipeline
 from vdata.runstore import write_dataset
-from vdata.stages import DatasetStage, MapStage, Reject, RunResult, StageContext, StageOutput, run_pipeline
+from vdata.stages import DatasetStage, MapStage, Reject, StageContext, StageOutput
 
 
 def toy_inputs(n: int = 40) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import vdata
-from vdata.stages import log_console
+from vdata.progress import log_console
 
 HELP = """\
 vdata builds, curates and verifies training data for video reasoning with RL.
@@ -318,7 +318,7 @@ def _filter(
 ):
     from vdata.filters.run import filter_stage, run_filter
     from vdata.formats import DatasetReadError
-    from vdata.stages import RunError
+    from vdata.runner import RunError
 
     shape, file_type = _shape_and_file_type(fmt)
     if file_type != "auto":
@@ -600,8 +600,9 @@ def annotate(
     from vdata.annotators.pool import ModelPool
     from vdata.annotators.stage import annotate_stage
     from vdata.formats import DatasetReadError, load_raw_rows
+    from vdata.runner import run_pipeline
     from vdata.runstore import RunStore, atomic_write_table, split_storable
-    from vdata.stages import Reject, reject_rows, run_pipeline
+    from vdata.stages import Reject, reject_rows
 
     try:
         raw = load_raw_rows(data)
@@ -988,19 +989,18 @@ def serve_local(
 
 
 def main() -> None:
-    import shlex
 
-    import vdata.stages
     from vdata.annotators.endpoints import EndpointError
     from vdata.annotators.local_server import LocalModelError
+    from vdata.runner import RunError
     from vdata.runstore import RunLocked, RunStoreError
+    from vdata.stages import StageFailed
 
-    vdata.stages.INVOCATION = shlex.join(["vdata", *sys.argv[1:]])
     try:
         app()
-    except (RunLocked, vdata.stages.RunError) as exc:
+    except (RunLocked, RunError) as exc:
         _say_failed(str(exc), 2)
-    except (vdata.stages.StageFailed, LocalModelError, EndpointError, RunStoreError) as exc:
+    except (StageFailed, LocalModelError, EndpointError, RunStoreError) as exc:
         _say_failed(str(exc), 1)
 
 

@@ -110,11 +110,50 @@ class RunStore:
         self.run_json = self.root / "run.json"
         self.usage_log = self.root / "usage.jsonl"  # every request's usage, as it happens
         self.lock_file = self.root / ".lock"
+        self.cache_path = self.root / "cache.sqlite"  # the annotators' request cache
+        self.dataset_dir = self.root / "dataset"  # the final rows, Parquet per split, and the card
+
+    @classmethod
+    def of_dataset(cls, dataset_dir: str | Path) -> RunStore | None:
+        """The run that made a dataset directory (its parent, with run.json), if any."""
+        store = cls(Path(dataset_dir).parent)
+        return (
+            store if store.is_run() and store.dataset_dir.resolve() == Path(dataset_dir).resolve() else None
+        )
+
+    def stage_table(self, stage_dir_name: str) -> pa.Table | None:
+        """All rows a stage wrote (None when it wrote none)."""
+        return concat_tables(self.shards(self.stages_dir / stage_dir_name))
+
+    def manifests(self) -> list[dict[str, Any]]:
+        """The manifest of every stage of the run, in order."""
+        return [m for m in (self.read_manifest(d) for d in self.stage_dirs()) if m]
+
+    def write_dataset(self, table: pa.Table | None, splits: Iterable[str] = ()) -> dict[str, int]:
+        """The run's final rows as its dataset: Parquet per split (each of `splits` even when
+        empty), in the record's schema, and dataset/videos/ links to the videos the rows name
+        (a recipe records each row's source in meta_json `source_video`), so paths resolve."""
+        from vdata.record import SCHEMA, conform_table
+
+        table = conform_table(table) if table is not None else SCHEMA.empty_table()
+        counts = write_dataset(table, self.dataset_dir, splits)
+        link_media(self.dataset_dir, table.select(["path", "meta_json"]).to_pylist())
+        return counts
+
+    def write_output(self, name: str, table: pa.Table) -> Path:
+        """A named table a run leaves beside its stages (clips.parquet, annotated.parquet)."""
+        path = self.root / name
+        atomic_write_table(path, table)
+        return path
 
     # What a finished run leaves for people, by recipe family: the question rows (a dataset
     # directory, or synth's questions.parquet), and other tables (split's clips).
     ROW_OUTPUTS = ("dataset", "questions.parquet")
     OTHER_OUTPUTS = ("clips.parquet", "annotated.parquet", "videos.parquet", "events.parquet")
+
+    def media_root(self) -> Path:
+        """Where the rows' relative media paths resolve: the dataset directory, or the run."""
+        return self.dataset_dir if (self.dataset_dir / "data").is_dir() else self.root
 
     def is_run(self) -> bool:
         return self.run_json.is_file()
@@ -229,6 +268,14 @@ class RunStore:
     @staticmethod
     def shards(stage_dir: Path) -> list[Path]:
         return sorted(stage_dir.glob("part-*.parquet"))
+
+    @staticmethod
+    def read_rows(shard: Path) -> list[dict[str, Any]]:
+        return pq.read_table(shard).to_pylist()
+
+    @staticmethod
+    def shard_rows(shard: Path) -> int:
+        return pq.ParquetFile(shard).metadata.num_rows
 
     @staticmethod
     def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
@@ -370,3 +417,20 @@ def write_dataset(table: pa.Table, dataset_dir: Path, splits: Iterable[str] = ()
     os.replace(tmp, dataset_dir)
     shutil.rmtree(old, ignore_errors=True)
     return counts
+
+
+def link_media(dataset_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """dataset/PATH links to the source video each row's meta_json names, so rows' paths resolve."""
+    sources = {}
+    for row in rows:
+        try:
+            source = json.loads(row.get("meta_json") or "{}").get("source_video")
+        except (json.JSONDecodeError, AttributeError):
+            source = None
+        if source and row.get("path"):
+            sources[row["path"]] = source
+    for relative, source in sorted(sources.items()):
+        target = dataset_dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            os.symlink(Path(source).resolve(), target)

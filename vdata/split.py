@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from vdata.runner import RunResult, run_pipeline
 from vdata.runstore import RunStore, atomic_write_table
 from vdata.segment import (
     Materialize,
@@ -27,7 +28,7 @@ from vdata.segment import (
     fixed_ranges,
     scene_ranges,
 )
-from vdata.stages import MapStage, Reject, RunResult, StageContext, run_pipeline
+from vdata.stages import MapStage, Reject, StageContext
 from vdata.video import VideoError, probe
 
 CLIP_SCHEMA = pa.schema(

@@ -21,8 +21,9 @@ from typing import Any
 import pyarrow as pa
 
 from vdata.record import to_table
+from vdata.runner import RunResult, run_pipeline
 from vdata.runstore import RunStore, atomic_write_bytes, atomic_write_table, rows_to_table
-from vdata.stages import MapStage, RunResult, StageContext, run_pipeline
+from vdata.stages import MapStage, StageContext
 from vdata.synth.questions import questions
 from vdata.synth.render import render
 from vdata.synth.truth import dumps, knowledge_graph, truth_document
