@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from vdata.annotators.cache import RequestCache, request_key
 from vdata.annotators.endpoints import Endpoint
 from vdata.annotators.limits import TokenBucket, backoff_seconds, parse_retry_after
+from vdata.annotators.messages import expand_video, has_video
 from vdata.annotators.usage import Usage
 
 RETRYABLE_STATUS = {408, 409, 425, 429}
@@ -40,7 +41,7 @@ class Reply:
     text: str = ""
     value: Any = None  # the validated response model, when one was given
     reason: str = ""  # failure code: rate_limited, server_error, timeout, connection, bad_request,
-    #                   endpoint_refused, bad_response, invalid_json, schema_mismatch, unexpected
+    #                   endpoint_refused, bad_response, invalid_json, schema_mismatch, media_error
     error: str = ""
     cached: bool = False
     attempts: int = 0
@@ -121,7 +122,14 @@ class ModelClient:
         **params: Any,
     ) -> Reply:
         """One answer to `messages`: each turn from the cache or from the server (with retries),
-        with repair turns until the reply validates against `response_model`."""
+        with repair turns until the reply validates against `response_model`. Video segments
+        in the messages become what the endpoint takes (frames or a video_url) first."""
+        try:
+            if has_video(messages):  # decoding is slow: off the event loop
+                messages = await asyncio.to_thread(expand_video, messages, self.endpoint)
+        except Exception as exc:  # a clip that cannot be read: this row's problem, not the run's
+            self.usage.add(self.model, failures=1)
+            return Reply(ok=False, reason="media_error", error=f"{type(exc).__name__}: {exc}")
         schema = response_model.model_json_schema() if response_model else None
         sampling = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed, **params}
         sampling = {k: v for k, v in sampling.items() if v is not None}

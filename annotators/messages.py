@@ -1,4 +1,9 @@
-"""Video and images in chat messages: sampled frames as JPEG data URLs, or a video_url."""
+"""Video and images in chat messages: sampled frames as JPEG data URLs, or a video_url.
+
+A recipe's prompt puts a `video_segment(path, start_s, end_s)` part in its message;
+the client turns it into what the endpoint takes (`expand_video`), so recipes never
+know whether a server reads frames or whole clips.
+"""
 
 from __future__ import annotations
 
@@ -63,3 +68,56 @@ def video_content(
         path, start_s, end_s, fps=fps, min_frames=2, max_frames=max_frames, max_pixels=max_pixels
     )
     return frames_content(sampled, text, quality=quality)
+
+
+VIDEO_SEGMENT = "video_segment"
+
+
+def video_segment(
+    path: str | Path, start_s: float, end_s: float, *, max_frames: int = 16, max_pixels: int = 256 * 28 * 28
+) -> dict[str, Any]:
+    """A message part that stands for a clip; the client expands it for the endpoint."""
+    return {
+        "type": VIDEO_SEGMENT,
+        "video": str(path),
+        "start_s": start_s,
+        "end_s": end_s,
+        "max_frames": max_frames,
+        "max_pixels": max_pixels,
+    }
+
+
+def expand_video(messages: list[dict[str, Any]], endpoint: Endpoint) -> list[dict[str, Any]]:
+    """The messages with each video_segment part turned into frames or a video_url."""
+    if not has_video(messages):
+        return messages
+    expanded = []
+    for message in messages:
+        content = message.get("content")
+        if not _has_segment(message):
+            expanded.append(message)
+            continue
+        parts: list[dict[str, Any]] = []
+        for part in content:
+            if part.get("type") != VIDEO_SEGMENT:
+                parts.append(part)
+                continue
+            clip = video_content(
+                endpoint, part["video"], part["start_s"], part["end_s"], "",
+                fps=part["max_frames"] / max(0.5, part["end_s"] - part["start_s"]),
+                max_frames=part["max_frames"], max_pixels=part["max_pixels"],
+            )  # fmt: skip
+            parts += [p for p in clip if not (p.get("type") == "text" and not p.get("text"))]
+        expanded.append({**message, "content": parts})
+    return expanded
+
+
+def has_video(messages: list[dict[str, Any]]) -> bool:
+    return any(_has_segment(m) for m in messages)
+
+
+def _has_segment(message: dict[str, Any]) -> bool:
+    content = message.get("content")
+    return isinstance(content, list) and any(
+        isinstance(p, dict) and p.get("type") == VIDEO_SEGMENT for p in content
+    )

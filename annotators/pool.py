@@ -8,7 +8,7 @@ from pathlib import Path
 
 from vdata.annotators.cache import RequestCache
 from vdata.annotators.client import ModelClient
-from vdata.annotators.endpoints import Endpoint, Endpoints
+from vdata.annotators.endpoints import Endpoint, EndpointError, Endpoints
 from vdata.annotators.usage import Usage
 
 
@@ -95,3 +95,51 @@ class ModelPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RunModels:
+    """The models a recipe's run uses, set up by the annotators so that a recipe only names its
+    roles: checked before any stage runs, a pool with the run's cache, and what run.json says
+    of them.
+
+    with RunModels(endpoints, out, roles=["reasoner"], no_cache=False) as models:
+        run_pipeline(..., config={..., "models": models.described}, resources=models.resources)
+    """
+
+    def __init__(
+        self,
+        endpoints: Endpoints | None,
+        run_dir: str | Path,
+        *,
+        roles: list[str],
+        vision_roles: tuple[str, ...] = (),
+        no_cache: bool = False,
+        refresh: bool = False,
+    ):
+        from vdata.annotators.local_server import check_local_model
+        from vdata.runstore import RunStore
+
+        self.endpoints = endpoints or Endpoints()
+        for role in vision_roles:
+            if role in roles and self.endpoints.for_role(role).is_local:
+                raise EndpointError(
+                    f"the embedded local model reads text only and cannot be the {role}: give --{role} "
+                    "URL@MODEL of a vision-language model"
+                )
+        if any(self.endpoints.for_role(role).is_local for role in roles):
+            check_local_model()  # before any stage runs: a missing extra is one line, not a traceback
+        store = RunStore(run_dir)
+        self.described = self.endpoints.describe_roles(roles)
+        self.pool = ModelPool(
+            self.endpoints,
+            cache_path=None if no_cache else store.cache_path,
+            refresh=refresh,
+            log_dir=store.root,
+        )
+        self.resources = {"models": self.pool}
+
+    def __enter__(self) -> RunModels:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.close()

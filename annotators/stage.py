@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,23 +67,34 @@ def annotate_stage(
     parse: Callable[[dict[str, Any], Any], Any] | None = None,
     response: Response | None = None,
     sampling: dict[str, Any] | None = None,
-    model: str = "",
     config: dict[str, Any] | None = None,
     version: str = "1",
-) -> ShardStage:
-    """A stage that calls the `role` model once per row. `config`, the sampling, the model, the
-    response schema, and the code of the prompt and parse functions (with what they read, as
-    for every stage) decide when it reruns."""
+) -> AnnotationStage:
+    """A stage that calls the `role` model once per row. `config`, the sampling, the model the
+    role resolves to, the response schema, and the code of the prompt and parse functions
+    (with what they read, as for every stage) decide when it reruns."""
     spec = AnnotationSpec(role, prompt, parse or _keep_text, response, dict(sampling or {}))
     fixed_schema = response is not None and _is_model(response)
     fingerprint = {
         "role": role,
-        "model": model,
         "sampling": spec.sampling,
         "schema": response.model_json_schema() if fixed_schema else ("per row" if response else None),
         **(config or {}),
     }
-    return ShardStage(name, functools.partial(run_annotation, spec), config=fingerprint, version=version)
+    return AnnotationStage(
+        name, functools.partial(run_annotation, spec), config=fingerprint, version=version, role=role
+    )
+
+
+@dataclass
+class AnnotationStage(ShardStage):
+    """A shard stage that calls a role's model: which model that is joins its identity."""
+
+    role: str = ""
+
+    def identity(self, resources: Mapping[str, Any]) -> dict[str, Any]:
+        pool = resources.get("models")
+        return {"model": pool.model_name(self.role)} if pool is not None else {}
 
 
 def _keep_text(row: dict[str, Any], text: Any) -> dict[str, Any]:

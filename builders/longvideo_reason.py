@@ -31,12 +31,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from vdata.annotators.endpoints import Endpoint, Endpoints
-from vdata.annotators.local_server import check_local_model
-from vdata.annotators.messages import video_content
-from vdata.annotators.pool import ModelPool
+from vdata.annotators.endpoints import Endpoints
+from vdata.annotators.messages import video_segment
+from vdata.annotators.pool import RunModels
 from vdata.annotators.stage import annotate_stage
-from vdata.cards.card import write_card
 from vdata.filters.dedup import dedup_rows
 from vdata.filters.letters import balance_letters
 from vdata.record import Record, validate
@@ -231,13 +229,11 @@ def _clip_base(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def caption_prompt(endpoint: Endpoint, frames: int, max_pixels: int):
+def caption_prompt(frames: int, max_pixels: int):
     def prompt(row: dict[str, Any]) -> list[dict[str, Any]]:
-        content = video_content(
-            endpoint, row["video"], row["start_s"], row["end_s"], CAPTION_PROMPT,
-            fps=frames / max(0.5, row["end_s"] - row["start_s"]), max_frames=frames, max_pixels=max_pixels,
-        )  # fmt: skip
-        return [{"role": "user", "content": content}]
+        start, end = row["start_s"], row["end_s"]
+        clip = video_segment(row["video"], start, end, max_frames=frames, max_pixels=max_pixels)
+        return [{"role": "user", "content": [clip, {"type": "text", "text": CAPTION_PROMPT}]}]
 
     return prompt
 
@@ -405,14 +401,11 @@ def split_by_video(rows: list[dict[str, Any]], ctx: StageContext, *, eval_fracti
 # ---------------------------------------------------------------- the recipe
 
 
-def stages(
-    config: LongVideoReasonConfig, endpoints: Endpoints, captions: list[dict[str, Any]] | None, workers: int
-) -> list[Any]:
+def stages(config: LongVideoReasonConfig, captions: list[dict[str, Any]] | None, workers: int) -> list[Any]:
     """The recipe, top to bottom."""
     split_config = SplitConfig(
         mode="scene" if config.scenes else "fixed", clip_seconds=config.clip_seconds, workers=workers
     )
-    reasoner, rewriter = endpoints.for_role("reasoner"), endpoints.for_role("rewriter")
     steps: list[Any] = [MapStage("ingest", probe_row, workers=workers)]
     if captions is not None:
         steps.append(
@@ -423,7 +416,6 @@ def stages(
             )
         )
     else:
-        captioner = endpoints.for_role("captioner")
         steps += [
             MapStage(
                 "segment",
@@ -434,10 +426,9 @@ def stages(
             annotate_stage(
                 "caption",
                 role="captioner",
-                prompt=caption_prompt(captioner, config.caption_frames, config.caption_max_pixels),
+                prompt=caption_prompt(config.caption_frames, config.caption_max_pixels),
                 parse=keep_caption,
                 sampling={"temperature": 0.2, "max_tokens": 512},
-                model=captioner.model,
                 config={
                     "frames": config.caption_frames,
                     "max_pixels": config.caption_max_pixels,
@@ -465,7 +456,6 @@ def stages(
                 "max_tokens": config.max_tokens,
                 "seed": config.seed,
             },
-            model=reasoner.model,
         ),
         MapStage("check", check_question),
         # a model that repeats itself asks the same question twice: keep the first
@@ -477,7 +467,6 @@ def stages(
             parse=keep_reasoning,
             response=Reasoning,
             sampling={"temperature": 0.3, "max_tokens": 400, "seed": config.seed},
-            model=rewriter.model,
         ),
         DatasetStage(
             "split",
@@ -498,71 +487,51 @@ def build(
     refresh: bool = False,
     quiet: bool = False,
     wait: bool = False,
+    command: str = "",
 ) -> RunResult:
-    """Runs the recipe in config.out and writes config.out/dataset; a rerun resumes. The run
-    directory is locked for the whole build (`wait`: wait for another process to finish)."""
+    """Runs the recipe in config.out, whose final rows become config.out/dataset; a rerun
+    resumes. The run directory is locked for the whole build (`wait`: wait for another process
+    to finish). The card is the caller's (`vdata.cards.card.write_card`; the CLI writes it)."""
     import os
 
-    from vdata.record import SCHEMA
-    from vdata.runstore import RunStore, write_dataset
+    from vdata.runstore import RunStore
     from vdata.video import VideoError, probe
 
-    endpoints = endpoints or Endpoints()
-    out = Path(config.out)
     inputs = discover_videos(config.videos)
     if not inputs:
         raise ValueError(f"no videos found in {', '.join(config.videos)}")
     roles = ["reasoner", "rewriter"] + ([] if config.captions else ["captioner"])
-    if not config.captions and endpoints.for_role("captioner").is_local:
-        raise ValueError(
-            "the embedded local model reads text only and cannot caption video: give --captions FILE "
-            "(clip captions as JSONL), or --captioner URL@MODEL of a vision-language model"
-        )
-    if any(endpoints.for_role(role).is_local for role in roles):
-        check_local_model()  # before any stage runs: a missing extra is one line, not a traceback
     captions = None
-    if config.captions:
-        durations = {}
-        for item in inputs:
-            try:
-                found = probe(item["video"], hash_file=False)
-            except VideoError:
-                continue  # a bad video is the ingest stage's reject, not the captions' problem
-            durations[item["video"]] = {"duration_s": found.declared_duration_s or found.duration_s}
-        captions = load_captions(config.captions, durations)
-    workers = config.workers or os.cpu_count() or 1
-    cache = None if no_cache else out / "cache.sqlite"
-    pool = ModelPool(endpoints, cache_path=cache, refresh=refresh, log_dir=out)
-    with RunStore(out).lock(wait), pool:
-        result = run_pipeline(
-            out,
+    with (
+        RunStore(config.out).lock(wait),
+        RunModels(
+            endpoints,
+            config.out,
+            roles=roles,
+            vision_roles=("captioner",),
+            no_cache=no_cache,
+            refresh=refresh,
+        ) as models,
+    ):
+        if config.captions:
+            durations = {}
+            for item in inputs:
+                try:
+                    found = probe(item["video"], hash_file=False)
+                except VideoError:
+                    continue  # a bad video is the ingest stage's reject, not the captions' problem
+                durations[item["video"]] = {"duration_s": found.declared_duration_s or found.duration_s}
+            captions = load_captions(config.captions, durations)
+        return run_pipeline(
+            config.out,
             RECIPE,
             inputs,
-            stages(config, endpoints, captions, workers),
-            config={**config.model_dump(), "models": endpoints.describe_roles(roles)},
+            stages(config, captions, config.workers or os.cpu_count() or 1),
+            config={**config.model_dump(), "models": models.described},
             seed=config.seed,
             shard_rows=64,
             quiet=quiet,
-            resources={"models": pool},
+            resources=models.resources,
+            dataset_splits=["sft", "rl"] + (["eval"] if config.eval_fraction else []),
+            command=command,
         )
-        table = result.final_table()
-        splits = ["sft", "rl"] + (["eval"] if config.eval_fraction else [])
-        write_dataset(table if table is not None else SCHEMA.empty_table(), out / "dataset", splits)
-        link_videos(out / "dataset", table.to_pylist() if table is not None else [])
-        write_card(out / "dataset")
-    return result
-
-
-def link_videos(dataset: Path, rows: list[dict[str, Any]]) -> None:
-    """dataset/videos/NAME links to each source video, so that rows' paths resolve."""
-    import os
-
-    sources = {}
-    for row in rows:
-        source = json.loads(row["meta_json"])["source_video"]
-        sources[row["path"]] = source
-    for relative, source in sorted(sources.items()):
-        target = dataset / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            os.symlink(Path(source).resolve(), target)

@@ -20,9 +20,9 @@ from vdata.filters.dedup import dedup_rows
 from vdata.filters.letters import balance_letters
 from vdata.filters.rules import length_row, sample_rows, validate_row
 from vdata.formats import load_rows, row_ref
-from vdata.record import SCHEMA, SPLITS, conform_table, schema_mismatch
+from vdata.record import SPLITS, schema_mismatch
 from vdata.runner import RunResult, run_pipeline
-from vdata.runstore import RunStore, write_dataset
+from vdata.runstore import RunStore
 from vdata.stages import DatasetStage, MapStage, Reject, Stage, reject_rows
 
 FILTERS = ("validate", "balance-letters", "dedup", "decontaminate", "length", "sample")
@@ -77,6 +77,7 @@ def run_filter(
     shape: str = "auto",
     seed: int = 0,
     quiet: bool = False,
+    command: str = "",
 ) -> FilterResult:
     out = Path(out)
     loaded = load_rows(dataset, shape)
@@ -105,11 +106,9 @@ def run_filter(
             seed=seed,
             quiet=quiet,
             shard_rows=4096,
+            dataset_splits=sorted({row.get("split") or "" for row in rows}),  # emptied splits stay
+            command=command,
         )
         store.write_load_rejects(reject_rows(load_rejects, "load"))
-        table = result.final_table()
-        table = conform_table(table) if table is not None else SCHEMA.empty_table()
-        # every split of the input stays, even one the filter emptied: the dataset still reads
-        write_dataset(table, out / "dataset", {row.get("split") or "" for row in rows})
     report = result.stages[-1]
-    return FilterResult(result, table.num_rows, report.rejected, len(load_rejects), out / "dataset")
+    return FilterResult(result, report.rows_out, report.rejected, len(load_rejects), store.dataset_dir)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vdata.settings import SettingsError, as_number, load_settings
+
 ALGORITHMS = ("grpo", "dapo", "tw-grpo", "reg-grpo")
 AGGREGATIONS = ("token-mean", "seq-mean-token-mean")
 
@@ -90,36 +92,15 @@ class GRPOConfig:
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> GRPOConfig:
         """From a YAML file, then `key=value` overrides (values read as YAML: 3, 1e-6, true)."""
-        import yaml
-
-        values: dict[str, Any] = {}
-        if path is not None:
-            try:
-                values = yaml.safe_load(Path(path).read_text()) or {}
-            except (OSError, yaml.YAMLError) as exc:
-                raise ConfigError(f"{path}: cannot read the config ({exc})") from exc
-            if not isinstance(values, dict):
-                raise ConfigError(f"{path}: a config is a mapping of keys to values")
-        for item in overrides or []:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ConfigError(f"override {item!r} is not key=value")
-            values[key.strip()] = yaml.safe_load(value)
-        types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(types))
-        if unknown:
-            raise ConfigError(f"unknown config keys {unknown}; known: {', '.join(sorted(types))}")
-        return cls(**{key: _number(key, value, types[key]) for key, value in values.items()})
+        try:
+            values = load_settings(path, overrides or ())
+            types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+            unknown = sorted(set(values) - set(types))
+            if unknown:
+                raise ConfigError(f"unknown config keys {unknown}; known: {', '.join(sorted(types))}")
+            return cls(**{key: as_number(key, value, types[key]) for key, value in values.items()})
+        except SettingsError as exc:
+            raise ConfigError(str(exc)) from exc
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _number(key: str, value: Any, annotation: str) -> Any:
-    """YAML reads 1e-6 as a string (it wants 1.0e-6): numbers for numeric keys, or a clear error."""
-    if not isinstance(value, str) or not annotation.startswith(("float", "int")):
-        return value
-    try:
-        return float(value) if annotation.startswith("float") else int(value)
-    except ValueError as exc:
-        raise ConfigError(f"{key}: {value!r} is not a number") from exc

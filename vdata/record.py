@@ -423,15 +423,35 @@ def _check_options(options: Any, problem_type: Any, problems: list[Problem]) -> 
     return [letter for letter in letters if letter] if all(letters) else None
 
 
+# ---------------------------------------------------------------- answers
+# The one home of the `<answer>...</answer>` solution and its letter sets.
+
+
+def solution_answer(solution: Any) -> str | None:
+    """'B' of '<answer>B</answer>' (stripped); None when the solution is not one answer tag."""
+    match = _SOLUTION.match(solution) if isinstance(solution, str) else None
+    return match.group(1).strip() if match else None
+
+
+def answer_letters(solution: Any) -> list[str]:
+    """['A', 'C'] of '<answer>A,C</answer>'; [] when there is no answer."""
+    answer = solution_answer(solution)
+    return [part.strip() for part in answer.split(",") if part.strip()] if answer else []
+
+
+def solution_of(letters: Iterable[str]) -> str:
+    """'<answer>A,C</answer>' for the letters, sorted."""
+    return f"<answer>{','.join(sorted(letters))}</answer>"
+
+
 def _check_solution(solution: Any, problem_type: Any, letters: list[str] | None) -> list[Problem]:
     if not isinstance(solution, str):
         return []
-    match = _SOLUTION.match(solution)
-    if not match:
+    answer = solution_answer(solution)
+    if answer is None:
         return [
             _problem("solution_format", f"solution {solution[:60]!r} is not <answer>...</answer>", "solution")
         ]
-    answer = match.group(1).strip()
     if not answer:
         return [_problem("empty_answer", "the <answer> tag is empty", "solution")]
     if problem_type not in CHOICE_TYPES:

@@ -164,19 +164,19 @@ def _run_locked(
     record = _open_run(store, recipe, config, run.seed, command)
     run.invocation = record["invocations"]
     store.remove_stale_temp_files()
-    chain = _fingerprints(inputs, stages, run.seed)
+    chain = _fingerprints(inputs, stages, run.seed, run.resources)
     _invalidate_changed(store, chain, run.seed, run.console, run.quiet)
 
     started = time.monotonic()
     record["status"] = "running"
     try:
         previous_dir = store.stage_dir(0, "inputs")
-        _write_inputs(store, previous_dir, list(inputs), chain[0][1], run.shard_rows)
+        _write_inputs(store, previous_dir, list(inputs), chain[0].fingerprint, run.shard_rows)
         for index, stage in enumerate(stages, 1):
             stage_dir = store.stage_dir(index, stage.name)
-            report = _run_stage(run, stage, stage_dir, previous_dir, chain[index][1])
+            report = _run_stage(run, stage, stage_dir, previous_dir, chain[index])
             run.reports.append(report)
-            _record_stage(record, report, chain[index][1])
+            _record_stage(record, report, chain[index].fingerprint)
             store.write_run(record)
             previous_dir = stage_dir
         record["status"] = "done"
@@ -210,17 +210,35 @@ def fingerprint(*parts: Any) -> str:
 
 
 def _fingerprints(
-    inputs: Sequence[Mapping[str, Any]], stages: Sequence[Stage], seed: int
-) -> list[tuple[str, str, Stage | None]]:
+    inputs: Sequence[Mapping[str, Any]], stages: Sequence[Stage], seed: int, resources: Mapping[str, Any]
+) -> list[Link]:
     """(name, fingerprint, stage) for the inputs and each stage: a stage's fingerprint covers
-    the one before it, its config, version, seed when seeded, and its code."""
+    the one before it, its config and identity (the model it calls), version, seed when
+    seeded, and its code."""
     previous = fingerprint("inputs", list(inputs))
-    chain: list[tuple[str, str, Stage | None]] = [("inputs", previous, None)]
+    chain: list[Link] = [Link("inputs", previous, None, {})]
     for stage in stages:
         seeded = seed if stage.seeded else None
-        previous = fingerprint(previous, stage.name, stage.version, dict(stage.config), seeded, stage.code)
-        chain.append((stage.name, previous, stage))
+        settings = _settings(stage, resources)
+        previous = fingerprint(previous, stage.name, stage.version, settings, seeded, stage.code)
+        chain.append(Link(stage.name, previous, stage, settings))
     return chain
+
+
+@dataclass(frozen=True)
+class Link:
+    """A stage's place in the run: its fingerprint (covering every stage before it) and the
+    settings its manifest records."""
+
+    name: str
+    fingerprint: str
+    stage: Stage | None
+    settings: dict[str, Any]
+
+
+def _settings(stage: Stage, resources: Mapping[str, Any]) -> dict[str, Any]:
+    """The stage's config with its identity: what a manifest records and a rerun compares."""
+    return json.loads(json.dumps({**dict(stage.config), **stage.identity(resources)}, default=str))
 
 
 def _check_stage_names(stages: Sequence[Stage]) -> None:
@@ -260,11 +278,9 @@ def _versions() -> dict[str, str]:
     return {"vdata": vdata.__version__, "python": platform.python_version(), "pyarrow": pa.__version__}
 
 
-def _invalidate_changed(
-    store: RunStore, chain: list[tuple[str, str, Stage | None]], seed: int, console: Console, quiet: bool
-) -> None:
+def _invalidate_changed(store: RunStore, chain: list[Link], seed: int, console: Console, quiet: bool) -> None:
     """Removes the first stage whose fingerprint changed and every stage after it."""
-    wanted = {store.stage_dir(i, name).name: (i, fp, stage) for i, (name, fp, stage) in enumerate(chain)}
+    wanted = {store.stage_dir(i, link.name).name: (i, link) for i, link in enumerate(chain)}
     first_changed: int | None = None
     reason = ""
     for stage_dir in store.stage_dirs():
@@ -273,9 +289,9 @@ def _invalidate_changed(
         if entry is None:
             index = int(stage_dir.name.split("-", 1)[0]) if stage_dir.name[:2].isdigit() else 0
             why = f"stage {stage_dir.name} is no longer in the recipe"
-        elif manifest.get("fingerprint") not in (None, entry[1]):
+        elif manifest.get("fingerprint") not in (None, entry[1].fingerprint):
             index = entry[0]
-            why = _describe_change(stage_dir.name, manifest, entry[2], seed)
+            why = _describe_change(stage_dir.name, manifest, entry[1], seed)
         else:
             continue
         if first_changed is None or index < first_changed:
@@ -283,18 +299,19 @@ def _invalidate_changed(
     if first_changed is None:
         return
     doomed = [d for d in store.stage_dirs() if d.name[:2].isdigit() and int(d.name[:2]) >= first_changed]
-    rerun = [name for name, (i, _, _) in wanted.items() if i >= max(first_changed, 1)]
+    rerun = [name for name, (i, _) in wanted.items() if i >= max(first_changed, 1)]
     message = f"{reason}: rerunning {', '.join(sorted(rerun)) or 'nothing'}"
     console.print(f"[yellow]{message}[/yellow]" if not quiet else message, highlight=False, soft_wrap=True)
     for stage_dir in doomed:
         store.remove_stage(stage_dir)
 
 
-def _describe_change(dir_name: str, manifest: Mapping[str, Any], stage: Stage | None, seed: int) -> str:
+def _describe_change(dir_name: str, manifest: Mapping[str, Any], link: Link, seed: int) -> str:
+    stage = link.stage
     if stage is None:
         return "the inputs changed"
     old = manifest.get("config") or {}
-    new = json.loads(json.dumps(dict(stage.config), default=str))
+    new = link.settings
     keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
     if keys:
         changes = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys[:5])
@@ -327,16 +344,16 @@ def _write_inputs(
     )
 
 
-def _run_stage(run: _Run, stage: Stage, stage_dir: Path, input_dir: Path, fp: str) -> StageReport:
+def _run_stage(run: _Run, stage: Stage, stage_dir: Path, input_dir: Path, link: Link) -> StageReport:
     """One stage over every shard of the stage before it, resuming finished shards."""
     store = run.store
     manifest = store.read_manifest(stage_dir)
-    if manifest and manifest.get("done") and manifest.get("fingerprint") == fp:
+    if manifest and manifest.get("done") and manifest.get("fingerprint") == link.fingerprint:
         return _report(run, stage, stage_dir, "skipped", manifest)
     if stage.whole_dataset:  # one unit of work: start it over
         manifest = None
         store.remove_stage(stage_dir)
-    manifest = manifest or _new_manifest(stage, fp, run.seed)
+    manifest = manifest or _new_manifest(stage, link, run.seed)
     stage_dir.mkdir(parents=True, exist_ok=True)
     status = "resumed" if manifest["shards"] else "ran"
     input_shards = RunStore.shards(input_dir)
@@ -383,14 +400,14 @@ def _run_stage(run: _Run, stage: Stage, stage_dir: Path, input_dir: Path, fp: st
     return _report(run, stage, stage_dir, status, manifest)
 
 
-def _new_manifest(stage: Stage, fp: str, seed: int) -> dict[str, Any]:
+def _new_manifest(stage: Stage, link: Link, seed: int) -> dict[str, Any]:
     return {
         "stage": stage.name,
         "version": stage.version,
-        "config": dict(stage.config),
+        "config": link.settings,
         "code": stage.code,
         "seed": seed if stage.seeded else None,
-        "fingerprint": fp,
+        "fingerprint": link.fingerprint,
         "done": False,
         "shards": {},
         "seconds": 0.0,

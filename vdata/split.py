@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from vdata.runner import RunResult, run_pipeline
-from vdata.runstore import RunStore, atomic_write_table
+from vdata.runstore import RunStore
 from vdata.segment import (
     Materialize,
     Mode,
@@ -185,7 +185,12 @@ def split_stages(config: SplitConfig, n_videos: int, out: str | Path) -> list[Ma
 
 
 def split_videos(
-    paths: Sequence[str | Path], out: str | Path, config: SplitConfig = SplitConfig(), *, quiet: bool = False
+    paths: Sequence[str | Path],
+    out: str | Path,
+    config: SplitConfig = SplitConfig(),
+    *,
+    quiet: bool = False,
+    command: str = "",
 ) -> RunResult:
     """Clips of every video under `paths` into OUT/clips.parquet; rejects into OUT/rejects/."""
     inputs = discover_videos(paths)
@@ -199,8 +204,8 @@ def split_videos(
             config={**config.segment_config(), "materialize": config.materialize},
             shard_rows=64,
             quiet=quiet,
+            command=command,
         )
         table = result.final_table()
-        clips = table if table is not None else CLIP_SCHEMA.empty_table()
-        atomic_write_table(Path(out) / "clips.parquet", clips)
+        RunStore(out).write_output("clips.parquet", table if table is not None else CLIP_SCHEMA.empty_table())
     return result

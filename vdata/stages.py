@@ -89,6 +89,11 @@ class Stage:
     def apply(self, rows: list[dict[str, Any]], ctx: StageContext) -> StageOutput:
         raise NotImplementedError
 
+    def identity(self, resources: Mapping[str, Any]) -> dict[str, Any]:
+        """What the stage's output depends on that only the run's resources know (the model a
+        role resolves to); it joins the fingerprint."""
+        return {}
+
     @functools.cached_property
     def code(self) -> dict[str, str]:
         """What the stage's function depends on, hashed (vdata.codehash): editing any of it

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from vdata.record import to_table
 from vdata.runner import RunResult, run_pipeline
-from vdata.runstore import RunStore, atomic_write_bytes, atomic_write_table, rows_to_table
+from vdata.runstore import RunStore, atomic_write_bytes, rows_to_table
 from vdata.stages import MapStage, StageContext
 from vdata.synth.questions import questions
 from vdata.synth.render import render
@@ -95,7 +95,9 @@ def _render_row(row: dict[str, Any], ctx: StageContext, *, out: str, preset: str
     return generate_video(out, row["name"], spec, preset)
 
 
-def synthesize(out: str | Path, config: SynthConfig = SynthConfig(), *, quiet: bool = False) -> RunResult:
+def synthesize(
+    out: str | Path, config: SynthConfig = SynthConfig(), *, quiet: bool = False, command: str = ""
+) -> RunResult:
     """The whole set: videos and truth, then the set's tables. A rerun resumes."""
     import functools
 
@@ -117,6 +119,7 @@ def synthesize(out: str | Path, config: SynthConfig = SynthConfig(), *, quiet: b
             seed=config.seed,
             shard_rows=max(4, workers * 2),
             quiet=quiet,
+            command=command,
         )
         videos = result.final_table()
         write_set_tables(out, videos.to_pylist() if videos is not None else [], config.seed)
@@ -133,8 +136,9 @@ def write_set_tables(out: Path, videos: list[dict[str, Any]], seed: int) -> None
             captions.append({"video": video["path"], "start_s": clip["start_s"], "end_s": clip["end_s"],
                              "caption": clip["caption"]})  # fmt: skip
         records += questions(truth, video["path"], random.Random(f"{seed}:{video['name']}"))
-    atomic_write_table(out / "videos.parquet", rows_to_table(videos))
-    atomic_write_table(out / "events.parquet", rows_to_table(events) if events else pa.table({}))
-    atomic_write_table(out / "questions.parquet", to_table(records))
+    store = RunStore(out)
+    store.write_output("videos.parquet", rows_to_table(videos))
+    store.write_output("events.parquet", rows_to_table(events) if events else pa.table({}))
+    store.write_output("questions.parquet", to_table(records))
     lines = "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in captions)
     atomic_write_bytes(out / "captions.jsonl", lines.encode("utf-8"))

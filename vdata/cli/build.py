@@ -1,0 +1,160 @@
+"""`vdata build RECIPE`: recipes, then their dataset's card; exit 1 when a build keeps nothing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from vdata.cli import app, command_line, endpoints_from_options, err, fail
+from vdata.cli.hub import push_command
+from vdata.runstore import RunStore
+
+build_app = typer.Typer(
+    help="Build datasets with a recipe: a resumable list of stages.", no_args_is_help=True
+)
+app.add_typer(build_app, name="build")
+
+
+@build_app.command("longvideo-reason")
+def build_longvideo_reason(
+    videos: Annotated[
+        list[Path] | None, typer.Option("--videos", help="Video files or folders (repeatable).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory; rerun to resume.")] = None,
+    captions: Annotated[
+        Path | None, typer.Option(help="Clip captions JSONL: video, start_s, end_s, caption.")
+    ] = None,
+    captioner: Annotated[str | None, typer.Option(help="local | URL | URL@MODEL | a named endpoint.")] = None,
+    reasoner: Annotated[str | None, typer.Option(help="The model that writes the questions.")] = None,
+    rewriter: Annotated[str | None, typer.Option(help="The model that rewrites the reasoning.")] = None,
+    clip_seconds: Annotated[float | None, typer.Option(help="Fixed clip length (default 10).")] = None,
+    scenes: Annotated[bool, typer.Option("--scenes", help="Scene clips instead of fixed ones.")] = False,
+    categories: Annotated[str | None, typer.Option(help="Comma list of temporal,goal,spatial,plot.")] = None,
+    questions_per_video: Annotated[int | None, typer.Option(help="Questions per video (default 4).")] = None,
+    eval_fraction: Annotated[float | None, typer.Option(help="Share of videos held out for eval.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for splits, letters, sampling order.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML with the same settings; flags win.")] = None,
+    models: Annotated[Path | None, typer.Option(help="YAML of endpoints per role.")] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the request cache.")
+    ] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Ask the models again.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")] = False,
+    push_to_hub: Annotated[
+        str | None, typer.Option(help="Then push the dataset to this Hub repository.")
+    ] = None,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Exit 0 even when the build keeps no question.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="If another process works in --out, wait for it to finish.")
+    ] = False,
+) -> None:
+    """LongVideo-Reason: long videos -> four-option reasoning questions for SFT and RL.
+
+    Stages: ingest, segment (10 s clips), caption (or --captions), generate (per video and
+    category), check, dedup, rewrite (reasoning as `process`), split (by video), balance
+    (answer letters). Output: OUT/dataset/data/{sft,rl,eval}-*.parquet, rejects, run.json.
+    Exit 1 with one line when the build keeps no question (--allow-empty: exit 0).
+    """
+    from pydantic import ValidationError
+
+    from vdata.builders.longvideo_reason import CaptionsError, LongVideoReasonConfig, build
+    from vdata.cards.card import write_card
+    from vdata.settings import SettingsError, load_settings
+
+    flags = {
+        "videos": [str(v) for v in videos] if videos else None,
+        "out": str(out) if out else None,
+        "captions": str(captions) if captions else None,
+        "clip_seconds": clip_seconds,
+        "scenes": scenes or None,
+        "categories": [c.strip() for c in categories.split(",")] if categories else None,
+        "questions_per_video": questions_per_video,
+        "eval_fraction": eval_fraction,
+        "seed": seed,
+        "captioner": captioner,
+        "reasoner": reasoner,
+        "rewriter": rewriter,
+    }
+    try:
+        settings = load_settings(config, flags=flags)
+    except SettingsError as exc:
+        fail(str(exc))
+    roles = {role: settings.pop(role, None) for role in ("captioner", "reasoner", "rewriter")}
+    try:
+        recipe = LongVideoReasonConfig.model_validate(settings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']} (flags, or the YAML config)")
+    endpoints = endpoints_from_options(models, roles)
+    try:
+        result = build(
+            recipe,
+            endpoints,
+            no_cache=no_cache,
+            refresh=refresh,
+            quiet=quiet,
+            wait=wait,
+            command=command_line(),
+        )
+    except (CaptionsError, ValueError) as exc:
+        fail(str(exc))
+    write_card(RunStore(recipe.out).dataset_dir)
+    print_build_summary(result)
+    finish_build(result, allow_empty)
+    if push_to_hub:
+        push_command(RunStore(recipe.out).dataset_dir, push_to_hub)
+
+
+def finish_build(result: Any, allow_empty: bool) -> None:
+    """A build that kept nothing has failed (exit 1, one line naming the stage that rejected
+    everything), unless the pipeline expects that (--allow-empty)."""
+    why = result.why_empty()
+    if why is None:
+        return
+    if allow_empty:
+        warning = f"[yellow]warning:[/yellow] the dataset is empty: {escape(why)}"
+        err.print(warning, highlight=False, soft_wrap=True)
+        return
+    fail(
+        f"the build kept no rows: {why}; see {result.out / 'rejects'} "
+        "(--allow-empty accepts an empty dataset)",
+        1,
+    )
+
+
+def print_build_summary(result: Any) -> None:
+    """Under the run's summary table: videos, clips, questions, tokens, time, and the answer
+    letters of each split."""
+    from vdata.formats import load_rows
+    from vdata.record import answer_letters
+
+    store = RunStore(result.out)
+    run = store.read_run() or {}
+    stages = {s.name: s for s in result.stages}
+    tokens = sum(
+        m.get("prompt_tokens", 0) + m.get("completion_tokens", 0)
+        for usage in run.get("usage", {}).values()
+        for m in usage.values()
+    )
+    ingest = stages.get("ingest")
+    clips = stages["segment"].rows_out if "segment" in stages else 0
+    err.print(
+        f"{run.get('recipe')}: {store.dataset_dir}: videos {ingest.rows_out if ingest else 0} "
+        f"(rejected {ingest.rejected if ingest else 0}), clips {clips}, "
+        f"questions {result.stages[-1].rows_out}; "
+        f"tokens {tokens:,}; time {run.get('timings', {}).get('total_s', 0):.1f}s",
+        highlight=False,
+        soft_wrap=True,
+    )
+    letters: dict[str, Counter] = {}
+    loaded = load_rows(store.dataset_dir)
+    for row, split in zip(loaded.rows, loaded.splits, strict=True):
+        letters.setdefault(row.get("split") or split, Counter()).update(answer_letters(row.get("solution")))
+    for split, counts in sorted(letters.items()):
+        err.print(f"  {split}: answer letters " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))

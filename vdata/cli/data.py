@@ -1,0 +1,417 @@
+"""Commands that read and curate datasets: validate, inspect, audit, filter, export."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from vdata.cli import app, command_line, err, fail, filter_app, load, out
+
+
+@app.command()
+def validate(
+    path: Annotated[
+        Path, typer.Argument(help="A .json, .jsonl or .parquet file, or a dataset/run directory.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    examples: Annotated[int, typer.Option(help="Example rows to show per problem code.")] = 3,
+) -> None:
+    """Check every row against the vdata record; exit 1 when any row has an error.
+
+    Reads vdata records and Video-R1 rows (problem, options, solution, path, ...).
+    Problems are grouped by code with counts and example row ids.
+    """
+    from vdata.report import summarize_problems
+
+    loaded = load(path)
+    summary = summarize_problems(loaded, max_examples=examples)
+    if as_json:
+        print(json.dumps({"path": str(path), "shape": loaded.shape, **summary.to_json()}, indent=2))
+    else:
+        _print_validation(path, loaded.shape, summary)
+    if summary.errors:
+        raise typer.Exit(1)
+
+
+def _print_validation(path: Path, shape: str, summary: Any) -> None:
+    out.print(f"{path}: {summary.rows} rows ({shape} shape)", highlight=False, soft_wrap=True)
+    if not summary.groups:
+        out.print("[green]no problems found[/green]")
+        return
+    table = Table(show_header=True, header_style="bold")
+    for column in ("code", "severity", "count", "examples"):
+        table.add_column(column, overflow="fold")
+    for group in summary.groups:
+        shown = "\n".join(f"{ref}: {message}" for ref, message in group.examples)
+        style = "red" if group.severity == "error" else "yellow"
+        table.add_row(group.code, f"[{style}]{group.severity}[/{style}]", str(group.count), shown)
+    out.print(table)
+    verdict = "[red]invalid[/red]" if summary.errors else "[green]valid, with warnings[/green]"
+    out.print(f"{summary.rows_with_errors} of {summary.rows} rows have errors: {verdict}")
+
+
+@app.command()
+def inspect(
+    path: Annotated[Path, typer.Argument(help="A dataset directory, a run directory, or a data file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+) -> None:
+    """Show splits, sizes and field statistics of a dataset (and a run's stages)."""
+    from vdata.formats import DatasetReadError, LoadedRows, load_rows
+    from vdata.report import field_stats
+    from vdata.runstore import RunStore
+
+    store = RunStore(path)
+    run = store.read_run() if path.is_dir() else None
+    try:
+        loaded = load_rows(path)
+    except DatasetReadError as exc:
+        if run is None:
+            fail(str(exc))
+        loaded = LoadedRows(shape="none")  # a run that makes no question rows (split): its stages
+    stats = field_stats(loaded)
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    tables = store.other_outputs() if run else {}
+    if as_json:
+        print(
+            json.dumps(
+                {"path": str(path), "bytes": size, "splits": stats, "tables": tables, "run": run},
+                indent=2,
+                default=str,
+            )
+        )
+        return
+    shape = f"{len(loaded)} rows, {loaded.shape} shape" if loaded.shape != "none" else "no question rows"
+    out.print(f"{path}: {shape}, {size / 1e6:.2f} MB on disk", highlight=False)
+    for name, rows in tables.items():
+        out.print(f"  {name}: {rows} rows", highlight=False)
+    if run:
+        table = Table(title=f"run of {run.get('recipe')} ({run.get('status')})")
+        for column in ("stage", "status", "in", "kept", "rejected", "seconds"):
+            table.add_column(column)
+        for stage in run.get("stages", []):
+            table.add_row(
+                stage["dir"],
+                stage["status"],
+                *(str(stage[k]) for k in ("rows_in", "rows_out", "rejected", "seconds")),
+            )
+        out.print(table)
+    for split, numbers in stats.items():
+        table = Table(title=f"split {split}: {numbers['rows']} rows, {numbers['videos']} videos")
+        table.add_column("field")
+        table.add_column("statistics", overflow="fold")
+        for key, value in numbers.items():
+            if key not in ("rows", "videos"):
+                table.add_row(key, _compact(value))
+        out.print(table)
+
+
+def _compact(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
+    return str(value)
+
+
+class AuditFormat(str, Enum):
+    auto = "auto"
+    vdata = "vdata"
+    video_r1 = "video-r1"
+    easyr1 = "easyr1"
+    tw_grpo = "tw-grpo"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def _shape_and_file_type(fmt: AuditFormat) -> tuple[str, str]:
+    """--format names a row shape (vdata, video-r1, ...) or a file type (jsonl, csv)."""
+    if fmt in (AuditFormat.jsonl, AuditFormat.csv):
+        return "auto", fmt.value
+    return fmt.value, "auto"
+
+
+@app.command()
+def audit(
+    path: Annotated[
+        Path, typer.Argument(help="A dataset: a file (.json, .jsonl, .csv, .parquet) or a directory.")
+    ],
+    fmt: Annotated[
+        AuditFormat, typer.Option("--format", help="Row shape or file type; auto reads it from the keys.")
+    ] = AuditFormat.auto,
+    evals: Annotated[
+        list[Path] | None,
+        typer.Option("--eval", help="An eval set to check for overlap (repeatable; any format)."),
+    ] = None,
+    media_root: Annotated[
+        Path | None, typer.Option(help="Folder the rows' video paths are relative to (checks files).")
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Also write the report as markdown.")
+    ] = None,
+    near_threshold: Annotated[float, typer.Option(help="MinHash Jaccard of a near-duplicate.")] = 0.8,
+    ngram: Annotated[int, typer.Option(help="Words a question must share with an eval question.")] = 8,
+    examples: Annotated[int, typer.Option(help="Example rows per finding.")] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Find the defects of a dataset in any common format; exit 1 when there are errors.
+
+    Row validation, then dataset checks: answer-letter skew per split (chi-square,
+    always-X score), exact and near-duplicate questions, videos and questions shared
+    with eval sets (the dataset's own eval split and --eval sets), option counts,
+    impossible multi-answer sets, inverted questions without a negation, null or
+    empty fields, missing media files.
+    """
+    from vdata.filters.audit import AuditOptions, to_markdown
+    from vdata.filters.audit import audit as run_audit
+    from vdata.formats import DatasetReadError
+
+    shape, file_type = _shape_and_file_type(fmt)
+    options = AuditOptions(
+        evals=list(evals or []), media_root=media_root, shape=shape, file_type=file_type,
+        near_threshold=near_threshold, ngram=ngram, examples=examples,
+    )  # fmt: skip
+    try:
+        result = run_audit(path, options)
+    except DatasetReadError as exc:
+        fail(str(exc))
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(to_markdown(result))
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2, default=str))
+    else:
+        _print_audit(result, report)
+    if result.errors:
+        raise typer.Exit(1)
+
+
+def _print_audit(result: Any, report: Path | None) -> None:
+    out.print(f"{result.path}: {result.rows:,} rows ({result.shape} shape)", highlight=False, soft_wrap=True)
+    if result.findings:
+        table = Table(show_header=True, header_style="bold", title="findings")
+        for column in ("severity", "finding", "rows", "what", "examples"):
+            table.add_column(column, overflow="fold")
+        for finding in result.findings:
+            style = {"error": "red", "warning": "yellow"}.get(finding.severity, "white")
+            shown = "\n".join(f"{ref}: {what[:100]}" for ref, what in finding.examples)
+            table.add_row(
+                f"[{style}]{finding.severity}[/{style}]",
+                finding.code,
+                f"{finding.count:,}",
+                finding.title,
+                shown,
+            )
+        out.print(table)
+    else:
+        out.print("[green]no problems found[/green]")
+    if result.letters:
+        table = Table(title="answer letters (single-answer choice questions)")
+        for column in ("split", "rows", "letters", "chi-square p", "always-X", "uniform"):
+            table.add_column(column)
+        for item in result.letters:
+            table.add_row(
+                item["split"] or "(none)", f"{item['rows']:,}",
+                " ".join(f"{k}:{v}" for k, v in item["counts"].items()), f"{item['p_value']:.3g}",
+                f"{item['always_letter']} {item['always_accuracy']:.1%}", f"{item['uniform_accuracy']:.1%}",
+            )  # fmt: skip
+        out.print(table)
+    for note in result.notes:
+        out.print(f"[dim]not checked: {note}[/dim]", highlight=False)
+    verdict = f"[red]{result.errors} error finding(s)[/red]" if result.errors else "[green]no errors[/green]"
+    where = f"; report: {report}" if report else ""
+    out.print(f"{verdict}{where}", highlight=False)
+
+
+DatasetArg = Annotated[
+    Path, typer.Argument(help="The dataset: a file (.json, .jsonl, .csv, .parquet) or a directory.")
+]
+OutOption = Annotated[Path, typer.Option("--out", help="Run directory; the kept rows go to OUT/dataset.")]
+FormatOption = Annotated[
+    AuditFormat, typer.Option("--format", help="Row shape or file type; auto reads it from the keys.")
+]
+SeedOption = Annotated[int, typer.Option(help="Seed of every random choice.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")]
+
+
+def _filter(
+    name: str, dataset: Path, out_dir: Path, fmt: AuditFormat, seed: int, quiet: bool, **options: Any
+):
+    from vdata.filters.run import filter_stage, run_filter
+    from vdata.formats import DatasetReadError
+    from vdata.runner import RunError
+
+    shape, file_type = _shape_and_file_type(fmt)
+    if file_type != "auto":
+        fail(f"--format {file_type} is for audit; filters read the file type from its name")
+    try:
+        stage = filter_stage(name, **options)
+        result = run_filter(
+            stage, dataset, out_dir, shape=shape, seed=seed, quiet=quiet, command=command_line()
+        )
+    except (DatasetReadError, RunError, ValueError) as exc:
+        fail(str(exc))
+    load = f", {result.load_rejected} unreadable (rejects/load.parquet)" if result.load_rejected else ""
+    out.print(
+        f"{name}: kept {result.kept:,}, rejected {result.rejected:,} (rejects/{name}.parquet){load}; "
+        f"dataset: {result.dataset}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@filter_app.command("validate")
+def filter_validate(
+    dataset: DatasetArg, out_dir: OutOption, fmt: FormatOption = AuditFormat.auto,
+    seed: SeedOption = 0, quiet: QuietOption = False,
+) -> None:  # fmt: skip
+    """Keep rows with no validation error (the codes of `vdata validate`)."""
+    _filter("validate", dataset, out_dir, fmt, seed, quiet)
+
+
+@filter_app.command("balance-letters")
+def filter_balance_letters(
+    dataset: DatasetArg, out_dir: OutOption, fmt: FormatOption = AuditFormat.auto,
+    seed: SeedOption = 0, quiet: QuietOption = False,
+) -> None:  # fmt: skip
+    """Reshuffle options so answer letters are uniform within each split (seeded).
+
+    Options, solution and letter references in the reasoning move together; choice
+    rows whose options cannot be read are rejected (invalid_choice).
+    """
+    _filter("balance-letters", dataset, out_dir, fmt, seed, quiet)
+
+
+class DedupMethod(str, Enum):
+    exact = "exact"
+    minhash = "minhash"
+    embedding = "embedding"
+
+
+@filter_app.command("dedup")
+def filter_dedup(
+    dataset: DatasetArg, out_dir: OutOption,
+    method: Annotated[
+        DedupMethod, typer.Option(help="exact only, or exact plus near-copies by MinHash or embeddings.")
+    ] = DedupMethod.minhash,
+    threshold: Annotated[
+        float | None, typer.Option(help="Near-copy similarity: MinHash Jaccard (0.8) or cosine (0.95).")
+    ] = None,
+    across_videos: Annotated[
+        bool, typer.Option(help="Compare questions about different videos too (default: same video).")
+    ] = False,
+    fmt: FormatOption = AuditFormat.auto, seed: SeedOption = 0, quiet: QuietOption = False,
+) -> None:  # fmt: skip
+    """Drop repeated questions, keeping the first of each group.
+
+    Exact: the same normalised question about the same video. minhash: also near-copies
+    of question + options (word bigrams, Jaccard). embedding: near-copies by cosine of
+    all-MiniLM-L6-v2 embeddings (the `embed` extra).
+    """
+    _filter(
+        "dedup", dataset, out_dir, fmt, seed, quiet,
+        method=method.value, threshold=threshold, across_videos=across_videos,
+    )  # fmt: skip
+
+
+@filter_app.command("decontaminate")
+def filter_decontaminate(
+    dataset: DatasetArg, out_dir: OutOption,
+    evals: Annotated[list[Path], typer.Option("--eval", help="An eval set (repeatable; any format).")],
+    media_root: Annotated[
+        Path | None, typer.Option(help="Folder the dataset's video paths are relative to (content hashes).")
+    ] = None,
+    ngram: Annotated[int, typer.Option(help="Words a question must share with an eval question.")] = 8,
+    fmt: FormatOption = AuditFormat.auto, seed: SeedOption = 0, quiet: QuietOption = False,
+) -> None:  # fmt: skip
+    """Drop rows whose video (path, file name or content) or question overlaps an eval set."""
+    for path in evals:
+        if not path.exists():
+            fail(f"--eval {path}: no such file or directory")
+    _filter(
+        "decontaminate", dataset, out_dir, fmt, seed, quiet,
+        evals=[str(p) for p in evals], media_root=str(media_root) if media_root else None, ngram=ngram,
+    )  # fmt: skip
+
+
+@filter_app.command("length")
+def filter_length(
+    dataset: DatasetArg, out_dir: OutOption,
+    min_question: Annotated[int, typer.Option(help="Fewest characters in the question.")] = 1,
+    max_question: Annotated[int | None, typer.Option(help="Most characters in the question.")] = None,
+    min_reasoning: Annotated[int, typer.Option(help="Fewest characters of reasoning (process).")] = 0,
+    max_reasoning: Annotated[int | None, typer.Option(help="Most characters of reasoning.")] = None,
+    fmt: FormatOption = AuditFormat.auto, seed: SeedOption = 0, quiet: QuietOption = False,
+) -> None:  # fmt: skip
+    """Keep rows whose question and reasoning lengths (characters) are within bounds."""
+    _filter(
+        "length", dataset, out_dir, fmt, seed, quiet,
+        min_question=min_question, max_question=max_question,
+        min_reasoning=min_reasoning, max_reasoning=max_reasoning,
+    )  # fmt: skip
+
+
+@filter_app.command("sample")
+def filter_sample(
+    dataset: DatasetArg, out_dir: OutOption,
+    n: Annotated[int | None, typer.Option("--n", help="Rows to keep.")] = None,
+    fraction: Annotated[float | None, typer.Option(help="Share of rows to keep (0..1).")] = None,
+    by: Annotated[str, typer.Option(help="Fields of the strata, comma-separated.")] = "split,category",
+    fmt: FormatOption = AuditFormat.auto, seed: SeedOption = 0, quiet: QuietOption = False,
+) -> None:  # fmt: skip
+    """Keep a seeded sample, stratified: each split x category keeps its share."""
+    if (n is None) == (fraction is None):
+        fail("give exactly one of --n and --fraction")
+    if fraction is not None and not 0 < fraction <= 1:
+        fail(f"--fraction {fraction} must be in (0, 1]")
+    if n is not None and n < 0:
+        fail(f"--n {n} must not be negative")
+    fields = tuple(part.strip() for part in by.split(",") if part.strip())
+    _filter("sample", dataset, out_dir, fmt, seed, quiet, n=n, fraction=fraction, by=fields)
+
+
+@app.command("export")
+def export_command(
+    dataset: Annotated[Path, typer.Argument(help="A vdata dataset or run directory, or a data file.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="video-r1 | easyr1 | verl | tw-grpo | vst | llamafactory")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="The file to write.")],
+    allow_unsafe_paths: Annotated[
+        bool, typer.Option("--allow-unsafe-paths", help="Write rows whose path is absolute or has '..'.")
+    ] = False,
+) -> None:
+    """Write a vdata dataset in another trainer's format; every row left out is reported.
+
+    Rows the format cannot express are listed (exit 0). Rows that are defective (an
+    unreadable line, a validation error, an absolute or '..' path) are refused, never
+    reshaped, and the exit code is 1.
+    """
+    from vdata.cards.exports import FORMATS, export
+
+    if fmt not in FORMATS:
+        fail(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
+    loaded = load(dataset)
+    if loaded.shape != "vdata":
+        fail(f"{dataset} holds {loaded.shape} rows; export reads vdata records")
+    report = export(
+        loaded.rows, fmt, out, unreadable=loaded.unreadable, allow_unsafe_paths=allow_unsafe_paths
+    )
+    err.print(f"{report.written} rows written to {out} ({fmt})", highlight=False)
+    for items, what in (
+        (report.not_expressed, f"[yellow]{len(report.not_expressed)} rows not expressible in {fmt}:"),
+        (report.refused, f"[red]{len(report.refused)} rows refused:"),
+    ):
+        if not items:
+            continue
+        err.print(what, highlight=False)
+        kinds = Counter(item["reason"].split(":")[0] for item in items)
+        for kind, count in kinds.most_common():
+            example = next(i for i in items if i["reason"].split(":")[0] == kind)
+            err.print(f"  {count} x {kind} (e.g. {example['id']}: {example['reason']})", highlight=False)
+    if report.refused:
+        raise typer.Exit(1)
