@@ -23,7 +23,7 @@ from vdata.annotators.cache import RequestCache, request_key
 from vdata.annotators.endpoints import Endpoint
 from vdata.annotators.limits import TokenBucket, backoff_seconds, parse_retry_after
 from vdata.annotators.messages import expand_video, has_video
-from vdata.annotators.usage import Usage
+from vdata.usage import Usage
 
 RETRYABLE_STATUS = {408, 409, 425, 429}
 SETUP_STATUS = {401, 403, 404}

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from vdata.publish import endpoint_label
+
 ROLES = ("captioner", "reasoner", "rewriter", "judge", "policy")
 LOCAL = "local"
 
@@ -60,32 +62,6 @@ class Endpoint(BaseModel):
         """Where the model runs, safe to publish: 'embedded', a public API's name, or
         'self-hosted' (an internal host name is nobody's business)."""
         return "embedded" if self.is_local else endpoint_label(self.base_url)
-
-
-# Public APIs by host; any other host is "self-hosted".
-PUBLIC_APIS = {
-    "api.openai.com": "OpenAI API",
-    "generativelanguage.googleapis.com": "Google Gemini API",
-    "api.anthropic.com": "Anthropic API",
-    "api.deepseek.com": "DeepSeek API",
-    "api.together.xyz": "Together AI API",
-    "api.fireworks.ai": "Fireworks AI API",
-    "api.groq.com": "Groq API",
-    "api.mistral.ai": "Mistral API",
-    "openrouter.ai": "OpenRouter",
-    "router.huggingface.co": "Hugging Face Inference Providers",
-    "api-inference.huggingface.co": "Hugging Face Inference API",
-    "dashscope.aliyuncs.com": "Alibaba Cloud Model Studio API",
-    "dashscope-intl.aliyuncs.com": "Alibaba Cloud Model Studio API",
-}
-
-
-def endpoint_label(url: str) -> str:
-    """A public API's name for its URL, else 'self-hosted'."""
-    from urllib.parse import urlsplit
-
-    host = (urlsplit(url).hostname or "").lower()
-    return PUBLIC_APIS.get(host, "self-hosted")
 
 
 def parse_endpoint(text: str, named: dict[str, Endpoint] | None = None) -> Endpoint:

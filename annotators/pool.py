@@ -9,7 +9,7 @@ from pathlib import Path
 from vdata.annotators.cache import RequestCache
 from vdata.annotators.client import ModelClient
 from vdata.annotators.endpoints import Endpoint, EndpointError, Endpoints
-from vdata.annotators.usage import Usage
+from vdata.usage import Usage
 
 
 class ModelPool:

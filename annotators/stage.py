@@ -27,9 +27,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from vdata.annotators.usage import Usage, UsageLedger
 from vdata.runstore import RunStore
 from vdata.stages import Reject, ShardStage, StageContext, StageOutput
+from vdata.usage import Usage, UsageLedger
 
 Messages = list[dict[str, Any]]
 

@@ -29,7 +29,7 @@ import openai
 from vdata.annotators.client import ModelClient
 from vdata.annotators.endpoints import Endpoint
 from vdata.annotators.local_server import LocalServer
-from vdata.annotators.usage import Usage
+from vdata.usage import Usage
 
 RESULT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "annotate_throughput.json"
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import statistics
 from collections import Counter
 from pathlib import Path
@@ -20,52 +19,16 @@ from typing import Any
 
 import yaml
 
-from vdata.annotators.endpoints import endpoint_label
 from vdata.formats import DatasetReadError, LoadedRows, load_rows
+from vdata.publish import hide_endpoints, publishable, strip_secrets
 from vdata.report import field_stats
-from vdata.runstore import atomic_write_bytes, read_json
+from vdata.runstore import RunStore, atomic_write_bytes
 
 PAPERS = {
     "longvideo-reason": "Scaling RL to Long Videos (LongVILA-R1, MR-SP), arXiv 2507.07966",
     "synth": "CLEVRER-style rendered scenes with known events",
     "video-r1": "Video-R1: Reinforcing Video Reasoning in MLLMs",
 }
-# Keys that name a credential: `token`, `hf_token`, `api_key`, `client_secret`, `password`... but
-# not counts of tokens (`prompt_tokens`, `max_tokens`), which the card must show.
-_SECRET_KEYS = re.compile(
-    r"(^|[_-])(token|secret|password|passwd|api[_-]?key|authorization|credentials?)$|secret|password", re.I
-)
-_SECRET_VALUES = re.compile(r"\b(hf_[A-Za-z0-9]{8,}|sk-[A-Za-z0-9_-]{8,}|Bearer\s+\S+)")
-_URL = re.compile(r"https?://[^\s'\"`<>@]+")
-
-
-def strip_secrets(value: Any) -> Any:
-    """A copy with secret-looking keys dropped and token-looking strings masked."""
-    if isinstance(value, dict):
-        return {k: strip_secrets(v) for k, v in value.items() if not _SECRET_KEYS.search(str(k))}
-    if isinstance(value, list):
-        return [strip_secrets(v) for v in value]
-    if isinstance(value, str):
-        return _SECRET_VALUES.sub("[secret removed]", value)
-    return value
-
-
-def hide_endpoints(value: Any) -> Any:
-    """A copy with every URL replaced by its hosting ('<self-hosted>', '<OpenAI API>'): what
-    a card or a pushed run.json says about where models ran, without internal host names."""
-    if isinstance(value, dict):
-        return {k: hide_endpoints(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [hide_endpoints(v) for v in value]
-    if isinstance(value, str):
-        return _URL.sub(lambda m: f"<{endpoint_label(m.group(0))}>", value)
-    return value
-
-
-def publishable(run: Any, show_endpoints: bool = False) -> Any:
-    """run.json as it may be published: no secrets, and endpoints only by hosting."""
-    run = strip_secrets(run)
-    return run if show_endpoints else hide_endpoints(run)
 
 
 def _size_category(n: int) -> str:
@@ -94,8 +57,8 @@ def write_card(
     from huggingface_hub import DatasetCard, DatasetCardData
 
     dataset_dir = Path(dataset_dir)
-    run_dir = dataset_dir.parent if (dataset_dir.parent / "run.json").exists() else None
-    run = publishable(read_json(run_dir / "run.json"), show_endpoints) if run_dir else {}
+    store = RunStore.of_dataset(dataset_dir)
+    run = publishable(store.read_run(), show_endpoints) if store else {}
     try:
         loaded = load_rows(dataset_dir)
     except DatasetReadError:
@@ -123,7 +86,7 @@ def write_card(
     )
     stats = field_stats(loaded)
     plots = _plots(dataset_dir, loaded.rows, splits)
-    body = _body(title or _title(run), run, run_dir, loaded.rows, stats, plots)
+    body = _body(title or _title(run), run, store, loaded.rows, stats, plots)
     if not show_endpoints:
         body = hide_endpoints(body)
     card = DatasetCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
@@ -152,7 +115,7 @@ def _title(run: dict[str, Any]) -> str:
 def _body(
     title: str,
     run: dict[str, Any],
-    run_dir: Path | None,
+    store: RunStore | None,
     rows: list[dict[str, Any]],
     stats: dict[str, Any],
     plots: list[str],
@@ -175,7 +138,7 @@ def _body(
             lines += ["", "To reproduce it:", "", "```bash", run["command"], "```"]
         lines += ["", "Stages (rows in, kept, rejected, top reasons):", ""]
         for stage in run.get("stages", []):
-            reasons = _top_reasons(run_dir, stage["name"]) if run_dir else ""
+            reasons = store.top_reasons(stage["name"]) if store else ""
             counts = f"{stage['rows_in']} in, {stage['rows_out']} kept, {stage['rejected']} rejected"
             lines.append(f"- `{stage['name']}`: {counts}" + (f" ({reasons})" if reasons else ""))
         models = (run.get("config") or {}).get("models") or {}
@@ -183,7 +146,7 @@ def _body(
             lines += ["", "Models per role:", ""] + [
                 f"- {role}: {_model_line(model)}" for role, model in sorted(models.items())
             ]
-        annotated = _annotation_settings(run_dir) if run_dir else {}
+        annotated = _annotation_settings(store) if store else {}
         if annotated:
             lines += ["", "Model calls (sampling, response schema, prompt code hash):", ""]
             for name, settings in annotated.items():
@@ -301,20 +264,9 @@ def _counts(values: dict[Any, Any]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in values.items())
 
 
-def _top_reasons(run_dir: Path, stage: str) -> str:
-    import pyarrow.parquet as pq
-
-    path = run_dir / "rejects" / f"{stage}.parquet"
-    if not path.exists():
-        return ""
-    reasons = Counter(pq.read_table(path, columns=["reason"]).column("reason").to_pylist())
-    return ", ".join(f"{r} {n}" for r, n in reasons.most_common(3))
-
-
-def _annotation_settings(run_dir: Path) -> dict[str, Any]:
+def _annotation_settings(store: RunStore) -> dict[str, Any]:
     settings = {}
-    for manifest_path in sorted((run_dir / "stages").glob("*/manifest.json")):
-        manifest = read_json(manifest_path) or {}
+    for manifest in store.manifests():
         config = manifest.get("config") or {}
         if "sampling" in config:
             settings[manifest["stage"]] = strip_secrets(

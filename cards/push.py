@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from vdata.cards.card import publishable
-from vdata.runstore import read_json
+from vdata.publish import publishable
+from vdata.runstore import RunStore
 
 
 class PushError(RuntimeError):
@@ -52,7 +52,8 @@ def stage_files(
                 notes.append(f"{relative}: not a regular file of the dataset; left out")
                 continue
             _copy(source, staging / source.relative_to(dataset_dir))
-    run = read_json(dataset_dir.parent / "run.json")
+    store = RunStore.of_dataset(dataset_dir)
+    run = store.read_run() if store else None
     if run is not None:
         text = json.dumps(publishable(run, show_endpoints), indent=2, ensure_ascii=False) + "\n"
         (staging / "run.json").write_text(text)

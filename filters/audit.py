@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from vdata.filters.contamination import EvalSet, Overlaps, file_sizes, load_eval_sets, media_root_of
+from vdata.filters.contamination import EvalSet, Overlaps, file_sizes, load_eval_sets
 from vdata.filters.frame import (
     first_copies,
     has_negation,
@@ -31,7 +31,15 @@ from vdata.filters.frame import (
 )
 from vdata.filters.letters import SKEW_MARGIN, SKEW_P, letter_stats
 from vdata.filters.similarity import minhash_pairs
-from vdata.formats import MAPPERS, SHAPES, DatasetReadError, LoadedRows, detect_shape, iter_raw_rows
+from vdata.formats import (
+    MAPPERS,
+    SHAPES,
+    DatasetReadError,
+    LoadedRows,
+    detect_shape,
+    iter_raw_rows,
+    media_root_of,
+)
 from vdata.orphans import worker_pool
 from vdata.report import ProblemCounter, ValidationSummary
 

@@ -225,17 +225,10 @@ def decontaminate_rows(
 
 def load_eval_sets(paths: list[Path]) -> list[EvalSet]:
     """Eval datasets in any known format; their media resolve under each dataset's folder."""
-    from vdata.formats import load_rows
+    from vdata.formats import load_rows, media_root_of
 
     sets = []
     for path in paths:
         loaded = load_rows(path)
         sets.append(EvalSet(str(path), rows_frame(loaded.rows, loaded.splits), media_root_of(path)))
     return sets
-
-
-def media_root_of(path: Path) -> Path:
-    """Where relative video paths of a dataset resolve: the dataset's folder (a run's dataset/)."""
-    if path.is_dir():
-        return path / "dataset" if (path / "dataset" / "data").is_dir() else path
-    return path.parent

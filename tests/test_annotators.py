@@ -18,8 +18,8 @@ from vdata.annotators.endpoints import Endpoint, EndpointError, Endpoints, parse
 from vdata.annotators.limits import TokenBucket, backoff_seconds, parse_retry_after
 from vdata.annotators.messages import frames_content, jpeg_data_url, video_url_content
 from vdata.annotators.testing import FaultProxy
-from vdata.annotators.usage import Usage, UsageLedger, ledger_totals
 from vdata.annotators.vllm_offline import ChatRequest, OfflineVLLM, VLLMMissing, sampling_arguments
+from vdata.usage import Usage, UsageLedger, ledger_totals
 from vdata.video import probe, sample_frames
 
 

@@ -21,7 +21,7 @@ from vdata.annotators.endpoints import Endpoint, Endpoints
 from vdata.annotators.local_server import LocalServer
 from vdata.annotators.pool import ModelPool
 from vdata.annotators.testing import FaultProxy
-from vdata.annotators.usage import Usage
+from vdata.usage import Usage
 
 from conftest import cached_replies, wait_for
 

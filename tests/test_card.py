@@ -8,7 +8,8 @@ import sys
 
 from huggingface_hub import DatasetCard
 
-from vdata.cards.card import strip_secrets, write_card
+from vdata.cards.card import write_card
+from vdata.publish import strip_secrets
 
 from toy_recipe import build
 

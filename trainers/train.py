@@ -52,8 +52,7 @@ def load_training_data(config: GRPOConfig) -> TrainingData:
         rows = [convert(r) for r in raw] if convert else raw
         usable, skipped = _usable(rows, config.data)
         return TrainingData(usable, Path(config.media_root) if config.media_root else None, skipped)
-    from vdata.filters.contamination import media_root_of
-    from vdata.formats import DatasetReadError, load_rows
+    from vdata.formats import DatasetReadError, load_rows, media_root_of
 
     path = Path(config.data)
     try:

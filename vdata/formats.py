@@ -474,3 +474,10 @@ def _read_json(path: Path) -> list[Any]:
     if isinstance(data, list):
         return data
     raise DatasetReadError(f"{path}: expected a JSON list of rows, got {type(data).__name__}")
+
+
+def media_root_of(path: str | Path) -> Path:
+    """Where the relative video paths of a dataset resolve: a dataset directory, a run's
+    dataset/, or the folder of a data file."""
+    path = Path(path)
+    return RunStore(path).media_root() if path.is_dir() else path.parent

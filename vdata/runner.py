@@ -68,8 +68,7 @@ class RunResult:
             return None
         for report in self.stages:
             if report.rows_in and not report.rows_out:
-                reasons = RunStore(self.out).reject_reasons(report.name)
-                top = ", ".join(f"{reason} {count}" for reason, count in reasons.most_common(3))
+                top = RunStore(self.out).top_reasons(report.name)
                 return f"stage {report.name} kept none of its {report.rows_in} rows" + (
                     f" (rejected: {top})" if top else ""
                 )
@@ -198,8 +197,7 @@ def _run_locked(
 def _summary_rows(store: RunStore, reports: Sequence[StageReport]) -> list[tuple[Any, ...]]:
     rows = []
     for r in reports:
-        reasons = store.reject_reasons(r.name) if r.rejected else {}
-        top = ", ".join(f"{reason} {count}" for reason, count in reasons.most_common(3)) if reasons else ""
+        top = store.top_reasons(r.name) if r.rejected else ""
         rows.append((r.dir, r.status, r.rows_in, r.rows_out, r.rejected, top, f"{r.seconds:.1f}"))
     return rows
 

@@ -216,7 +216,7 @@ class RunStore:
 
     def usage(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(usage per stage summed over every invocation, usage per invocation and stage)."""
-        from vdata.annotators.usage import ledger_totals
+        from vdata.usage import ledger_totals
 
         return ledger_totals(self.usage_log)
 
@@ -226,6 +226,12 @@ class RunStore:
         if not path.exists():
             return Counter()
         return Counter(pq.read_table(path, columns=["reason"]).column("reason").to_pylist())
+
+    def top_reasons(self, stage_name: str, n: int = 3) -> str:
+        """'schema_mismatch 12, invalid_json 2': a stage's most frequent reject reasons."""
+        return ", ".join(
+            f"{reason} {count}" for reason, count in self.reject_reasons(stage_name).most_common(n)
+        )
 
     @staticmethod
     def first_reject(stage_dir: Path) -> str:

@@ -1,0 +1,56 @@
+"""The architecture as DESIGN.md draws it: families depend on the kernel, not on each other
+(builders may compose annotators and filters; the CLI composes everything)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDERS = {"vdata": "vdata", "builders": "builders", "annotators": "annotators", "filters": "filters",
+           "trainers": "trainers", "cards": "cards"}  # fmt: skip
+ALLOWED = {"builders": {"annotators", "filters"}}
+
+
+def family(module: str) -> str:
+    """kernel, cli, or the family of a vdata module name."""
+    parts = module.split(".")
+    if parts[0] != "vdata":
+        return "outside"
+    if len(parts) > 1 and parts[1] in ("builders", "annotators", "filters", "trainers", "cards", "cli"):
+        return parts[1]
+    return "kernel"
+
+
+def imports(path: Path) -> list[tuple[int, str]]:
+    """Every vdata module a file imports, at any depth of its code."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+    return [(line, name) for line, name in found if name.split(".")[0] == "vdata"]
+
+
+def test_no_family_imports_another():
+    wrong = []
+    for folder in FOLDERS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            relative = path.relative_to(ROOT)
+            command_line = relative.parts[:2] == ("vdata", "cli") or relative == Path("vdata/__main__.py")
+            own = "cli" if command_line else ("kernel" if folder == "vdata" else folder)
+            if own == "cli":
+                continue  # the command line composes build -> dataset -> card
+            for line, module in imports(path):
+                other = family(module)
+                if other in ("kernel", own, "outside") or other in ALLOWED.get(own, set()):
+                    continue
+                wrong.append(f"{relative}:{line} ({own}) imports {module} ({other})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_walk_sees_an_import_inside_a_function(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text("def f():\n    from vdata.cards.card import write_card\n")
+    assert imports(path) == [(2, "vdata.cards.card")] and family("vdata.cards.card") == "cards"
