@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from vdata.record import row_ref
 from vdata.runstore import RunStore
 from vdata.stages import Reject, ShardStage, StageContext, StageOutput
 from vdata.usage import Usage, UsageLedger
@@ -114,7 +115,7 @@ def run_annotation(spec: AnnotationSpec, rows: list[dict[str, Any]], ctx: StageC
         for item in result if isinstance(result, list) else [result]:
             if isinstance(item, Reject):
                 out.rejects.append(
-                    Reject(item.reason, item.detail, item.input_ref or _ref(row), row, item.failure)
+                    Reject(item.reason, item.detail, item.input_ref or row_ref(row, ""), row, item.failure)
                 )
             elif item is not None:
                 out.rows.append(item)
@@ -163,10 +164,3 @@ def _describe(exc: Exception) -> str:
     last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     where = f" (at {last.name}:{last.lineno})" if last else ""
     return f"{type(exc).__name__}: {exc}{where}"
-
-
-def _ref(row: dict[str, Any]) -> str:
-    for key in ("id", "video", "path"):
-        if isinstance(row.get(key), str):
-            return row[key]
-    return ""

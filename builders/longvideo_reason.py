@@ -37,7 +37,7 @@ from vdata.annotators.pool import RunModels
 from vdata.annotators.stage import annotate_stage
 from vdata.filters.dedup import dedup_rows
 from vdata.filters.letters import balance_letters
-from vdata.record import Record, validate
+from vdata.record import Record, answer_tag, solution_answer, validate
 from vdata.runner import RunResult, run_pipeline
 from vdata.segment import discover_videos
 from vdata.split import SplitConfig, probe_row, segment_row
@@ -315,7 +315,7 @@ def question_record(row: dict[str, Any], reply: GeneratedQuestion) -> dict[str, 
         problem=reply.question.strip(),
         problem_type="multiple choice",
         options=[f"{letter}. {text}" for letter, text in zip("ABCD", options, strict=True)],
-        solution=f"<answer>{reply.answer}</answer>",
+        solution=answer_tag(reply.answer),
         category=row["category"],
         evidence=[
             {"start_s": s, "end_s": e, "text": " ".join(texts)} for (s, e), texts in sorted(evidence.items())
@@ -345,7 +345,7 @@ def check_question(row: dict[str, Any], ctx: StageContext) -> dict[str, Any] | R
         return Reject("not_a_question", f"no question mark: {row['problem'][:120]!r}")
     if _CAPTION_WORDS.search(row["problem"]):
         return Reject("mentions_captions", f"the question speaks of captions: {row['problem'][:120]!r}")
-    answer = row["options"]["ABCD".index(row["solution"][8])][3:].strip().lower()
+    answer = row["options"]["ABCD".index(solution_answer(row["solution"]))][3:].strip().lower()
     if len(answer) >= 4 and answer in row["problem"].lower():
         return Reject("answer_in_question", f"the question contains its answer {answer!r}")
     return row
@@ -358,7 +358,7 @@ def rewrite_prompt(row: dict[str, Any]) -> list[dict[str, Any]]:
         {
             "role": "user",
             "content": (
-                f"Question: {row['problem']}\n{options}\nCorrect answer: {row['solution'][8]}\n"
+                f"Question: {row['problem']}\n{options}\nCorrect answer: {solution_answer(row['solution'])}\n"
                 f"Notes on why:\n{notes}\n\n"
                 "Rewrite the notes as the natural thinking of someone who watched the video and works "
                 "out the answer: a few sentences in the first person ('checking the video...'). Never "

@@ -16,10 +16,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vdata.record import validate
+from vdata.record import CHOICE_TYPES, answer_tag, solution_answer, validate
 
 FORMATS = ("video-r1", "easyr1", "verl", "tw-grpo", "vst", "llamafactory")
-CHOICE = ("multiple choice", "multi-answer")
 UNSAFE_PATH_CODES = ("absolute_path", "parent_path")
 
 
@@ -32,8 +31,7 @@ def _letters_and_texts(record: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _answer(record: dict[str, Any]) -> str:
-    solution = record["solution"]
-    return solution[len("<answer>") : -len("</answer>")].strip()
+    return solution_answer(record["solution"]) or ""
 
 
 def _question_with_options(record: dict[str, Any], style: str = "{letter}. {text}") -> str:
@@ -95,7 +93,7 @@ def to_verl(record: dict[str, Any], index: int, *, fps: float = 2.0, max_frames:
 
 def to_tw_grpo(record: dict[str, Any], index: int) -> dict[str, Any]:
     """TW-GRPO: options inline as "A text", letter sets joined by commas (A,C)."""
-    if record["problem_type"] not in CHOICE:
+    if record["problem_type"] not in CHOICE_TYPES:
         raise CannotExpress(f"TW-GRPO rows are choice questions; this one is {record['problem_type']}")
     letters = ",".join(sorted(part.strip() for part in _answer(record).split(",")))
     return {
@@ -103,7 +101,7 @@ def to_tw_grpo(record: dict[str, Any], index: int) -> dict[str, Any]:
         "problem": _question_with_options(record, "{letter} {text}"),
         "data_type": record["data_type"],
         "problem_type": "multi-answer" if "," in letters else "multiple choice",
-        "solution": f"<answer>{letters}</answer>",
+        "solution": answer_tag(letters),
         "path": record["path"],
         "data_source": record.get("data_source") or "",
     }

@@ -41,6 +41,7 @@ from vdata.formats import (
     media_root_of,
 )
 from vdata.orphans import worker_pool
+from vdata.record import CHOICE_TYPES
 from vdata.report import ProblemCounter, ValidationSummary
 
 REQUIRED_FIELDS = ("problem", "problem_type", "solution", "path")
@@ -311,7 +312,7 @@ def audit_scan(
 
 
 def _choice() -> pl.Expr:
-    return pl.col("problem_type").is_in(["multiple choice", "multi-answer"])
+    return pl.col("problem_type").is_in(list(CHOICE_TYPES))
 
 
 def _blank(name: str) -> pl.Expr:

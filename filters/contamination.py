@@ -10,7 +10,6 @@ shorter than n words. All of it runs as polars joins.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import polars as pl
 
 from vdata.filters.frame import file_name, normalized_path, rows_frame, word_hashes
 from vdata.stages import Reject, StageContext, StageOutput
+from vdata.video import sha256_file
 
 NGRAM = 8
 _BASE = 0x100000001B3  # FNV prime: mixes word hashes by position
@@ -139,7 +139,7 @@ def _content_hashes(
 ) -> pl.DataFrame:
     known = frame.filter(pl.col("video_sha").is_not_null()).select("idx", sha="video_sha")
     todo = sizes if wanted is None else sizes.filter(pl.col("size").is_in(list(wanted)))
-    digests = {p: file_sha256(media_root / p) for p in todo["p"].unique().to_list()} if media_root else {}
+    digests = {p: sha256_file(media_root / p) for p in todo["p"].unique().to_list()} if media_root else {}
     hashed = todo.select("idx", sha=pl.col("p").replace_strict(digests, default=None, return_dtype=pl.String))
     return pl.concat([known, hashed.drop_nulls("sha")])
 
@@ -164,14 +164,6 @@ def file_sizes(root: Path, relative_paths: list[str]) -> dict[str, int]:
             if entry is not None and entry.is_file():
                 sizes[f"{folder}/{name}" if folder else name] = entry.stat().st_size
     return sizes
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _stack(parts: list[pl.DataFrame], schema: dict[str, pl.DataType]) -> pl.DataFrame:

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from vdata.formats import row_ref
+from vdata.record import SOLUTION_PATTERN, row_ref
 
 EVAL_SPLITS = ("eval", "test", "validation", "val")
 _NEGATION = r"(?i)\b(not|no|never|none|neither|nor|except|without|false|incorrect|untrue|cannot)\b|n't\b"
@@ -40,7 +40,7 @@ def rows_frame(rows: Sequence[Any], splits: Sequence[str] | None = None, offset:
         return value if isinstance(value, str) and value else None
 
     columns = {
-        "ref": [row_ref(r, i) for i, r in enumerate(rows, offset)],
+        "ref": [row_ref(r, f"#{i}") for i, r in enumerate(rows, offset)],
         "split": [text(r, "split") or s or "" for r, s in zip(rows, splits, strict=True)],
         "problem": [text(r, "problem") for r in rows],
         "problem_type": [text(r, "problem_type") for r in rows],
@@ -58,7 +58,7 @@ def rows_frame(rows: Sequence[Any], splits: Sequence[str] | None = None, offset:
     }
     frame = pl.from_arrow(pa.table(arrays))
     return frame.with_row_index("idx", offset=offset).with_columns(
-        answer=pl.col("solution").str.extract(r"(?s)^\s*<answer>(.*?)</answer>\s*$", 1).str.strip_chars(),
+        answer=pl.col("solution").str.extract("(?s)" + SOLUTION_PATTERN, 1).str.strip_chars(),
         n_options=pl.col("options").list.len(),
         video_key=pl.coalesce("video_sha", normalized_path(pl.col("path"))),
     )

@@ -17,7 +17,7 @@ from typing import Any
 
 import polars as pl
 
-from vdata.record import validate
+from vdata.record import CHOICE_TYPES, answer_letters, solution_of, validate
 from vdata.stages import Reject, StageContext, StageOutput
 
 # a split is skewed when the letters are unlikely under uniform answers (p below this) ...
@@ -119,7 +119,7 @@ def balance_letters(rows: list[dict[str, Any]], ctx: StageContext) -> StageOutpu
     groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         problem_type = row.get("problem_type")
-        if problem_type not in ("multiple choice", "multi-answer"):
+        if problem_type not in CHOICE_TYPES:
             out.rows.append(row)
             continue
         problems = [p for p in validate(row) if p.code in _CHOICE_CODES]
@@ -146,7 +146,7 @@ def balance_letters(rows: list[dict[str, Any]], ctx: StageContext) -> StageOutpu
 def move_answer(row: dict[str, Any], target: str, rng: Any) -> dict[str, Any]:
     """The row with its options permuted so that the correct one has letter `target`;
     the other options in random order."""
-    answer = _letters(row["solution"])[0]
+    answer = answer_letters(row["solution"])[0]
     k = len(row["options"])
     old = ord(answer) - 65
     others = [i for i in range(k) if i != old]
@@ -159,11 +159,11 @@ def permute_options(row: dict[str, Any], order: list[int]) -> dict[str, Any]:
     """The row with option order[j] placed at letter j; answer and reasoning relabelled."""
     texts = [option.split(".", 1)[1].strip() for option in row["options"]]
     new_letter = {chr(65 + old): chr(65 + new) for new, old in enumerate(order)}
-    picked = sorted(new_letter[letter] for letter in _letters(row["solution"]))
+    picked = sorted(new_letter[letter] for letter in answer_letters(row["solution"]))
     moved = {
         **row,
         "options": [f"{chr(65 + j)}. {texts[old]}" for j, old in enumerate(order)],
-        "solution": f"<answer>{','.join(picked)}</answer>",
+        "solution": solution_of(picked),
     }
     if isinstance(row.get("process"), str):
         moved["process"] = relabel_letters(row["process"], new_letter)
@@ -182,8 +182,3 @@ def relabel_letters(text: str, new_letter: dict[str, str]) -> str:
         return match.group("paren") + new_letter.get(match.group("pletter"), match.group("pletter"))
 
     return _LETTER_REFERENCE.sub(rename, text)
-
-
-def _letters(solution: str) -> list[str]:
-    inner = re.match(r"^\s*<answer>(.*?)</answer>\s*$", solution, re.S)
-    return [part.strip() for part in inner.group(1).split(",")] if inner else []

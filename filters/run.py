@@ -19,8 +19,8 @@ from vdata.filters.contamination import decontaminate_rows, load_eval_sets
 from vdata.filters.dedup import dedup_rows
 from vdata.filters.letters import balance_letters
 from vdata.filters.rules import length_row, sample_rows, validate_row
-from vdata.formats import load_rows, row_ref
-from vdata.record import SPLITS, schema_mismatch
+from vdata.formats import load_rows
+from vdata.record import SPLITS, row_ref, schema_mismatch
 from vdata.runner import RunResult, run_pipeline
 from vdata.runstore import RunStore
 from vdata.stages import DatasetStage, MapStage, Reject, Stage, reject_rows
@@ -83,7 +83,7 @@ def run_filter(
     loaded = load_rows(dataset, shape)
     rows, load_rejects = [], [Reject("unreadable_row", why, where) for where, why in loaded.unreadable]
     for index, (row, split) in enumerate(zip(loaded.rows, loaded.splits, strict=True)):
-        ref = row_ref(row, index)
+        ref = row_ref(row, f"#{index}")
         if not isinstance(row, Mapping):
             load_rejects.append(Reject("not_a_row", f"a {type(row).__name__}, not a row of fields", ref, row))
             continue

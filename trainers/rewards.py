@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vdata.record import solution_answer
+
 PROBLEM_TYPES_WITH_REWARDS = (
     "multiple choice", "multi-answer", "yes/no", "numerical", "regression", "OCR", "free-form",
     "temporal grounding",
@@ -55,7 +57,10 @@ def letters_of(answer: str) -> set[str] | None:
 
 
 def gold_answer(row: Mapping[str, Any]) -> str:
-    return extract_answer(str(row.get("solution") or ""), tolerant=True) or ""
+    """The row's answer: inside its <answer> tag, or the whole solution when it has none."""
+    solution = str(row.get("solution") or "")
+    tagged = solution_answer(solution)
+    return tagged if tagged is not None else solution.strip()
 
 
 # ---------------------------------------------------------------- accuracy by type

@@ -21,7 +21,15 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from vdata.record import PROBLEM_TYPES, SCHEMA, Provenance, record_id
+from vdata.record import (
+    PROBLEM_TYPES,
+    SCHEMA,
+    Provenance,
+    answer_letters,
+    answer_tag,
+    record_id,
+    solution_answer,
+)
 from vdata.runstore import RunStore
 
 VIDEO_R1_RECIPE = "video-r1-import@1"
@@ -150,7 +158,6 @@ def from_video_r1(row: Mapping[str, Any]) -> dict[str, Any]:
 
 _INLINE_OPTION = re.compile(r"^\(?([A-Z])(?:[.):]\s*|\s+)(\S.*)$")
 _OPTIONS_HEADER = re.compile(r"^\s*(options|choices)\s*:?\s*$", re.IGNORECASE)
-_ANSWER_TAG = re.compile(r"^\s*<answer>(.*?)</answer>\s*$", re.DOTALL)
 _LETTER_SET = re.compile(r"^\s*\(?([A-Z])\)?(\s*,\s*\(?[A-Z]\)?)*\s*$")
 
 
@@ -187,13 +194,12 @@ def _solution(answer: Any) -> Any:
     if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
         return answer
     text = str(answer)
-    return text if _ANSWER_TAG.match(text) else f"<answer>{text.strip()}</answer>"
+    return text if solution_answer(text) is not None else answer_tag(text.strip())
 
 
 def _choice_type(solution: Any, options: list[str]) -> str:
     """'multi-answer' for a letter set, 'multiple choice' otherwise, when there are options."""
-    match = _ANSWER_TAG.match(solution) if isinstance(solution, str) else None
-    return "multi-answer" if match and "," in match.group(1) else "multiple choice"
+    return "multi-answer" if len(answer_letters(solution)) > 1 else "multiple choice"
 
 
 def _imported(recipe: str, path: Any, problem: Any, options: Any, **fields: Any) -> dict[str, Any]:
@@ -322,8 +328,8 @@ def from_qa(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _infer_type(solution: str, options: Any) -> str:
-    match = _ANSWER_TAG.match(solution)
-    answer = match.group(1).strip() if match else solution
+    tagged = solution_answer(solution)
+    answer = tagged if tagged is not None else solution
     if options and _LETTER_SET.match(answer):
         return _choice_type(solution, options)
     if answer.lower() in ("yes", "no"):
@@ -336,21 +342,6 @@ def _infer_type(solution: str, options: Any) -> str:
 
 
 MAPPERS = {"video-r1": from_video_r1, "easyr1": from_easyr1, "tw-grpo": from_tw_grpo, "qa": from_qa}
-
-
-def row_ref(row: Any, index: int) -> str:
-    """A short name for a row in reports: the source's own problem_id, our id, or its position."""
-    if not isinstance(row, Mapping):
-        return f"#{index}"
-    if row.get("problem_id") not in (None, ""):
-        return str(row["problem_id"])
-    meta = row.get("meta_json")
-    if isinstance(meta, str) and '"problem_id"' in meta:
-        try:
-            return str(json.loads(meta)["problem_id"])
-        except (ValueError, KeyError, TypeError):
-            pass
-    return str(row["id"]) if row.get("id") not in (None, "") else f"#{index}"
 
 
 # ---------------------------------------------------------------- raw readers

@@ -287,7 +287,8 @@ CODES: dict[str, tuple[str, str]] = {
 }
 
 _OPTION = re.compile(r"^([A-Z])\.\s+(\S.*)$", re.DOTALL)
-_SOLUTION = re.compile(r"^\s*<answer>(.*?)</answer>\s*$", re.DOTALL)
+SOLUTION_PATTERN = r"^\s*<answer>(.*?)</answer>\s*$"  # (also matched column-wise, in polars)
+_SOLUTION = re.compile(SOLUTION_PATTERN, re.DOTALL)
 _LEAK = re.compile(
     r"ANSWER\s*:|\bREASONS?\b|</?think>|</?answer>|\bQUESTION\s*:|\n\s*[A-Z]\.\s", re.MULTILINE
 )
@@ -439,9 +440,33 @@ def answer_letters(solution: Any) -> list[str]:
     return [part.strip() for part in answer.split(",") if part.strip()] if answer else []
 
 
+def answer_tag(answer: Any) -> str:
+    """'<answer>B</answer>': an answer as a solution."""
+    return f"<answer>{answer}</answer>"
+
+
 def solution_of(letters: Iterable[str]) -> str:
-    """'<answer>A,C</answer>' for the letters, sorted."""
-    return f"<answer>{','.join(sorted(letters))}</answer>"
+    """'<answer>A,C</answer>' for a letter set, sorted."""
+    return answer_tag(",".join(sorted(letters)))
+
+
+def row_ref(row: Any, fallback: str) -> str:
+    """A short name for a row in reports and rejects: the source's own problem_id, our id, its
+    path or video, else `fallback` (its position)."""
+    if not isinstance(row, Mapping):
+        return fallback
+    if row.get("problem_id") not in (None, ""):
+        return str(row["problem_id"])
+    meta = row.get("meta_json")
+    if isinstance(meta, str) and '"problem_id"' in meta:
+        try:
+            return str(json.loads(meta)["problem_id"])
+        except (ValueError, KeyError, TypeError):
+            pass
+    for key in ("id", "path", "video"):
+        if isinstance(row.get(key), str) and row[key]:
+            return row[key]
+    return fallback
 
 
 def _check_solution(solution: Any, problem_type: Any, letters: list[str] | None) -> list[Problem]:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import re
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vdata.formats import LoadedRows, row_ref
-from vdata.record import CODES, validate
+from vdata.formats import LoadedRows
+from vdata.record import CODES, answer_letters, row_ref, validate
 
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
 # Problems of a dataset rather than of one row (record.CODES are the row's).
 DATASET_CODES = {"duplicate_id": ("error", "two rows share an id")}
 
@@ -81,7 +79,7 @@ class ProblemCounter:
                 self.bad_rows += 1
             for problem in problems:
                 severity, meaning = CODES[problem.code]
-                self._note(problem.code, severity, meaning, row_ref(row, index), problem.message)
+                self._note(problem.code, severity, meaning, row_ref(row, f"#{index}"), problem.message)
         self.rows += len(rows)
 
     def add_duplicate_ids(self, rows: list[Any]) -> None:
@@ -92,7 +90,7 @@ class ProblemCounter:
             key = row.get("id") if isinstance(row, Mapping) else None
             if not isinstance(key, str) or not key:
                 continue
-            ref = row_ref(row, index)
+            ref = row_ref(row, f"#{index}")
             if key in first:
                 severity, meaning = DATASET_CODES["duplicate_id"]
                 self._note("duplicate_id", severity, meaning, ref, f"id {key} is also row {first[key]}'s")
@@ -138,9 +136,8 @@ def _split_stats(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
     stats["options_per_question"] = dict(sorted(Counter(len(r.get("options") or []) for r in rows).items()))
     letters: Counter[str] = Counter()
     for row in rows:
-        match = _ANSWER.search(row.get("solution") or "") if isinstance(row.get("solution"), str) else None
-        if match and row.get("options"):
-            letters.update(part.strip() for part in match.group(1).split(",") if part.strip())
+        if row.get("options"):
+            letters.update(answer_letters(row.get("solution")))
     stats["answer_letters"] = dict(sorted(letters.items()))
     for name in ("problem", "process"):
         lengths = [len(r[name]) for r in rows if isinstance(r.get(name), str)]

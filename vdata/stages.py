@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from vdata.codehash import code_hashes
+from vdata.record import row_ref
 
 STAGE_ERROR = "stage_error"
 
@@ -42,7 +43,7 @@ class Reject:
     @classmethod
     def of_row(cls, row: Mapping[str, Any], reason: str, detail: str) -> Reject:
         """A reject that keeps the whole row, for stages that see many rows at once."""
-        return cls(reason, detail, row_ref(row, 0, 0), row)
+        return cls(reason, detail, row_ref(row, ""), row)
 
 
 @dataclass
@@ -124,7 +125,7 @@ class MapStage(Stage):
         for index, (row, result) in enumerate(zip(rows, results, strict=True)):
             for item in result:
                 if isinstance(item, Reject):
-                    ref = item.input_ref or row_ref(row, ctx.shard, index)
+                    ref = item.input_ref or row_ref(row, f"shard{ctx.shard}:row{index}")
                     payload = row if item.payload is None else item.payload
                     out.rejects.append(Reject(item.reason, item.detail, ref, payload, item.failure))
                 elif item is not None:
@@ -165,15 +166,6 @@ class DatasetStage(ShardStage):
     """fn(rows, ctx) -> StageOutput with every row of the previous stage at once."""
 
     whole_dataset = True
-
-
-def row_ref(row: Any, shard: int, index: int) -> str:
-    if isinstance(row, Mapping):
-        for key in ("id", "path", "video"):
-            value = row.get(key)
-            if isinstance(value, str) and value:
-                return value
-    return f"shard{shard}:row{index}"
 
 
 def reject_rows(rejects: list[Reject], stage: str) -> list[dict[str, Any]]:

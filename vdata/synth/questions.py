@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from vdata.record import Record
+from vdata.record import Record, answer_tag
 
 RECIPE = "synth@1"
 _QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
@@ -76,7 +76,7 @@ def questions(truth: dict[str, Any], path: str, rng: random.Random) -> list[dict
             problem=spec["problem"],
             problem_type=spec.get("type", "multiple choice"),
             options=[f"{letter}. {text}" for letter, text in zip(letters, spec["options"], strict=True)],
-            solution=f"<answer>{spec['answer']}</answer>",
+            solution=answer_tag(spec["answer"]),
             category=spec["category"],
             evidence=spec.get("evidence", []),
             data_source="vdata-synth",
