@@ -80,9 +80,15 @@ def annotate_rows(
     store = RunStore(out)
     with store.lock(), RunModels(endpoints, out, roles=[role], no_cache=no_cache, refresh=refresh) as models:
         result = run_pipeline(
-            out, "annotate@1", rows, [stage], config={"prompt": prompt, "models": models.described},
-            quiet=quiet, resources=models.resources, command=command,
-        )  # fmt: skip
+            out,
+            "annotate@1",
+            rows,
+            [stage],
+            config={"prompt": prompt, "models": models.described},
+            quiet=quiet,
+            resources=models.resources,
+            command=command,
+        )
         store.write_load_rejects(reject_rows(load_rejects, "load"))
         table = result.final_table()
         if table is not None:

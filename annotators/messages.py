@@ -103,10 +103,15 @@ def expand_video(messages: list[dict[str, Any]], endpoint: Endpoint) -> list[dic
                 parts.append(part)
                 continue
             clip = video_content(
-                endpoint, part["video"], part["start_s"], part["end_s"], "",
+                endpoint,
+                part["video"],
+                part["start_s"],
+                part["end_s"],
+                "",
                 fps=part["max_frames"] / max(0.5, part["end_s"] - part["start_s"]),
-                max_frames=part["max_frames"], max_pixels=part["max_pixels"],
-            )  # fmt: skip
+                max_frames=part["max_frames"],
+                max_pixels=part["max_pixels"],
+            )
             parts += [p for p in clip if not (p.get("type") == "text" and not p.get("text"))]
         expanded.append({**message, "content": parts})
     return expanded

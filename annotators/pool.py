@@ -52,7 +52,7 @@ class ModelPool:
             endpoint = endpoint.model_copy(
                 update={
                     "max_concurrency": min(endpoint.max_concurrency, 2),
-                    "timeout_s": max(endpoint.timeout_s, 900),
+                    "timeout_s": max(endpoint.timeout_s, 3600),  # a slow CPU is slow, not broken
                 }
             )
         return ModelClient(

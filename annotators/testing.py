@@ -97,9 +97,6 @@ class FaultProxy:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def requests_for(self, prompt_hash: str) -> int:
-        return sum(1 for s in self.seen if s.prompt == prompt_hash)
-
     # ------------------------------------------------------------ the ASGI app
 
     async def _app(self, scope: dict, receive: Any, send: Any) -> None:

@@ -80,10 +80,6 @@ async def vdata_client(base_url: str, model: str, n: int, concurrency: int, max_
     return n / elapsed
 
 
-def best_of(runs: int, make) -> float:
-    return max(asyncio.run(make()) for _ in range(runs))
-
-
 def overhead(n: int = 60, concurrency: int = 4) -> dict:
     with LocalServer() as server:
         asyncio.run(plain(server.base_url, server.model, 4, concurrency, 8))  # warm the server up

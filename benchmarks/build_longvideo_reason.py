@@ -102,10 +102,18 @@ def caption_path(work: Path) -> dict:
         return original(path, *args, **kwargs)
 
     stand_in = subprocess.Popen(
-        [sys.executable, "-m", "vdata.annotators.testing", "--latency", "0.02",
-         "--reply", "A small object moves across a plain background and bounces off a wall."],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "vdata.annotators.testing",
+            "--latency",
+            "0.02",
+            "--reply",
+            "A small object moves across a plain background and bounces off a wall.",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = stand_in.stdout.readline().strip()
         endpoint = Endpoint(base_url=url, model="stand-in", max_concurrency=8)

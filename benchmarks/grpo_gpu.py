@@ -62,22 +62,34 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows = [
         {
-            "id": f"q{i}", "problem": "Which colour is the ball?", "problem_type": "multiple choice",
-            "options": ["A. red", "B. blue", "C. green", "D. gray"], "solution": "<answer>B</answer>",
+            "id": f"q{i}",
+            "problem": "Which colour is the ball?",
+            "problem_type": "multiple choice",
+            "options": ["A. red", "B. blue", "C. green", "D. gray"],
+            "solution": "<answer>B</answer>",
             "frames": rng.integers(0, 255, (args.frames, args.side, args.side, 3), dtype=np.uint8),
         }
         for i in range(args.prompts * args.steps)
-    ]  # fmt: skip
+    ]
     with tempfile.TemporaryDirectory() as folder:
         word_tokenizer(
             ["Which", "colour", "is", "the", "ball", "red", "blue", "green", "gray"], Path(folder) / "tok"
         )
         config = GRPOConfig(
-            data="(in memory)", out=str(Path(folder) / "run"), model_spec=QWEN25_VL_3B,
-            tokenizer=str(Path(folder) / "tok"), dtype="bfloat16", frames=args.frames,
-            prompts_per_step=args.prompts, group_size=args.group_size, max_new_tokens=args.new_tokens,
-            steps=args.steps, lr=1e-6, gradient_checkpointing=args.gradient_checkpointing, save_every=10**9,
-        )  # fmt: skip
+            data="(in memory)",
+            out=str(Path(folder) / "run"),
+            model_spec=QWEN25_VL_3B,
+            tokenizer=str(Path(folder) / "tok"),
+            dtype="bfloat16",
+            frames=args.frames,
+            prompts_per_step=args.prompts,
+            group_size=args.group_size,
+            max_new_tokens=args.new_tokens,
+            steps=args.steps,
+            lr=1e-6,
+            gradient_checkpointing=args.gradient_checkpointing,
+            save_every=10**9,
+        )
         started = time.perf_counter()
         summary = train(config, data=TrainingData(rows, None), log=lambda line: print(line, flush=True))
         total_s = time.perf_counter() - started
@@ -106,7 +118,7 @@ def main() -> None:
             "max_new_tokens": args.new_tokens,
             "gradient_checkpointing": args.gradient_checkpointing,
             "rollout": "Hugging Face generate",
-        },  # fmt: skip
+        },
         "steps_measured": len(measured),
         "per_step_mean": mean,
         "tokens_per_s_per_gpu": mean["tokens_per_s"],

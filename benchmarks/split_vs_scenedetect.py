@@ -33,7 +33,7 @@ from pathlib import Path
 import av
 import pyarrow.parquet as pq
 
-from vdata.synthetic import write_shots_video
+from vdata.synth.cuts import write_shots_video
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = ROOT / "benchmarks" / "results" / "split_vs_scenedetect.json"
@@ -233,9 +233,13 @@ def main() -> None:
     batch_out = work / "batch"
     everything = [str(path) for _, path, _ in videos]
     batch_seconds = timed(
-        ["bash", "-c", f"rm -rf '{batch_out}' && {sys.executable} -m vdata split "
-         f"{' '.join(everything)} --mode scene --quiet --out '{batch_out}'"]
-    )  # fmt: skip
+        [
+            "bash",
+            "-c",
+            f"rm -rf '{batch_out}' && {sys.executable} -m vdata split "
+            f"{' '.join(everything)} --mode scene --quiet --out '{batch_out}'",
+        ]
+    )
 
     def total(key: str) -> float:
         return sum(r["seconds"][key] for r in rows)

@@ -35,12 +35,12 @@ from vdata.annotators.endpoints import Endpoints
 from vdata.annotators.messages import video_segment
 from vdata.annotators.pool import RunModels
 from vdata.annotators.stage import annotate_stage
+from vdata.clips import SplitConfig, probe_row, segment_row
 from vdata.filters.dedup import dedup_rows
 from vdata.filters.letters import balance_letters
 from vdata.record import Record, answer_tag, solution_answer, validate
 from vdata.runner import RunResult, run_pipeline
 from vdata.segment import discover_videos
-from vdata.split import SplitConfig, probe_row, segment_row
 from vdata.stages import DatasetStage, MapStage, Reject, StageContext, StageOutput
 
 RECIPE = "longvideo-reason@1"

@@ -87,7 +87,7 @@ def to_verl(record: dict[str, Any], index: int, *, fps: float = 2.0, max_frames:
             "id": record["id"],
             "split": record.get("split") or "",
             "problem_type": record["problem_type"],
-        },  # fmt: skip
+        },
     }
 
 

@@ -15,10 +15,13 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from vdata.publish import publishable
 from vdata.runstore import RunStore
+
+VideoMode = Literal["reference", "upload"]  # leave videos out (rows name their paths), or upload them
+VIDEO_MODES = get_args(VideoMode)
 
 
 class PushError(RuntimeError):
@@ -34,7 +37,7 @@ class Staged:
 def stage_files(
     dataset_dir: str | Path,
     staging: str | Path,
-    videos: Literal["upload", "reference"],
+    videos: VideoMode,
     show_endpoints: bool = False,
 ) -> Staged:
     """Lays out exactly what would be uploaded, as copies (editing them never edits the dataset)."""
@@ -128,7 +131,7 @@ def push(
     repo_id: str,
     *,
     private: bool = False,
-    videos: Literal["upload", "reference"] = "reference",
+    videos: VideoMode = "reference",
     dry_run: str | Path | None = None,
     show_endpoints: bool = False,
 ) -> Staged:

@@ -1,7 +1,7 @@
 """`vdata audit`: the defects that released video-RL datasets carry, found in any of them.
 
 Row checks are `vdata.record.validate`; dataset checks run over one polars
-frame (filters/frame.py): answer-letter skew, duplicates, train/eval overlap of
+frame (filters/columns.py): answer-letter skew, duplicates, train/eval overlap of
 videos and questions, option counts, impossible multi-answer sets, inverted
 questions with no negation, null fields, missing media. Each finding has a
 severity, a count and example rows; errors make the command exit 1.
@@ -20,8 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from vdata.filters.contamination import EvalSet, Overlaps, file_sizes, load_eval_sets
-from vdata.filters.frame import (
+from vdata.filters.columns import (
     first_copies,
     has_negation,
     is_eval_split,
@@ -29,6 +28,7 @@ from vdata.filters.frame import (
     question_and_options,
     rows_frame,
 )
+from vdata.filters.contamination import EvalSet, Overlaps, file_sizes, load_eval_sets
 from vdata.filters.letters import SKEW_MARGIN, SKEW_P, letter_stats
 from vdata.filters.similarity import minhash_pairs
 from vdata.formats import (

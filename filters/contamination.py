@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from vdata.filters.frame import file_name, normalized_path, rows_frame, word_hashes
+from vdata.filters.columns import file_name, normalized_path, rows_frame, word_hashes
 from vdata.stages import Reject, StageContext, StageOutput
 from vdata.video import sha256_file
 
@@ -71,9 +71,7 @@ def question_overlaps(train: pl.DataFrame, evals: list[EvalSet], n: int = NGRAM)
     mine = question_ngrams(train, n)
     found = []
     for eval_set in evals:
-        theirs = question_ngrams(eval_set.frame, n).join(
-            eval_set.frame.select("idx", "ref"), on="idx"
-        )  # fmt: skip
+        theirs = question_ngrams(eval_set.frame, n).join(eval_set.frame.select("idx", "ref"), on="idx")
         hits = (
             mine.join(theirs.select("h", eval_ref="ref"), on="h")
             .group_by("idx")

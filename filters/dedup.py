@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from vdata.filters.frame import first_copies, question_and_options, rows_frame
+from vdata.filters.columns import first_copies, question_and_options, rows_frame
 from vdata.filters.similarity import NearPairs, cluster_roots, embedding_pairs, minhash_pairs
 from vdata.stages import Reject, StageContext, StageOutput
 

@@ -100,10 +100,18 @@ def chi2_sf(x: float, df: int) -> float:
 # ---------------------------------------------------------------- the filter
 
 _CHOICE_CODES = {
-    "too_few_options", "option_format", "option_letters", "duplicate_options", "solution_format",
-    "empty_answer", "answer_not_in_options", "duplicate_answer_letters", "single_answer_expected",
-    "wrong_type", "missing_field",
-}  # fmt: skip
+    "too_few_options",
+    "option_format",
+    "option_letters",
+    "duplicate_options",
+    "solution_format",
+    "empty_answer",
+    "answer_not_in_options",
+    "duplicate_answer_letters",
+    "single_answer_expected",
+    "wrong_type",
+    "missing_field",
+}
 _LETTER_REFERENCE = re.compile(
     r"(?P<lead>\b(?i:option|answer|choice)(?:\s+is)?\s+\(?)(?P<letter>[A-Z])(?=\)?(?:\W|$))"
     r"|(?P<paren>\()(?P<pletter>[A-Z])(?=\))"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from vdata.filters.frame import word_hashes
+from vdata.filters.columns import word_hashes
 
 NUM_PERM = 32
 BANDS = 8

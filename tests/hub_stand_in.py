@@ -48,8 +48,10 @@ class StandInHub:
         elif path == "/api/validate-yaml":  # the card's header: parsed for real by test_card.py
             status, reply = 200, {"errors": [], "warnings": []}
         elif "/tree/" in path:  # the repository's files, for a push that resumes
-            listing = [{"type": "file", "path": name, "oid": "0" * 40, "size": len(data)}
-                       for name, data in sorted(self.files.items())]  # fmt: skip
+            listing = [
+                {"type": "file", "path": name, "oid": "0" * 40, "size": len(data)}
+                for name, data in sorted(self.files.items())
+            ]
             status, reply = 200, listing
         elif "/preupload/" in path:
             files = json.loads(body)["files"]

@@ -162,8 +162,20 @@ def test_injected_faults_end_as_successes_or_rejects_and_the_counters_add_up(ser
         replies, usage, _ = chat_all(endpoint, prompts, response=_Colour, max_tokens=32)
     counters = usage.of(next(iter(usage.models)))
     assert len(replies) == 20
-    assert all(r.ok or r.reason in {"rate_limited", "server_error", "timeout", "bad_response", "invalid_json",
-                                    "schema_mismatch", "connection"} for r in replies)  # fmt: skip
+    assert all(
+        r.ok
+        or r.reason
+        in {
+            "rate_limited",
+            "server_error",
+            "timeout",
+            "bad_response",
+            "invalid_json",
+            "schema_mismatch",
+            "connection",
+        }
+        for r in replies
+    )
     assert all(r.error for r in replies if not r.ok)
     assert counters.successes + counters.failures == 20
     assert counters.successes == sum(r.ok for r in replies) and counters.successes >= 10
@@ -193,8 +205,19 @@ def test_vdata_annotate_caches_refreshes_and_rejects(server, tmp_path):
     out = tmp_path / "run"
     with FaultProxy(upstream(server)) as proxy:
         endpoint = f"{proxy.base_url}@{server.model}"
-        common = ["annotate", str(data), "--out", str(out), "--prompt", "Which colour is {word}?",
-                  "--reasoner", endpoint, "--max-tokens", "16", "--quiet"]  # fmt: skip
+        common = [
+            "annotate",
+            str(data),
+            "--out",
+            str(out),
+            "--prompt",
+            "Which colour is {word}?",
+            "--reasoner",
+            endpoint,
+            "--max-tokens",
+            "16",
+            "--quiet",
+        ]
         first = vdata_cli(*common)
         assert first.returncode == 0, first.stderr
         assert len(proxy.seen) == 2  # the third row has no {word}

@@ -61,10 +61,19 @@ def build(
     folder: Path, out: Path, models_file: Path, *extra: str, quiet: bool = True
 ) -> subprocess.CompletedProcess:
     return vdata(
-        "build", "longvideo-reason", "--videos", str(folder / "videos"), "--captions",
-        str(folder / "captions.jsonl"), "--models", str(models_file), "--out", str(out),
-        *(["--quiet"] if quiet else []), *extra,
-    )  # fmt: skip
+        "build",
+        "longvideo-reason",
+        "--videos",
+        str(folder / "videos"),
+        "--captions",
+        str(folder / "captions.jsonl"),
+        "--models",
+        str(models_file),
+        "--out",
+        str(out),
+        *(["--quiet"] if quiet else []),
+        *extra,
+    )
 
 
 @pytest.fixture
@@ -156,11 +165,18 @@ def test_a_second_build_on_one_run_directory_is_refused_or_waits(tmp_path, repea
     _, models_file = repeating
     folder, out = inputs(tmp_path / "in"), tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from vdata.runstore import RunStore\n"
-         "with RunStore(sys.argv[1]).lock():\n    print('held', flush=True); time.sleep(float(sys.argv[2]))",
-         str(out), "3"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from vdata.runstore import RunStore\n"
+            "with RunStore(sys.argv[1]).lock():\n"
+            "    print('held', flush=True); time.sleep(float(sys.argv[2]))",
+            str(out),
+            "3",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert holder.stdout.readline().strip() == "held"
     refused = build(folder, out, models_file)
     assert refused.returncode == 2 and f"in use by process {holder.pid}" in refused.stderr
@@ -206,9 +222,15 @@ def test_a_stream_that_breaks_midway_is_said_at_ingest_and_its_lost_captions_rej
 
 def test_build_errors_name_the_input(tmp_path):
     missing = vdata(
-        "build", "longvideo-reason", "--videos", str(tmp_path / "nonexistent"), "--captions",
-        str(EXAMPLES / "captions.jsonl"), "--out", str(tmp_path / "run"),
-    )  # fmt: skip
+        "build",
+        "longvideo-reason",
+        "--videos",
+        str(tmp_path / "nonexistent"),
+        "--captions",
+        str(EXAMPLES / "captions.jsonl"),
+        "--out",
+        str(tmp_path / "run"),
+    )
     assert missing.returncode == 2 and f"no such file or folder: {tmp_path / 'nonexistent'}" in missing.stderr
 
 
@@ -223,10 +245,20 @@ def test_without_the_local_extra_the_build_stops_before_its_first_stage(tmp_path
     )
     out = tmp_path / "run"
     monkeypatch.setattr(
-        sys, "argv",
-        ["vdata", "build", "longvideo-reason", "--videos", str(VIDEO), "--captions",
-         str(EXAMPLES / "captions.jsonl"), "--out", str(out)],
-    )  # fmt: skip
+        sys,
+        "argv",
+        [
+            "vdata",
+            "build",
+            "longvideo-reason",
+            "--videos",
+            str(VIDEO),
+            "--captions",
+            str(EXAMPLES / "captions.jsonl"),
+            "--out",
+            str(out),
+        ],
+    )
     with pytest.raises(SystemExit) as stopped:
         vdata.cli.main()
     assert stopped.value.code == 1
@@ -262,8 +294,13 @@ def test_pytest_collects_without_the_train_extra(tmp_path):
     root = Path(__file__).resolve().parents[1]
     collected = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-m", "not slow", "-p", "no:cacheprovider"],
-        cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert collected.returncode == 0, collected.stdout[-2000:]
     assert "the GRPO tests need the train extra" in collected.stdout
 

@@ -55,8 +55,10 @@ def test_vdata_card_sets_the_license(tmp_path):
     build(tmp_path / "run")
     result = subprocess.run(
         [sys.executable, "-m", "vdata", "card", str(tmp_path / "run" / "dataset"), "--license", "cc-by-4.0"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0 and "warning" not in result.stderr
     assert DatasetCard.load(tmp_path / "run" / "dataset" / "README.md").data.license == "cc-by-4.0"
 

@@ -192,9 +192,16 @@ def test_annotate_rejects_rows_arrow_cannot_store_beside_the_others(tmp_path):
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with FaultProxy(None, latency_s=0.0, reply_text="blue") as stand_in:
         result = vdata_cli(
-            "annotate", str(data), "--out", str(tmp_path / "run"), "--prompt", "{problem}",
-            "--reasoner", f"{stand_in.base_url}@stand-in", "--quiet",
-        )  # fmt: skip
+            "annotate",
+            str(data),
+            "--out",
+            str(tmp_path / "run"),
+            "--prompt",
+            "{problem}",
+            "--reasoner",
+            f"{stand_in.base_url}@stand-in",
+            "--quiet",
+        )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "2 unreadable (rejects/load.parquet)" in result.stderr
     kept = pq.read_table(tmp_path / "run" / "annotated.parquet").to_pylist()

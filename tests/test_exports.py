@@ -174,7 +174,9 @@ def test_export_refuses_defective_rows_and_says_so(tmp_path):
         assert "passwd" not in text and '"B"' not in text  # nothing exploded into one-letter options
     allowed = subprocess.run(
         [*command, "--format", "easyr1", "--out", str(tmp_path / "a.jsonl"), "--allow-unsafe-paths"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert "3 rows written" in allowed.stderr and "2 rows refused" in allowed.stderr
     assert "etc/passwd" in (tmp_path / "a.jsonl").read_text()

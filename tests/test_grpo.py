@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch", reason="the GRPO tests need the train extra
 pytest.importorskip("transformers", reason="the GRPO tests need the train extra: pip install -e '.[train]'")
 
 from vdata.record import Record, to_table
-from vdata.synthetic import write_shots_video
+from vdata.synth.cuts import write_shots_video
 from vdata.trainers.config import ConfigError, GRPOConfig
 from vdata.trainers.grpo import aggregate, clipped_policy_loss, disagreement_weights, group_advantages, k3_kl
 from vdata.trainers.random_init import TINY_QWEN2_VL, word_tokenizer
@@ -37,7 +37,7 @@ def letter_dataset(root: Path, videos: int = 4) -> Path:
                 options=["A. red", "B. blue", "C. green", "D. gray"],
                 solution="<answer>B</answer>",
                 split="rl",
-            )  # fmt: skip
+            )
         )
     (root / "data").mkdir()
     pq.write_table(to_table(rows), root / "data" / "rl-00000-of-00001.parquet")
@@ -50,10 +50,20 @@ def tiny_config(tmp_path: Path, **overrides) -> GRPOConfig:
     if not (tmp_path / "data").exists():
         letter_dataset(tmp_path / "data")
     values = dict(
-        data=str(tmp_path / "data"), out=str(tmp_path / "run"), model_spec=TINY_QWEN2_VL,
-        tokenizer=str(tmp_path / "tok"), frames=4, max_pixels=56 * 56, prompts_per_step=4, group_size=8,
-        max_new_tokens=1, lr=2e-2, steps=3, tolerant_letters=True, seed=0,
-    )  # fmt: skip
+        data=str(tmp_path / "data"),
+        out=str(tmp_path / "run"),
+        model_spec=TINY_QWEN2_VL,
+        tokenizer=str(tmp_path / "tok"),
+        frames=4,
+        max_pixels=56 * 56,
+        prompts_per_step=4,
+        group_size=8,
+        max_new_tokens=1,
+        lr=2e-2,
+        steps=3,
+        tolerant_letters=True,
+        seed=0,
+    )
     return GRPOConfig(**{**values, **overrides})
 
 
@@ -145,10 +155,23 @@ def test_a_tiny_qwen2_vl_learns_a_trivial_task(tmp_path):
     metrics_file = tmp_path / "run" / "metrics.jsonl"
     lines = [json.loads(line) for line in metrics_file.read_text().splitlines()]
     keys = {
-        "reward_mean", "reward_std", "accuracy", "format_rate", "zero_variance_fraction", "response_length",
-        "kl", "entropy", "clip_fraction", "grad_norm", "generate_s", "score_s", "logprob_s", "update_s",
-        "tokens_per_s", "peak_memory_gb",
-    }  # fmt: skip
+        "reward_mean",
+        "reward_std",
+        "accuracy",
+        "format_rate",
+        "zero_variance_fraction",
+        "response_length",
+        "kl",
+        "entropy",
+        "clip_fraction",
+        "grad_norm",
+        "generate_s",
+        "score_s",
+        "logprob_s",
+        "update_s",
+        "tokens_per_s",
+        "peak_memory_gb",
+    }
     assert keys <= set(lines[0]) and [m["step"] for m in lines] == list(range(1, 13))
 
 
@@ -187,22 +210,41 @@ def test_a_text_only_causal_lm_from_a_directory(tmp_path):
 
     tokenizer = word_tokenizer(WORDS, tmp_path / "lm")
     config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
+    )
     Qwen2ForCausalLM(config).save_pretrained(tmp_path / "lm")
     rows = [
-        {"problem_id": i, "problem": "Which letter?", "data_type": "video", "problem_type": "multiple choice",
-         "options": ["A. red", "B. blue"], "solution": "<answer>B</answer>", "path": f"v{i}.mp4"}
+        {
+            "problem_id": i,
+            "problem": "Which letter?",
+            "data_type": "video",
+            "problem_type": "multiple choice",
+            "options": ["A. red", "B. blue"],
+            "solution": "<answer>B</answer>",
+            "path": f"v{i}.mp4",
+        }
         for i in range(3)
-    ]  # fmt: skip
+    ]
     essay = {**rows[0], "problem_id": 9, "problem_type": "essay", "options": []}
     (tmp_path / "rows.json").write_text(json.dumps(rows + [essay]))
     run = GRPOConfig(
-        data=str(tmp_path / "rows.json"), split="", model=str(tmp_path / "lm"), out=str(tmp_path / "run"),
-        prompts_per_step=2, group_size=4, max_new_tokens=2, steps=1, tolerant_letters=True,
-    )  # fmt: skip
+        data=str(tmp_path / "rows.json"),
+        split="",
+        model=str(tmp_path / "lm"),
+        out=str(tmp_path / "run"),
+        prompts_per_step=2,
+        group_size=4,
+        max_new_tokens=2,
+        steps=1,
+        tolerant_letters=True,
+    )
     lines: list[str] = []
     (metrics,) = train(run, log=lines.append).metrics
     assert metrics["groups"] == 2 and metrics["response_length"] >= 1
@@ -274,8 +316,14 @@ def test_tensorboard_logs_or_names_the_missing_package(tmp_path):
 def test_training_data_with_unreadable_lines_is_refused_not_thinned(tmp_path):
     from vdata.trainers.train import load_training_data
 
-    good = {"problem": "Which?", "problem_type": "multiple choice", "options": ["A. x", "B. y"],
-            "solution": "<answer>B</answer>", "path": "v.mp4", "data_type": "video"}  # fmt: skip
+    good = {
+        "problem": "Which?",
+        "problem_type": "multiple choice",
+        "options": ["A. x", "B. y"],
+        "solution": "<answer>B</answer>",
+        "path": "v.mp4",
+        "data_type": "video",
+    }
     (tmp_path / "rows.jsonl").write_text(json.dumps(good) + "\n{broken\n")
     config = GRPOConfig(data=str(tmp_path / "rows.jsonl"), split="", model="unused")
     with pytest.raises(ConfigError, match="1 lines or rows cannot be read; `vdata audit"):

@@ -7,8 +7,14 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = {"vdata": "vdata", "builders": "builders", "annotators": "annotators", "filters": "filters",
-           "trainers": "trainers", "cards": "cards"}  # fmt: skip
+FOLDERS = {
+    "vdata": "vdata",
+    "builders": "builders",
+    "annotators": "annotators",
+    "filters": "filters",
+    "trainers": "trainers",
+    "cards": "cards",
+}
 ALLOWED = {"builders": {"annotators", "filters"}}
 
 

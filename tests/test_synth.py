@@ -225,9 +225,27 @@ def test_truth_has_tracks_captions_and_a_knowledge_graph(rendered):
 
 def test_vdata_synth_writes_a_set_with_valid_questions_and_resumes(tmp_path):
     out = tmp_path / "set"
-    command = [sys.executable, "-m", "vdata", "synth", "--n", "3", "--minutes", "0.4", "--width", "320",
-               "--height", "240", "--violations", "0.7", "--seed", "5", "--out", str(out),
-               "--quiet"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "vdata",
+        "synth",
+        "--n",
+        "3",
+        "--minutes",
+        "0.4",
+        "--width",
+        "320",
+        "--height",
+        "240",
+        "--violations",
+        "0.7",
+        "--seed",
+        "5",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     first = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert first.returncode == 0, first.stderr
     import pyarrow.parquet as pq

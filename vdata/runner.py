@@ -365,10 +365,15 @@ def _run_stage(run: _Run, stage: Stage, stage_dir: Path, input_dir: Path, link: 
 
         def context(shard: int) -> StageContext:
             return StageContext(
-                stage.name, shard, run.seed, store.root, advance=lambda n: progress.advance(task, n),
-                status=lambda text: progress.update(task, status=text), resources=run.resources,
+                stage.name,
+                shard,
+                run.seed,
+                store.root,
+                advance=lambda n: progress.advance(task, n),
+                status=lambda text: progress.update(task, status=text),
+                resources=run.resources,
                 invocation=run.invocation,
-            )  # fmt: skip
+            )
 
         if stage.whole_dataset:
             table = concat_tables(input_shards)
@@ -432,9 +437,14 @@ def _report(
     run: _Run, stage: Stage, stage_dir: Path, status: str, manifest: Mapping[str, Any]
 ) -> StageReport:
     report = StageReport(
-        stage.name, stage_dir.name, status, manifest["rows_in"], manifest["rows_out"], manifest["rejected"],
+        stage.name,
+        stage_dir.name,
+        status,
+        manifest["rows_in"],
+        manifest["rows_out"],
+        manifest["rejected"],
         manifest.get("seconds", 0.0),
-    )  # fmt: skip
+    )
     if run.quiet:
         run.console.print(
             f"{report.dir}: {report.status}, {report.rows_in} in, {report.rows_out} kept, "

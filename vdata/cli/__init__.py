@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -95,6 +96,11 @@ def endpoints_from_options(models: Path | None, roles: dict[str, str | None]) ->
     except EndpointError as exc:
         fail(str(exc))
     return endpoints
+
+
+def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A command-line choice made from a module's own constant, so the two never drift apart."""
+    return Enum(name, {value: value for value in values}, type=str)
 
 
 def command_line() -> str:

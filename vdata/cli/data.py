@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from vdata.cli import app, command_line, err, fail, filter_app, load, out
+from vdata.cli import app, choices, command_line, err, fail, filter_app, load, out
+from vdata.filters.dedup import METHODS
+from vdata.formats import FILE_TYPES, SHAPES
 
 
 @app.command()
@@ -118,19 +119,12 @@ def _compact(value: Any) -> str:
     return str(value)
 
 
-class AuditFormat(str, Enum):
-    auto = "auto"
-    vdata = "vdata"
-    video_r1 = "video-r1"
-    easyr1 = "easyr1"
-    tw_grpo = "tw-grpo"
-    jsonl = "jsonl"
-    csv = "csv"
+AuditFormat = choices("AuditFormat", ("auto", *SHAPES, *FILE_TYPES))  # a row shape or a file type
 
 
 def _shape_and_file_type(fmt: AuditFormat) -> tuple[str, str]:
     """--format names a row shape (vdata, video-r1, ...) or a file type (jsonl, csv)."""
-    if fmt in (AuditFormat.jsonl, AuditFormat.csv):
+    if fmt.value in FILE_TYPES:
         return "auto", fmt.value
     return fmt.value, "auto"
 
@@ -142,7 +136,7 @@ def audit(
     ],
     fmt: Annotated[
         AuditFormat, typer.Option("--format", help="Row shape or file type; auto reads it from the keys.")
-    ] = AuditFormat.auto,
+    ] = AuditFormat["auto"],
     evals: Annotated[
         list[Path] | None,
         typer.Option("--eval", help="An eval set to check for overlap (repeatable; any format)."),
@@ -172,9 +166,14 @@ def audit(
 
     shape, file_type = _shape_and_file_type(fmt)
     options = AuditOptions(
-        evals=list(evals or []), media_root=media_root, shape=shape, file_type=file_type,
-        near_threshold=near_threshold, ngram=ngram, examples=examples,
-    )  # fmt: skip
+        evals=list(evals or []),
+        media_root=media_root,
+        shape=shape,
+        file_type=file_type,
+        near_threshold=near_threshold,
+        ngram=ngram,
+        examples=examples,
+    )
     try:
         result = run_audit(path, options)
     except DatasetReadError as exc:
@@ -215,10 +214,13 @@ def _print_audit(result: Any, report: Path | None) -> None:
             table.add_column(column)
         for item in result.letters:
             table.add_row(
-                item["split"] or "(none)", f"{item['rows']:,}",
-                " ".join(f"{k}:{v}" for k, v in item["counts"].items()), f"{item['p_value']:.3g}",
-                f"{item['always_letter']} {item['always_accuracy']:.1%}", f"{item['uniform_accuracy']:.1%}",
-            )  # fmt: skip
+                item["split"] or "(none)",
+                f"{item['rows']:,}",
+                " ".join(f"{k}:{v}" for k, v in item["counts"].items()),
+                f"{item['p_value']:.3g}",
+                f"{item['always_letter']} {item['always_accuracy']:.1%}",
+                f"{item['uniform_accuracy']:.1%}",
+            )
         out.print(table)
     for note in result.notes:
         out.print(f"[dim]not checked: {note}[/dim]", highlight=False)
@@ -266,18 +268,24 @@ def _filter(
 
 @filter_app.command("validate")
 def filter_validate(
-    dataset: DatasetArg, out_dir: OutOption, fmt: FormatOption = AuditFormat.auto,
-    seed: SeedOption = 0, quiet: QuietOption = False,
-) -> None:  # fmt: skip
+    dataset: DatasetArg,
+    out_dir: OutOption,
+    fmt: FormatOption = AuditFormat["auto"],
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
     """Keep rows with no validation error (the codes of `vdata validate`)."""
     _filter("validate", dataset, out_dir, fmt, seed, quiet)
 
 
 @filter_app.command("balance-letters")
 def filter_balance_letters(
-    dataset: DatasetArg, out_dir: OutOption, fmt: FormatOption = AuditFormat.auto,
-    seed: SeedOption = 0, quiet: QuietOption = False,
-) -> None:  # fmt: skip
+    dataset: DatasetArg,
+    out_dir: OutOption,
+    fmt: FormatOption = AuditFormat["auto"],
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
     """Reshuffle options so answer letters are uniform within each split (seeded).
 
     Options, solution and letter references in the reasoning move together; choice
@@ -286,26 +294,26 @@ def filter_balance_letters(
     _filter("balance-letters", dataset, out_dir, fmt, seed, quiet)
 
 
-class DedupMethod(str, Enum):
-    exact = "exact"
-    minhash = "minhash"
-    embedding = "embedding"
+DedupMethod = choices("DedupMethod", METHODS)
 
 
 @filter_app.command("dedup")
 def filter_dedup(
-    dataset: DatasetArg, out_dir: OutOption,
+    dataset: DatasetArg,
+    out_dir: OutOption,
     method: Annotated[
         DedupMethod, typer.Option(help="exact only, or exact plus near-copies by MinHash or embeddings.")
-    ] = DedupMethod.minhash,
+    ] = DedupMethod["minhash"],
     threshold: Annotated[
         float | None, typer.Option(help="Near-copy similarity: MinHash Jaccard (0.8) or cosine (0.95).")
     ] = None,
     across_videos: Annotated[
         bool, typer.Option(help="Compare questions about different videos too (default: same video).")
     ] = False,
-    fmt: FormatOption = AuditFormat.auto, seed: SeedOption = 0, quiet: QuietOption = False,
-) -> None:  # fmt: skip
+    fmt: FormatOption = AuditFormat["auto"],
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
     """Drop repeated questions, keeping the first of each group.
 
     Exact: the same normalised question about the same video. minhash: also near-copies
@@ -313,56 +321,86 @@ def filter_dedup(
     all-MiniLM-L6-v2 embeddings (the `embed` extra).
     """
     _filter(
-        "dedup", dataset, out_dir, fmt, seed, quiet,
-        method=method.value, threshold=threshold, across_videos=across_videos,
-    )  # fmt: skip
+        "dedup",
+        dataset,
+        out_dir,
+        fmt,
+        seed,
+        quiet,
+        method=method.value,
+        threshold=threshold,
+        across_videos=across_videos,
+    )
 
 
 @filter_app.command("decontaminate")
 def filter_decontaminate(
-    dataset: DatasetArg, out_dir: OutOption,
+    dataset: DatasetArg,
+    out_dir: OutOption,
     evals: Annotated[list[Path], typer.Option("--eval", help="An eval set (repeatable; any format).")],
     media_root: Annotated[
         Path | None, typer.Option(help="Folder the dataset's video paths are relative to (content hashes).")
     ] = None,
     ngram: Annotated[int, typer.Option(help="Words a question must share with an eval question.")] = 8,
-    fmt: FormatOption = AuditFormat.auto, seed: SeedOption = 0, quiet: QuietOption = False,
-) -> None:  # fmt: skip
+    fmt: FormatOption = AuditFormat["auto"],
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
     """Drop rows whose video (path, file name or content) or question overlaps an eval set."""
     for path in evals:
         if not path.exists():
             fail(f"--eval {path}: no such file or directory")
     _filter(
-        "decontaminate", dataset, out_dir, fmt, seed, quiet,
-        evals=[str(p) for p in evals], media_root=str(media_root) if media_root else None, ngram=ngram,
-    )  # fmt: skip
+        "decontaminate",
+        dataset,
+        out_dir,
+        fmt,
+        seed,
+        quiet,
+        evals=[str(p) for p in evals],
+        media_root=str(media_root) if media_root else None,
+        ngram=ngram,
+    )
 
 
 @filter_app.command("length")
 def filter_length(
-    dataset: DatasetArg, out_dir: OutOption,
+    dataset: DatasetArg,
+    out_dir: OutOption,
     min_question: Annotated[int, typer.Option(help="Fewest characters in the question.")] = 1,
     max_question: Annotated[int | None, typer.Option(help="Most characters in the question.")] = None,
     min_reasoning: Annotated[int, typer.Option(help="Fewest characters of reasoning (process).")] = 0,
     max_reasoning: Annotated[int | None, typer.Option(help="Most characters of reasoning.")] = None,
-    fmt: FormatOption = AuditFormat.auto, seed: SeedOption = 0, quiet: QuietOption = False,
-) -> None:  # fmt: skip
+    fmt: FormatOption = AuditFormat["auto"],
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
     """Keep rows whose question and reasoning lengths (characters) are within bounds."""
     _filter(
-        "length", dataset, out_dir, fmt, seed, quiet,
-        min_question=min_question, max_question=max_question,
-        min_reasoning=min_reasoning, max_reasoning=max_reasoning,
-    )  # fmt: skip
+        "length",
+        dataset,
+        out_dir,
+        fmt,
+        seed,
+        quiet,
+        min_question=min_question,
+        max_question=max_question,
+        min_reasoning=min_reasoning,
+        max_reasoning=max_reasoning,
+    )
 
 
 @filter_app.command("sample")
 def filter_sample(
-    dataset: DatasetArg, out_dir: OutOption,
+    dataset: DatasetArg,
+    out_dir: OutOption,
     n: Annotated[int | None, typer.Option("--n", help="Rows to keep.")] = None,
     fraction: Annotated[float | None, typer.Option(help="Share of rows to keep (0..1).")] = None,
     by: Annotated[str, typer.Option(help="Fields of the strata, comma-separated.")] = "split,category",
-    fmt: FormatOption = AuditFormat.auto, seed: SeedOption = 0, quiet: QuietOption = False,
-) -> None:  # fmt: skip
+    fmt: FormatOption = AuditFormat["auto"],
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
     """Keep a seeded sample, stratified: each split x category keeps its share."""
     if (n is None) == (fraction is None):
         fail("give exactly one of --n and --fraction")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from vdata.cli import app, err, fail
+from vdata.cards.push import VIDEO_MODES
+from vdata.cli import app, choices, err, fail
 
 ShowEndpoints = typer.Option(
     "--show-endpoints",
@@ -37,9 +37,7 @@ def card(
     err.print(f"card written to {dataset / 'README.md'}", highlight=False)
 
 
-class VideosMode(str, Enum):
-    upload = "upload"
-    reference = "reference"
+VideosMode = choices("VideosMode", VIDEO_MODES)
 
 
 @app.command("push")
@@ -49,7 +47,7 @@ def push_command(
     private: Annotated[bool, typer.Option("--private", help="Create the repository private.")] = False,
     videos: Annotated[
         VideosMode, typer.Option(help="upload the videos too, or only reference their paths.")
-    ] = (VideosMode.reference),
+    ] = VideosMode["reference"],
     dry_run: Annotated[
         Path | None, typer.Option(help="Write the files that would be uploaded here instead.")
     ] = None,
@@ -65,9 +63,13 @@ def push_command(
 
     try:
         staged = push(
-            dataset, repo_id, private=private, videos=videos.value, dry_run=dry_run,
+            dataset,
+            repo_id,
+            private=private,
+            videos=videos.value,
+            dry_run=dry_run,
             show_endpoints=show_endpoints,
-        )  # fmt: skip
+        )
     except PushError as exc:
         fail(str(exc))
     for note in staged.notes:

@@ -46,9 +46,19 @@ def annotate(
     endpoints = endpoints_from_options(models, {"reasoner": reasoner, "judge": judge})
     try:
         result = annotate_rows(
-            data, out, prompt=prompt, system=system, role=role, endpoints=endpoints, temperature=temperature,
-            max_tokens=max_tokens, no_cache=no_cache, refresh=refresh, quiet=quiet, command=command_line(),
-        )  # fmt: skip
+            data,
+            out,
+            prompt=prompt,
+            system=system,
+            role=role,
+            endpoints=endpoints,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            no_cache=no_cache,
+            refresh=refresh,
+            quiet=quiet,
+            command=command_line(),
+        )
     except DatasetReadError as exc:
         fail(str(exc))
     unread = f", {result.unreadable} unreadable (rejects/load.parquet)" if result.unreadable else ""

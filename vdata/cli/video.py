@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import os
-from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
-from vdata.cli import app, command_line, err, fail
+from vdata.cli import app, choices, command_line, err, fail
+from vdata.segment import Materialize, Mode
+
+SplitMode = choices("SplitMode", get_args(Mode))
 
 
-class SplitMode(str, Enum):
-    fixed = "fixed"
-    scene = "scene"
-
-
-class MaterializeMode(str, Enum):
-    none = "none"
-    copy = "copy"
-    exact = "exact"
+MaterializeMode = choices("MaterializeMode", get_args(Materialize))
 
 
 @app.command()
@@ -32,7 +26,7 @@ def split(
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Run directory; rerun the command to resume.")],
-    mode: Annotated[SplitMode, typer.Option(help="fixed-length clips, or scene clips.")] = SplitMode.fixed,
+    mode: Annotated[SplitMode, typer.Option(help="fixed-length clips, or scene clips.")] = SplitMode["fixed"],
     clip_seconds: Annotated[float, typer.Option(help="Clip length for --mode fixed.")] = 10.0,
     min_clip_seconds: Annotated[float, typer.Option(help="Shorter scenes join a neighbour.")] = 1.0,
     max_clip_seconds: Annotated[float, typer.Option(help="Longer scenes are split evenly; 0: never.")] = 60.0,
@@ -50,7 +44,7 @@ def split(
     materialize: Annotated[
         MaterializeMode,
         typer.Option(help="Also write clip files: copy (keyframe-snapped) or exact (re-encoded)."),
-    ] = MaterializeMode.none,
+    ] = MaterializeMode["none"],
     workers: Annotated[int, typer.Option(help="Processes over files; default: one per core.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")] = False,
 ) -> None:
@@ -59,8 +53,8 @@ def split(
     Bad files (empty, truncated, not a video, audio only, unreadable) become reject
     rows with a reason; the run goes on. Files are only cut with --materialize.
     """
+    from vdata.clips import SplitConfig, split_videos
     from vdata.segment import SceneOptions
-    from vdata.split import SplitConfig, split_videos
 
     scene = SceneOptions(
         adaptive_threshold=threshold,

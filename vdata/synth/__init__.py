@@ -133,8 +133,14 @@ def write_set_tables(out: Path, videos: list[dict[str, Any]], seed: int) -> None
         for event in truth["events"] + truth["violations"]:
             events.append({"video": video["path"], **{k: v for k, v in event.items() if k != "detail"}})
         for clip in truth["clips"]:
-            captions.append({"video": video["path"], "start_s": clip["start_s"], "end_s": clip["end_s"],
-                             "caption": clip["caption"]})  # fmt: skip
+            captions.append(
+                {
+                    "video": video["path"],
+                    "start_s": clip["start_s"],
+                    "end_s": clip["end_s"],
+                    "caption": clip["caption"],
+                }
+            )
         records += questions(truth, video["path"], random.Random(f"{seed}:{video['name']}"))
     store = RunStore(out)
     store.write_output("videos.parquet", rows_to_table(videos))

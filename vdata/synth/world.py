@@ -39,7 +39,6 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {
 }
 SIZES = {"small": 0.045, "medium": 0.065, "large": 0.09}  # radius as a fraction of the height
 TEXTURES = ("solid", "striped", "dotted")
-WALLS = ("left wall", "right wall", "top wall", "floor")
 VIOLATIONS = (
     "teleport",
     "pass_through",
@@ -315,7 +314,7 @@ class _ShotSimulation:
         dt = 1.0 / self.fps
         for frame in range(self.length):
             for action, payload in self.schedule.get(frame, []):
-                done = getattr(self, f"_do_{action}")(frame, payload)
+                done = ACTIONS[action](self, frame, payload)
                 if done is False and action in VIOLATIONS and frame + self.fps // 2 < self.length - 1:
                     self._at(frame + self.fps // 2, action, payload)  # nothing to act on yet: try later
             self._step(frame, dt)
@@ -506,7 +505,7 @@ class _ShotSimulation:
                 violation,
                 ids.get(subject),
                 ids.get(obj),
-            )  # fmt: skip
+            )
         )
 
     # ------------------------------------------------------------ scheduled actions
@@ -553,9 +552,16 @@ class _ShotSimulation:
         speed = max(math.hypot(body.vx, body.vy), 0.2 * self.w)
         for side in (-1, 1):
             self._new_body(
-                body.shape, body.colour, body.x + side * body.radius * 0.6, body.y,
-                side * speed, body.vy, size="small", texture=body.texture, fragment=True,
-            )  # fmt: skip
+                body.shape,
+                body.colour,
+                body.x + side * body.radius * 0.6,
+                body.y,
+                side * speed,
+                body.vy,
+                size="small",
+                texture=body.texture,
+                fragment=True,
+            )
         self._record("split", frame, frame, body.name, "", {"pieces": 2})
 
     def _do_merge(self, frame: int, _: Any) -> None:
@@ -637,3 +643,19 @@ class _ShotSimulation:
             if body.alive and not body.stopped and body.vy == 0:
                 body.vy = -0.05 * self.h
         self._record("reversed_gravity", frame, self.length - 1, "the scene", "", {}, violation=True)
+
+
+# What a scheduled action does, by the name the schedule (and the violations' kinds) use.
+ACTIONS = {
+    "enter": _ShotSimulation._do_enter,
+    "exit": _ShotSimulation._do_exit,
+    "stop": _ShotSimulation._do_stop,
+    "split": _ShotSimulation._do_split,
+    "merge": _ShotSimulation._do_merge,
+    "teleport": _ShotSimulation._do_teleport,
+    "colour_change": _ShotSimulation._do_colour_change,
+    "shape_change": _ShotSimulation._do_shape_change,
+    "count_change": _ShotSimulation._do_count_change,
+    "vanish": _ShotSimulation._do_vanish,
+    "reversed_gravity": _ShotSimulation._do_reversed_gravity,
+}
