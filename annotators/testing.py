@@ -221,16 +221,26 @@ def _stand_in_reply(request: dict, text: str = "ok", reply_json: dict | None = N
 
 
 def main() -> None:
-    """python -m vdata.annotators.testing --latency 0.2 [--upstream URL]: serve until killed,
-    printing the base URL on the first line."""
+    """python -m vdata.annotators.testing [--upstream URL] [--fault rate_limit=0.1 ...]: serve until
+    killed, printing the base URL on the first line. Point an endpoint at it to see how its
+    retry and rate settings cope with a flaky server."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--upstream", default=None)
-    parser.add_argument("--latency", type=float, default=0.2)
+    parser.add_argument("--upstream", default=None, help="a real server's URL (without /v1)")
+    parser.add_argument("--latency", type=float, default=0.2, help="the stand-in server's latency")
     parser.add_argument("--reply", default="ok", help="the stand-in's answer to requests that want no JSON")
+    parser.add_argument("--fault", action="append", default=[], help=f"FAULT=RATE, FAULT one of {FAULTS}")
+    parser.add_argument("--retry-after", default="0.2", help="the Retry-After header of a 429")
     args = parser.parse_args()
-    proxy = FaultProxy(args.upstream, latency_s=args.latency, reply_text=args.reply).start()
+    rates = {name: float(rate) for name, _, rate in (item.partition("=") for item in args.fault)}
+    proxy = FaultProxy(
+        args.upstream,
+        rates=rates,
+        latency_s=args.latency,
+        reply_text=args.reply,
+        retry_after_s=args.retry_after,
+    ).start()
     print(proxy.base_url, flush=True)
     try:
         while True:

@@ -6,11 +6,10 @@ from typing import Any
 
 import numpy as np
 
+from vdata.filters import DEDUP_METHODS
 from vdata.filters.columns import first_copies, question_and_options, rows_frame
 from vdata.filters.similarity import NearPairs, cluster_roots, embedding_pairs, minhash_pairs
 from vdata.stages import Reject, StageContext, StageOutput
-
-METHODS = ("exact", "minhash", "embedding")
 
 
 def dedup_rows(
@@ -24,8 +23,8 @@ def dedup_rows(
     """Keeps the first row of each group of copies, in input order. Exact copies (same
     normalised question about the same video) always go; `minhash` and `embedding` also drop
     near-copies of the question and options, about the same video unless `across_videos`."""
-    if method not in METHODS:
-        raise ValueError(f"unknown dedup method {method!r}; methods: {', '.join(METHODS)}")
+    if method not in DEDUP_METHODS:
+        raise ValueError(f"unknown dedup method {method!r}; methods: {', '.join(DEDUP_METHODS)}")
     frame = rows_frame(rows)
     scope = None if across_videos else frame["video_key"].fill_null("")
     first = first_copies(frame, across_videos=across_videos).to_numpy()

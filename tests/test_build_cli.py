@@ -164,25 +164,31 @@ def test_a_build_against_a_dead_endpoint_fails_with_one_line(tmp_path):
 def test_a_second_build_on_one_run_directory_is_refused_or_waits(tmp_path, repeating):
     _, models_file = repeating
     folder, out = inputs(tmp_path / "in"), tmp_path / "run"
-    holder = subprocess.Popen(
+    holder = subprocess.Popen(  # holds the run directory until told to let go
         [
             sys.executable,
             "-c",
-            "import sys, time; from vdata.runstore import RunStore\n"
+            "import sys; from vdata.runstore import RunStore\n"
             "with RunStore(sys.argv[1]).lock():\n"
-            "    print('held', flush=True); time.sleep(float(sys.argv[2]))",
+            "    print('held', flush=True); sys.stdin.readline()",
             str(out),
-            "3",
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     assert holder.stdout.readline().strip() == "held"
     refused = build(folder, out, models_file)
     assert refused.returncode == 2 and f"in use by process {holder.pid}" in refused.stderr
-    waited = build(folder, out, models_file, "--wait")  # the holder lets go after 3 s
-    holder.wait()
-    assert waited.returncode == 0, waited.stderr
+    command = [sys.executable, "-m", "vdata", "build", "longvideo-reason", "--videos", str(folder / "videos"),
+               "--captions", str(folder / "captions.jsonl"), "--models", str(models_file), "--out", str(out),
+               "--quiet", "--wait"]  # fmt: skip
+    waiting = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    said = waiting.stderr.readline()  # it says whom it waits for, then waits
+    assert f"waiting for process {holder.pid}" in said, said
+    holder.communicate("go\n")  # let go: the waiting build takes the directory
+    _, stderr = waiting.communicate(timeout=1800)
+    assert waiting.returncode == 0, stderr
     assert RunStore(out).read_run()["status"] == "done"
 
 

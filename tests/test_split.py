@@ -144,9 +144,10 @@ def test_scene_split_of_real_videos_with_copy_cuts(tmp_path):
     assert result.returncode == 0, result.stderr
     clips = _clips(out)
     bikes = [c for c in clips if c["video"].endswith("bikes.mp4")]
-    assert (
-        len(bikes) == 4 and bikes[0]["start_s"] == 0.0
-    )  # 4 clear cuts; the 0.32 s tail joins the last and bikes[-1]["end_s"] == pytest.approx(10.0)
+    # bikes.mp4 has 5 cuts (checked by eye), the soft one included, which the defaults find (3.5/3
+    # missed it); the shot after the last cut is 0.32 s, under --min-clip-seconds: it joins the one before
+    assert len(bikes) == 5 and bikes[0]["start_s"] == 0.0
+    assert bikes[-1]["end_s"] == pytest.approx(10.0, abs=0.05)
     assert all(a["end_s"] == b["start_s"] for a, b in zip(bikes, bikes[1:], strict=False))
     for clip in clips:
         assert clip["method"] == "scene" and len(clip["sha256"]) == 64

@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 import threading
 import time
 from collections import Counter
@@ -188,15 +189,18 @@ class RunStore:
         if held is None:
             handle = open(self.lock_file, "a+")  # noqa: SIM115 - held until released below
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 handle.seek(0)
                 holder = handle.read().strip() or "another process"
-                handle.close()
-                raise RunLocked(
-                    f"{self.root} is in use by {holder}; wait for it to finish (or pass --wait), "
-                    "or use another --out directory"
-                ) from None
+                if not wait:
+                    handle.close()
+                    raise RunLocked(
+                        f"{self.root} is in use by {holder}; wait for it to finish (or pass --wait), "
+                        "or use another --out directory"
+                    ) from None
+                print(f"waiting for {holder} to finish with {self.root}", file=sys.stderr, flush=True)
+                fcntl.flock(handle, fcntl.LOCK_EX)
             handle.seek(0)
             handle.truncate()
             handle.write(f"process {os.getpid()} (since {time.strftime('%Y-%m-%d %H:%M:%S')})")

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from vdata.cli import app, choices, command_line, err, fail, filter_app, load, out
-from vdata.filters.dedup import METHODS
+from vdata.filters import DEDUP_METHODS
 from vdata.formats import FILE_TYPES, SHAPES
 
 
@@ -294,7 +294,7 @@ def filter_balance_letters(
     _filter("balance-letters", dataset, out_dir, fmt, seed, quiet)
 
 
-DedupMethod = choices("DedupMethod", METHODS)
+DedupMethod = choices("DedupMethod", DEDUP_METHODS)
 
 
 @filter_app.command("dedup")
