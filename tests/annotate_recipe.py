@@ -50,7 +50,6 @@ def build(
         parse=parse,
         response=Colour,
         sampling={"temperature": 0.0, "max_tokens": 32},
-        model=endpoint.model,
     )
     inputs = [{"id": f"w{i}", "word": w} for i, w in enumerate(words)]
     with ModelPool(
