@@ -16,7 +16,14 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vdata.record import CHOICE_TYPES, answer_tag, solution_answer, validate
+from vdata.record import (
+    CHOICE_TYPES,
+    answer_tag,
+    imported_source_id,
+    path_problems,
+    solution_answer,
+    validate,
+)
 
 FORMATS = ("video-r1", "easyr1", "verl", "tw-grpo", "vst", "llamafactory")
 UNSAFE_PATH_CODES = ("absolute_path", "parent_path")
@@ -39,8 +46,13 @@ def _question_with_options(record: dict[str, Any], style: str = "{letter}. {text
     return "\n".join([record["problem"], *lines]) if lines else record["problem"]
 
 
-def to_video_r1(record: dict[str, Any], index: int) -> dict[str, Any]:
-    """Video-R1: problem without options, options "A. text", <answer> solution, ./ paths."""
+def _video_r1_path(path: str) -> str:
+    return path if path.startswith("/") else "./" + path
+
+
+def to_video_r1(record: dict[str, Any], index: Any) -> dict[str, Any]:
+    """Video-R1: problem without options, options "A. text", <answer> solution, ./ paths;
+    `index` is the row's problem_id (the release's own for an imported row)."""
     row = {
         "problem_id": index,
         "problem": record["problem"],
@@ -48,15 +60,18 @@ def to_video_r1(record: dict[str, Any], index: int) -> dict[str, Any]:
         "problem_type": record["problem_type"],
         "options": list(record.get("options") or []),
         "solution": record["solution"],
-        "path": "./" + record["path"],
+        "path": _video_r1_path(record["path"]),
         "data_source": record.get("data_source") or "",
     }
+    segment = record.get("segment")
+    if segment:
+        row["start"], row["end"] = segment["start_s"], segment["end_s"]  # as MVBench writes it
     if record.get("process"):
         row["process"] = record["process"]
     return row
 
 
-def to_easyr1(record: dict[str, Any], index: int = 0) -> dict[str, Any]:
+def to_easyr1(record: dict[str, Any], index: Any = 0) -> dict[str, Any]:
     """EasyR1 / Long-RL: options inline in `problem`, `answer` <answer>X</answer>, `videos` paths."""
     return {
         "problem": _question_with_options(record),
@@ -68,7 +83,7 @@ def to_easyr1(record: dict[str, Any], index: int = 0) -> dict[str, Any]:
     }
 
 
-def to_verl(record: dict[str, Any], index: int, *, fps: float = 2.0, max_frames: int = 64) -> dict[str, Any]:
+def to_verl(record: dict[str, Any], index: Any, *, fps: float = 2.0, max_frames: int = 64) -> dict[str, Any]:
     """verl: a chat prompt with a <video> placeholder, videos as dicts, the ground truth for the
     rule reward, and where the row came from."""
     prompt = (
@@ -91,7 +106,7 @@ def to_verl(record: dict[str, Any], index: int, *, fps: float = 2.0, max_frames:
     }
 
 
-def to_tw_grpo(record: dict[str, Any], index: int) -> dict[str, Any]:
+def to_tw_grpo(record: dict[str, Any], index: Any) -> dict[str, Any]:
     """TW-GRPO: options inline as "A text", letter sets joined by commas (A,C)."""
     if record["problem_type"] not in CHOICE_TYPES:
         raise CannotExpress(f"TW-GRPO rows are choice questions; this one is {record['problem_type']}")
@@ -107,7 +122,7 @@ def to_tw_grpo(record: dict[str, Any], index: int) -> dict[str, Any]:
     }
 
 
-def to_vst(record: dict[str, Any], index: int) -> dict[str, Any]:
+def to_vst(record: dict[str, Any], index: Any) -> dict[str, Any]:
     """VST streaming: text_stream [[start, end, thought]] and qa_stream [[start, end, q, a]]."""
     stream = record.get("stream")
     if not stream or not (stream.get("text_stream") or stream.get("qa_stream")):
@@ -122,7 +137,7 @@ def to_vst(record: dict[str, Any], index: int) -> dict[str, Any]:
     }
 
 
-def to_llamafactory(record: dict[str, Any], index: int) -> dict[str, Any]:
+def to_llamafactory(record: dict[str, Any], index: Any) -> dict[str, Any]:
     """LLaMA-Factory ShareGPT SFT: a <video> token in the user turn, the reasoning and the answer
     as the assistant turn, `videos` the paths."""
     answer = (record.get("process") or "") + record["solution"]
@@ -135,7 +150,7 @@ def to_llamafactory(record: dict[str, Any], index: int) -> dict[str, Any]:
     }
 
 
-WRITERS: dict[str, tuple[Callable[[dict[str, Any], int], dict[str, Any]], str]] = {
+WRITERS: dict[str, tuple[Callable[[dict[str, Any], Any], dict[str, Any]], str]] = {
     "video-r1": (to_video_r1, "json"),
     "easyr1": (to_easyr1, "jsonl"),
     "verl": (to_verl, "parquet"),
@@ -152,6 +167,23 @@ class ExportReport:
     written: int = 0
     not_expressed: list[dict[str, str]] = field(default_factory=list)  # id, reason: the format's limits
     refused: list[dict[str, str]] = field(default_factory=list)  # id, reason: defects of the input
+
+
+def _row_ids(records: list[Any]) -> list[Any]:
+    """Each record's row id in the export: the release's own id for an imported record (so
+    that ids round-trip), the next id that no imported record has for a new one."""
+    own = [imported_source_id(r) if isinstance(r, dict) else None for r in records]
+    taken = {str(found[1]) for found in own if found}
+    ids, fresh = [], 0
+    for found in own:
+        if found:
+            ids.append(found[1])
+            continue
+        while str(fresh) in taken:
+            fresh += 1
+        ids.append(fresh)
+        fresh += 1
+    return ids
 
 
 def export(
@@ -174,17 +206,19 @@ def export(
     out = Path(out)
     rows, report = [], ExportReport(fmt, str(out))
     report.refused += [{"id": where, "reason": f"unreadable: {why}"} for where, why in unreadable]
+    records = list(records)
+    ids = _row_ids(records)
     for index, record in enumerate(records):
         ref = record.get("id") if isinstance(record, dict) and record.get("id") else f"#{index}"
-        problems = [p for p in validate(record) if p.severity == "error"]
-        if allow_unsafe_paths:
-            problems = [p for p in problems if p.code not in UNSAFE_PATH_CODES]
+        problems = [p for p in validate(record) if p.severity == "error" and p.code not in UNSAFE_PATH_CODES]
+        if not allow_unsafe_paths:
+            problems += [p for p in path_problems(record.get("path")) if p.code in UNSAFE_PATH_CODES]
         if problems:
             kind_of = "unsafe_path" if problems[0].code in UNSAFE_PATH_CODES else problems[0].code
             report.refused.append({"id": ref, "reason": f"{kind_of}: {problems[0].message}"})
             continue
         try:
-            rows.append(convert(record, index))
+            rows.append(convert(record, ids[index]))
         except CannotExpress as exc:
             report.not_expressed.append({"id": ref, "reason": str(exc)})
     out.parent.mkdir(parents=True, exist_ok=True)

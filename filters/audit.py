@@ -23,6 +23,7 @@ import polars as pl
 from vdata.filters.columns import (
     first_copies,
     has_negation,
+    known_video,
     is_eval_split,
     normalized_path,
     question_and_options,
@@ -32,16 +33,17 @@ from vdata.filters.contamination import EvalSet, Overlaps, file_sizes, load_eval
 from vdata.filters.letters import SKEW_MARGIN, SKEW_P, letter_stats
 from vdata.filters.similarity import minhash_pairs
 from vdata.formats import (
-    MAPPERS,
     SHAPES,
     DatasetReadError,
     LoadedRows,
     detect_shape,
     iter_raw_rows,
+    map_rows,
     media_root_of,
+    read_as,
 )
 from vdata.orphans import worker_pool
-from vdata.record import CHOICE_TYPES
+from vdata.record import CHOICE_TYPES, rebased_path
 from vdata.report import ProblemCounter, ValidationSummary
 
 REQUIRED_FIELDS = ("problem", "problem_type", "solution", "path")
@@ -61,6 +63,7 @@ class Finding:
 class AuditReport:
     path: str
     shape: str
+    read_as: str  # the shape and the keys it was read from
     rows: int
     findings: list[Finding]
     letters: list[dict[str, Any]]
@@ -90,6 +93,7 @@ class AuditOptions:
     near_threshold: float = 0.8
     ngram: int = 8
     examples: int = 3
+    across_videos: bool = False  # a question overlap needs no shared video
 
 
 CHUNK_ROWS = 50_000
@@ -113,6 +117,7 @@ class Scan:
     frame: pl.DataFrame
     problems: ValidationSummary
     shape: str
+    read_as: str = ""
 
 
 def scan(
@@ -127,9 +132,9 @@ def scan(
     if path.is_file() and (file_type == "jsonl" or (file_type == "auto" and path.suffix.lower() == ".jsonl")):
         lines = _line_parts(path)
         first = next(lines, ([], 1))
-        if shape == "auto":
-            sample = LoadedRows()
-            shape = detect_shape(_parse_lines(first[0][:200], first[1], str(path), sample))
+        sample_rows = _parse_lines(first[0][:200], first[1], str(path), LoadedRows())
+        shape = detect_shape(sample_rows) if shape == "auto" else shape
+        described = read_as(shape, sample_rows)
         jobs = [
             (_scan_lines, (shape, part, start, str(path), examples))
             for part, start in itertools.chain([first], lines)
@@ -138,12 +143,12 @@ def scan(
     else:
         sink = LoadedRows()
         parts = _parts(iter_raw_rows(path, sink, file_type))
-        first = next(parts, ([], []))
+        first = next(parts, ([], [], []))
         shape = detect_shape(first[0]) if shape == "auto" else shape
-        offsets = itertools.count(0, CHUNK_ROWS)
+        described = read_as(shape, first[0])
         jobs = (
-            (_scan_part, (shape, rows, splits, next(offsets), examples))
-            for rows, splits in itertools.chain([first], parts)
+            (_scan_part, (shape, rows, splits, positions, examples))
+            for rows, splits, positions in itertools.chain([first], parts)
         )
         many = len(first[0]) == CHUNK_ROWS
         counter.add_unreadable(sink.unreadable)
@@ -161,15 +166,16 @@ def scan(
         for fn, args in jobs:
             _collect(fn(*args), frames, counter)
     frame = pl.concat(frames) if frames else rows_frame([])
-    return Scan(frame, counter.summary(), shape)
+    frame = frame.drop("idx").with_row_index("idx")  # parts may expand rows (one per sentence)
+    return Scan(frame, counter.summary(), shape, described)
 
 
-def _parts(raw: Iterator[tuple[str, Any]]) -> Iterator[tuple[list[Any], list[str]]]:
+def _parts(raw: Iterator[tuple[str, Any, str]]) -> Iterator[tuple[list[Any], list[str], list[str]]]:
     while True:
         part = list(itertools.islice(raw, CHUNK_ROWS))
         if not part:
             return
-        yield [row for _, row in part], [split for split, _ in part]
+        yield [row for _, row, _ in part], [split for split, _, _ in part], [where for _, _, where in part]
 
 
 def _line_parts(path: Path) -> Iterator[tuple[list[str], int]]:
@@ -184,7 +190,10 @@ def _line_parts(path: Path) -> Iterator[tuple[list[str], int]]:
             number += len(part)
 
 
-def _parse_lines(lines: list[str], first: int, name: str, sink: LoadedRows) -> list[Any]:
+def _parse_lines(
+    lines: list[str], first: int, name: str, sink: LoadedRows, numbers: list[int] | None = None
+) -> list[Any]:
+    """Rows of JSONL lines (the first numbered `first`); `numbers` gets each row's line number."""
     rows = []
     for number, line in enumerate(lines, first):
         if not line.strip():
@@ -193,6 +202,9 @@ def _parse_lines(lines: list[str], first: int, name: str, sink: LoadedRows) -> l
             rows.append(json.loads(line))
         except json.JSONDecodeError as exc:
             sink.unreadable.append((f"{name}:{number}", f"invalid JSON: {exc.msg}"))
+            continue
+        if numbers is not None:
+            numbers.append(number)
     return rows
 
 
@@ -200,28 +212,21 @@ def _scan_lines(
     shape: str, lines: list[str], first: int, name: str, examples: int
 ) -> tuple[pl.DataFrame, ProblemCounter]:
     """A part of a JSONL file, parsed in the worker (the parent only reads lines). Rows are
-    numbered by line (0-based), so numbers do not depend on the other parts."""
-    sink = LoadedRows()
-    rows = _parse_lines(lines, first, name, sink)
-    frame, counter = _scan_part(shape, rows, [""] * len(rows), first - 1, examples)
-    if len(rows) != len(lines):  # blank or bad lines: number the rows by their lines
-        numbers = [n for n, line in enumerate(lines, first - 1) if line.strip()]
-        bad = {int(where.rsplit(":", 1)[1]) - 1 for where, _ in sink.unreadable}
-        kept = [n for n in numbers if n not in bad]
-        frame = frame.with_columns(idx=pl.Series(kept, dtype=pl.UInt32))
+    named by their line numbers, so names do not depend on the other parts."""
+    sink, numbers = LoadedRows(), []
+    rows = _parse_lines(lines, first, name, sink, numbers)
+    frame, counter = _scan_part(shape, rows, [""] * len(rows), [f"line {n}" for n in numbers], examples)
     counter.add_unreadable(sink.unreadable)
     return frame, counter
 
 
 def _scan_part(
-    shape: str, rows: list[Any], splits: list[str], offset: int, examples: int
+    shape: str, rows: list[Any], splits: list[str], positions: list[str], examples: int
 ) -> tuple[pl.DataFrame, ProblemCounter]:
-    convert = MAPPERS.get(shape)
-    if convert is not None:
-        rows = [convert(r) if isinstance(r, Mapping) else r for r in rows]
+    records, refs, ids, splits = map_rows(shape, rows, positions, splits)
     counter = ProblemCounter(examples)
-    counter.add_rows(rows, offset)
-    return rows_frame(rows, splits, offset), counter
+    counter.add_rows(records, refs=refs)
+    return rows_frame(records, splits, refs=refs, source_ids=ids), counter
 
 
 def _collect(result: tuple[pl.DataFrame, ProblemCounter], frames: list, counter: ProblemCounter) -> None:
@@ -256,6 +261,7 @@ def audit_scan(
             )
 
     stats = letter_stats(frame)
+    notes += _letters_not_counted(frame, stats)
     for item in stats:
         if item.skewed:
             findings.append(
@@ -286,7 +292,8 @@ def audit_scan(
                 )
             )
 
-    findings += _duplicates(frame, options, n)
+    findings += _duplicate_source_ids(frame, n)
+    findings += _duplicates(frame, options, n, notes)
     findings += _eval_overlap(frame, evals, options, default_root, n, notes)
     findings += _multi_answer(frame, n)
     findings += _missing_media(frame, options.media_root, default_root, n, notes)
@@ -296,6 +303,7 @@ def audit_scan(
     return AuditReport(
         path=name,
         shape=scanned.shape,
+        read_as=scanned.read_as,
         rows=scanned.problems.rows,
         findings=findings,
         letters=[
@@ -341,7 +349,49 @@ def _option_counts(frame: pl.DataFrame) -> dict[str, dict[int, int]]:
     return result
 
 
-def _duplicates(frame: pl.DataFrame, options: AuditOptions, n: int) -> list[Finding]:
+def _letters_not_counted(frame: pl.DataFrame, stats: list[Any]) -> list[str]:
+    """Single-answer choice rows the letter check could not read, said with their count."""
+    single = frame.filter(pl.col("problem_type") == "multiple choice")
+    counted = sum(item.rows for item in stats)
+    if not single.height:
+        return ["answer letters not checked: no row is a single-answer choice question"]
+    left = single.height - counted
+    if not left:
+        return []
+    no_letter = single.filter(~pl.col("answer").fill_null("").str.contains(r"^[A-Z]$")).height
+    return [
+        f"answer letters: {left:,} of {single.height:,} single-answer choice rows not counted "
+        f"({no_letter:,} without a one-letter answer, {left - no_letter:,} with fewer than 2 options)"
+    ]
+
+
+def _duplicate_source_ids(frame: pl.DataFrame, n: int) -> list[Finding]:
+    """Rows whose release id an earlier row already has: the id names no single row."""
+    ids = frame.filter(pl.col("source_id").is_not_null()).select("idx", "ref", "source_id")
+    repeated = ids.filter(pl.col("idx") != pl.col("idx").first().over("source_id"))
+    if not repeated.height:
+        return []
+    first = ids.unique("source_id", keep="first").select("source_id", first_ref="ref")
+    repeated = repeated.join(first, on="source_id").sort("idx")
+    return [
+        Finding(
+            "duplicate_source_id",
+            "warning",
+            f"{repeated.height:,} rows carry an id ({repeated['source_id'].n_unique():,} distinct) that an "
+            "earlier row has: the release's ids do not name single rows (the position in the file does)",
+            repeated.height,
+            _examples(repeated, n, "same id as {first_ref}", fmt=True),
+        )
+    ]
+
+
+def _duplicates(frame: pl.DataFrame, options: AuditOptions, n: int, notes: list[str]) -> list[Finding]:
+    pathless = frame.filter(pl.col("video_key").is_null() & pl.col("problem").is_not_null()).height
+    if pathless:
+        notes.append(
+            f"duplicates: {pathless:,} rows name no media file; they are never counted as one video, "
+            "and count as copies only with the same question and the same options"
+        )
     refs = frame.select("idx", "ref")
     exact = (
         frame.select("idx", "ref", first=first_copies(frame))
@@ -361,7 +411,8 @@ def _duplicates(frame: pl.DataFrame, options: AuditOptions, n: int) -> list[Find
                 _examples(exact, n, "repeats {first_ref}", fmt=True),
             )
         )
-    pairs = minhash_pairs(question_and_options(frame), frame["video_key"], threshold=options.near_threshold)
+    scope = frame.select(known_video()).to_series()
+    pairs = minhash_pairs(question_and_options(frame), scope, threshold=options.near_threshold)
     duplicated = set(exact["idx"].to_list())
     near = pl.DataFrame(
         {"idx": pairs.idx, "of": pairs.of, "sim": pairs.sim},
@@ -400,7 +451,13 @@ def _eval_overlap(
     if not sets:
         notes.append("train/eval overlap not checked: no eval split and no --eval sets")
         return []
-    found = Overlaps.find(train, sets, media_root if media_root.is_dir() else None, options.ngram)
+    found = Overlaps.find(
+        train,
+        sets,
+        media_root if media_root.is_dir() else None,
+        options.ngram,
+        across_videos=options.across_videos,
+    )
     findings = []
     refs = frame.select("idx", "ref")
     if found.videos.height:
@@ -414,7 +471,7 @@ def _eval_overlap(
                 + ", ".join(f"by {how}: {count:,}" for how, count in sorted(by_how.items()))
                 + "): `vdata filter decontaminate`",
                 videos.height,
-                _examples(videos, n, "{eval_set} row {eval_ref} has the same video (by {how})", fmt=True),
+                _examples(videos, n, "{eval_set}: {eval_ref} has the same video (by {how})", fmt=True),
             )
         )
     if found.questions.height:
@@ -424,9 +481,10 @@ def _eval_overlap(
                 "eval_question_overlap",
                 "error",
                 f"{questions.height:,} training questions share a {options.ngram}-word sequence "
-                "with an eval question (or equal a short one)",
+                "with an eval question (or equal a short one)"
+                + (" about any video" if options.across_videos else " about the same video"),
                 questions.height,
-                _examples(questions, n, "shares {shared} n-gram(s) with {eval_set} row {eval_ref}", fmt=True),
+                _examples(questions, n, "shares {shared} n-gram(s) with {eval_set}: {eval_ref}", fmt=True),
             )
         )
     return findings
@@ -468,7 +526,7 @@ def _multi_answer(frame: pl.DataFrame, n: int) -> list[Finding]:
                 _examples(impossible, n, "answer {answer}: {why}", fmt=True),
             )
         )
-    flagged = pl.col("meta_json").str.contains(r'"(inverted|negated)"\s*:\s*true')
+    flagged = pl.col("meta_json").str.contains(r'"(inverted|negated|is_negated)"\s*:\s*true')
     inverted = frame.filter(
         (pl.col("problem").is_not_null() & ~has_negation(pl.col("problem")))
         & (
@@ -498,19 +556,32 @@ def _multi_answer(frame: pl.DataFrame, n: int) -> list[Finding]:
 def _missing_media(
     frame: pl.DataFrame, media_root: Path | None, default_root: Path, n: int, notes: list[str]
 ) -> list[Finding]:
+    """Rows whose file is not under the media root. With --media-root, paths (absolute ones too)
+    are read relative to it (`rebased_path`)."""
     root = media_root or default_root
     paths = frame.filter(pl.col("path").is_not_null()).select("idx", "ref", p=normalized_path(pl.col("path")))
     unique = paths["p"].unique().to_list()
     if not unique:
+        if frame.height:
+            notes.append(f"media not checked: none of the {frame.height:,} rows names a media file")
         return []
+    if media_root is not None:
+        if not media_root.is_dir():
+            notes.append(
+                f"media not checked for {paths.height:,} rows: --media-root {media_root} is not a directory"
+            )
+            return []
+        rebased = {p: rebased_path(p, media_root.resolve()) for p in unique}
+        paths = paths.with_columns(p=pl.col("p").replace_strict(rebased, return_dtype=pl.String))
+        unique = list(set(rebased.values()))
     found = file_sizes(root, unique)
+    if media_root is None and not found:
+        notes.append(
+            f"media not checked for {paths.height:,} rows: no media path resolves under {root}; "
+            "pass --media-root DIR (absolute paths are read relative to it)"
+        )
+        return []
     exists = {p: p in found for p in unique}
-    if media_root is None and unique and not found:
-        notes.append(f"media not checked: no video path resolves under {root}; pass --media-root DIR")
-        return []
-    if media_root is not None and not media_root.is_dir():
-        notes.append(f"media not checked: --media-root {media_root} is not a directory")
-        return []
     missing = paths.filter(pl.col("p").replace_strict(exists, return_dtype=pl.Boolean).not_())
     if not missing.height:
         return []
@@ -518,7 +589,7 @@ def _missing_media(
         Finding(
             "missing_media",
             "error",
-            f"{missing.height:,} rows name a video file that is not under {root}",
+            f"{missing.height:,} rows name a media file that is not under {root}",
             missing.height,
             _examples(missing, n, "{p} not found", fmt=True),
         )
@@ -539,7 +610,7 @@ def to_markdown(report: AuditReport) -> str:
     lines = [
         f"# Audit of {report.path}",
         "",
-        f"{report.rows:,} rows ({report.shape} shape); {len(report.findings)} finding(s), {verdict}.",
+        f"{report.rows:,} rows, {report.read_as}; {len(report.findings)} finding(s), {verdict}.",
         "",
         "## Findings",
         "",
@@ -564,7 +635,7 @@ def to_markdown(report: AuditReport) -> str:
                 f"{item['always_letter']} {item['always_accuracy']:.1%} | {item['uniform_accuracy']:.1%} |"
             )
     else:
-        lines.append("No single-answer choice questions.")
+        lines.append("None counted (see Not checked).")
     lines += ["", "## Option counts (choice questions)", ""]
     for split, counts in report.option_counts.items():
         shown = ", ".join(f"{k}: {v:,}" for k, v in sorted(counts.items()))

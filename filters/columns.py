@@ -20,9 +20,18 @@ EVAL_SPLITS = ("eval", "test", "validation", "val")
 _NEGATION = r"(?i)\b(not|no|never|none|neither|nor|except|without|false|incorrect|untrue|cannot)\b|n't\b"
 
 
-def rows_frame(rows: Sequence[Any], splits: Sequence[str] | None = None, offset: int = 0) -> pl.DataFrame:
-    """One row per input row, in input order: idx, ref, split, problem, problem_type,
-    options, solution, answer, path, video_sha, process, category, n_options."""
+def rows_frame(
+    rows: Sequence[Any],
+    splits: Sequence[str] | None = None,
+    offset: int = 0,
+    *,
+    refs: Sequence[str] | None = None,
+    source_ids: Sequence[str | None] | None = None,
+) -> pl.DataFrame:
+    """One row per input row, in input order: idx, ref, source_id, split, problem, problem_type,
+    options, solution, answer, path, video_sha, segment, process, category, n_options and
+    video_key (the video's hash or path, and the segment asked about; null without a path).
+    `refs` name the rows in reports (the release's id and position), else their id or position."""
     splits = splits or [""] * len(rows)
 
     def text(row: Any, name: str) -> str | None:
@@ -39,8 +48,15 @@ def rows_frame(rows: Sequence[Any], splits: Sequence[str] | None = None, offset:
         value = video.get("sha256") if isinstance(video, Mapping) else None
         return value if isinstance(value, str) and value else None
 
+    def segment(row: Any) -> str | None:
+        value = row.get("segment") if isinstance(row, Mapping) else None
+        if not isinstance(value, Mapping):
+            return None
+        return f"{value.get('start_s')}-{value.get('end_s')}"
+
     columns = {
-        "ref": [row_ref(r, f"#{i}") for i, r in enumerate(rows, offset)],
+        "ref": list(refs) if refs is not None else [row_ref(r, f"#{i}") for i, r in enumerate(rows, offset)],
+        "source_id": list(source_ids) if source_ids is not None else [None] * len(rows),
         "split": [text(r, "split") or s or "" for r, s in zip(rows, splits, strict=True)],
         "problem": [text(r, "problem") for r in rows],
         "problem_type": [text(r, "problem_type") for r in rows],
@@ -48,6 +64,7 @@ def rows_frame(rows: Sequence[Any], splits: Sequence[str] | None = None, offset:
         "solution": [text(r, "solution") for r in rows],
         "path": [text(r, "path") for r in rows],
         "video_sha": [sha(r) for r in rows],
+        "segment": [segment(r) for r in rows],
         "process": [text(r, "process") for r in rows],
         "category": [text(r, "category") or "" for r in rows],
         "meta_json": [text(r, "meta_json") or "" for r in rows],
@@ -60,7 +77,10 @@ def rows_frame(rows: Sequence[Any], splits: Sequence[str] | None = None, offset:
     return frame.with_row_index("idx", offset=offset).with_columns(
         answer=pl.col("solution").str.extract("(?s)" + SOLUTION_PATTERN, 1).str.strip_chars(),
         n_options=pl.col("options").list.len(),
-        video_key=pl.coalesce("video_sha", normalized_path(pl.col("path"))),
+        video_key=pl.concat_str(
+            pl.coalesce("video_sha", normalized_path(pl.col("path"))),
+            pl.lit("@") + pl.col("segment").fill_null(""),
+        ),
     )
 
 
@@ -113,12 +133,26 @@ def question_and_options(frame: pl.DataFrame) -> pl.Series:
     ).to_series()
 
 
+def known_video() -> pl.Expr:
+    """The scope of same-sample checks: the video key, or for a row with no media path its
+    options (such rows are never one video: they are the same sample only with the same
+    options). A grounding query is a sample together with the moment it names: its answer."""
+    scope = pl.coalesce(pl.col("video_key"), pl.lit("\x00options:") + pl.col("options").list.join("\x1e"))
+    grounding = pl.col("problem_type") == "temporal grounding"
+    return (
+        pl.when(grounding)
+        .then(pl.concat_str(scope, pl.lit("@"), pl.col("answer").fill_null("")))
+        .otherwise(scope)
+    )
+
+
 def first_copies(frame: pl.DataFrame, *, across_videos: bool = False) -> pl.Series:
     """For each row, the idx of the first row with the same normalised question about the same
-    video (any video with `across_videos`); its own idx when it is the first or has no question."""
+    video (any video with `across_videos`; rows without a path: the same options); its own idx
+    when it is the first or has no question."""
     key = pl.concat_str(
         normalized_text(pl.col("problem")),
-        pl.lit("") if across_videos else pl.col("video_key").fill_null(""),
+        pl.lit("") if across_videos else known_video(),
         separator="\x1f",
     )
     first = pl.col("idx").first().over(key)

@@ -65,16 +65,24 @@ def question_ngrams(frame: pl.DataFrame, n: int = NGRAM) -> pl.DataFrame:
     ).unique()
 
 
-def question_overlaps(train: pl.DataFrame, evals: list[EvalSet], n: int = NGRAM) -> pl.DataFrame:
+def question_overlaps(
+    train: pl.DataFrame, evals: list[EvalSet], n: int = NGRAM, *, across_videos: bool = False
+) -> pl.DataFrame:
     """idx, eval set name, shared n-grams and the eval row's ref, for every train row whose
-    question shares an n-gram with an eval question."""
+    question shares an n-gram with an eval question about the same video (by path, file name
+    or content hash); about any video with `across_videos`. Templated questions ("what did the
+    baby do after ...") about different videos are not the same sample."""
     mine = question_ngrams(train, n)
     found = []
     for eval_set in evals:
-        theirs = question_ngrams(eval_set.frame, n).join(eval_set.frame.select("idx", "ref"), on="idx")
+        theirs = question_ngrams(eval_set.frame, n).rename({"idx": "eval_idx"})
+        pairs = mine.join(theirs, on="h")
+        if not across_videos:
+            pairs = pairs.join(_same_video_pairs(train, eval_set.frame), on=["idx", "eval_idx"], how="semi")
         hits = (
-            mine.join(theirs.select("h", eval_ref="ref"), on="h")
-            .group_by("idx")
+            pairs.join(eval_set.frame.select(eval_idx="idx", eval_ref="ref"), on="eval_idx")
+            .sort("idx", "eval_idx")
+            .group_by("idx", maintain_order=True)
             .agg(shared=pl.len(), eval_ref=pl.col("eval_ref").first())
             .with_columns(eval_set=pl.lit(eval_set.name))
         )
@@ -82,6 +90,17 @@ def question_overlaps(train: pl.DataFrame, evals: list[EvalSet], n: int = NGRAM)
     return _stack(
         found, {"idx": pl.UInt32, "shared": pl.UInt32, "eval_ref": pl.String, "eval_set": pl.String}
     )
+
+
+def _same_video_pairs(train: pl.DataFrame, eval_frame: pl.DataFrame) -> pl.DataFrame:
+    """(idx, eval_idx) of train and eval rows about the same video: same file name (which a
+    same path implies) or same content hash."""
+    parts = []
+    for key in (file_name(pl.col("path")), pl.col("video_sha")):
+        mine = train.select("idx", k=key).drop_nulls("k")
+        theirs = eval_frame.select(eval_idx="idx", k=key).drop_nulls("k")
+        parts.append(mine.join(theirs, on="k").select("idx", "eval_idx"))
+    return pl.concat(parts).unique()
 
 
 def video_overlaps(train: pl.DataFrame, evals: list[EvalSet], media_root: Path | None = None) -> pl.DataFrame:
@@ -179,16 +198,22 @@ class Overlaps:
 
     @classmethod
     def find(
-        cls, train: pl.DataFrame, evals: list[EvalSet], media_root: Path | None, n: int = NGRAM
+        cls,
+        train: pl.DataFrame,
+        evals: list[EvalSet],
+        media_root: Path | None,
+        n: int = NGRAM,
+        *,
+        across_videos: bool = False,
     ) -> Overlaps:
         videos = video_overlaps(train, evals, media_root)
-        questions = question_overlaps(train, evals, n)
+        questions = question_overlaps(train, evals, n, across_videos=across_videos)
         found = cls(videos, questions)
         for idx, eval_ref, how, name in videos.iter_rows():
-            found.reasons[idx].append(("eval_video", f"same video as {name} row {eval_ref} (by {how})"))
+            found.reasons[idx].append(("eval_video", f"same video as {name}: {eval_ref} (by {how})"))
         for idx, shared, eval_ref, name in questions.iter_rows():
             found.reasons[idx].append(
-                ("eval_question", f"question shares {shared} {n}-gram(s) with {name} row {eval_ref}")
+                ("eval_question", f"question shares {shared} {n}-gram(s) with {name}: {eval_ref}")
             )
         return found
 
@@ -200,9 +225,11 @@ def decontaminate_rows(
     evals: list[EvalSet],
     media_root: Path | None = None,
     ngram: int = NGRAM,
+    across_videos: bool = False,
 ) -> StageOutput:
-    """Drops rows whose video or question overlaps an eval set; the reject says which and how."""
-    found = Overlaps.find(rows_frame(rows), evals, media_root, ngram)
+    """Drops rows whose video or question overlaps an eval set (a question about the same video
+    unless `across_videos`); the reject says which and how."""
+    found = Overlaps.find(rows_frame(rows), evals, media_root, ngram, across_videos=across_videos)
     out = StageOutput()
     for index, row in enumerate(rows):
         reasons = found.reasons.get(index)
@@ -220,5 +247,6 @@ def load_eval_sets(paths: list[Path]) -> list[EvalSet]:
     sets = []
     for path in paths:
         loaded = load_rows(path)
-        sets.append(EvalSet(str(path), rows_frame(loaded.rows, loaded.splits), media_root_of(path)))
+        frame = rows_frame(loaded.rows, loaded.splits, refs=loaded.refs, source_ids=loaded.source_ids)
+        sets.append(EvalSet(str(path), frame, media_root_of(path)))
     return sets

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from vdata.filters import DEDUP_METHODS
-from vdata.filters.columns import first_copies, question_and_options, rows_frame
+from vdata.filters.columns import first_copies, known_video, question_and_options, rows_frame
 from vdata.filters.similarity import NearPairs, cluster_roots, embedding_pairs, minhash_pairs
 from vdata.stages import Reject, StageContext, StageOutput
 
@@ -26,7 +26,7 @@ def dedup_rows(
     if method not in DEDUP_METHODS:
         raise ValueError(f"unknown dedup method {method!r}; methods: {', '.join(DEDUP_METHODS)}")
     frame = rows_frame(rows)
-    scope = None if across_videos else frame["video_key"].fill_null("")
+    scope = None if across_videos else frame.select(known_video()).to_series()
     first = first_copies(frame, across_videos=across_videos).to_numpy()
     exact = np.flatnonzero(first != np.arange(len(rows)))
     pairs = NearPairs(exact, first[exact], np.ones(len(exact)))

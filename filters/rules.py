@@ -6,16 +6,26 @@ import math
 from collections import defaultdict
 from typing import Any
 
-from vdata.record import validate
+from pathlib import Path
+
+from vdata.record import rebased_path, validate
 from vdata.stages import Reject, StageContext, StageOutput
 
 
-def validate_row(row: dict[str, Any], ctx: StageContext) -> dict[str, Any] | Reject:
-    """Keeps rows with no validation error; the reject's reason is the first error's code."""
+def validate_row(
+    row: dict[str, Any], ctx: StageContext, *, media_root: str | None = None
+) -> dict[str, Any] | Reject:
+    """Keeps rows with no validation error; the reject's reason is the first error's code. With
+    `media_root`, paths are rewritten relative to it (absolute ones too) and a row whose file is
+    not there is rejected as missing_media."""
+    if media_root and isinstance(row.get("path"), str):
+        row = {**row, "path": rebased_path(row["path"], media_root)}
     errors = [p for p in validate(row) if p.severity == "error"]
-    if not errors:
-        return row
-    return Reject(errors[0].code, "; ".join(f"{p.code}: {p.message}" for p in errors))
+    if errors:
+        return Reject(errors[0].code, "; ".join(f"{p.code}: {p.message}" for p in errors))
+    if media_root and isinstance(row.get("path"), str) and not (Path(media_root) / row["path"]).exists():
+        return Reject("missing_media", f"{row['path']} is not under {media_root}")
+    return row
 
 
 def length_row(

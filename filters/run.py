@@ -31,7 +31,8 @@ FILTERS = ("validate", "balance-letters", "dedup", "decontaminate", "length", "s
 def filter_stage(name: str, **options: Any) -> Stage:
     """The stage of filter `name` with its options (those that change the output are its config)."""
     if name == "validate":
-        return MapStage("validate", validate_row)
+        root = options.get("media_root")
+        return MapStage("validate", functools.partial(validate_row, media_root=root), config=options)
     if name == "balance-letters":
         return DatasetStage("balance-letters", balance_letters, seeded=True)
     if name == "dedup":
@@ -48,6 +49,7 @@ def filter_stage(name: str, **options: Any) -> Stage:
             evals=load_eval_sets(paths),
             media_root=Path(media_root) if media_root else None,
             ngram=options.get("ngram", 8),
+            across_videos=options.get("across_videos", False),
         )
         config = {**options, "evals": [_describe(p) for p in paths], "media_root": str(media_root or "")}
         return DatasetStage("decontaminate", fn, config=config)

@@ -66,26 +66,33 @@ def longvideo_reason_rows(n: int) -> list[dict[str, Any]]:
 
 
 def tw_grpo_rows(n: int, *, unnegated: int = 0) -> list[dict[str, Any]]:
-    """TW-GRPO rows after question-answer inversion: "what didn't" questions whose answers are
-    every option but the original one. The first `unnegated` rows keep the original question
-    while their labels are inverted anyway (upstream's silent bug)."""
+    """TW-GRPO's NExT-GQA rows after question-answer inversion, in the layout of its release
+    (../shared/real-data/twgrpo_nextgqa_val_raw.json: id, video, question, options "(A) text",
+    duration, glue, type, answer "(A),(C)", problem with "A text" lines, solution, is_negated):
+    "what didn't" questions whose answers are every option but the original one. The first
+    `unnegated` rows keep the original question while their labels are inverted anyway
+    (upstream's silent bug), with is_negated false."""
     rows = []
     for i in range(n):
-        opts = [o.replace(". ", " ", 1) for o in options(i)]  # TW-GRPO writes "A text"
+        texts = [o.split(". ", 1)[1] for o in options(i)]
         original = i % 4
-        answer = ",".join(chr(65 + j) for j in range(4) if j != original)
+        letters = [chr(65 + j) for j in range(4) if j != original]
         text = question(i)
         if i >= unnegated:
             text = text.replace("What does the", "What doesn't the")
         rows.append(
             {
-                "problem_id": i,
-                "problem": "\n".join([text, *opts]),
-                "data_type": "video",
-                "problem_type": "multi-answer",
-                "solution": f"<answer>{answer}</answer>",
-                "path": f"videos/tw{i}.mp4",
-                "data_source": "tests",
+                "id": f"{4800000000 + i}_{i % 5}",
+                "video": f"/NExTQA/videos/{4800000000 + i}.mp4",
+                "question": text,
+                "options": [f"({chr(65 + j)}) {t}" for j, t in enumerate(texts)],
+                "duration": 60,
+                "glue": [[1.5 + i % 7, 9.0 + i % 7]],
+                "type": ["CW", "TN", "CH", "TC"][i % 4],
+                "answer": ",".join(f"({letter})" for letter in letters),
+                "problem": "\n".join([text, *(f"{chr(65 + j)} {t}" for j, t in enumerate(texts))]),
+                "solution": f"<answer>{','.join(letters)}</answer>",
+                "is_negated": i >= unnegated,
             }
         )
     return rows

@@ -61,9 +61,12 @@ def test_exact_and_near_duplicates(tmp_path):
     rows = video_r1_rows(30)
     report = audit(write(tmp_path / "train.json", with_copies(rows, 100)))
     assert codes(report)["exact_duplicates"] == 1
-    assert finding(report, "exact_duplicates").examples[0] == ("100", "repeats 2")
+    assert finding(report, "exact_duplicates").examples[0] == (
+        "problem_id 100 (row 30)",
+        "repeats problem_id 2 (row 2)",
+    )
     assert codes(report)["near_duplicates"] == 1
-    assert finding(report, "near_duplicates").examples[0][0] == "101"
+    assert finding(report, "near_duplicates").examples[0][0] == "problem_id 101 (row 31)"
     clean = audit(write(tmp_path / "clean.json", with_copies(rows, 100)[:30] + with_copies(rows, 100)[-1:]))
     assert "exact_duplicates" not in codes(clean) and "near_duplicates" not in codes(clean)
 
@@ -106,7 +109,7 @@ def test_train_videos_in_the_eval_set_by_path_name_and_content(tmp_path):
         and "by file name: 1" in overlap.title
         and "by path: 1" in overlap.title
     )
-    assert {ref for ref, _ in overlap.examples} == {"0", "2", "4"}
+    assert {ref for ref, _ in overlap.examples} == {f"problem_id {i} (row {i})" for i in (0, 2, 4)}
 
     unrelated = write(bench / "other.json", [{**eval_rows[0], "path": "./videos/v99.mp4"}])
     assert "eval_video_overlap" not in codes(audit(train, AuditOptions(evals=[unrelated])))
@@ -118,19 +121,29 @@ def test_the_datasets_own_eval_split_counts_as_an_eval_set(tmp_path):
     write(folder / "train.jsonl", rows[:6])
     write(folder / "eval.jsonl", [{**rows[6], "path": rows[1]["path"]}, rows[7]])
     report = audit(folder)
-    assert finding(report, "eval_video_overlap").examples[0][0] == "1"
+    assert finding(report, "eval_video_overlap").examples[0][0] == "problem_id 1 (train.jsonl line 2)"
 
 
 def test_question_overlap_with_eval_sets_by_ngrams(tmp_path):
     train = write(tmp_path / "train.json", video_r1_rows(10))
     leaked = video_r1_rows(10)[4]["problem"].replace("In scene", "Look closely: in scene")
-    evals = write(tmp_path / "bench.json", [{**video_r1_rows(1)[0], "problem": leaked, "path": "b/x.mp4"}])
+    same_video = {**video_r1_rows(1)[0], "problem": leaked, "path": "bench/videos/v4.mp4"}
+    evals = write(tmp_path / "bench.json", [same_video])
     report = audit(train, AuditOptions(evals=[evals]))
     assert codes(report)["eval_question_overlap"] == 1
-    assert finding(report, "eval_question_overlap").examples[0][0] == "4"
+    assert finding(report, "eval_question_overlap").examples[0][0] == "problem_id 4 (row 4)"
+    assert "about the same video" in finding(report, "eval_question_overlap").title
+    # the same words about another video are a template, not a leaked sample ...
+    elsewhere = write(tmp_path / "elsewhere.json", [{**same_video, "path": "b/x.mp4"}])
+    assert "eval_question_overlap" not in codes(audit(train, AuditOptions(evals=[elsewhere])))
+    # ... unless asked for
+    wide = audit(train, AuditOptions(evals=[elsewhere], across_videos=True))
+    assert codes(wide)["eval_question_overlap"] == 1 and "about any video" in finding(
+        wide, "eval_question_overlap"
+    ).title
     unrelated = {**video_r1_rows(1)[0], "problem": "What colour is the sky?", "path": "b/x.mp4"}
     fresh = write(tmp_path / "fresh.json", [unrelated])
-    assert "eval_question_overlap" not in codes(audit(train, AuditOptions(evals=[fresh])))
+    assert "eval_question_overlap" not in codes(audit(train, AuditOptions(evals=[fresh], across_videos=True)))
 
 
 def test_option_counts_and_malformed_options(tmp_path):
@@ -154,10 +167,11 @@ def test_tw_grpo_inverted_questions_without_negation_and_impossible_sets(tmp_pat
     assert loaded.shape == "tw-grpo" and loaded.rows[0]["options"][0].startswith("A. ")
     report = audit(path)
     inverted = finding(report, "inverted_without_negation")
-    assert inverted.count == 3 and [ref for ref, _ in inverted.examples] == ["0", "1", "2"]
+    assert inverted.count == 3
+    assert [ref for ref, _ in inverted.examples] == [f"id 480000000{i}_{i} (row {i})" for i in range(3)]
     impossible = finding(report, "impossible_multi_answer")
     assert impossible.count == 2 and impossible.severity == "error"
-    assert {ref for ref, _ in impossible.examples} == {"10", "11"}
+    assert {ref for ref, _ in impossible.examples} == {"id 4800000010_0 (row 10)", "id 4800000011_1 (row 11)"}
     clean = audit(write(tmp_path / "clean.json", tw_grpo_rows(20)))
     assert "inverted_without_negation" not in codes(clean) and "impossible_multi_answer" not in codes(clean)
 
@@ -191,7 +205,7 @@ def test_missing_media(tmp_path):
     path = write(tmp_path / "train.json", video_r1_rows(6))
     report = audit(path)
     missing = finding(report, "missing_media")
-    assert missing.count == 2 and missing.examples[0] == ("4", "videos/v4.mp4 not found")
+    assert missing.count == 2 and missing.examples[0] == ("problem_id 4 (row 4)", "videos/v4.mp4 not found")
     assert "missing_media" not in codes(audit(write(tmp_path / "few.json", video_r1_rows(4))))
     elsewhere = audit(write(tmp_path / "x" / "train.json", video_r1_rows(4)))
     assert "missing_media" not in codes(elsewhere) and any("media not checked" in n for n in elsewhere.notes)
@@ -236,7 +250,8 @@ def test_cli_exit_codes_and_markdown_report(tmp_path):
 def test_markdown_lists_examples_per_finding(tmp_path):
     rows = tw_grpo_rows(8, unnegated=2)
     text = to_markdown(audit(write(tmp_path / "tw.json", rows)))
-    assert "### warning: inverted_without_negation (2 rows)" in text and "- `0`:" in text
+    assert "### warning: inverted_without_negation (2 rows)" in text
+    assert "- `id 4800000000_0 (row 0)`:" in text
 
 
 def test_eval_path_that_does_not_exist_is_a_clear_error(tmp_path):

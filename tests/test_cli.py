@@ -85,7 +85,10 @@ def test_validate_groups_problems_by_code_with_counts_and_ids(tmp_path):
     report = json.loads(result.stdout)
     by_code = {p["code"]: p for p in report["problems"]}
     assert by_code["missing_field"]["count"] == 2
-    assert [e["row"] for e in by_code["missing_field"]["examples"]] == ["100", "102"]
+    assert [e["row"] for e in by_code["missing_field"]["examples"]] == [
+        "problem_id 100 (line 1)",
+        "problem_id 102 (line 3)",
+    ]
     assert by_code["answer_not_in_options"]["count"] == 1
     assert by_code["unreadable_row"]["count"] == 1
     assert by_code["unreadable_row"]["examples"][0]["row"].endswith("bad.jsonl:7")
@@ -98,11 +101,11 @@ def test_validate_groups_problems_by_code_with_counts_and_ids(tmp_path):
 
 def test_validate_reads_vdata_parquet_and_saved_hf_datasets(tmp_path):
     good, bad = copy.deepcopy(VALID_ROW), copy.deepcopy(VALID_ROW)
-    bad["path"] = "/abs/video.mp4"
+    bad["path"] = "../outside/video.mp4"
     bad["id"] = "bad-row"
     pq.write_table(to_table([good, bad]), tmp_path / "rows.parquet")
     result = vdata_cli("validate", str(tmp_path / "rows.parquet"))
-    assert result.returncode == 1 and "absolute_path" in result.stdout and "bad-row" in result.stdout
+    assert result.returncode == 1 and "parent_path" in result.stdout and "bad-row" in result.stdout
 
     saved = tmp_path / "saved"
     datasets.DatasetDict({"rl": datasets.Dataset.from_list([good])}).save_to_disk(str(saved))

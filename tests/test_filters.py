@@ -153,14 +153,18 @@ def test_decontaminate_drops_rows_that_overlap_eval_sets(tmp_path):
             {**rows[0], "problem_id": "b1", "problem": rows[6]["problem"], "path": "bench/x.mp4"},
         ],
     )
+    # by default a shared question counts only about the same video: b1 asks about another
     stage = filter_stage("decontaminate", evals=[str(bench)])
+    assert run_filter(stage, train, tmp_path / "same", quiet=True).kept == 9
+    stage = filter_stage("decontaminate", evals=[str(bench)], across_videos=True)
     result = run_filter(stage, train, tmp_path / "out", quiet=True)
     assert result.kept == 8
     found = {
         json.loads(r["payload_json"])["problem"]: (r["reason"], r["detail"])
         for r in rejects(tmp_path / "out", "decontaminate")
     }
-    assert found[rows[3]["problem"]][0] == "eval_video" and "row b0" in found[rows[3]["problem"]][1]
+    assert found[rows[3]["problem"]][0] == "eval_video"
+    assert "problem_id b0 (row 0)" in found[rows[3]["problem"]][1]
     assert found[rows[6]["problem"]][0] == "eval_question"
 
 

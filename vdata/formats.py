@@ -2,11 +2,17 @@
 
 The file type comes from the file (JSON, JSONL, CSV, Parquet, a saved Hugging
 Face dataset, a vdata dataset or run directory); the row shape comes from the
-keys (METHODS.md): vdata records, Video-R1 rows, EasyR1/Long-RL rows (options
-inline, `answer`, `videos`), TW-GRPO rows (options inline as "A text", letter
-sets), or plain question/answer rows (VideoHallu-style CSV or JSONL). Values are
-mapped, never repaired: a null question stays null for `validate` to report.
-A line that cannot be parsed is reported, never skipped in silence.
+keys (METHODS.md), as the releases ship them (../shared/real-data holds real files):
+vdata records; Video-R1 rows (`path` or `video`, the eval copies of MVBench, MMVU
+and Video-MME with their extras kept in meta_json); EasyR1/Long-RL rows (options
+inline, `answer`, `videos`); NExT-GQA rows (`question`, `options` "(A) text",
+`answer` "(C)", grounding spans in `glue`) and TW-GRPO's copies of them (`problem`,
+`solution`, `is_negated`); temporal grounding annotations (Charades / ActivityNet:
+video -> duration, timestamps, sentences), one row per sentence; plain
+question/answer rows (VideoHallu-style CSV, image rows with `image_path`). A layout
+the record cannot hold (object-tracking boxes) is refused with a message that says so.
+Values are mapped, never repaired: a null question stays null for `validate` to
+report. A line that cannot be parsed is reported, never skipped in silence.
 """
 
 from __future__ import annotations
@@ -29,19 +35,22 @@ from vdata.record import (
     answer_tag,
     record_id,
     solution_answer,
+    solution_of,
+    source_id,
+    source_ref,
 )
 from vdata.runstore import RunStore
 
 VIDEO_R1_RECIPE = "video-r1-import@1"
-SHAPES = ("vdata", "video-r1", "easyr1", "tw-grpo", "qa")
+SHAPES = ("vdata", "video-r1", "easyr1", "tw-grpo", "nextgqa", "grounding", "qa")
 FILE_TYPES = ("json", "jsonl", "csv", "parquet")
 _RECORD_KEYS = set(SCHEMA.names)
 _VIDEO_R1_KEYS = {"problem", "problem_type", "solution", "path", "data_type"}
 # plain question/answer rows: the first of these keys that a row has names the field
 _QA_KEYS = {
     "problem": ("question", "problem", "query"),
-    "answer": ("answer", "solution", "ground_truth", "gt_answer"),
-    "path": ("video", "video_path", "video_name", "video_id", "path", "videos"),
+    "answer": ("answer", "solution", "ground_truth", "gt_answer", "gt"),
+    "path": ("video", "video_path", "video_name", "video_id", "path", "videos", "image_path", "image"),
     "options": ("options", "choices", "candidates"),
     "problem_type": ("problem_type", "question_type", "type"),
     "category": ("category", "task", "task_type"),
@@ -62,6 +71,10 @@ class LoadedRows:
     splits: list[str] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (where, why)
     shape: str = ""
+    # how each row is named in reports: the release's own id and its position in the file
+    refs: list[str] = field(default_factory=list)
+    source_ids: list[str | None] = field(default_factory=list)  # the release's own id, as text
+    read_as: str = ""  # "read as tw-grpo: keys id, video, question, ..."
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -79,18 +92,60 @@ def load_rows(path: str | Path, shape: str = "auto", file_type: str = "auto") ->
     if shape != "auto" and shape not in SHAPES:
         raise DatasetReadError(f"unknown row shape {shape!r}; shapes: auto, {', '.join(SHAPES)}")
     loaded = LoadedRows()
-    for split, raw in _iter_raw(path, loaded, file_type):
-        loaded.rows.append(raw)
-        loaded.splits.append(split)
-    loaded.shape = detect_shape(loaded.rows) if shape == "auto" else shape
-    convert = MAPPERS.get(loaded.shape)
-    if convert is not None:
-        loaded.rows = [convert(r) if isinstance(r, Mapping) else r for r in loaded.rows]
+    raw_rows, raw_splits, positions = [], [], []
+    for split, raw, where in _iter_raw(path, loaded, file_type):
+        raw_rows.append(raw)
+        raw_splits.append(split)
+        positions.append(where)
+    loaded.shape = detect_shape(raw_rows) if shape == "auto" else shape
+    loaded.read_as = read_as(loaded.shape, raw_rows)
+    mapped = map_rows(loaded.shape, raw_rows, positions, raw_splits)
+    loaded.rows, loaded.refs, loaded.source_ids, loaded.splits = mapped
     return loaded
 
 
-def iter_raw_rows(path: str | Path, sink: LoadedRows, file_type: str = "auto") -> Iterator[tuple[str, Any]]:
-    """(split, row as stored) for every row under `path`, streamed; unparseable lines go to
+def map_rows(
+    shape: str, rows: list[Any], positions: list[str], splits: list[str]
+) -> tuple[list[Any], list[str], list[str | None], list[str]]:
+    """Rows of `shape` as records, with each record's ref, source id and split. A grounding
+    annotation of several sentences gives one record per sentence."""
+    convert = MAPPERS.get(shape)
+    records: list[Any] = []
+    refs: list[str] = []
+    ids: list[str | None] = []
+    out_splits: list[str] = []
+    for row, position, split in zip(rows, positions, splits, strict=True):
+        own = source_id(row)
+        mapped = convert(row) if convert is not None and isinstance(row, Mapping) else row
+        if isinstance(mapped, list):
+            name = f"video {row.get('key')}" if isinstance(row, Mapping) else position
+            for j, record in enumerate(mapped):
+                records.append(record)
+                refs.append(f"{name} sentence {j} ({position})")
+                ids.append(f"{row.get('key')}#{j}" if isinstance(row, Mapping) else None)
+                out_splits.append(split)
+            continue
+        records.append(mapped)
+        refs.append(source_ref(row, position))
+        ids.append(str(own[1]) if own else None)
+        out_splits.append(split)
+    return records, refs, ids, out_splits
+
+
+def read_as(shape: str, rows: list[Any]) -> str:
+    """'read as tw-grpo: keys id, video, question, ...': the shape and the keys it was read from."""
+    keys: dict[str, None] = {}
+    for row in rows[:200]:
+        if isinstance(row, Mapping):
+            keys.update(dict.fromkeys(row))
+    shown = ", ".join(list(keys)[:14]) + (", ..." if len(keys) > 14 else "")
+    return f"read as {shape}: keys {shown}" if keys else f"read as {shape}: no rows"
+
+
+def iter_raw_rows(
+    path: str | Path, sink: LoadedRows, file_type: str = "auto"
+) -> Iterator[tuple[str, Any, str]]:
+    """(split, row as stored, where) for every row under `path`, streamed; unparseable lines go to
     `sink.unreadable`. For readers that map and check rows in parts (vdata audit)."""
     path = Path(path)
     if not path.exists():
@@ -104,7 +159,7 @@ def load_raw_rows(path: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         raise DatasetReadError(f"{path}: no such file or directory")
     loaded = LoadedRows()
-    rows = [row for _, row in _iter_raw(path, loaded, "auto")]
+    rows = [row for _, row, _ in _iter_raw(path, loaded, "auto")]
     if loaded.unreadable:
         where, why = loaded.unreadable[0]
         raise DatasetReadError(
@@ -127,39 +182,146 @@ def detect_shape(rows: list[Any]) -> str:
     if {"recipe", "id"} <= keys and len(keys & _RECORD_KEYS) >= 8:
         return "vdata"
     if "recipe" not in keys:
+        if {"object", "gt"} <= keys:
+            raise DatasetReadError(
+                f"rows with keys {sorted(keys)[:12]} are object-tracking annotations (a box per frame "
+                "of a frame folder): the vdata record holds questions, answers and time spans, not "
+                "boxes, so vdata cannot represent them; turn them into questions first"
+            )
+        if {"timestamps", "sentences"} <= keys:
+            return "grounding"
+        if {"question", "options", "answer"} <= keys and keys & {"glue", "is_negated"}:
+            return "tw-grpo" if keys & {"is_negated", "problem", "solution"} else "nextgqa"
+        if {"problem", "problem_type", "solution"} <= keys or (
+            len(keys & _VIDEO_R1_KEYS) >= 3 and "options" in keys
+        ):
+            return "video-r1"
         if {"problem", "answer"} <= keys and keys & {"videos", "images", "video"}:
             return "easyr1"
-        if len(keys & _VIDEO_R1_KEYS) >= 3 and "options" in keys:
-            return "video-r1"
-        if {"problem", "solution"} <= keys and "path" in keys:
-            return "tw-grpo"  # options inline in the question: "A text" lines
-        if len(keys & _VIDEO_R1_KEYS) >= 3:
+        if len(keys & _VIDEO_R1_KEYS) >= 3 or ({"problem", "solution"} <= keys and keys & {"path", "video"}):
             return "video-r1"
         lower = {k.lower() for k in keys}
         if any(a in lower for a in _QA_KEYS["problem"]) and any(a in lower for a in _QA_KEYS["answer"]):
             return "qa"
     raise DatasetReadError(
         f"rows with keys {sorted(keys)[:12]} have no shape vdata knows: vdata records, Video-R1 rows "
-        "(problem, options, solution, path), EasyR1 rows (problem, answer, videos), TW-GRPO rows, "
-        "or question/answer rows (question, answer, video); give --format if the keys mislead"
+        "(problem, options, solution, path or video), EasyR1 rows (problem, answer, videos), NExT-GQA "
+        "or TW-GRPO rows (question, options, answer, glue), grounding annotations (video -> "
+        "timestamps, sentences), or question/answer rows (question, answer, video or image_path); "
+        "give --format if the keys mislead"
     )
 
 
 def from_video_r1(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A Video-R1 row (METHODS.md) as a record dict; values are mapped, never repaired."""
+    """A Video-R1 row (METHODS.md) as a record dict; values are mapped, never repaired. The eval
+    copies name the file `video` instead of `path`; MVBench's `start`/`end` are the segment the
+    question is about; options written inline in `problem` are split off."""
     used = _VIDEO_R1_KEYS | {"options", "process", "data_source"}
+    path = row.get("path")
+    if "path" not in row:
+        path = row.get("video")
+        used.add("video")
+    problem, options = row.get("problem"), row.get("options")
+    if options is None and isinstance(problem, str):
+        problem, options = split_inline_options(problem)
+    segment = None
+    start, end = row.get("start"), row.get("end")
+    if _number(start) and _number(end):
+        segment, used = {"start_s": float(start), "end_s": float(end)}, used | {"start", "end"}
     return _imported(
         VIDEO_R1_RECIPE,
-        row.get("path"),
-        row.get("problem"),
-        row.get("options"),
+        path,
+        problem,
+        options,
         data_type=row.get("data_type"),
         problem_type=row.get("problem_type"),
         solution=row.get("solution"),
-        process=row.get("process"),
+        process=row.get("process") or None,
         data_source=row.get("data_source") or "",
+        segment=segment,
         meta_json=_extras(row, used),
     )
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def from_nextgqa(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A NExT-GQA row (`question`, `options` "(A) text", `answer` "(C)" or "(B),(C)", grounding
+    spans `glue` [[start, end]], `duration`, `type`), or TW-GRPO's copy of one, which adds the
+    question with inline options as `problem`, `solution` "<answer>B,C</answer>" and
+    `is_negated`: the text the trainer reads (`problem`) and its `solution` win when present."""
+    options = row.get("options")
+    if isinstance(options, list) and all(isinstance(o, str) for o in options):
+        options = [normal_option(o, i) for i, o in enumerate(options)]
+    question = row.get("question")
+    if isinstance(row.get("problem"), str):
+        question, _ = split_inline_options(row["problem"])
+    answer = row.get("solution") if row.get("solution") is not None else row.get("answer")
+    letters = answer_letters_in(answer, options if isinstance(options, list) else [])
+    solution = solution_of(letters) if letters else _solution(answer)
+    glue = row.get("glue")
+    evidence = glue
+    if isinstance(glue, list):
+        evidence = [
+            {"start_s": span[0], "end_s": span[1], "text": ""}
+            if isinstance(span, (list, tuple)) and len(span) == 2
+            else {"start_s": None, "end_s": None, "text": str(span)}
+            for span in glue
+        ]
+    duration = row.get("duration")
+    used = {"video", "question", "options", "answer", "glue", "duration", "type", "problem", "solution"}
+    return _imported(
+        "nextgqa-import@1",
+        row.get("video"),
+        question,
+        options,
+        problem_type=("multi-answer" if len(letters) > 1 else "multiple choice") if options else None,
+        solution=solution,
+        category=str(row.get("type") or ""),
+        evidence=evidence,
+        video=_declared_video(duration),
+        data_source=row.get("data_source") or "NExT-GQA",
+        meta_json=_extras(row, used),
+    )
+
+
+def from_grounding(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A temporal grounding annotation (Charades-STA / ActivityNet Captions as VideoChat-R1 ships
+    them: video -> duration, timestamps [[start, end], ...], sentences [...]) as one row per
+    sentence: the sentence is the query, its span the answer ("<answer>start, end</answer>")
+    and the evidence."""
+    video = row.get("key") if "key" in row else row.get("video")
+    spans = row.get("timestamps") if isinstance(row.get("timestamps"), list) else []
+    sentences = row.get("sentences") if isinstance(row.get("sentences"), list) else []
+    extras = _extras(row, {"key", "video", "timestamps", "sentences", "duration"})
+    records = []
+    for j in range(max(len(spans), len(sentences))):
+        text = sentences[j].strip() if j < len(sentences) and isinstance(sentences[j], str) else None
+        span = spans[j] if j < len(spans) else None
+        ok = isinstance(span, (list, tuple)) and len(span) == 2 and all(_number(v) for v in span)
+        records.append(
+            _imported(
+                "grounding-import@1",
+                video,
+                text,
+                [],
+                problem_type="temporal grounding",
+                solution=answer_tag(f"{float(span[0])}, {float(span[1])}") if ok else None,
+                evidence=[{"start_s": span[0], "end_s": span[1], "text": text or ""}] if ok else [],
+                video=_declared_video(row.get("duration")),
+                meta_json=extras,
+            )
+        )
+    return records
+
+
+def _declared_video(duration: Any) -> dict[str, Any] | None:
+    """The video struct of a release that states only the duration (the rest unknown, null)."""
+    if not _number(duration):
+        return None
+    return {"sha256": None, "duration_s": float(duration), "fps": None, "width": None, "height": None}
 
 
 _INLINE_OPTION = re.compile(r"^\(?([A-Z])(?:[.):]\s*|\s+)(\S.*)$")
@@ -193,6 +355,38 @@ def split_inline_options(text: str) -> tuple[str, list[str]]:
     if question and _OPTIONS_HEADER.match(question[-1]):
         question = question[:-1]
     return "\n".join(question).strip(), options
+
+
+def normal_option(option: str, index: int) -> str:
+    """'(A) text', 'A) text', 'A text', 'A: text' as 'A. text'; an unlettered option gets the
+    letter of its place."""
+    match = _INLINE_OPTION.match(option.strip())
+    if match:
+        return f"{match.group(1)}. {match.group(2).strip()}"
+    return f"{chr(65 + index)}. {option.strip()}"
+
+
+_ANSWER_LETTER = re.compile(r"^\(?([A-Z])\)?$")
+
+
+def answer_letters_in(answer: Any, options: list[str]) -> list[str]:
+    """The letters an answer names: 'B', '(B)', '(B),(C)', 'B,C', '<answer>B,C</answer>', or the
+    text of one option (MVBench writes the option itself). [] when it names none."""
+    if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
+        return []
+    text = str(answer).strip()
+    tagged = solution_answer(text)
+    text = tagged if tagged is not None else text
+    parts = [p.strip() for p in text.split(",")]
+    matches = [_ANSWER_LETTER.match(p) for p in parts]
+    if parts and all(matches):
+        return [m.group(1) for m in matches if m]
+    wanted = " ".join(text.lower().split())
+    for option in options:
+        body = option[3:] if re.match(r"^[A-Z]\. ", option) else option
+        if " ".join(body.lower().split()) == wanted:
+            return [option[0]]
+    return []
 
 
 def _solution(answer: Any) -> Any:
@@ -287,27 +481,6 @@ def from_easyr1(row: Mapping[str, Any]) -> dict[str, Any]:
     )
 
 
-def from_tw_grpo(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A TW-GRPO row: options inline as "A text", solution a letter set "<answer>A,C</answer>"."""
-    problem, options = row.get("problem"), []
-    if isinstance(problem, str):
-        problem, options = split_inline_options(problem)
-    return _imported(
-        "tw-grpo-import@1",
-        row.get("path"),
-        problem,
-        options,
-        problem_type=row.get("problem_type"),
-        solution=row.get("solution"),
-        data_type=row.get("data_type", "video"),
-        data_source=row.get("data_source") or "",
-        process=row.get("process"),
-        meta_json=_extras(
-            row, {"problem", "solution", "path", "problem_type", "data_type", "data_source", "process"}
-        ),
-    )
-
-
 def from_qa(row: Mapping[str, Any]) -> dict[str, Any]:
     """A plain question/answer row (VideoHallu-style CSV or JSONL), keys matched case-insensitively."""
     by_lower = {k.lower(): k for k in row}
@@ -321,12 +494,15 @@ def from_qa(row: Mapping[str, Any]) -> dict[str, Any]:
         return None
 
     problem, answer, path = pick("problem"), pick("answer"), pick("path")
+    image = any(by_lower.get(k) in used for k in ("image_path", "image"))
     options = pick("options")
     if isinstance(options, str) and options.strip().startswith("["):
         with contextlib.suppress(ValueError):  # left as text, validate reports it
             options = json.loads(options)
     if isinstance(options, list) and options and all(isinstance(o, str) for o in options):
-        if not all(_INLINE_OPTION.match(o.strip()) for o in options):
+        if all(_INLINE_OPTION.match(o.strip()) for o in options):
+            options = [normal_option(o, i) for i, o in enumerate(options)]
+        else:
             options = [f"{chr(65 + i)}. {o.strip()}" for i, o in enumerate(options)]
     elif options is None and isinstance(problem, str):
         problem, options = split_inline_options(problem)
@@ -343,6 +519,7 @@ def from_qa(row: Mapping[str, Any]) -> dict[str, Any]:
         options,
         problem_type=problem_type,
         solution=solution,
+        data_type="image" if image else "video",
         category=str(pick("category") or ""),
         split=str(pick("split") or ""),
         data_source=str(pick("data_source") or ""),
@@ -364,13 +541,22 @@ def _infer_type(solution: str, options: Any) -> str:
     return "numerical"
 
 
-MAPPERS = {"video-r1": from_video_r1, "easyr1": from_easyr1, "tw-grpo": from_tw_grpo, "qa": from_qa}
+MAPPERS = {
+    "video-r1": from_video_r1,
+    "easyr1": from_easyr1,
+    "tw-grpo": from_nextgqa,
+    "nextgqa": from_nextgqa,
+    "grounding": from_grounding,
+    "qa": from_qa,
+}
 
 
 # ---------------------------------------------------------------- raw readers
 
 
-def _iter_raw(path: Path, loaded: LoadedRows, file_type: str) -> Iterator[tuple[str, Any]]:
+def _iter_raw(path: Path, loaded: LoadedRows, file_type: str) -> Iterator[tuple[str, Any, str]]:
+    """(split, row as stored, where it is: 'row 3' of a list, 'line 4' of a JSONL file, with the
+    file's name inside a folder) for every row under `path`."""
     if path.is_dir():
         yield from _iter_dir(path, loaded, file_type)
         return
@@ -378,7 +564,8 @@ def _iter_raw(path: Path, loaded: LoadedRows, file_type: str) -> Iterator[tuple[
     if kind == "parquet":
         rows = _read_parquet(path)
     elif kind == "jsonl":
-        rows = _read_jsonl(path, loaded)
+        yield from (("", row, f"line {number}") for number, row in _read_jsonl(path, loaded))
+        return
     elif kind == "json":
         rows = _read_json(path)
     elif kind == "csv":
@@ -388,10 +575,10 @@ def _iter_raw(path: Path, loaded: LoadedRows, file_type: str) -> Iterator[tuple[
             f"{path}: unknown file type; give a .json, .jsonl, .csv or .parquet file, "
             "or name the type with --format"
         )
-    yield from (("", row) for row in rows)
+    yield from (("", row, f"row {index}") for index, row in enumerate(rows))
 
 
-def _iter_dir(path: Path, loaded: LoadedRows, file_type: str) -> Iterator[tuple[str, Any]]:
+def _iter_dir(path: Path, loaded: LoadedRows, file_type: str) -> Iterator[tuple[str, Any, str]]:
     store = RunStore(path)
     if store.is_run():  # a vdata run directory: its rows are where its recipe put them, if anywhere
         rows = store.rows_path()
@@ -416,8 +603,9 @@ def _iter_dir(path: Path, loaded: LoadedRows, file_type: str) -> Iterator[tuple[
         )
     for file in files:
         split = split_from_filename(file)
-        for _, row in _iter_raw(file, loaded, file_type):
-            yield split, row
+        name = file.relative_to(path)
+        for _, row, where in _iter_raw(file, loaded, file_type):
+            yield split, row, f"{name} {where}"
 
 
 def _is_metadata(path: Path) -> bool:
@@ -431,7 +619,7 @@ def split_from_filename(path: Path) -> str:
     return head if head in ("sft", "rl", "eval", "train", "test", "validation") else ""
 
 
-def _iter_saved_hf(path: Path) -> Iterator[tuple[str, Any]]:
+def _iter_saved_hf(path: Path) -> Iterator[tuple[str, Any, str]]:
     import datasets
 
     try:
@@ -440,8 +628,8 @@ def _iter_saved_hf(path: Path) -> Iterator[tuple[str, Any]]:
         raise DatasetReadError(f"{path}: not a readable saved Hugging Face dataset ({exc})") from exc
     parts = saved.items() if isinstance(saved, datasets.DatasetDict) else [("", saved)]
     for split, dataset in parts:
-        for row in dataset:
-            yield split, row
+        for index, row in enumerate(dataset):
+            yield split, row, f"{split} row {index}" if split else f"row {index}"
 
 
 def _read_parquet(path: Path) -> list[Any]:
@@ -451,13 +639,13 @@ def _read_parquet(path: Path) -> list[Any]:
         raise DatasetReadError(f"{path}: not a readable Parquet file ({exc})") from exc
 
 
-def _read_jsonl(path: Path, loaded: LoadedRows) -> Iterator[Any]:
+def _read_jsonl(path: Path, loaded: LoadedRows) -> Iterator[tuple[int, Any]]:
     with path.open(encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                yield number, json.loads(line)
             except json.JSONDecodeError as exc:
                 loaded.unreadable.append((f"{path}:{number}", f"invalid JSON: {exc.msg}"))
 
@@ -484,6 +672,9 @@ def _read_json(path: Path) -> list[Any]:
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) == 1:
             return lists[0]
+        if len(data) > 1 and all(isinstance(v, dict) for v in data.values()):
+            # rows keyed by name (Charades / ActivityNet: video -> annotation): the name is `key`
+            return [{"key": key, **value} for key, value in data.items()]
         return [data]
     if isinstance(data, list):
         return data

@@ -14,6 +14,7 @@ import re
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -30,7 +31,7 @@ PROBLEM_TYPES = (
     "temporal grounding",
 )
 CHOICE_TYPES = ("multiple choice", "multi-answer")
-DATA_TYPES = ("video", "image")
+DATA_TYPES = ("video", "image", "frame")  # frame: a folder of frames (MVBench's TVQA ships them)
 SPLITS = ("sft", "rl", "eval")
 
 # ---------------------------------------------------------------- schema
@@ -275,14 +276,17 @@ CODES: dict[str, tuple[str, str]] = {
     "duplicate_answer_letters": ("error", "a multi-answer solution repeats a letter"),
     "single_answer_expected": ("error", "a multiple choice solution names several letters"),
     "empty_path": ("error", "path is empty"),
-    "absolute_path": ("error", "path is absolute; it must be relative to the dataset root"),
+    # absolute paths are a portability warning, not a reason to drop data: the files may well be
+    # there (--media-root rewrites them relative); export and push refuse them unless told
+    "absolute_path": ("warning", "path is absolute; it resolves only on the machine that wrote it"),
     "parent_path": ("error", "path contains '..'"),
     "non_posix_path": ("error", "path uses backslashes; use '/'"),
     "bad_video_info": ("error", "video duration, fps or size is not positive"),
     "segment_order": ("error", "segment start_s is not before end_s"),
     "segment_outside_video": ("error", "segment lies outside the video's duration"),
     "evidence_order": ("error", "an evidence item ends before it starts"),
-    "evidence_outside_video": ("error", "an evidence item lies outside the video's duration"),
+    # a warning: the question stands; NExT-GQA and Charades-STA carry spans a little off the ends
+    "evidence_outside_video": ("warning", "an evidence item lies outside the video's duration"),
     "process_format": ("warning", "process has no <think>...</think> block"),
 }
 
@@ -365,12 +369,26 @@ def path_problems(path: Any) -> list[Problem]:
     if path.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", path):
         problems.append(
             _problem(
-                "absolute_path", f"path {path!r} is absolute; make it relative to the dataset root", "path"
+                "absolute_path",
+                f"path {path!r} is absolute; --media-root DIR rewrites it relative to DIR",
+                "path",
             )
         )
     if ".." in re.split(r"[\\/]", path):
         problems.append(_problem("parent_path", f"path {path!r} climbs out with '..'", "path"))
     return problems
+
+
+def rebased_path(path: str, root: str | Path) -> str:
+    """An absolute path as one relative to the media root: the part below `root` when it lies
+    there, else the path without its leading '/' (a release's '/MVBench/x.mp4' is
+    ROOT/MVBench/x.mp4 on the reader's machine). Relative paths lose only a leading './'."""
+    root_text = str(root).rstrip("/")
+    if path.startswith(root_text + "/"):
+        return path[len(root_text) + 1 :]
+    while path.startswith("./"):
+        path = path[2:]
+    return path.lstrip("/")
 
 
 def _check_options(options: Any, problem_type: Any, problems: list[Problem]) -> list[str] | None:
@@ -450,19 +468,47 @@ def solution_of(letters: Iterable[str]) -> str:
     return answer_tag(",".join(sorted(letters)))
 
 
+# the fields by which releases name their own rows, in the order they are looked for
+SOURCE_ID_KEYS = ("problem_id", "id", "RowID", "row_id", "question_id", "qid", "uid", "sample_id")
+
+
+def source_id(row: Any) -> tuple[str, Any] | None:
+    """(field, value) of a row's own id as its release stores it; None when it has none."""
+    if not isinstance(row, Mapping):
+        return None
+    for key in SOURCE_ID_KEYS:
+        value = row.get(key)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
+            return key, value
+    return None
+
+
+def source_ref(row: Any, position: str) -> str:
+    """How a report names a row so that a person can find it in the file: the release's own id
+    and the row's position ('problem_id 76 (row 75)'); the position alone when there is no id."""
+    found = source_id(row)
+    return f"{found[0]} {found[1]} ({position})" if found else position
+
+
+def imported_source_id(record: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """The release's own id of an imported record, kept in its meta_json."""
+    meta = record.get("meta_json")
+    if not isinstance(meta, str) or not any(f'"{key}"' in meta for key in SOURCE_ID_KEYS):
+        return None
+    try:
+        return source_id(json.loads(meta))
+    except ValueError:
+        return None
+
+
 def row_ref(row: Any, fallback: str) -> str:
-    """A short name for a row in reports and rejects: the source's own problem_id, our id, its
-    path or video, else `fallback` (its position)."""
+    """A short name for a row in rejects: the source's own id, our id, its path or video, else
+    `fallback` (its position)."""
     if not isinstance(row, Mapping):
         return fallback
-    if row.get("problem_id") not in (None, ""):
-        return str(row["problem_id"])
-    meta = row.get("meta_json")
-    if isinstance(meta, str) and '"problem_id"' in meta:
-        try:
-            return str(json.loads(meta)["problem_id"])
-        except (ValueError, KeyError, TypeError):
-            pass
+    found = source_id({k: row.get(k) for k in SOURCE_ID_KEYS if k != "id"}) or imported_source_id(row)
+    if found:
+        return str(found[1])
     for key in ("id", "path", "video"):
         if isinstance(row.get(key), str) and row[key]:
             return row[key]
@@ -505,20 +551,29 @@ def _check_solution(solution: Any, problem_type: Any, letters: list[str] | None)
 
 
 def _check_video(video: Any, problems: list[Problem]) -> float | None:
-    """Checks the video struct; returns its duration when it can be trusted."""
+    """Checks the video struct; returns its duration when it can be trusted. A value the source
+    did not give (null: a release that states only the duration) is not a defect."""
     if video is None:
         return None
     if not isinstance(video, Mapping):
         problems.append(_problem("wrong_type", "'video' must be a struct", "video"))
         return None
     numbers = {k: video.get(k) for k in ("duration_s", "fps", "width", "height")}
-    bad = [k for k, v in numbers.items() if not _is_number(v) or v <= 0]
+    bad = [k for k, v in numbers.items() if v is not None and (not _is_number(v) or v <= 0)]
     if bad:
         problems.append(
             _problem("bad_video_info", f"video {', '.join(bad)} must be positive numbers", "video")
         )
     duration = numbers["duration_s"]
     return float(duration) if _is_number(duration) and duration > 0 else None
+
+
+def _time_slack(duration: float | None) -> float:
+    """How far past `duration` a time may lie: a whole-second duration was rounded (NExT-GQA
+    states 21 for a 21.5 s video), so anything within the next second is inside."""
+    if duration is not None and float(duration).is_integer():
+        return 1.0
+    return _TIME_SLACK_S
 
 
 def _check_times(row: Mapping[str, Any], duration: float | None) -> list[Problem]:
@@ -532,7 +587,7 @@ def _check_times(row: Mapping[str, Any], duration: float | None) -> list[Problem
             problems.append(
                 _problem("segment_order", f"segment {start}s..{end}s: start is not before end", "segment")
             )
-        elif start < 0 or (duration is not None and end > duration + _TIME_SLACK_S):
+        elif start < 0 or (duration is not None and end > duration + _time_slack(duration)):
             problems.append(
                 _problem(
                     "segment_outside_video",
@@ -551,7 +606,7 @@ def _check_times(row: Mapping[str, Any], duration: float | None) -> list[Problem
             )
         elif start > end:
             problems.append(_problem("evidence_order", f"evidence {i} spans {start}s..{end}s", "evidence"))
-        elif start < 0 or (duration is not None and end > duration + _TIME_SLACK_S):
+        elif start < 0 or (duration is not None and end > duration + _time_slack(duration)):
             problems.append(
                 _problem(
                     "evidence_outside_video",

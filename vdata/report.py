@@ -12,7 +12,10 @@ from vdata.formats import LoadedRows
 from vdata.record import CODES, answer_letters, row_ref, validate
 
 # Problems of a dataset rather than of one row (record.CODES are the row's).
-DATASET_CODES = {"duplicate_id": ("error", "two rows share an id")}
+DATASET_CODES = {
+    "duplicate_id": ("error", "two rows share an id"),
+    "duplicate_source_id": ("warning", "rows share the id the release gives them: it cannot name a row"),
+}
 
 
 @dataclass
@@ -71,16 +74,30 @@ class ProblemCounter:
         self.rows += len(unreadable)
         self.bad_rows += len(unreadable)
 
-    def add_rows(self, rows: list[Any], offset: int = 0) -> None:
-        """Validates `rows`, whose first is row number `offset` of the dataset."""
+    def add_rows(self, rows: list[Any], offset: int = 0, refs: list[str] | None = None) -> None:
+        """Validates `rows`, whose first is row number `offset` of the dataset; `refs` name them
+        (the release's own id and position), else their id or position."""
         for index, row in enumerate(rows, offset):
             problems = validate(row)
             if any(p.severity == "error" for p in problems):
                 self.bad_rows += 1
+            ref = refs[index - offset] if refs else row_ref(row, f"#{index}")
             for problem in problems:
                 severity, meaning = CODES[problem.code]
-                self._note(problem.code, severity, meaning, row_ref(row, f"#{index}"), problem.message)
+                self._note(problem.code, severity, meaning, ref, problem.message)
         self.rows += len(rows)
+
+    def add_duplicate_source_ids(self, ids: list[str | None], refs: list[str]) -> None:
+        """A warning per row whose release id an earlier row already has (ids that name no row)."""
+        first: dict[str, str] = {}
+        for key, ref in zip(ids, refs, strict=True):
+            if key is None:
+                continue
+            if key in first:
+                severity, meaning = DATASET_CODES["duplicate_source_id"]
+                self._note("duplicate_source_id", severity, meaning, ref, f"{first[key]} has the same id")
+            else:
+                first[key] = ref
 
     def add_duplicate_ids(self, rows: list[Any]) -> None:
         """A dataset-level error: rows of one dataset sharing an id (the record's stable key), as
@@ -114,9 +131,11 @@ class ProblemCounter:
 def summarize_problems(loaded: LoadedRows, max_examples: int = 3) -> ValidationSummary:
     counter = ProblemCounter(max_examples)
     counter.add_unreadable(loaded.unreadable)
-    counter.add_rows(loaded.rows)
+    counter.add_rows(loaded.rows, refs=loaded.refs or None)
     if loaded.shape == "vdata":  # ids given by the file; imported shapes get ids from content
         counter.add_duplicate_ids(loaded.rows)
+    elif loaded.source_ids:
+        counter.add_duplicate_source_ids(loaded.source_ids, loaded.refs)
     return counter.summary()
 
 

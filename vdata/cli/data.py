@@ -149,6 +149,13 @@ def audit(
     ] = None,
     near_threshold: Annotated[float, typer.Option(help="MinHash Jaccard of a near-duplicate.")] = 0.8,
     ngram: Annotated[int, typer.Option(help="Words a question must share with an eval question.")] = 8,
+    across_videos: Annotated[
+        bool,
+        typer.Option(
+            help="Count a question shared with an eval question about another video too "
+            "(by default an overlap needs the same video: templates are not contamination)."
+        ),
+    ] = False,
     examples: Annotated[int, typer.Option(help="Example rows per finding.")] = 3,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -173,6 +180,7 @@ def audit(
         near_threshold=near_threshold,
         ngram=ngram,
         examples=examples,
+        across_videos=across_videos,
     )
     try:
         result = run_audit(path, options)
@@ -190,7 +198,7 @@ def audit(
 
 
 def _print_audit(result: Any, report: Path | None) -> None:
-    out.print(f"{result.path}: {result.rows:,} rows ({result.shape} shape)", highlight=False, soft_wrap=True)
+    out.print(f"{result.path}: {result.rows:,} rows, {result.read_as}", highlight=False, soft_wrap=True)
     if result.findings:
         table = Table(show_header=True, header_style="bold", title="findings")
         for column in ("severity", "finding", "rows", "what", "examples"):
@@ -271,11 +279,22 @@ def filter_validate(
     dataset: DatasetArg,
     out_dir: OutOption,
     fmt: FormatOption = AuditFormat["auto"],
+    media_root: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder the videos are in: paths (absolute ones too) are rewritten relative to it, "
+            "and rows whose file is not there are rejected as missing_media."
+        ),
+    ] = None,
     seed: SeedOption = 0,
     quiet: QuietOption = False,
 ) -> None:
-    """Keep rows with no validation error (the codes of `vdata validate`)."""
-    _filter("validate", dataset, out_dir, fmt, seed, quiet)
+    """Keep rows with no validation error (the codes of `vdata validate`). Warnings (an absolute
+    path, a grounding span a little past the end) keep the row."""
+    if media_root is not None and not media_root.is_dir():
+        fail(f"--media-root {media_root}: not a directory")
+    options = {"media_root": str(media_root.resolve())} if media_root else {}
+    _filter("validate", dataset, out_dir, fmt, seed, quiet, **options)
 
 
 @filter_app.command("balance-letters")
@@ -342,6 +361,10 @@ def filter_decontaminate(
         Path | None, typer.Option(help="Folder the dataset's video paths are relative to (content hashes).")
     ] = None,
     ngram: Annotated[int, typer.Option(help="Words a question must share with an eval question.")] = 8,
+    across_videos: Annotated[
+        bool,
+        typer.Option(help="Count a shared question about another video too (templated questions match)."),
+    ] = False,
     fmt: FormatOption = AuditFormat["auto"],
     seed: SeedOption = 0,
     quiet: QuietOption = False,
@@ -360,6 +383,7 @@ def filter_decontaminate(
         evals=[str(p) for p in evals],
         media_root=str(media_root) if media_root else None,
         ngram=ngram,
+        across_videos=across_videos,
     )
 
 
