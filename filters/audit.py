@@ -13,7 +13,7 @@ import itertools
 import json
 import os
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,8 @@ import polars as pl
 from vdata.filters.columns import (
     first_copies,
     has_negation,
-    known_video,
     is_eval_split,
+    known_video,
     normalized_path,
     question_and_options,
     rows_frame,
@@ -285,7 +285,7 @@ def audit_scan(
             findings.append(
                 Finding(
                     "mixed_option_counts",
-                    "warning",
+                    "info",  # a property of the data (MVBench mixes 1 to 5 options by task), not a defect
                     f"split {split or '(none)'}: choice questions have different option counts ({shown})",
                     odd.height,
                     _examples(odd, n, "has {n_options} options", fmt=True),
@@ -354,7 +354,7 @@ def _letters_not_counted(frame: pl.DataFrame, stats: list[Any]) -> list[str]:
     single = frame.filter(pl.col("problem_type") == "multiple choice")
     counted = sum(item.rows for item in stats)
     if not single.height:
-        return ["answer letters not checked: no row is a single-answer choice question"]
+        return ["answer letters: no row is a single-answer choice question"]
     left = single.height - counted
     if not left:
         return []
@@ -449,7 +449,7 @@ def _eval_overlap(
     if in_eval.height and train.height:
         sets.append(EvalSet(f"split {in_eval['split'][0]}", in_eval, media_root))
     if not sets:
-        notes.append("train/eval overlap not checked: no eval split and no --eval sets")
+        notes.append("train/eval overlap: no eval split and no --eval sets")
         return []
     found = Overlaps.find(
         train,
@@ -563,12 +563,12 @@ def _missing_media(
     unique = paths["p"].unique().to_list()
     if not unique:
         if frame.height:
-            notes.append(f"media not checked: none of the {frame.height:,} rows names a media file")
+            notes.append(f"media files: none of the {frame.height:,} rows names one")
         return []
     if media_root is not None:
         if not media_root.is_dir():
             notes.append(
-                f"media not checked for {paths.height:,} rows: --media-root {media_root} is not a directory"
+                f"media files of {paths.height:,} rows: --media-root {media_root} is not a directory"
             )
             return []
         rebased = {p: rebased_path(p, media_root.resolve()) for p in unique}
@@ -577,7 +577,7 @@ def _missing_media(
     found = file_sizes(root, unique)
     if media_root is None and not found:
         notes.append(
-            f"media not checked for {paths.height:,} rows: no media path resolves under {root}; "
+            f"media files of {paths.height:,} rows: no media path resolves under {root}; "
             "pass --media-root DIR (absolute paths are read relative to it)"
         )
         return []

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from vdata.record import rebased_path, validate
 from vdata.stages import Reject, StageContext, StageOutput

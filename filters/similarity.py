@@ -78,6 +78,8 @@ def minhash_pairs(
     """Rows whose Jaccard similarity (word bigrams) with an earlier row of the same scope is
     >= threshold: candidates from banded MinHash, confirmed on the shingle sets themselves."""
     n = len(texts)
+    if n < 2:  # no pairs (and an empty dataset is a dataset)
+        return NearPairs(np.array([], int), np.array([], int), np.array([], float))
     rows, hashes = _shingles(texts)
     signature = minhash_signatures(rows, hashes, n)
     width = signature.shape[1] // bands

@@ -138,9 +138,10 @@ def test_question_overlap_with_eval_sets_by_ngrams(tmp_path):
     assert "eval_question_overlap" not in codes(audit(train, AuditOptions(evals=[elsewhere])))
     # ... unless asked for
     wide = audit(train, AuditOptions(evals=[elsewhere], across_videos=True))
-    assert codes(wide)["eval_question_overlap"] == 1 and "about any video" in finding(
-        wide, "eval_question_overlap"
-    ).title
+    assert (
+        codes(wide)["eval_question_overlap"] == 1
+        and "about any video" in finding(wide, "eval_question_overlap").title
+    )
     unrelated = {**video_r1_rows(1)[0], "problem": "What colour is the sky?", "path": "b/x.mp4"}
     fresh = write(tmp_path / "fresh.json", [unrelated])
     assert "eval_question_overlap" not in codes(audit(train, AuditOptions(evals=[fresh], across_videos=True)))
@@ -208,7 +209,9 @@ def test_missing_media(tmp_path):
     assert missing.count == 2 and missing.examples[0] == ("problem_id 4 (row 4)", "videos/v4.mp4 not found")
     assert "missing_media" not in codes(audit(write(tmp_path / "few.json", video_r1_rows(4))))
     elsewhere = audit(write(tmp_path / "x" / "train.json", video_r1_rows(4)))
-    assert "missing_media" not in codes(elsewhere) and any("media not checked" in n for n in elsewhere.notes)
+    assert "missing_media" not in codes(elsewhere) and any(
+        "media files of 4 rows" in n for n in elsewhere.notes
+    )
 
 
 def test_the_parallel_scan_equals_the_serial_one(tmp_path, monkeypatch):
@@ -264,3 +267,42 @@ def test_keys_that_fit_no_shape_name_what_to_do(tmp_path):
     path = Path(write(tmp_path / "odd.jsonl", [{"text": "x", "label": 1}]))
     result = vdata_cli("audit", str(path))
     assert result.returncode == 2 and "give --format" in result.stderr
+
+
+def test_rows_without_a_media_path_are_never_one_video(tmp_path):
+    """VideoHallu-style rows with no video: the same question with other options is another
+    sample; with the same options it is a copy. The report says how such rows were keyed."""
+    rows = [
+        {"question": "How many balls fall?", "answer": "B", "options": [f"A. {i}", f"B. {i + 1}"]}
+        for i in range(6)
+    ]
+    rows.append(dict(rows[2]))
+    report = audit(write(tmp_path / "nopath.json", rows))
+    assert codes(report).get("exact_duplicates") == 1 and "near_duplicates" not in codes(report)
+    assert any("7 rows name no media file" in note for note in report.notes)
+
+
+def test_media_root_reads_absolute_paths_relative_to_it(tmp_path):
+    media = tmp_path / "disk"
+    (media / "MVBench" / "videos").mkdir(parents=True)
+    rows = video_r1_rows(3)
+    for i, row in enumerate(rows):
+        row["path"] = f"/MVBench/videos/v{i}.mp4"
+    (media / "MVBench" / "videos" / "v0.mp4").write_bytes(b"x")
+    (media / "MVBench" / "videos" / "v1.mp4").write_bytes(b"x")
+    path = write(tmp_path / "abs.json", rows)
+    report = audit(path, AuditOptions(media_root=media))
+    assert codes(report)["absolute_path"] == 3 and finding(report, "absolute_path").severity == "warning"
+    missing = finding(report, "missing_media")
+    assert missing.count == 1 and missing.examples[0] == (
+        "problem_id 2 (row 2)",
+        "MVBench/videos/v2.mp4 not found",
+    )
+    result = vdata_cli(
+        "filter", "validate", str(path), "--out", str(tmp_path / "out"), "--media-root", str(media)
+    )
+    assert result.returncode == 0, result.stderr
+    kept = load_rows(tmp_path / "out").rows
+    assert sorted(r["path"] for r in kept) == ["MVBench/videos/v0.mp4", "MVBench/videos/v1.mp4"]
+    unchanged = vdata_cli("filter", "validate", str(path), "--out", str(tmp_path / "plain"))
+    assert unchanged.returncode == 0 and "kept 3" in unchanged.stdout

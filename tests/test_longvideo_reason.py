@@ -133,7 +133,7 @@ def _question(**changes):
         ({"problem": "What does the caption say happens first?"}, "mentions_captions"),
         ({"problem": "Right after he takes out milk, what happens?"}, "answer_in_question"),
         ({"problem": "The person opens the fridge."}, "not_a_question"),
-        ({"evidence": [{"start_s": 50.0, "end_s": 70.0, "text": "x"}]}, "evidence_outside_video"),
+        ({"evidence": [{"start_s": 50.0, "end_s": 70.0, "text": "x"}]}, "reason_outside_video"),
         ({"options": ["A. Closes it", "B. Closes it", "C. x", "D. y"]}, "duplicate_options"),
     ],
 )

@@ -231,7 +231,7 @@ def _print_audit(result: Any, report: Path | None) -> None:
             )
         out.print(table)
     for note in result.notes:
-        out.print(f"[dim]not checked: {note}[/dim]", highlight=False)
+        out.print(f"[yellow]not checked[/yellow] {note}", highlight=False, soft_wrap=True)
     verdict = f"[red]{result.errors} error finding(s)[/red]" if result.errors else "[green]no errors[/green]"
     where = f"; report: {report}" if report else ""
     out.print(f"{verdict}{where}", highlight=False)
