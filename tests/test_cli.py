@@ -67,7 +67,7 @@ def test_validate_a_clean_video_r1_file(tmp_path):
     path.write_text(json.dumps(VIDEO_R1_ROWS))
     result = vdata_cli("validate", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "2 rows (video-r1 shape)" in result.stdout and "no problems found" in result.stdout
+    assert "2 rows, read as video-r1: keys" in result.stdout and "no problems found" in result.stdout
 
 
 def test_validate_groups_problems_by_code_with_counts_and_ids(tmp_path):

@@ -33,15 +33,16 @@ def validate(
     loaded = load(path)
     summary = summarize_problems(loaded, max_examples=examples)
     if as_json:
-        print(json.dumps({"path": str(path), "shape": loaded.shape, **summary.to_json()}, indent=2))
+        shown = {"path": str(path), "shape": loaded.shape, "read_as": loaded.read_as, **summary.to_json()}
+        print(json.dumps(shown, indent=2))
     else:
-        _print_validation(path, loaded.shape, summary)
+        _print_validation(path, loaded.read_as or f"{loaded.shape} shape", summary)
     if summary.errors:
         raise typer.Exit(1)
 
 
-def _print_validation(path: Path, shape: str, summary: Any) -> None:
-    out.print(f"{path}: {summary.rows} rows ({shape} shape)", highlight=False, soft_wrap=True)
+def _print_validation(path: Path, read_as: str, summary: Any) -> None:
+    out.print(f"{path}: {summary.rows} rows, {read_as}", highlight=False, soft_wrap=True)
     if not summary.groups:
         out.print("[green]no problems found[/green]")
         return
