@@ -306,3 +306,54 @@ def test_media_root_reads_absolute_paths_relative_to_it(tmp_path):
     assert sorted(r["path"] for r in kept) == ["MVBench/videos/v0.mp4", "MVBench/videos/v1.mp4"]
     unchanged = vdata_cli("filter", "validate", str(path), "--out", str(tmp_path / "plain"))
     assert unchanged.returncode == 0 and "kept 3" in unchanged.stdout
+
+
+@pytest.mark.parametrize(
+    ("options", "answer", "letters"),
+    [
+        (["A. red", "B. blue"], "B", ["B"]),
+        (["(A) red", "(B) blue", "(C) green"], "(B),(C)", ["B", "C"]),
+        (["A) red", "B) blue", "C) green"], "B,C", ["B", "C"]),
+        (["A red", "B blue"], "(B)", ["B"]),
+        (["A. red", "B. blue"], "blue", ["B"]),  # the option's own text, as MVBench writes it
+        (["A. red", "B. blue"], "<answer>A</answer>", ["A"]),
+    ],
+)
+def test_option_and_answer_styles_of_releases(tmp_path, options, answer, letters):
+    row = {"question": "Which colour is the car?", "options": options, "answer": answer, "video": "v.mp4"}
+    (record,) = load_rows(write(tmp_path / "rows.json", [row])).rows
+    assert [o[:3] for o in record["options"]] == [f"{chr(65 + i)}. " for i in range(len(options))]
+    assert record["solution"] == f"<answer>{','.join(letters)}</answer>"
+    assert record["problem_type"] == ("multi-answer" if len(letters) > 1 else "multiple choice")
+
+
+def test_ids_that_several_rows_share_are_a_finding(tmp_path):
+    rows = video_r1_rows(6)
+    rows[3]["problem_id"] = 1  # as a release that numbers rows per file and concatenates files
+    rows[5]["problem_id"] = 1
+    report = audit(write(tmp_path / "ids.json", rows))
+    shared = finding(report, "duplicate_source_id")
+    assert shared.count == 2 and shared.severity == "warning"
+    assert shared.examples[0] == ("problem_id 1 (row 3)", "same id as problem_id 1 (row 1)")
+    assert "duplicate_source_id" not in codes(audit(write(tmp_path / "ok.json", video_r1_rows(6))))
+
+
+def test_a_dataset_emptied_by_a_filter_is_read_by_every_command(tmp_path):
+    rows = video_r1_rows(3)
+    train, bench = write(tmp_path / "train.json", rows), write(tmp_path / "bench.json", rows)
+    out = tmp_path / "clean"
+    result = vdata_cli(
+        "filter", "decontaminate", str(train), "--eval", str(bench), "--out", str(out), "--quiet"
+    )
+    assert result.returncode == 0 and "kept 0" in result.stdout
+    for command in (
+        ["inspect", str(out)],
+        ["validate", str(out)],
+        ["audit", str(out)],
+        ["export", str(out), "--format", "video-r1", "--out", str(tmp_path / "x.json")],
+        ["filter", "dedup", str(out), "--out", str(tmp_path / "dedup"), "--quiet"],
+    ):
+        done = vdata_cli(*command)
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+    assert json.loads((tmp_path / "x.json").read_text()) == []
+    assert audit(out).rows == 0 and audit(tmp_path / "x.json").rows == 0

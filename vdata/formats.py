@@ -508,7 +508,8 @@ def from_qa(row: Mapping[str, Any]) -> dict[str, Any]:
         problem, options = split_inline_options(problem)
     if isinstance(path, list) and len(path) == 1:
         path = path[0]
-    solution = _solution(answer)
+    letters = answer_letters_in(answer, options) if isinstance(options, list) and options else []
+    solution = solution_of(letters) if letters else _solution(answer)
     problem_type = pick("problem_type")
     if not problem_type and isinstance(solution, str):
         problem_type = _infer_type(solution, options)
