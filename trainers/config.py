@@ -11,6 +11,7 @@ from vdata.settings import SettingsError, as_number, load_settings
 
 ALGORITHMS = ("grpo", "dapo", "tw-grpo", "reg-grpo")
 AGGREGATIONS = ("token-mean", "seq-mean-token-mean")
+LR_SCHEDULES = ("constant", "linear", "cosine")
 
 
 class ConfigError(ValueError):
@@ -39,20 +40,32 @@ class GRPOConfig:
     # video: frames per sample from the kernel's sampler (qwen-vl-utils conventions)
     frames: int = 16
     max_pixels: int = 128 * 28 * 28
-    # rollout
+    # rollout: the sampler draws from exactly the distribution that is trained (softmax of
+    # logits / temperature, then top-k and top-p); nothing from the checkpoint's own generation
+    # config (its top_k, repetition_penalty) applies
     prompts_per_step: int = 4
     group_size: int = 8
     max_new_tokens: int = 256
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int = 0  # 0: off
+    stop: list[str] = field(default_factory=list)  # strings that end a response (beside EOS ids)
+    log_samples: int = 2  # responses per step written to OUT/samples.jsonl
     # objective
     algorithm: str = "grpo"  # grpo | dapo | tw-grpo | reg-grpo
     scale_rewards: bool = True  # divide advantages by the group's std (off: Dr. GRPO)
     clip_low: float = 0.2
     clip_high: float | None = None  # None: clip_low, or 0.28 for dapo (clip-higher)
-    kl_coef: float | None = None  # None: 0 (off, as in DAPO), or 0.1 for reg-grpo
+    kl_coef: float | None = None  # None: 0 (off, as in DAPO); KL to the reference, k3 per token
     loss_aggregation: str = "token-mean"
     tw_alpha: float = 1.5  # tw-grpo: token weights in [1, alpha]
+    reg_beta: float = 0.1  # reg-grpo: the log-ratio regressed onto beta x advantage
+    ppo_epochs: int = 1  # passes over each rollout batch (old log-probs and clipping act from the 2nd)
+    mini_batch_size: int = 0  # prompts (with their group) per optimizer update; 0: all of a step's
+    overlong_buffer: int = 0  # DAPO: responses within this many tokens of max_new_tokens lose reward ...
+    overlong_penalty: float = 1.0  # ... linearly up to this much at max_new_tokens
+    temporal_bonus: float = 0.0  # T-GRPO: added to correct answers when ordered frames beat shuffled
+    temporal_ratio: float = 0.8  # ... accuracy(ordered) >= this x accuracy(shuffled)
     dynamic_sampling: bool | None = None  # None: on for dapo (drop zero-variance groups, refill)
     max_refills: int = 3
     # reward
@@ -60,9 +73,19 @@ class GRPOConfig:
     format_weight: float = 0.1
     format_style: str = "think"  # think | thinker (Video-Thinker tags)
     tolerant_letters: bool = False  # Video-R1's strict letter rule by default
+    multi_answer_strict: bool = False  # 1 only for the exact letter set (default: |pred|/|gold| if subset)
+    # held-out evaluation: accuracy on a fixed set, greedy and sampled, every eval_every steps
+    # (0: at the end only) into metrics.jsonl, and at the end into OUT/eval.json
+    eval_data: str = ""  # a dataset like `data`; empty: no evaluation
+    eval_split: str = "eval"
+    eval_every: int = 0
+    eval_rows: int = 0  # 0: every row
+    eval_temperature: float = 0.7
     # optimisation
     steps: int = 10
     lr: float = 1e-6
+    lr_schedule: str = "constant"  # constant | linear | cosine (decay to 0 at `steps`)
+    warmup_steps: int = 0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     seed: int = 0
@@ -81,7 +104,15 @@ class GRPOConfig:
         if self.dynamic_sampling is None:
             self.dynamic_sampling = self.algorithm == "dapo"
         if self.kl_coef is None:
-            self.kl_coef = 0.1 if self.algorithm == "reg-grpo" else 0.0
+            self.kl_coef = 0.0
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"lr_schedule {self.lr_schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
+        if self.ppo_epochs < 1:
+            raise ConfigError(f"ppo_epochs {self.ppo_epochs}: at least 1 pass over each batch")
+        if self.algorithm == "reg-grpo" and self.reg_beta <= 0:
+            raise ConfigError(f"reg_beta {self.reg_beta}: Reg-GRPO regresses onto beta x advantage; beta > 0")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature {self.temperature}: sampling needs a temperature > 0")
         if self.group_size < 2:
             raise ConfigError(f"group_size {self.group_size}: GRPO compares at least 2 responses per prompt")
         if not self.model and not self.model_spec:

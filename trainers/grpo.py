@@ -1,13 +1,19 @@
-"""One GRPO step, in order: rollout, reward, advantage, old and reference log-probs, loss, update.
+"""One GRPO step, in order: rollout, reward, advantage, old and reference log-probs, loss, updates.
 
 The objective's pieces are small functions the step calls; the variants are
-flags on them: DAPO (clip-higher, dynamic sampling in the training loop),
-TW-GRPO (token weights from the group's disagreement), Reg-GRPO (regress the
-log-ratio onto the advantage). Read this file top to bottom.
+flags on them: DAPO (clip-higher, dynamic sampling in the training loop, soft
+overlong penalty), TW-GRPO (token weights from how far each rollout's next-token
+distribution is from the group's), Reg-GRPO (regress the log-ratio onto the
+advantage), T-GRPO (a bonus when ordered frames beat shuffled ones). A rollout
+batch is used for `ppo_epochs` passes of `mini_batch_size` prompts each: from
+the second update on, the policy differs from the one that sampled, and the
+ratio and its clipping act (one update per batch makes the ratio exactly 1).
+Read this file top to bottom.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,25 +57,69 @@ def rollout(
     score: Callable[[str, Mapping[str, Any]], Reward],
     config: Any,
 ) -> list[Group]:
-    """G responses to each row's prompt, sampled in one batch, then scored."""
+    """G responses to each row's prompt, sampled in one batch, then scored: accuracy and format,
+    less DAPO's overlong penalty, plus T-GRPO's temporal bonus when it is on."""
     started = time.perf_counter()
     prompts = [policy.prompt(row, row_frames) for row, row_frames in zip(rows, frames, strict=True)]
-    sampled = policy.sample(
-        prompts,
-        config.group_size,
-        max_new_tokens=config.max_new_tokens,
-        temperature=config.temperature,
-        top_p=config.top_p,
-    )
+    sampled = policy.sample(prompts, config.group_size, max_new_tokens=config.max_new_tokens)
     texts = [policy.decode(responses, mask) for responses, mask in sampled]
+    bonus = [0.0] * len(rows)
+    if config.temporal_bonus > 0 and policy.is_vl:
+        bonus = temporal_bonuses(policy, rows, frames, score, texts, config)
     generate_s = (time.perf_counter() - started) / len(rows)
     groups = []
-    for row, prompt, (responses, mask), row_texts in zip(rows, prompts, sampled, texts, strict=True):
+    for index, (row, prompt, (responses, mask), row_texts) in enumerate(
+        zip(rows, prompts, sampled, texts, strict=True)
+    ):
         started = time.perf_counter()
-        rewards = [score(text, row) for text in row_texts]
+        rewards = []
+        for text, length in zip(row_texts, mask.sum(-1).tolist(), strict=True):
+            scored = score(text, row)
+            extra = bonus[index] * scored.accuracy - overlong_penalty(length, config)
+            rewards.append(Reward(scored.accuracy, scored.format, scored.total + extra))
         score_s = time.perf_counter() - started
         groups.append(Group(row, prompt, responses, mask, row_texts, rewards, generate_s, score_s))
     return groups
+
+
+def overlong_penalty(length: int, config: Any) -> float:
+    """DAPO's soft overlong punishment: 0 up to max_new_tokens - overlong_buffer tokens, then
+    rising linearly to `overlong_penalty` at max_new_tokens."""
+    if config.overlong_buffer <= 0:
+        return 0.0
+    start = config.max_new_tokens - config.overlong_buffer
+    return max(0.0, (length - start) / config.overlong_buffer) * config.overlong_penalty
+
+
+def temporal_bonuses(
+    policy: Policy,
+    rows: Sequence[Mapping[str, Any]],
+    frames: Sequence[Any],
+    score: Callable[[str, Mapping[str, Any]], Reward],
+    ordered_texts: list[list[str]],
+    config: Any,
+) -> list[float]:
+    """T-GRPO: per row, `temporal_bonus` when the group answers at least `temporal_ratio` times
+    as often correctly with the frames in order as with the same frames shuffled, else 0; the
+    bonus goes to the correct answers of the ordered group."""
+    import numpy as np
+
+    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+    shuffled = []
+    for row_frames in frames:
+        order = torch.randperm(len(row_frames), generator=generator).numpy()
+        shuffled.append(np.asarray(row_frames)[order])
+    prompts = [policy.prompt(row, f) for row, f in zip(rows, shuffled, strict=True)]
+    sampled = policy.sample(prompts, config.group_size, max_new_tokens=config.max_new_tokens)
+    bonuses = []
+    for row, (responses, mask), texts in zip(rows, sampled, ordered_texts, strict=True):
+        ordered = sum(score(t, row).accuracy for t in texts) / len(texts)
+        mixed_texts = policy.decode(responses, mask)
+        mixed = sum(score(t, row).accuracy for t in mixed_texts) / len(mixed_texts)
+        bonuses.append(
+            config.temporal_bonus if ordered > 0 and ordered >= config.temporal_ratio * mixed else 0.0
+        )
+    return bonuses
 
 
 # ---------------------------------------------------------------- 3. advantage
@@ -112,19 +162,26 @@ def regression_loss(
     return per_sequence.unsqueeze(-1).expand_as(logp)
 
 
-def disagreement_weights(responses: torch.Tensor, mask: torch.Tensor, alpha: float) -> torch.Tensor:
-    """TW-GRPO: weight each position by how much the group's sampled tokens disagree there,
-    scaled to [1, alpha]; positions where all responses agree keep weight 1."""
-    group, length = responses.shape
-    weights = torch.ones(length)
-    disagreement = torch.zeros(length)
-    for t in range(length):
-        active = responses[mask[:, t].bool(), t]
-        if len(active) > 1:
-            most = torch.bincount(active).max().item()
-            disagreement[t] = 1 - most / len(active)
-    if disagreement.max() > 0:
-        weights = 1 + (alpha - 1) * disagreement / disagreement.max()
+def divergence_weights(
+    distributions: torch.Tensor, mask: torch.Tensor, alpha: float, clamp: float = 11.0
+) -> torch.Tensor:
+    """TW-GRPO's token weights (its paper and code): at each position t, each rollout's full
+    next-token log-distribution log p_i (a position past a rollout's end counts as uniform) is
+    compared with the group's geometric mean m = mean_i log p_i by sum over the vocabulary of
+    exp(d) - d - 1, d = m - log p_i (clamped to +-`clamp`); the position's score is the mean over
+    rollouts, min-max normalised over positions, and its weight 1 + (alpha - 1) x score, the
+    same for every rollout. `distributions` (G, L, V) are constants here: no gradient flows
+    through the weights."""
+    group, length, vocab = distributions.shape
+    on = mask.bool().unsqueeze(-1).to(distributions.device)
+    uniform = torch.full_like(distributions, -math.log(vocab))
+    logp = torch.where(on, distributions, uniform)
+    mean = logp.mean(dim=0, keepdim=True)
+    d = (mean - logp).clamp(-clamp, clamp)
+    score = (torch.exp(d) - d - 1).sum(-1).mean(0)  # (L,)
+    low, high = score.min(), score.max()
+    normalised = (score - low) / (high - low + 1e-8)
+    weights = 1.0 + (alpha - 1.0) * normalised
     return weights.unsqueeze(0).expand(group, length)
 
 
@@ -150,13 +207,24 @@ def grpo_step(
     groups: Sequence[Group],
     config: Any,
 ) -> dict[str, float]:
-    """Old and reference log-probs, the loss over all groups, one optimizer update. Returns the
-    step's loss metrics; `groups` come from `rollout` (and dynamic sampling, in the loop)."""
+    """Old and reference log-probs, then `ppo_epochs` passes over the groups in mini-batches of
+    `mini_batch_size` prompts, one optimizer update each. Returns the step's loss metrics;
+    `groups` come from `rollout` (and dynamic sampling, in the loop)."""
     device = policy.device
     timings: dict[str, float] = {}
+    batches = _mini_batches(len(groups), config.mini_batch_size)
+    several = config.ppo_epochs > 1 or len(batches) > 1
+    tw = config.algorithm == "tw-grpo"
     started = time.perf_counter()
+    old: list[torch.Tensor | None] = [None] * len(groups)  # one update: the ratio's base is logp itself
+    weights: list[torch.Tensor | None] = [None] * len(groups)
     with torch.no_grad():
-        old = [policy.log_probs(g.prompt, g.responses)[0] for g in groups]
+        if several or tw:
+            for i, g in enumerate(groups):
+                taken, _, *dists = policy.log_probs(g.prompt, g.responses, distributions=tw)
+                old[i] = taken if several else None
+                if tw:
+                    weights[i] = divergence_weights(dists[0], g.mask, config.tw_alpha)
         refs = [
             policy.log_probs(g.prompt, g.responses, model=reference)[0] if config.kl_coef > 0 else None
             for g in groups
@@ -166,43 +234,70 @@ def grpo_step(
 
     started = time.perf_counter()
     masks = [g.mask.to(device).float() for g in groups]
-    totals = (float(sum(m.sum() for m in masks)), float(sum(m.shape[0] for m in masks)))
-    optimizer.zero_grad(set_to_none=True)
-    sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip": 0.0}
-    for group, mask, old_logp, ref_logp in zip(groups, masks, old, refs, strict=True):
-        advantages = group_advantages(group.totals, scale=config.scale_rewards).to(device)
-        logp, entropy = policy.log_probs(group.prompt, group.responses, entropy=True)
-        if config.algorithm == "reg-grpo":
-            per_token = regression_loss(logp, old_logp, advantages, mask, beta=config.kl_coef)
-            clipped = torch.zeros_like(per_token)
-        else:
-            per_token, clipped = clipped_policy_loss(
-                logp, old_logp, advantages, clip_low=config.clip_low, clip_high=config.clip_high
-            )
-        if config.algorithm == "tw-grpo":
-            per_token = per_token * disagreement_weights(group.responses, group.mask, config.tw_alpha).to(
-                device
-            )
-        kl = k3_kl(logp, ref_logp) if ref_logp is not None else torch.zeros_like(logp)
-        loss = aggregate(per_token + config.kl_coef * kl, mask, config.loss_aggregation, totals)
-        loss.backward()
-        sums["loss"] += loss.item()
-        sums["kl"] += float((kl.detach() * mask).sum())
-        sums["entropy"] += float((entropy.detach() * mask).sum())
-        sums["clip"] += float((clipped * mask).sum())
+    advantages = [group_advantages(g.totals, scale=config.scale_rewards).to(device) for g in groups]
+    sums = {"loss": 0.0, "kl": 0.0, "entropy": 0.0, "clip": 0.0, "tokens": 0.0, "ratio_dev": 0.0}
+    norms, skipped, updates = [], 0, 0
     parameters = [p for p in policy.model.parameters() if p.requires_grad]
-    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
-    optimizer.step()
+    for _ in range(config.ppo_epochs):
+        for batch in batches:
+            totals = (
+                float(sum(masks[i].sum() for i in batch)),
+                float(sum(masks[i].shape[0] for i in batch)),
+            )
+            optimizer.zero_grad(set_to_none=True)
+            policy.model.train()  # gradient checkpointing acts only in training mode
+            for i in batch:
+                group, mask = groups[i], masks[i]
+                logp, entropy = policy.log_probs(group.prompt, group.responses, entropy=True)
+                base = old[i] if old[i] is not None else logp.detach()
+                if config.algorithm == "reg-grpo":
+                    per_token = regression_loss(logp, base, advantages[i], mask, beta=config.reg_beta)
+                    clipped = torch.zeros_like(per_token)
+                else:
+                    per_token, clipped = clipped_policy_loss(
+                        logp, base, advantages[i], clip_low=config.clip_low, clip_high=config.clip_high
+                    )
+                if weights[i] is not None:
+                    per_token = per_token * weights[i].to(device)
+                ref_logp = refs[i]
+                kl = k3_kl(logp, ref_logp) if ref_logp is not None else torch.zeros_like(logp)
+                loss = aggregate(per_token + config.kl_coef * kl, mask, config.loss_aggregation, totals)
+                loss.backward()
+                sums["loss"] += loss.item()
+                sums["kl"] += float((kl.detach() * mask).sum())
+                sums["entropy"] += float((entropy.detach() * mask).sum())
+                sums["clip"] += float((clipped * mask).sum())
+                sums["ratio_dev"] += float(((logp.detach() - base).exp() - 1).abs().mul(mask).sum())
+                sums["tokens"] += float(mask.sum())
+            policy.model.eval()
+            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
+            if not torch.isfinite(grad_norm):  # a NaN or inf gradient never reaches the weights
+                optimizer.zero_grad(set_to_none=True)
+                skipped += 1
+                continue
+            optimizer.step()
+            norms.append(float(grad_norm))
+            updates += 1
     _sync(device)
     timings["update_s"] = time.perf_counter() - started
+    tokens = max(sums["tokens"], 1.0)
     return {
-        "loss": sums["loss"],
-        "kl": sums["kl"] / totals[0],
-        "entropy": sums["entropy"] / totals[0],
-        "clip_fraction": sums["clip"] / totals[0],
-        "grad_norm": float(grad_norm),
+        "loss": sums["loss"] / max(config.ppo_epochs * len(batches), 1),
+        "kl": sums["kl"] / tokens,
+        "entropy": sums["entropy"] / tokens,
+        "clip_fraction": sums["clip"] / tokens,
+        "ratio_deviation": sums["ratio_dev"] / tokens,  # mean |ratio - 1| over the updates
+        "grad_norm": sum(norms) / len(norms) if norms else float("nan"),
+        "updates": updates,
+        "skipped_updates": skipped,
         **timings,
     }
+
+
+def _mini_batches(n: int, size: int) -> list[list[int]]:
+    """Group indices in mini-batches of `size` (0: one batch of all)."""
+    size = size if size > 0 else n
+    return [list(range(start, min(start + size, n))) for start in range(0, n, size)]
 
 
 def _sync(device: torch.device) -> None:

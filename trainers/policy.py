@@ -73,12 +73,32 @@ def model_inputs(
     return inputs
 
 
+SYSTEM = "You are a helpful assistant."  # Qwen's default system turn, as its chat template adds
+
+
 class Policy:
-    def __init__(self, model: Any, tokenizer: Any, device: torch.device):
+    """A model and the one distribution it samples from and is trained on: softmax(logits /
+    temperature), then top-k and top-p. The rollout never applies the checkpoint's own
+    generation config (its top_k=50 or repetition_penalty would sample another distribution
+    than the one whose log-probs are trained; TRL and verl override them the same way)."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        device: torch.device,
+        *,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        top_k: int = 0,
+        stop: tuple[str, ...] = (),
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
+        self.temperature, self.top_p, self.top_k, self.stop = temperature, top_p, top_k, tuple(stop)
         self.is_vl = getattr(model.config, "model_type", "") in VL_TYPES
+        self.stop_ids = _stop_ids(model, tokenizer)
         forward = inspect.signature(getattr(model, "get_base_model", lambda: model)().forward).parameters
         self._token_types = "mm_token_type_ids" in forward
         # a sampled vision token would claim video features that do not exist
@@ -87,18 +107,27 @@ class Policy:
         self.banned = [[i] for i in known] if self.is_vl else None
 
     def prompt(self, row: Mapping[str, Any], frames: Any = None) -> Prompt:
+        """The chat prompt of a row: the tokenizer's chat template when it has one (with its
+        default system turn), else Qwen's layout with the same system turn; the video first."""
         text = question_text(row)
-        video = None
-        if self.is_vl and frames is not None:
-            video = video_inputs(frames)
-            user = "<|vision_start|>" + "<|video_pad|>" * video.tokens + "<|vision_end|>" + text
-            chat = f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
-        elif getattr(self.tokenizer, "chat_template", None):
+        video = video_inputs(frames) if self.is_vl and frames is not None else None
+        if getattr(self.tokenizer, "chat_template", None):
+            content: Any = text
+            if video is not None:
+                content = [{"type": "video"}, {"type": "text", "text": text}]
             chat = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
+                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
             )
         else:
-            chat = f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n"
+            user = "<|vision_start|><|video_pad|><|vision_end|>" + text if video is not None else text
+            chat = (
+                f"<|im_start|>system\n{SYSTEM}<|im_end|>\n"
+                f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+            )
+        if video is not None:
+            if chat.count("<|video_pad|>") != 1:
+                raise ValueError("the chat template did not place one <|video_pad|> for the video")
+            chat = chat.replace("<|video_pad|>", "<|video_pad|>" * video.tokens)
         ids = self.tokenizer(chat, return_tensors="pt", add_special_tokens=False).input_ids
         if video is None:
             return Prompt(ids)
@@ -111,13 +140,17 @@ class Policy:
         n: int,
         *,
         max_new_tokens: int,
-        temperature: float,
-        top_p: float,
+        greedy: bool = False,
+        temperature: float | None = None,
         with_logprobs: bool = False,
     ) -> list[tuple[torch.Tensor, ...]]:
-        """n responses to each prompt, all prompts in one `generate` call (left-padded). Per
+        """n responses to each prompt, all prompts in one `generate` call (left-padded), from the
+        policy's distribution (or greedy, or at another `temperature` for evaluation). Per
         prompt: token ids (n, L) padded, and a mask (n, L) of the tokens up to and including the
-        end-of-turn token; with `with_logprobs`, also the sampler's log-probability of each token."""
+        first stop token or stop string; with `with_logprobs`, also the sampler's log-probability
+        of each token."""
+        from transformers import GenerationConfig
+
         width = max(p.input_ids.shape[1] for p in prompts)
         pad = self.tokenizer.pad_token_id
         ids = torch.full((len(prompts) * n, width), pad, dtype=prompts[0].input_ids.dtype)
@@ -127,51 +160,110 @@ class Policy:
             ids[i * n : (i + 1) * n, width - length :] = prompt.input_ids
             attention[i * n : (i + 1) * n, width - length :] = 1
         inputs = model_inputs([p for p in prompts for _ in range(n)], ids, attention, self.device)
-        output = self.model.generate(
-            **inputs,
-            do_sample=True,
-            temperature=temperature,
-            top_p=top_p,
+        settings: dict[str, Any] = {"do_sample": False}
+        if not greedy:
+            settings = {
+                "do_sample": True,
+                "temperature": temperature or self.temperature,
+                "top_p": self.top_p,
+                "top_k": self.top_k,
+            }
+        generation = GenerationConfig(
+            **settings,
             max_new_tokens=max_new_tokens,
-            eos_token_id=self.tokenizer.eos_token_id,
+            eos_token_id=sorted(self.stop_ids),
             pad_token_id=pad,
             bad_words_ids=self.banned,
+            repetition_penalty=1.0,
             output_scores=with_logprobs,
             return_dict_in_generate=True,
+            stop_strings=list(self.stop) or None,
+        )
+        self.model.eval()
+        output = self.model.generate(
+            **inputs, generation_config=generation, tokenizer=self.tokenizer if self.stop else None
         )
         responses = output.sequences[:, width:].cpu()
-        is_eos = responses == self.tokenizer.eos_token_id
-        after_eos = (torch.cumsum(is_eos.int(), dim=1) - is_eos.int()) > 0
-        masks = (~after_eos).int()
-        parts = [responses.masked_fill(after_eos, pad), masks]
+        ends = stop_lengths(responses, self.stop_ids, self.tokenizer, self.stop)
+        positions = torch.arange(responses.shape[1]).unsqueeze(0)
+        masks = (positions < ends.unsqueeze(1)).int()
+        parts = [responses.masked_fill(masks == 0, pad), masks]
         if with_logprobs:
             scores = torch.log_softmax(torch.stack(output.scores, dim=1).float(), dim=-1).cpu()
             parts.append(scores.gather(-1, responses.unsqueeze(-1)).squeeze(-1))
         return [tuple(part[i * n : (i + 1) * n] for part in parts) for i in range(len(prompts))]
 
     def decode(self, responses: torch.Tensor, mask: torch.Tensor) -> list[str]:
-        return [
-            self.tokenizer.decode(ids[m.bool()], skip_special_tokens=False).replace(
-                self.tokenizer.eos_token, ""
-            )
-            for ids, m in zip(responses, mask, strict=True)
-        ]
+        """The response texts, without their stop token."""
+        texts = []
+        for ids, m in zip(responses, mask, strict=True):
+            kept = [int(i) for i in ids[m.bool()]]
+            if kept and kept[-1] in self.stop_ids:
+                kept = kept[:-1]
+            texts.append(self.tokenizer.decode(kept, skip_special_tokens=False))
+        return texts
 
     def log_probs(
-        self, prompt: Prompt, responses: torch.Tensor, *, model: Any = None, entropy: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-token log-probabilities of `responses` (n, L) after `prompt`; logits are computed
-        for the response positions only (`logits_to_keep`), not the long video prefix."""
+        self,
+        prompt: Prompt,
+        responses: torch.Tensor,
+        *,
+        model: Any = None,
+        entropy: bool = False,
+        distributions: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
+        """Per-token log-probabilities of `responses` (n, L) after `prompt`, under the sampled
+        distribution (logits / temperature); logits are computed for the response positions
+        only (`logits_to_keep`), not the long video prefix. With `entropy`, also each position's
+        entropy (else None); with `distributions`, also every position's full log-distribution
+        (n, L, V), detached (TW-GRPO's weights read it)."""
         model = model or self.model
         n, length = responses.shape
         inputs = prompt.repeated(n, self.device, responses)
         logits = model(**inputs, logits_to_keep=length + 1, use_cache=False).logits[:, :-1].float()
+        logits = logits / self.temperature
         if self.banned:  # the sampler never draws vision tokens: the same distribution here
             logits[..., [ids[0] for ids in self.banned]] = float("-inf")
         log_softmax = torch.log_softmax(logits, dim=-1)
         taken = log_softmax.gather(-1, responses.to(self.device).unsqueeze(-1)).squeeze(-1)
         spread = -(log_softmax.exp() * log_softmax).nan_to_num(0.0).sum(-1) if entropy else None
+        if distributions:
+            return taken, spread, log_softmax.detach()
         return taken, spread
+
+
+def _stop_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Every id that ends a turn: the tokenizer's EOS, the model's generation config's (Qwen
+    lists <|im_end|> and <|endoftext|>), and <|im_end|> itself when the vocabulary has it."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids |= set(configured) if isinstance(configured, (list, tuple)) else {configured} - {None}
+    if "<|im_end|>" in tokenizer.get_vocab():
+        ids.add(tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    return {int(i) for i in ids}
+
+
+def stop_lengths(
+    responses: torch.Tensor, stop_ids: set[int], tokenizer: Any, stop: tuple[str, ...] = ()
+) -> torch.Tensor:
+    """Each response's length up to and including its first stop token, or the token that
+    completes its first stop string; the full width when it has neither."""
+    width = responses.shape[1]
+    is_stop = torch.isin(responses, torch.tensor(sorted(stop_ids), dtype=responses.dtype))
+    first = torch.where(
+        is_stop.any(1), is_stop.int().argmax(1) + 1, torch.full_like(is_stop[:, 0], width, dtype=torch.long)
+    )
+    if not stop:
+        return first.long()
+    lengths = []
+    for row, end in zip(responses.tolist(), first.tolist(), strict=True):
+        text_end = end
+        for k in range(1, end + 1):
+            if any(s in tokenizer.decode(row[:k]) for s in stop):
+                text_end = k
+                break
+        lengths.append(text_end)
+    return torch.tensor(lengths, dtype=torch.long)
 
 
 def load_policy(config: Any) -> Policy:
@@ -199,14 +291,26 @@ def load_policy(config: Any) -> Policy:
         model = cls.from_pretrained(config.model, dtype=dtype, attn_implementation=config.attn_implementation)
         model.to(device)
     if config.gradient_checkpointing:
+        # checkpointing acts only in training mode: the update pass runs the model in train()
         model.gradient_checkpointing_enable()
+        model.config.use_cache = False
     if config.lora_rank > 0:
         from peft import LoraConfig, get_peft_model
 
+        torch.manual_seed(config.seed)  # the adapters' initial weights follow the run's seed
         model = get_peft_model(
             model,
             LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=config.lora_targets),
         )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return Policy(model, tokenizer, device)
+    model.eval()
+    return Policy(
+        model,
+        tokenizer,
+        device,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        top_k=config.top_k,
+        stop=tuple(config.stop),
+    )

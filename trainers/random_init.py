@@ -32,6 +32,20 @@ QWEN25_VL_3B: dict[str, Any] = {
     },
 }  # fmt: skip
 
+TINY_QWEN2_5_VL: dict[str, Any] = {
+    "model_type": "qwen2_5_vl",
+    "text_config": {
+        "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "max_position_embeddings": 1024, "tie_word_embeddings": True,
+        "rope_scaling": {"type": "mrope", "mrope_section": [1, 1, 2]},
+    },
+    "vision_config": {
+        "depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 32,
+        "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 56,
+        "fullatt_block_indexes": [0], "in_chans": 3,
+    },
+}  # fmt: skip
+
 TINY_QWEN2_VL: dict[str, Any] = {
     "model_type": "qwen2_vl",
     "text_config": {

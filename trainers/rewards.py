@@ -31,7 +31,8 @@ _THINKER_FORMAT = re.compile(
     r"(?:<time>.*?</time>\s*<caption>.*?</caption>\s*<think>.*?</think>\s*)+<answer>.*?</answer>", re.DOTALL
 )
 _LETTER = re.compile(r"^\s*(?:option\s+)?\(?([A-Z])\)?(?=[.):,\s]|$)", re.IGNORECASE)
-_NUMBER = re.compile(r"[-+]?\d*\.?\d+(?:[eE][-+]?\d+)?")
+# a number, with thousands separators ("1,500") read as one number, not "1" then "500"
+_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d*\.?\d+)(?:[eE][-+]?\d+)?")
 
 
 def extract_answer(response: str, *, tolerant: bool = False) -> str | None:
@@ -93,7 +94,8 @@ def yes_no(response: str, gold: str) -> float:
     if answer is None:
         return 0.0
     first = re.findall(r"[a-z]+", answer.lower())[:1]
-    return float(bool(first) and first[0] == gold.strip().lower().rstrip(".").split()[0])
+    wanted = re.findall(r"[a-z]+", gold.lower())[:1]
+    return float(bool(first) and bool(wanted) and first == wanted)
 
 
 def numerical(response: str, gold: str) -> float:
@@ -207,7 +209,7 @@ def reward(response: str, row: Mapping[str, Any], config: RewardConfig = RewardC
 
 def _number(text: str | None) -> float | None:
     match = _NUMBER.search(text or "")
-    return float(match.group(0)) if match else None
+    return float(match.group(0).replace(",", "")) if match else None
 
 
 def _span(text: str | None) -> tuple[float, float] | None:

@@ -1,16 +1,21 @@
-"""`vdata train grpo`: a short GRPO run on a dataset, with metrics per step and resumable checkpoints.
+"""`vdata train grpo`: a short GRPO run on a dataset, with metrics per step, held-out evaluation
+and resumable checkpoints.
 
 The loop: draw prompts, roll out G responses each (dropping zero-variance groups
-and drawing more when dynamic sampling is on), take one GRPO step, write the
-step's metrics to OUT/metrics.jsonl, and save OUT/checkpoint every
-`save_every` steps and at the end. Rerunning the same command resumes from the
-checkpoint.
+and drawing more when dynamic sampling is on), take one GRPO step (its updates),
+write the step's metrics to OUT/metrics.jsonl and a few responses to
+OUT/samples.jsonl, evaluate on the held-out set every `eval_every` steps and at
+the end (OUT/eval.json), and save OUT/checkpoint every `save_every` steps and at
+the end. Rerunning the same command resumes from the checkpoint: weights (every
+one of them, checked), optimizer, learning-rate schedule, position in the data.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import math
 import random
 import resource
 import time
@@ -81,7 +86,9 @@ def _usable(rows: list[dict[str, Any]], name: str) -> tuple[list[dict[str, Any]]
     """The rows a reward can score, and how many of each other problem_type were left out."""
     usable, skipped = [], Counter()
     for row in rows:
-        if row.get("problem_type") in PROBLEM_TYPES_WITH_REWARDS and row.get("solution"):
+        if row.get("data_type") not in (None, "", "video"):
+            skipped[f"{row.get('data_type')} rows (the trainer reads video and text rows)"] += 1
+        elif row.get("problem_type") in PROBLEM_TYPES_WITH_REWARDS and row.get("solution"):
             usable.append(row)
         else:
             skipped[str(row.get("problem_type")) if row.get("solution") else "no solution"] += 1
@@ -101,10 +108,11 @@ def frame_source(config: GRPOConfig, media_root: Path | None) -> Frames:
             return row["frames"]
         from vdata.video import VideoError, sample_frames
 
-        key = str(row.get("id") or row.get("path"))
+        segment = row.get("segment") or {}
+        # the video and the part of it: two clips of one video are two different inputs
+        key = json.dumps([row.get("path"), segment.get("start_s"), segment.get("end_s")])
         if key not in cache:
             path = (media_root or Path(".")) / str(row["path"])
-            segment = row.get("segment") or {}
             try:
                 sampled = sample_frames(
                     path,
@@ -115,8 +123,9 @@ def frame_source(config: GRPOConfig, media_root: Path | None) -> Frames:
                     max_pixels=config.max_pixels,
                 )
             except VideoError as exc:
+                name = row.get("id") or row.get("path")
                 raise ConfigError(
-                    f"row {key}: {exc}; fix or filter the row (vdata audit finds these)"
+                    f"row {name}: {exc}; fix or filter the row (vdata audit finds these)"
                 ) from exc
             cache[key] = sampled.frames
         return cache[key]
@@ -157,21 +166,39 @@ def train(
     if data.skipped:
         shown = ", ".join(f"{count} {kind}" for kind, count in sorted(data.skipped.items()))
         log(f"training on {len(data.rows)} rows; left out, no reward for them: {shown}")
+    held_out = load_eval_data(config) if config.eval_data else None
     policy = load_policy(config)
     reference = _reference(policy) if config.kl_coef > 0 else None
     trainable = [p for p in policy.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
-    state = _resume(out, policy, optimizer, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
+    state = _resume(out, policy, optimizer, scheduler, config)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1, default=str))
     reward_config = RewardConfig(
-        config.accuracy_weight, config.format_weight, config.format_style, config.tolerant_letters
+        config.accuracy_weight,
+        config.format_weight,
+        config.format_style,
+        config.tolerant_letters,
+        config.multi_answer_strict,
     )
     score = lambda text, row: reward(text, row, reward_config)  # noqa: E731
     frames = frame_source(config, data.media_root) if policy.is_vl else (lambda row: None)
+    eval_frames = frames
+    if held_out is not None and policy.is_vl:
+        eval_frames = frame_source(config, held_out.media_root)
     prompts = prompt_stream(data.rows, config.seed, state["prompts_drawn"])
     metrics_path = out / "metrics.jsonl"
     board = _tensorboard(out) if config.tensorboard else None
     written = []
+    if held_out is not None and config.eval_every and state["step"] == 0:
+        # the baseline: the model before any update, on the same rows
+        result = evaluate(policy, held_out.rows, eval_frames, score, config)
+        with metrics_path.open("a") as handle:
+            handle.write(
+                json.dumps(_rounded({"step": 0, **{f"eval_{k}": v for k, v in result.items()}})) + "\n"
+            )
+        shown = f"{result['accuracy_greedy']:.3f} greedy, {result['accuracy_sampled']:.3f} sampled"
+        log(f"step 0: eval acc {shown}")
     while state["step"] < config.steps:
         torch.manual_seed(
             config.seed * 1000003 + state["step"]
@@ -181,15 +208,30 @@ def train(
             policy, prompts, frames, score, config
         )
         state["prompts_drawn"] += drawn
+        if len(groups) < config.prompts_per_step and groups:
+            log(
+                f"step {state['step'] + 1}: {len(groups)} of {config.prompts_per_step} groups with reward "
+                f"variance after {config.max_refills} refills; the step trains on those"
+            )
         if not groups:
             metrics = {"step": state["step"] + 1, "skipped": "every group had zero reward variance"}
         else:
             metrics = _step_metrics(policy, reference, optimizer, groups, sampled, zero_variance, config)
             metrics.update(step=state["step"] + 1, generate_s=generate_s, score_s=score_s)
+            _write_samples(out / "samples.jsonl", metrics["step"], groups, config.log_samples)
+        metrics["groups_short"] = config.prompts_per_step - len(groups)
+        metrics["lr"] = scheduler.get_last_lr()[0]
+        scheduler.step()
         metrics["step_s"] = time.perf_counter() - step_started
         metrics["tokens_per_s"] = metrics.get("tokens", 0) / metrics["step_s"]
         metrics["peak_memory_gb"] = _peak_memory_gb(policy.device)
         state["step"] += 1
+        last = state["step"] == config.steps
+        if held_out is not None and (last or (config.eval_every and state["step"] % config.eval_every == 0)):
+            result = evaluate(policy, held_out.rows, eval_frames, score, config)
+            metrics.update({f"eval_{key}": value for key, value in result.items()})
+            if last:
+                (out / "eval.json").write_text(json.dumps({"step": state["step"], **result}, indent=1) + "\n")
         with metrics_path.open("a") as handle:
             handle.write(json.dumps(_rounded(metrics)) + "\n")
         written.append(metrics)
@@ -199,9 +241,98 @@ def train(
                     board.add_scalar(key, value, metrics["step"])
             board.flush()
         log(_one_line(metrics))
-        if config.save_every and state["step"] % config.save_every == 0 or state["step"] == config.steps:
-            _save(out, policy, optimizer, state)
+        if config.save_every and state["step"] % config.save_every == 0 or last:
+            _save(out, policy, optimizer, scheduler, state)
     return RunSummary(out, state["step"], written)
+
+
+def lr_factor(config: GRPOConfig) -> Callable[[int], float]:
+    """The learning rate's multiplier at a step: linear warmup over `warmup_steps`, then
+    constant, or linear or cosine decay to 0 at `steps`."""
+
+    def factor(step: int) -> float:
+        if step < config.warmup_steps:
+            return (step + 1) / (config.warmup_steps + 1)
+        if config.lr_schedule == "constant":
+            return 1.0
+        progress = (step - config.warmup_steps) / max(config.steps - config.warmup_steps, 1)
+        progress = min(max(progress, 0.0), 1.0)
+        if config.lr_schedule == "linear":
+            return 1.0 - progress
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+# ---------------------------------------------------------------- held-out evaluation
+
+
+def load_eval_data(config: GRPOConfig) -> TrainingData:
+    """The held-out rows: `eval_data`'s `eval_split`, the first `eval_rows` of them (all: 0)."""
+    held = load_training_data(dataclasses.replace(config, data=config.eval_data, split=config.eval_split))
+    if config.eval_rows:
+        held.rows = held.rows[: config.eval_rows]
+    return held
+
+
+@torch.no_grad()
+def evaluate(policy: Policy, rows: list[dict[str, Any]], frames: Frames, score, config: GRPOConfig) -> dict:
+    """Accuracy and reward on the held-out rows: one greedy answer each, and `group_size`
+    answers sampled at `eval_temperature` (mean accuracy over them). Comparable across
+    datasets, which training reward on two different datasets is not."""
+    greedy_acc, greedy_reward, sampled_acc, sampled_reward = [], [], [], []
+    for start in range(0, len(rows), config.prompts_per_step):
+        batch = rows[start : start + config.prompts_per_step]
+        prompts = [policy.prompt(row, frames(row)) for row in batch]
+        greedy = policy.sample(prompts, 1, max_new_tokens=config.max_new_tokens, greedy=True)
+        sampled = policy.sample(
+            prompts,
+            config.group_size,
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.eval_temperature,
+        )
+        for row, (g_ids, g_mask), (s_ids, s_mask) in zip(batch, greedy, sampled, strict=True):
+            for text in policy.decode(g_ids, g_mask):
+                scored = score(text, row)
+                greedy_acc.append(scored.accuracy)
+                greedy_reward.append(scored.total)
+            for text in policy.decode(s_ids, s_mask):
+                scored = score(text, row)
+                sampled_acc.append(scored.accuracy)
+                sampled_reward.append(scored.total)
+    mean = lambda values: sum(values) / len(values) if values else 0.0  # noqa: E731
+    return {
+        "rows": len(rows),
+        "accuracy_greedy": mean(greedy_acc),
+        "reward_greedy": mean(greedy_reward),
+        "accuracy_sampled": mean(sampled_acc),
+        "reward_sampled": mean(sampled_reward),
+        "temperature": config.eval_temperature,
+    }
+
+
+def _write_samples(path: Path, step: int, groups: list[Group], n: int) -> None:
+    """A few responses of the step with their rewards: what the numbers are made of."""
+    if n <= 0:
+        return
+    with path.open("a") as handle:
+        for group in groups[:n]:
+            best = max(range(len(group.texts)), key=lambda i: group.rewards[i].total)
+            handle.write(
+                json.dumps(
+                    {
+                        "step": step,
+                        "row": group.row.get("id") or group.row.get("path"),
+                        "question": group.row.get("problem"),
+                        "solution": group.row.get("solution"),
+                        "response": group.texts[best],
+                        "reward": group.rewards[best].total,
+                        "group_rewards": [round(r.total, 4) for r in group.rewards],
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
 
 
 def _collect_groups(policy: Policy, prompts: Iterator, frames: Frames, score, config: GRPOConfig):
@@ -271,46 +402,84 @@ class _AdaptersOff:
 # ---------------------------------------------------------------- checkpoints
 
 
-def _save(out: Path, policy: Policy, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """OUT/checkpoint: weights (or adapters), optimizer, step; written beside, then swapped in."""
+def _save(
+    out: Path, policy: Policy, optimizer: torch.optim.Optimizer, scheduler: Any, state: dict[str, Any]
+) -> None:
+    """OUT/checkpoint: weights (or adapters, in transformers' own layout, loadable with
+    from_pretrained), optimizer, schedule, step. Written beside, then swapped in by renames,
+    so that a kill at any moment leaves a whole checkpoint: the new one, or the old one
+    (OUT/checkpoint.old, which a resume falls back to)."""
     import shutil
 
-    tmp, final = out / "checkpoint.tmp", out / "checkpoint"
+    tmp, final, previous = out / "checkpoint.tmp", out / "checkpoint", out / "checkpoint.old"
     shutil.rmtree(tmp, ignore_errors=True)
     policy.model.save_pretrained(str(tmp / "model"))
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     (tmp / "state.json").write_text(json.dumps(state))
-    shutil.rmtree(final, ignore_errors=True)
+    shutil.rmtree(previous, ignore_errors=True)
+    if final.exists():
+        final.rename(previous)
     tmp.rename(final)
+    shutil.rmtree(previous, ignore_errors=True)
 
 
 def _resume(
-    out: Path, policy: Policy, optimizer: torch.optim.Optimizer, config: GRPOConfig
+    out: Path, policy: Policy, optimizer: torch.optim.Optimizer, scheduler: Any, config: GRPOConfig
 ) -> dict[str, Any]:
-    state_path = out / "checkpoint" / "state.json"
-    if not state_path.exists():
+    """The state of the last whole checkpoint, with its weights loaded; a fresh start (and fresh
+    metrics) only when there is none at all."""
+    checkpoint = next(
+        (c for c in (out / "checkpoint", out / "checkpoint.old") if (c / "state.json").exists()), None
+    )
+    if checkpoint is None:
         (out / "metrics.jsonl").unlink(missing_ok=True)
+        (out / "samples.jsonl").unlink(missing_ok=True)
         return {"step": 0, "prompts_drawn": 0}
-    from safetensors.torch import load_file
-
-    state = json.loads(state_path.read_text())
-    model_dir = out / "checkpoint" / "model"
-    weights = {}
-    for file in sorted(model_dir.glob("*.safetensors")):
-        weights.update(load_file(str(file)))
-    if hasattr(policy.model, "peft_config"):
-        from peft import set_peft_model_state_dict
-
-        set_peft_model_state_dict(policy.model, weights)
-    else:
-        policy.model.load_state_dict(weights, strict=False)
-    optimizer.load_state_dict(torch.load(out / "checkpoint" / "optimizer.pt", weights_only=True))
+    state = json.loads((checkpoint / "state.json").read_text())
+    load_weights(policy.model, checkpoint / "model")
+    optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+    if (checkpoint / "scheduler.pt").exists():
+        scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
     _truncate_metrics(out / "metrics.jsonl", state["step"])
+    _truncate_metrics(out / "samples.jsonl", state["step"])
     return state
 
 
+def load_weights(model: Any, directory: Path) -> None:
+    """Loads a checkpoint that `save_pretrained` wrote into `model`, every tensor of it.
+
+    Adapters go through peft. Full weights are read back by transformers itself
+    (`from_pretrained`), which maps its saved names onto the module's (transformers 5 saves
+    Qwen2-VL's `model.language_model.*` as `model.*`, and `model.visual.*` as `visual.*`:
+    a plain `load_state_dict(strict=False)` skipped 45 of 46 tensors in silence); the copy is
+    then loaded strictly, so that a tensor left out is an error, not a different model."""
+    if hasattr(model, "peft_config"):
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        weights = {}
+        for file in sorted(directory.glob("*.safetensors")):
+            weights.update(load_file(str(file)))
+        result = set_peft_model_state_dict(model, weights)
+        unexpected = list(getattr(result, "unexpected_keys", []) or [])
+        if unexpected:
+            raise RuntimeError(f"checkpoint {directory}: adapter tensors not in the model: {unexpected[:5]}")
+        return
+    saved, info = type(model).from_pretrained(
+        str(directory), dtype=next(model.parameters()).dtype, output_loading_info=True
+    )
+    missing = [*info.get("missing_keys", []), *info.get("mismatched_keys", [])]
+    if missing:
+        raise RuntimeError(
+            f"checkpoint {directory} lacks {len(missing)} tensor(s) of the model: {missing[:5]}"
+        )
+    model.load_state_dict(saved.state_dict(), strict=True)
+    del saved
+
+
 def _truncate_metrics(path: Path, steps: int) -> None:
-    """Keeps the metrics of the checkpointed steps: steps after it will run again."""
+    """Keeps the lines of the checkpointed steps: steps after it will run again."""
     if path.exists():
         lines = [line for line in path.read_text().splitlines() if line.strip()]
         path.write_text("".join(line + "\n" for line in lines if json.loads(line)["step"] <= steps))
@@ -339,8 +508,16 @@ def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:
 def _one_line(metrics: dict[str, Any]) -> str:
     if "skipped" in metrics:
         return f"step {metrics['step']}: skipped ({metrics['skipped']})"
-    return (
+    line = (
         f"step {metrics['step']}: reward {metrics['reward_mean']:.3f} acc {metrics['accuracy']:.3f} "
         f"format {metrics['format_rate']:.2f} len {metrics['response_length']:.0f} kl {metrics['kl']:.4f} "
         f"{metrics['step_s']:.1f}s"
     )
+    if "eval_accuracy_greedy" in metrics:
+        line += (
+            f"; eval acc {metrics['eval_accuracy_greedy']:.3f} greedy, "
+            f"{metrics['eval_accuracy_sampled']:.3f} sampled"
+        )
+    if metrics.get("skipped_updates"):
+        line += f"; {metrics['skipped_updates']} update(s) skipped: non-finite gradient"
+    return line

@@ -407,7 +407,13 @@ def _imported(recipe: str, path: Any, problem: Any, options: Any, **fields: Any)
     if isinstance(path, str) and path.startswith("./"):
         path = path[2:]  # "./videos/a.mp4" is the same relative path as "videos/a.mp4"
     record = {
-        "id": record_id(recipe, str(path), str(problem), options if isinstance(options, list) else []),
+        "id": record_id(
+            recipe,
+            str(path),
+            str(problem),
+            options if isinstance(options, list) else [],
+            _span_of(fields.get("segment")),
+        ),
         "recipe": recipe,
         "data_type": "video",
         "path": path,
@@ -429,6 +435,10 @@ def _imported(recipe: str, path: Any, problem: Any, options: Any, **fields: Any)
     }
     record.update(fields)
     return record
+
+
+def _span_of(segment: Any) -> tuple[Any, Any] | None:
+    return (segment.get("start_s"), segment.get("end_s")) if isinstance(segment, Mapping) else None
 
 
 def _extras(row: Mapping[str, Any], used: set[str]) -> str:

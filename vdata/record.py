@@ -205,15 +205,26 @@ class Record(BaseModel):
                 self.video.sha256 if self.video else self.path,
                 self.problem,
                 self.options,
+                (self.segment.start_s, self.segment.end_s) if self.segment else None,
             )
 
     def to_row(self) -> dict[str, Any]:
         return self.model_dump(mode="python")
 
 
-def record_id(recipe: str, video_key: str, problem: str, options: Iterable[str]) -> str:
-    """Stable content hash: the same question about the same video gets the same id."""
-    payload = json.dumps([recipe, video_key, problem, list(options)], ensure_ascii=False)
+def record_id(
+    recipe: str,
+    video_key: str,
+    problem: str,
+    options: Iterable[str],
+    segment: tuple[float | None, float | None] | None = None,
+) -> str:
+    """Stable content hash: the same question about the same part of the same video gets the
+    same id; about two clips of one video, two ids (trainers key their frames on it)."""
+    parts: list[Any] = [recipe, video_key, problem, list(options)]
+    if segment is not None:
+        parts.append(list(segment))
+    payload = json.dumps(parts, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
 
 
