@@ -204,7 +204,7 @@ def test_two_clips_of_one_video_are_two_inputs_with_two_ids(tmp_path):
     frames = frame_source(GRPOConfig(model="unused", frames=4, max_pixels=56 * 56), tmp_path)
     import numpy as np
 
-    assert not np.array_equal(np.asarray(frames(first)), np.asarray(frames(second)))
+    assert not np.array_equal(np.asarray(frames(first).frames), np.asarray(frames(second).frames))
     (tmp_path / "rows.json").write_text(
         json.dumps(
             [
@@ -373,3 +373,72 @@ def test_held_out_accuracy_rises_on_a_learnable_task(tmp_path):
     assert summary.steps == 12
     samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
     assert samples and {"step", "question", "response", "reward", "group_rewards"} <= set(samples[0])
+
+
+# ---------------------------------------------------------------- Qwen2.5-VL positions and time
+
+
+def test_vision_positions_follow_the_reference_rule_where_transformers_5_differs(tmp_path):
+    """Three text tokens, a video of 3 temporal patches and 4x4 patches (2x2 after merging,
+    12 tokens), two text tokens; by hand: the video's (t, h, w) start at 3, t steps by
+    tokens_per_second x seconds per patch for Qwen2.5-VL (4 x 1.0 here), by 1 for Qwen2-VL;
+    the text after it starts at the video's largest position + 1."""
+    import transformers
+
+    from vdata.trainers.positions import rope_index
+    from vdata.trainers.random_init import qwen_vl_config
+
+    tokenizer = word_tokenizer(WORDS)
+    expected = {
+        "qwen2_vl": [3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 7],
+        "qwen2_5_vl": [3, 3, 3, 3, 7, 7, 7, 7, 11, 11, 11, 11, 12, 13],
+    }
+    for spec in (TINY_QWEN2_VL, TINY_QWEN2_5_VL):
+        config = qwen_vl_config(spec, tokenizer)
+        name = {
+            "qwen2_vl": "Qwen2VLForConditionalGeneration",
+            "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+        }
+        model = getattr(transformers, name[spec["model_type"]])._from_config(config).model
+        video = config.video_token_id
+        ids = torch.tensor([[15, 16, 17] + [video] * 12 + [18, 19]])
+        types = (ids == video).int() * 2
+        extra = {"second_per_grid_ts": torch.tensor([1.0])} if spec["model_type"] == "qwen2_5_vl" else {}
+        ours, delta = rope_index(model, ids, types, None, torch.tensor([[3, 4, 4]]), **extra)
+        assert ours[0, 0].tolist() == [0, 1, 2] + expected[spec["model_type"]]
+        assert ours[1, 0, 3:7].tolist() == [3, 3, 4, 4] and ours[2, 0, 3:7].tolist() == [3, 4, 3, 4]
+        assert delta.item() == ours.max().item() + 1 - ids.shape[1]
+        theirs, _ = model.get_rope_index(
+            input_ids=ids, mm_token_type_ids=types, video_grid_thw=torch.tensor([[3, 4, 4]]), **extra
+        )
+        if not torch.equal(theirs, ours):  # transformers 5.24: the text resumes at 3 + max(h, w) = 5
+            assert theirs[0, 0, -2:].tolist() == [5, 6]
+    policy = load_policy(tiny_config(tmp_path, model_spec=TINY_QWEN2_5_VL))
+    assert policy.model.model.get_rope_index.__func__ is rope_index
+
+
+def test_qwen2_5_vl_gets_the_seconds_per_temporal_patch_of_the_sampled_frames(tmp_path):
+    write_shots_video(tmp_path / "v.mp4", [4.0], size=(56, 56), seed=1)
+    config = tiny_config(tmp_path, model_spec=TINY_QWEN2_5_VL, frames=8)
+    policy = load_policy(config)
+    frames = frame_source(config, tmp_path)({"path": "v.mp4", "segment": {"start_s": 0.0, "end_s": 4.0}})
+    prompt = policy.prompt({"problem": "Which?", "problem_type": "multiple choice"}, frames)
+    fps = (len(frames.timestamps) - 1) / (frames.timestamps[-1] - frames.timestamps[0])
+    assert prompt.video.second_per_grid == pytest.approx(2 / fps)
+    inputs = prompt.repeated(2, policy.device)
+    assert inputs["second_per_grid_ts"].tolist() == pytest.approx([2 / fps] * 2)
+
+
+def test_qwen2_5_vl_learner_equals_sampler_with_several_temporal_patches(tmp_path):
+    """8 frames (4 temporal patches, more than the 2x2 merged rows): generation's decoding
+    positions and the training forward must agree, which they do only under one rule."""
+    policy = load_policy(tiny_config(tmp_path, model_spec=TINY_QWEN2_5_VL, temperature=0.7))
+    frames = torch.randint(0, 255, (8, 56, 56, 3), dtype=torch.uint8).numpy()
+    row = {"problem": "Which letter ?", "problem_type": "multiple choice", "options": ["A. red", "B. blue"]}
+    prompt = policy.prompt(row, frames)
+    torch.manual_seed(0)
+    ((responses, mask, sampler_logp),) = policy.sample([prompt], 4, max_new_tokens=6, with_logprobs=True)
+    with torch.no_grad():
+        logp, _ = policy.log_probs(prompt, responses)
+    on = mask.bool()
+    assert torch.allclose(logp[on], sampler_logp[on], atol=1e-4), (logp[on] - sampler_logp[on]).abs().max()

@@ -99,3 +99,24 @@ def test_total_is_weighted_and_chosen_by_problem_type():
     assert accuracy("<answer>A</answer>", multi) == 0.5
     with pytest.raises(ValueError, match="no reward for problem_type 'essay'"):
         accuracy(GOOD, {"problem_type": "essay", "solution": "<answer>x</answer>"})
+
+
+def test_numbers_with_thousands_separators_and_empty_gold_answers():
+    assert numerical("<answer>1,500</answer>", "1,000") == 0.0  # not "1" against "1"
+    assert numerical("<answer>1,000</answer>", "1000") == 1.0
+    assert regression("<answer>1000</answer>", "1,000") == 1.0
+    assert regression("<answer>1,250</answer>", "1,000") == pytest.approx(0.75)
+    assert numerical("<answer>-2.5e1</answer>", "-25") == 1.0
+    assert yes_no("<answer>yes</answer>", "") == 0.0  # an empty gold answer scores 0, never raises
+    assert yes_no("<answer>Yes, it does.</answer>", "Yes.") == 1.0
+
+
+def test_multi_answer_strict_is_a_config_key():
+    from vdata.trainers.config import GRPOConfig
+
+    config = GRPOConfig.load(None, ["model=x", "multi_answer_strict=true"])
+    assert config.multi_answer_strict is True
+    row = {"problem_type": "multi-answer", "solution": "<answer>A,C</answer>"}
+    strict = RewardConfig(multi_answer_strict=True)
+    assert reward("<think>x</think><answer>A</answer>", row, strict).accuracy == 0.0
+    assert reward("<think>x</think><answer>A</answer>", row).accuracy == 0.5

@@ -13,6 +13,7 @@ Read this file top to bottom.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -107,8 +108,15 @@ def temporal_bonuses(
     generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
     shuffled = []
     for row_frames in frames:
-        order = torch.randperm(len(row_frames), generator=generator).numpy()
-        shuffled.append(np.asarray(row_frames)[order])
+        images = list(getattr(row_frames, "frames", row_frames))
+        order = torch.randperm(len(images), generator=generator).tolist()
+        mixed = [images[i] for i in order]
+        # the same times (and fps) with the pictures out of order
+        shuffled.append(
+            dataclasses.replace(row_frames, frames=mixed)
+            if hasattr(row_frames, "frames")
+            else np.asarray(mixed)
+        )
     prompts = [policy.prompt(row, f) for row, f in zip(rows, shuffled, strict=True)]
     sampled = policy.sample(prompts, config.group_size, max_new_tokens=config.max_new_tokens)
     bonuses = []

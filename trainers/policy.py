@@ -48,6 +48,7 @@ class Prompt:
     video: VideoInputs | None = None
     video_token_id: int | None = None
     token_types: bool = False  # the model wants mm_token_type_ids (2 marks video tokens)
+    seconds: bool = False  # the model places time by second_per_grid_ts (Qwen2.5-VL)
 
     def repeated(
         self, n: int, device: torch.device, responses: torch.Tensor | None = None
@@ -70,6 +71,9 @@ def model_inputs(
         inputs["video_grid_thw"] = torch.cat([p.video.video_grid_thw for p in prompts]).to(device)
         if first.token_types:
             inputs["mm_token_type_ids"] = ((ids == first.video_token_id).int() * 2).to(device)
+        if first.seconds:
+            seconds = [p.video.second_per_grid or 1.0 for p in prompts]  # 1.0: qwen-vl-utils' default
+            inputs["second_per_grid_ts"] = torch.tensor(seconds, dtype=torch.float32).to(device)
     return inputs
 
 
@@ -131,7 +135,8 @@ class Policy:
         ids = self.tokenizer(chat, return_tensors="pt", add_special_tokens=False).input_ids
         if video is None:
             return Prompt(ids)
-        return Prompt(ids, video, self.model.config.video_token_id, self._token_types)
+        seconds = getattr(self.model.config, "model_type", "") == "qwen2_5_vl"
+        return Prompt(ids, video, self.model.config.video_token_id, self._token_types, seconds)
 
     @torch.no_grad()
     def sample(
@@ -290,6 +295,10 @@ def load_policy(config: Any) -> Policy:
         cls = getattr(transformers, name) if name else transformers.AutoModelForCausalLM
         model = cls.from_pretrained(config.model, dtype=dtype, attn_implementation=config.attn_implementation)
         model.to(device)
+    if model_config.model_type in VL_TYPES:
+        from vdata.trainers.positions import use_reference_positions
+
+        use_reference_positions(model)  # transformers 5 places text after a video elsewhere
     if config.gradient_checkpointing:
         # checkpointing acts only in training mode: the update pass runs the model in train()
         model.gradient_checkpointing_enable()

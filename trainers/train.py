@@ -127,7 +127,7 @@ def frame_source(config: GRPOConfig, media_root: Path | None) -> Frames:
                 raise ConfigError(
                     f"row {name}: {exc}; fix or filter the row (vdata audit finds these)"
                 ) from exc
-            cache[key] = sampled.frames
+            cache[key] = sampled  # frames and their times (Qwen2.5-VL reads the fps)
         return cache[key]
 
     return frames

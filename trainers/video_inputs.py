@@ -11,6 +11,7 @@ torchvision, which has no CPU build beside the CPU torch we use.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,8 @@ STD = np.array([0.26862954, 0.26130258, 0.27577711], dtype=np.float32)
 class VideoInputs:
     pixel_values_videos: torch.Tensor  # (patches, 3 * temporal * patch * patch)
     video_grid_thw: torch.Tensor  # (1, 3): temporal, height and width in patches
+    # seconds of video per temporal patch (temporal / sampling fps): Qwen2.5-VL's time axis
+    second_per_grid: float | None = None
 
     @property
     def tokens(self) -> int:
@@ -33,10 +36,16 @@ class VideoInputs:
 
 
 def video_inputs(
-    frames: np.ndarray | list[np.ndarray], *, patch: int = 14, temporal: int = 2, merge: int = 2
+    frames: Any, *, fps: float | None = None, patch: int = 14, temporal: int = 2, merge: int = 2
 ) -> VideoInputs:
-    """Frames (T, H, W, 3) uint8 as model inputs. T is padded to a multiple of `temporal` by
-    repeating the last frame; H and W must be multiples of patch x merge (28)."""
+    """Frames (T, H, W, 3) uint8 as model inputs, or the kernel's SampledFrames (whose
+    timestamps give the sampling fps). T is padded to a multiple of `temporal` by repeating
+    the last frame; H and W must be multiples of patch x merge (28)."""
+    stamps = getattr(frames, "timestamps", None)
+    if stamps is not None:
+        if fps is None and len(stamps) >= 2 and stamps[-1] > stamps[0]:
+            fps = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+        frames = frames.frames
     video = np.asarray(frames, dtype=np.float32)
     if video.ndim != 4 or video.shape[-1] != 3:
         raise ValueError(f"frames must be (T, H, W, 3); got {video.shape}")
@@ -52,4 +61,8 @@ def video_inputs(
         grid_t, temporal, 3, grid_h // merge, merge, patch, grid_w // merge, merge, patch
     ).transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
     flat = patches.reshape(grid_t * grid_h * grid_w, 3 * temporal * patch * patch)
-    return VideoInputs(torch.from_numpy(np.ascontiguousarray(flat)), torch.tensor([[grid_t, grid_h, grid_w]]))
+    return VideoInputs(
+        torch.from_numpy(np.ascontiguousarray(flat)),
+        torch.tensor([[grid_t, grid_h, grid_w]]),
+        temporal / fps if fps else None,
+    )
