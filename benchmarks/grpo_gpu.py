@@ -1,8 +1,11 @@
 """GRPO step time on one GPU: a Qwen2.5-VL-architecture model at 3B size (random init) on
 16-frame videos (issue 9's GPU check).
 
-Reports step time by phase (generate, score, log-prob, update), tokens/s per GPU and peak
-memory, beside EasyR1's published 1,600-2,000 tokens/s/GPU for a 7B model on H100 (images).
+Reports step time by phase (generate, score, log-prob, update), tokens/s per GPU, peak
+memory and model FLOPs utilisation (MFU: tokens x 6 x parameters for the update, x 2 for
+the forward-only phases, over the GPU's dense bf16 peak: 989 TFLOP/s for H100/H200 SXM;
+attention FLOPs are left out, so MFU is a lower bound), beside EasyR1's published
+1,600-2,000 tokens/s/GPU for a 7B model on H100 (images).
 Tokens are prompt tokens (video included) of every response plus the response tokens, the
 way EasyR1 counts them. A random-init model never stops early: every response runs to
 max_new_tokens.
@@ -94,6 +97,7 @@ def main() -> None:
         summary = train(config, data=TrainingData(rows, None), log=lambda line: print(line, flush=True))
         total_s = time.perf_counter() - started
     measured = [m for m in summary.metrics[1:] if "skipped" not in m] or summary.metrics
+    parameters = _parameters(QWEN25_VL_3B, Path(__file__))
     keys = (
         "generate_s",
         "score_s",
@@ -105,6 +109,14 @@ def main() -> None:
         "response_length",
     )
     mean = {k: round(sum(m[k] for m in measured) / len(measured), 3) for k in keys}
+    peak = PEAK_BF16_FLOPS.get(_gpu_kind(torch))
+    mfu = {}
+    if peak:
+        for phase, factor in (("update_s", 6), ("logprob_s", 2), ("generate_s", 2)):
+            if mean[phase] > 0:
+                mfu[phase.replace("_s", "")] = round(
+                    mean["tokens"] * factor * parameters / mean[phase] / peak, 4
+                )
     result = {
         "benchmark": "grpo_gpu",
         "model": "Qwen2.5-VL architecture, 3B shapes (random init), bfloat16, full fine-tuning, AdamW",
@@ -123,6 +135,9 @@ def main() -> None:
         "per_step_mean": mean,
         "tokens_per_s_per_gpu": mean["tokens_per_s"],
         "peak_memory_gb": round(max(m["peak_memory_gb"] for m in summary.metrics), 2),
+        "parameters": parameters,
+        "peak_bf16_flops": peak,
+        "mfu": mfu,
         "baseline": {"name": "EasyR1, 7B, H100, images (published)", "tokens_per_s_per_gpu": [1600, 2000]},
         "ratio_to_baseline_low": round(mean["tokens_per_s"] / 1600, 3),
         "steps": summary.metrics,
@@ -133,6 +148,30 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "steps"}, indent=2, default=str))
+
+
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12}  # dense bf16, SXM
+
+
+def _gpu_kind(torch) -> str:
+    name = torch.cuda.get_device_name() if torch.cuda.is_available() else ""
+    return next((kind for kind in PEAK_BF16_FLOPS if kind in name), "")
+
+
+def _parameters(spec, here: Path) -> int:
+    """The model's parameter count, from a copy built on the meta device (no memory)."""
+    import tempfile
+
+    import torch
+    import transformers
+
+    from vdata.trainers.random_init import qwen_vl_config, word_tokenizer
+
+    with tempfile.TemporaryDirectory() as folder:
+        tokenizer = word_tokenizer(["x"], Path(folder) / "tok")
+    with torch.device("meta"):
+        model = transformers.Qwen2_5_VLForConditionalGeneration._from_config(qwen_vl_config(spec, tokenizer))
+    return sum(p.numel() for p in model.parameters())
 
 
 if __name__ == "__main__":

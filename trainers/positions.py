@@ -21,16 +21,25 @@ import torch
 
 
 def rope_index(
-    model: Any,
-    input_ids: torch.Tensor,
-    mm_token_type_ids: torch.Tensor | None = None,
-    image_grid_thw: torch.Tensor | None = None,
-    video_grid_thw: torch.Tensor | None = None,
-    second_per_grid_ts: torch.Tensor | None = None,
-    attention_mask: torch.Tensor | None = None,
-    **_: Any,
+    model: Any, input_ids: torch.Tensor, *args: Any, **kwargs: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(position_ids (3, B, L), rope deltas (B, 1)) for a batch, padding (attention 0) left at 0."""
+    """(position_ids (3, B, L), rope deltas (B, 1)) for a batch, padding (attention 0) left at 0.
+    Takes the arguments as any transformers version passes them: by name, or in the positional
+    order of 5.x (mm_token_type_ids, image_grid_thw, video_grid_thw, ...) or of 4.x
+    (image_grid_thw, video_grid_thw, second_per_grid_ts, attention_mask)."""
+    names = ["image_grid_thw", "video_grid_thw", "second_per_grid_ts", "attention_mask"]
+    if args and torch.is_tensor(args[0]) and args[0].shape == input_ids.shape:
+        names = [
+            "mm_token_type_ids",
+            "image_grid_thw",
+            "video_grid_thw",
+            "second_per_grid_ts",
+            "attention_mask",
+        ]
+    kwargs.update(zip(names, args, strict=False))
+    mm_token_type_ids = kwargs.get("mm_token_type_ids")
+    image_grid_thw, video_grid_thw = kwargs.get("image_grid_thw"), kwargs.get("video_grid_thw")
+    second_per_grid_ts, attention_mask = kwargs.get("second_per_grid_ts"), kwargs.get("attention_mask")
     config = model.config
     vision = getattr(config, "vision_config", config)
     merge = vision.spatial_merge_size
