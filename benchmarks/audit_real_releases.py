@@ -9,6 +9,7 @@ and nothing else. Writes benchmarks/results/audit_real_releases.json.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL = ROOT.parent / "shared" / "real-data"
+REAL = Path(os.environ.get("VDATA_REAL_DATA") or ROOT.parent / "shared" / "real-data")
 RESULT = ROOT / "benchmarks" / "results" / "audit_real_releases.json"
 REPEATS = 2
 
@@ -66,7 +67,7 @@ def main() -> None:
             {
                 "benchmark": "audit_real_releases",
                 "baseline": "python -c 'json.load(FILE)': reading the file, nothing else",
-                "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                 "files": rows,
             },
             indent=2,

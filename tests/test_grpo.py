@@ -171,9 +171,12 @@ def test_a_tiny_qwen2_vl_learns_a_trivial_task(tmp_path):
 
 @pytest.mark.slow
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
-    whole = train(tiny_config(tmp_path, steps=3, out=str(tmp_path / "whole")), log=lambda line: None)
-    train(tiny_config(tmp_path, steps=2, out=str(tmp_path / "parts")), log=lambda line: None)
-    resumed = train(tiny_config(tmp_path, steps=3, out=str(tmp_path / "parts")), log=lambda line: None)
+    wide = {"prompts_per_step": 8, "group_size": 16}  # reward spread in every step: real updates
+    whole = train(tiny_config(tmp_path, steps=3, out=str(tmp_path / "whole"), **wide), log=lambda line: None)
+    train(tiny_config(tmp_path, steps=2, out=str(tmp_path / "parts"), **wide), log=lambda line: None)
+    resumed = train(
+        tiny_config(tmp_path, steps=3, out=str(tmp_path / "parts"), **wide), log=lambda line: None
+    )
     assert [m["step"] for m in resumed.metrics] == [3]
     assert all(m["grad_norm"] > 0 for m in whole.metrics), (
         "a comparison of steps that change nothing proves nothing"

@@ -8,6 +8,7 @@ read: each is a real defect or a real repeat, and nothing else is flagged.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from vdata.filters.audit import AuditOptions, audit
 from vdata.filters.run import filter_stage, run_filter
 from vdata.formats import DatasetReadError, load_rows
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "real-data"
+REAL = Path(os.environ.get("VDATA_REAL_DATA") or Path(__file__).resolve().parents[2] / "shared" / "real-data")
 pytestmark = pytest.mark.skipif(
     not REAL.is_dir(), reason=f"{REAL} is absent (a user's clone has no ../shared): real release files"
 )
