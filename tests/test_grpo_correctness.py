@@ -83,21 +83,29 @@ def text_rows(n: int) -> list[dict]:
 # ---------------------------------------------------------------- 1. resume
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("spec", [TINY_QWEN2_VL, TINY_QWEN2_5_VL], ids=["qwen2-vl", "qwen2.5-vl-tied"])
 def test_a_checkpoint_restores_every_weight_of_a_full_fine_tune(tmp_path, spec):
-    config = tiny_config(tmp_path, model_spec=spec, steps=2, lr=5e-2, max_new_tokens=2, **WIDE)
-    summary = train(config, log=quiet)
-    assert any(m.get("grad_norm", 0) > 0 for m in summary.metrics), "nothing was trained"
-    initial = load_policy(config).model.state_dict()
+    """Every tensor moved (as training would move it), saved as a run saves its checkpoint, and
+    loaded into a fresh model: all of them come back. (A plain load_state_dict(strict=False) of
+    the saved file restored 1 of 46 tensors of Qwen2-VL and 0 of 32 of Qwen2.5-VL, silently.)"""
+    from vdata.trainers.train import _save
+
+    config = tiny_config(tmp_path, model_spec=spec)
+    policy = load_policy(config)
+    initial = {n: t.clone() for n, t in policy.model.state_dict().items()}
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for parameter in policy.model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.01)
+    optimizer = torch.optim.AdamW(policy.model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    _save(tmp_path / "run", policy, optimizer, scheduler, {"step": 1, "prompts_drawn": 4})
     restored = load_policy(config).model
     load_weights(restored, tmp_path / "run" / "checkpoint" / "model")
-    saved = type(restored).from_pretrained(str(tmp_path / "run" / "checkpoint" / "model")).state_dict()
-    moved = 0
+    trained = policy.model.state_dict()
     for name, tensor in restored.state_dict().items():
-        assert torch.equal(tensor, saved[name]), name
-        moved += not torch.equal(tensor, initial[name])
-    assert moved > len(initial) // 2, f"only {moved} of {len(initial)} tensors differ from the initial model"
+        assert torch.equal(tensor, trained[name]), name
+        assert not torch.equal(tensor, initial[name]), f"{name} was not moved: the test would prove nothing"
 
 
 def test_a_checkpoint_missing_a_tensor_is_an_error_not_a_different_model(tmp_path):
@@ -499,3 +507,20 @@ def test_the_embedded_smollm2_is_a_pretrained_policy_whose_log_probs_match_its_s
     assert metrics["updates"] == 1 and metrics["grad_norm"] > 0
     policy.model.save_pretrained(tmp_path / "saved")  # a checkpoint of a GGUF-born model is plain weights
     assert list((tmp_path / "saved").glob("*.safetensors"))
+
+
+def test_video_prompts_carry_the_system_turn_and_top_k_limits_the_sampler(tmp_path):
+    policy = load_policy(tiny_config(tmp_path, top_k=1))
+    frames = torch.randint(0, 255, (4, 56, 56, 3), dtype=torch.uint8).numpy()
+    prompt = policy.prompt({"problem": "Which letter?", "problem_type": "multiple choice"}, frames)
+    text = policy.tokenizer.decode(prompt.input_ids[0])
+    assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
+    ((responses, _),) = policy.sample([prompt], 6, max_new_tokens=3)
+    assert all(torch.equal(responses[0], r) for r in responses)  # top_k=1: one choice at every step
+
+
+@pytest.mark.slow
+def test_the_t_grpo_temporal_bonus_runs_beside_the_group(tmp_path):
+    config = tiny_config(tmp_path, steps=1, temporal_bonus=0.3, max_new_tokens=1, **WIDE)
+    (metrics,) = train(config, log=quiet).metrics
+    assert "skipped" in metrics or metrics["reward_mean"] <= 0.9 * 1 + 0.1 * 1 + 0.3

@@ -66,7 +66,10 @@ def word_tokenizer(words: list[str], out: str | Path | None = None) -> Any:
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    base = list(dict.fromkeys([*QWEN_SPECIAL, *words, " ", "\n", *".,?!:;()-", *"0123456789", "[UNK]"]))
+    chat = ["system", "user", "assistant", "You", "are", "a", "helpful"]  # the chat turns' own words
+    base = list(
+        dict.fromkeys([*QWEN_SPECIAL, *chat, *words, " ", "\n", *".,?!:;()-", *"0123456789", "[UNK]"])
+    )
     tokenizer = Tokenizer(models.WordLevel({t: i for i, t in enumerate(base)}, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(_SPLIT), behavior="isolated")
     tokenizer.decoder = decoders.Fuse()
