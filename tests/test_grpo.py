@@ -67,6 +67,62 @@ def tiny_config(tmp_path: Path, **overrides) -> GRPOConfig:
     return GRPOConfig(**{**values, **overrides})
 
 
+def text_lm(tmp_path: Path, words: list[str] = WORDS, **generation) -> Path:
+    """A random-init Qwen2 causal LM over `words`, saved with a generation config that carries
+    `generation` (e.g. a repetition penalty), as checkpoints on the Hub do."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokenizer = word_tokenizer(words, tmp_path / "lm")
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config)
+    for key, value in generation.items():
+        setattr(model.generation_config, key, value)
+    model.save_pretrained(tmp_path / "lm")
+    return tmp_path / "lm"
+
+
+def text_rows(n: int) -> list[dict]:
+    """Video-R1 rows whose answer is B, for text-only policies (the path is never read)."""
+    return [
+        {
+            "problem_id": i,
+            "problem": "Which letter?",
+            "data_type": "video",
+            "problem_type": "multiple choice",
+            "options": ["A. red", "B. blue"],
+            "solution": "<answer>B</answer>",
+            "path": f"v{i}.mp4",
+        }
+        for i in range(n)
+    ]
+
+
+def text_run(tmp_path: Path, model: Path | str, rows: list[dict], **overrides) -> GRPOConfig:
+    """A one-step run config of a text-only policy on `rows` (written to tmp_path/rows.json)."""
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    values = dict(
+        data=str(tmp_path / "rows.json"),
+        split="",
+        model=str(model),
+        out=str(tmp_path / "run"),
+        prompts_per_step=2,
+        group_size=4,
+        max_new_tokens=2,
+        steps=1,
+    )
+    return GRPOConfig(**{**values, **overrides})
+
+
 def test_group_advantages_with_and_without_std():
     rewards = torch.tensor([1.0, 0.0, 0.0, 1.0])
     assert torch.allclose(group_advantages(rewards, scale=False), torch.tensor([0.5, -0.5, -0.5, 0.5]))
@@ -207,45 +263,9 @@ def test_variants_and_kl_run(tmp_path):
 
 @pytest.mark.slow
 def test_a_text_only_causal_lm_from_a_directory(tmp_path):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    tokenizer = word_tokenizer(WORDS, tmp_path / "lm")
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    Qwen2ForCausalLM(config).save_pretrained(tmp_path / "lm")
-    rows = [
-        {
-            "problem_id": i,
-            "problem": "Which letter?",
-            "data_type": "video",
-            "problem_type": "multiple choice",
-            "options": ["A. red", "B. blue"],
-            "solution": "<answer>B</answer>",
-            "path": f"v{i}.mp4",
-        }
-        for i in range(3)
-    ]
+    rows = text_rows(3)
     essay = {**rows[0], "problem_id": 9, "problem_type": "essay", "options": []}
-    (tmp_path / "rows.json").write_text(json.dumps(rows + [essay]))
-    run = GRPOConfig(
-        data=str(tmp_path / "rows.json"),
-        split="",
-        model=str(tmp_path / "lm"),
-        out=str(tmp_path / "run"),
-        prompts_per_step=2,
-        group_size=4,
-        max_new_tokens=2,
-        steps=1,
-        tolerant_letters=True,
-    )
+    run = text_run(tmp_path, text_lm(tmp_path), rows + [essay], tolerant_letters=True)
     lines: list[str] = []
     (metrics,) = train(run, log=lines.append).metrics
     assert metrics["groups"] == 2 and metrics["response_length"] >= 1

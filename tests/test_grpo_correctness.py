@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from pathlib import Path
 
 import pytest
 
@@ -26,7 +25,7 @@ from vdata.trainers.random_init import TINY_QWEN2_5_VL, TINY_QWEN2_VL, word_toke
 from vdata.trainers.rewards import reward
 from vdata.trainers.train import frame_source, load_weights, lr_factor, train
 
-from test_grpo import WORDS, letter_dataset, tiny_config
+from test_grpo import WORDS, letter_dataset, text_lm, text_rows, text_run, tiny_config
 
 # enough words that the vocabulary is far over top_k=50
 MANY_WORDS = WORDS + ["".join(pair) for pair in itertools.product("bcdfgklmnp", "aeiou")][:90]
@@ -41,43 +40,18 @@ def quiet(line: str) -> None:
     pass
 
 
-def text_lm(tmp_path: Path, **generation) -> Path:
-    """A random-init Qwen2 causal LM over MANY_WORDS, saved with a generation config that
-    carries `generation` (e.g. a repetition penalty), as checkpoints on the Hub do."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    tokenizer = word_tokenizer(MANY_WORDS, tmp_path / "lm")
-    config = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+def sampled_and_learned(policy, prompt, n: int, new_tokens: int, *, atol: float, least: int):
+    """Samples n responses with the sampler's log-probs, recomputes them as the learner does,
+    and asserts they agree on at least `least` tokens; returns (responses, mask)."""
+    ((responses, mask, sampler_logp),) = policy.sample(
+        [prompt], n, max_new_tokens=new_tokens, with_logprobs=True
     )
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(config)
-    for key, value in generation.items():
-        setattr(model.generation_config, key, value)
-    model.save_pretrained(tmp_path / "lm")
-    return tmp_path / "lm"
-
-
-def text_rows(n: int) -> list[dict]:
-    return [
-        {
-            "problem_id": i,
-            "problem": "Which letter?",
-            "data_type": "video",
-            "problem_type": "multiple choice",
-            "options": ["A. red", "B. blue"],
-            "solution": "<answer>B</answer>",
-            "path": f"v{i}.mp4",
-        }
-        for i in range(n)
-    ]
+    with torch.no_grad():
+        logp, _ = policy.log_probs(prompt, responses)
+    on = mask.bool()
+    assert on.sum() >= least
+    assert torch.allclose(logp[on], sampler_logp[on], atol=atol), (logp[on] - sampler_logp[on]).abs().max()
+    return responses, mask
 
 
 # ---------------------------------------------------------------- 1. resume
@@ -140,18 +114,12 @@ def test_the_learner_scores_exactly_what_the_sampler_drew_at_a_temperature(tmp_p
     """Vocabulary of 93 (over top_k=50), T=0.7, and a checkpoint whose generation config asks
     for top_k=50 and a repetition penalty: the sampler must ignore both, and the learner must
     divide by the temperature, or the two log-probs differ (by up to 1.05 nats before)."""
-    model = text_lm(tmp_path, repetition_penalty=1.5, top_k=50)
+    model = text_lm(tmp_path, MANY_WORDS, repetition_penalty=1.5, top_k=50)
     config = GRPOConfig(model=str(model), temperature=0.7, max_new_tokens=12)
     policy = load_policy(config)
     assert len(policy.tokenizer) > 50
-    prompt = policy.prompt(text_rows(1)[0])
     torch.manual_seed(1)
-    ((responses, mask, sampler_logp),) = policy.sample([prompt], 6, max_new_tokens=12, with_logprobs=True)
-    with torch.no_grad():
-        logp, _ = policy.log_probs(prompt, responses)
-    on = mask.bool()
-    assert on.sum() > 30
-    assert torch.allclose(logp[on], sampler_logp[on], atol=1e-4), (logp[on] - sampler_logp[on]).abs().max()
+    sampled_and_learned(policy, policy.prompt(text_rows(1)[0]), 6, 12, atol=1e-4, least=30)
 
 
 def test_every_stop_id_and_stop_string_ends_a_response(tmp_path):
@@ -181,18 +149,8 @@ def test_gradient_checkpointing_acts_for_a_model_loaded_from_a_directory(tmp_pat
         return original(*args, **kwargs)
 
     monkeypatch.setattr(modeling, "checkpoint", counted)
-    model = text_lm(tmp_path)
-    (tmp_path / "rows.json").write_text(json.dumps(text_rows(2)))
-    config = GRPOConfig(
-        data=str(tmp_path / "rows.json"),
-        split="",
-        model=str(model),
-        out=str(tmp_path / "run"),
-        prompts_per_step=2,
-        group_size=4,
-        max_new_tokens=3,
-        steps=1,
-        gradient_checkpointing=True,
+    config = text_run(
+        tmp_path, text_lm(tmp_path), text_rows(2), max_new_tokens=3, gradient_checkpointing=True
     )
     train(config, log=quiet)
     assert len(calls) >= 2, "no layer was checkpointed in the update"
@@ -352,7 +310,7 @@ def test_image_rows_are_left_out_with_a_count_not_a_crash(tmp_path):
 
 def test_lora_initial_weights_follow_the_seed(tmp_path):
     pytest.importorskip("peft")
-    model = text_lm(tmp_path)
+    model = text_lm(tmp_path, MANY_WORDS)
 
     def adapters(seed: int) -> dict:
         policy = load_policy(GRPOConfig(model=str(model), lora_rank=4, seed=seed))
@@ -449,13 +407,8 @@ def test_qwen2_5_vl_learner_equals_sampler_with_several_temporal_patches(tmp_pat
     policy = load_policy(tiny_config(tmp_path, model_spec=TINY_QWEN2_5_VL, temperature=0.7))
     frames = torch.randint(0, 255, (8, 56, 56, 3), dtype=torch.uint8).numpy()
     row = {"problem": "Which letter ?", "problem_type": "multiple choice", "options": ["A. red", "B. blue"]}
-    prompt = policy.prompt(row, frames)
     torch.manual_seed(0)
-    ((responses, mask, sampler_logp),) = policy.sample([prompt], 4, max_new_tokens=6, with_logprobs=True)
-    with torch.no_grad():
-        logp, _ = policy.log_probs(prompt, responses)
-    on = mask.bool()
-    assert torch.allclose(logp[on], sampler_logp[on], atol=1e-4), (logp[on] - sampler_logp[on]).abs().max()
+    sampled_and_learned(policy, policy.prompt(row, frames), 4, 6, atol=1e-4, least=4)
 
 
 # ---------------------------------------------------------------- a real pretrained policy on CPU
@@ -473,30 +426,12 @@ def test_the_embedded_smollm2_is_a_pretrained_policy_whose_log_probs_match_its_s
         gguf = local_model_path()
     except LocalModelError as exc:
         pytest.skip(str(exc))
-    (tmp_path / "rows.json").write_text(json.dumps(text_rows(2)))
-    config = GRPOConfig(
-        data=str(tmp_path / "rows.json"),
-        split="",
-        model=str(gguf),
-        out=str(tmp_path / "run"),
-        temperature=0.7,
-        prompts_per_step=2,
-        group_size=2,
-        max_new_tokens=8,
-        steps=1,
-        lr=1e-5,
-    )
+    config = text_run(tmp_path, gguf, text_rows(2), temperature=0.7, group_size=2, max_new_tokens=8, lr=1e-5)
     policy = load_policy(config)
     assert len(policy.tokenizer) > 49000 and policy.tokenizer.chat_template
     policy.model.generation_config.repetition_penalty = 1.3
-    prompt = policy.prompt(text_rows(1)[0])
     torch.manual_seed(0)
-    ((responses, mask, sampler_logp),) = policy.sample([prompt], 4, max_new_tokens=8, with_logprobs=True)
-    with torch.no_grad():
-        logp, _ = policy.log_probs(prompt, responses)
-    on = mask.bool()
-    assert on.sum() >= 12
-    assert torch.allclose(logp[on], sampler_logp[on], atol=2e-3), (logp[on] - sampler_logp[on]).abs().max()
+    responses, mask = sampled_and_learned(policy, policy.prompt(text_rows(1)[0]), 4, 8, atol=2e-3, least=12)
     assert any(text.strip() for text in policy.decode(responses, mask))  # a pretrained model writes words
     rows = text_rows(2)
     groups = rollout(policy, rows, [None, None], lambda text, row: reward(text, row), config)
