@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,8 @@ class FaultProxy:
     reply_text: str = "ok"  # what the stand-in server says to a request that wants no JSON
     reply_json: dict | None = None  # what it says to one that wants JSON (default: {"answer": "yes"})
     keep_bodies: bool = False  # keep every request's JSON in .bodies, for tests that read prompts
+    # a scripted stand-in: the reply text as a function of the request (its messages, seed, ...)
+    reply_fn: Callable[[dict], str] | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.rates) - set(FAULTS)
@@ -155,7 +158,8 @@ class FaultProxy:
             return
         if self.upstream is None:
             await asyncio.sleep(self.latency_s)
-            reply = _stand_in_reply(request, self.reply_text, self.reply_json)
+            text = self.reply_fn(request) if self.reply_fn is not None else self.reply_text
+            reply = _stand_in_reply(request, text, self.reply_json)
             status, headers, payload = 200, [], json.dumps(reply).encode()
         else:
             status, headers, payload = await asyncio.to_thread(self._forward, "POST", path, body)

@@ -9,6 +9,7 @@ the load step, into DIR/rejects/load.parquet: nothing is lost in silence.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from vdata.runner import RunResult, run_pipeline
 from vdata.runstore import RunStore
 from vdata.stages import DatasetStage, MapStage, Reject, Stage, reject_rows
 
-FILTERS = ("validate", "balance-letters", "dedup", "decontaminate", "length", "sample")
+FILTERS = ("validate", "balance-letters", "dedup", "decontaminate", "length", "sample", "difficulty", "blind")
 
 
 def filter_stage(name: str, **options: Any) -> Stage:
@@ -53,6 +54,12 @@ def filter_stage(name: str, **options: Any) -> Stage:
         )
         config = {**options, "evals": [_describe(p) for p in paths], "media_root": str(media_root or "")}
         return DatasetStage("decontaminate", fn, config=config)
+    if name in ("difficulty", "blind"):
+        from vdata.filters.models import Sampling, blind_stage, difficulty_stage
+
+        alpha = options.pop("alpha", None)
+        sampling = Sampling(**options)
+        return difficulty_stage(sampling) if name == "difficulty" else blind_stage(sampling, alpha or 0.01)
     raise ValueError(f"unknown filter {name!r}; filters: {', '.join(FILTERS)}")
 
 
@@ -60,6 +67,15 @@ def _describe(path: Path) -> dict[str, Any]:
     """An eval set's identity for the run's fingerprint: its path, size and change time."""
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     return {"path": str(path), "files": [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]}
+
+
+def _models(role: str, endpoints: Any, out: Path, no_cache: bool) -> Any:
+    """The run's models for a filter that calls one (else nothing to open)."""
+    if not role:
+        return contextlib.nullcontext(None)
+    from vdata.annotators.pool import RunModels
+
+    return RunModels(endpoints, out, roles=[role], no_cache=no_cache)
 
 
 @dataclass
@@ -80,7 +96,11 @@ def run_filter(
     seed: int = 0,
     quiet: bool = False,
     command: str = "",
+    endpoints: Any = None,
+    no_cache: bool = False,
 ) -> FilterResult:
+    """Runs one filter stage over `dataset` into `out`. A filter that calls a model (its stage
+    has a role) gets the run's models: `endpoints` (default: the embedded local model)."""
     out = Path(out)
     loaded = load_rows(dataset, shape)
     rows, load_rejects = [], [Reject("unreadable_row", why, where) for where, why in loaded.unreadable]
@@ -98,18 +118,23 @@ def run_filter(
             row = {**row, "split": split}
         rows.append(dict(row))
     store = RunStore(out)
-    with store.lock():
+    role = getattr(stage, "role", "")
+    with store.lock(), _models(role, endpoints, out, no_cache) as models:
+        config: dict[str, Any] = {"dataset": str(dataset), "shape": loaded.shape}
+        if models is not None:
+            config["models"] = models.described
         result = run_pipeline(
             out,
             f"filter-{stage.name}",
             rows,
             [stage],
-            config={"dataset": str(dataset), "shape": loaded.shape},
+            config=config,
             seed=seed,
             quiet=quiet,
-            shard_rows=4096,
+            shard_rows=256 if role else 4096,  # model calls: smaller shards resume sooner
             dataset_splits=sorted({row.get("split") or "" for row in rows}),  # emptied splits stay
             command=command,
+            resources=models.resources if models is not None else None,
         )
         store.write_load_rejects(reject_rows(load_rejects, "load"))
     report = result.stages[-1]

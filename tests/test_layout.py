@@ -15,7 +15,9 @@ FOLDERS = {
     "trainers": "trainers",
     "cards": "cards",
 }
-ALLOWED = {"builders": {"annotators", "filters"}}
+# builders use the annotators and filters; model filters call the annotators and score with the
+# trainer's torch-free rewards and prompt
+ALLOWED = {"builders": {"annotators", "filters"}, "filters": {"annotators", "trainers"}}
 
 
 def family(module: str) -> str:

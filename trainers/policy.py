@@ -17,28 +17,10 @@ from typing import Any
 
 import torch
 
+from vdata.trainers.prompts import question_text
 from vdata.trainers.video_inputs import VideoInputs, video_inputs
 
 VL_TYPES = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
-INSTRUCTIONS = {
-    "multiple choice": "Give only the option letter (A, B, C, ...) inside <answer> </answer>.",
-    "multi-answer": "Give every correct option letter, separated by commas (A,C), inside <answer> </answer>.",
-    "yes/no": "Give yes or no inside <answer> </answer>.",
-    "numerical": "Give the number inside <answer> </answer>.",
-    "regression": "Give the number inside <answer> </answer>.",
-    "OCR": "Give the text inside <answer> </answer>.",
-    "free-form": "Give your answer inside <answer> </answer>.",
-    "temporal grounding": "Give the start and end in seconds, as start-end, inside <answer> </answer>.",
-}
-
-
-def question_text(row: Mapping[str, Any]) -> str:
-    """The question, its options, and the answer format its reward reads."""
-    lines = [str(row.get("problem") or "")]
-    lines += list(row.get("options") or [])
-    lines.append("Think inside <think> </think> first.")
-    lines.append(INSTRUCTIONS.get(str(row.get("problem_type")), INSTRUCTIONS["free-form"]))
-    return "\n".join(lines)
 
 
 @dataclass

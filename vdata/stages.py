@@ -41,9 +41,9 @@ class Reject:
     failure: bool = False  # not a verdict on the row: the setup failed (a dead endpoint, a bug)
 
     @classmethod
-    def of_row(cls, row: Mapping[str, Any], reason: str, detail: str) -> Reject:
+    def of_row(cls, row: Mapping[str, Any], reason: str, detail: str, *, failure: bool = False) -> Reject:
         """A reject that keeps the whole row, for stages that see many rows at once."""
-        return cls(reason, detail, row_ref(row, ""), row)
+        return cls(reason, detail, row_ref(row, ""), row, failure)
 
 
 @dataclass

@@ -388,6 +388,144 @@ def filter_decontaminate(
     )
 
 
+PolicyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--policy",
+        help="The policy's endpoint: local (the embedded model, text only), URL or URL@MODEL "
+        "(an OpenAI-compatible server; a vision-language model gets each row's clip), or a name "
+        "from --models.",
+    ),
+]
+ModelsOption = Annotated[Path | None, typer.Option("--models", help="YAML of endpoints per role.")]
+
+
+def _model_filter(
+    name: str,
+    dataset: Path,
+    out_dir: Path,
+    fmt: AuditFormat,
+    seed: int,
+    quiet: bool,
+    policy: str | None,
+    models: Path | None,
+    **options: Any,
+) -> None:
+    from vdata.cli import endpoints_from_options
+    from vdata.filters.run import filter_stage, run_filter
+    from vdata.formats import DatasetReadError, media_root_of
+    from vdata.runner import RunError
+
+    endpoints = endpoints_from_options(models, {"policy": policy})
+    shape, _ = _shape_and_file_type(fmt)
+    stage = filter_stage(name, media_root=str(media_root_of(dataset)), **options)
+    try:
+        result = run_filter(
+            stage,
+            dataset,
+            out_dir,
+            shape=shape,
+            seed=seed,
+            quiet=quiet,
+            command=command_line(),
+            endpoints=endpoints,
+        )
+    except (DatasetReadError, RunError) as exc:
+        fail(str(exc))
+    out.print(
+        f"{name}: kept {result.kept:,}, rejected {result.rejected:,} (rejects/{name}.parquet); "
+        f"dataset: {result.dataset}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _band(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        fail(f"--band {text!r}: give LOW,HIGH, e.g. 0,1 (keep 0 < pass rate < 1)")
+    if not 0 <= low < high <= 1:
+        fail(f"--band {text!r}: need 0 <= LOW < HIGH <= 1")
+    return low, high
+
+
+@filter_app.command("difficulty")
+def filter_difficulty(
+    dataset: DatasetArg,
+    out_dir: OutOption,
+    policy: PolicyOption = None,
+    models: ModelsOption = None,
+    samples: Annotated[int, typer.Option(help="Answers sampled per question.")] = 8,
+    band: Annotated[str, typer.Option(help="Keep LOW < pass rate < HIGH.")] = "0,1",
+    temperature: Annotated[float, typer.Option(help="Sampling temperature of the policy.")] = 1.0,
+    max_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 256,
+    no_video: Annotated[bool, typer.Option("--no-video", help="Send the question only.")] = False,
+    tolerant_letters: Annotated[
+        bool, typer.Option(help="Read 'B.' or '(B)' as B, as the trainer can.")
+    ] = False,
+    fmt: FormatOption = AuditFormat["auto"],
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
+    """Keep questions the policy answers right sometimes, not always or never: N samples per
+    question scored by the trainer's reward; the row gets difficulty.pass_rate. Rejects:
+    too_easy, too_hard, policy_failed (no answer: never counted as wrong)."""
+    if samples < 1:
+        fail(f"--samples {samples}: at least 1")
+    _model_filter(
+        "difficulty",
+        dataset,
+        out_dir,
+        fmt,
+        seed,
+        quiet,
+        policy,
+        models,
+        samples=samples,
+        band=_band(band),
+        temperature=temperature,
+        max_tokens=max_tokens,
+        video=not no_video,
+        tolerant_letters=tolerant_letters,
+    )
+
+
+@filter_app.command("blind")
+def filter_blind(
+    dataset: DatasetArg,
+    out_dir: OutOption,
+    policy: PolicyOption = None,
+    models: ModelsOption = None,
+    samples: Annotated[int, typer.Option(help="Answers sampled per question, without the video.")] = 8,
+    alpha: Annotated[float, typer.Option(help="Binomial p below which the text leaks the answer.")] = 0.01,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    max_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 256,
+    fmt: FormatOption = AuditFormat["auto"],
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
+    """Drop questions answerable without the video: the policy answers from the text alone, and
+    a pass rate far above guessing (one-sided binomial test) rejects answerable_without_video."""
+    if samples < 1:
+        fail(f"--samples {samples}: at least 1")
+    _model_filter(
+        "blind",
+        dataset,
+        out_dir,
+        fmt,
+        seed,
+        quiet,
+        policy,
+        models,
+        samples=samples,
+        alpha=alpha,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        video=False,
+    )
+
+
 @filter_app.command("length")
 def filter_length(
     dataset: DatasetArg,

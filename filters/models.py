@@ -1,0 +1,229 @@
+"""Curation with models: which questions reach RL (METHODS.md).
+
+- `difficulty`: the `policy` role answers each question N times (one request per sample,
+  seeds 0..N-1, so that every sample is cached on its own: a rerun pays nothing twice, and
+  raising N from 8 to 10 asks only for samples 8 and 9); each answer is scored by the
+  trainer's reward for the row's problem_type (`vdata.trainers.rewards`, the one scoring
+  code); the row gets `difficulty = {pass_rate, n_rollouts, model}` and is kept when the
+  pass rate lies strictly inside the band (default: drop always-right `too_easy` and
+  never-right `too_hard`, as LongVideo-Reason and EasyR1 do).
+- `blind`: the same question without the video; a pass rate far above chance for the
+  row's options (one-sided binomial test) means the text gives the answer away:
+  `answerable_without_video`.
+
+A sample that gets no answer is never a wrong answer: a row with any unanswered sample is a
+reject `policy_failed` (the stage stops when every row failed that way: a dead endpoint).
+The policy's prompt is the trainer's (`vdata.trainers.prompts`), so a pass rate measured
+here is the rate of the prompt that is trained on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vdata.annotators.messages import video_segment
+from vdata.annotators.stage import AnnotationStage
+from vdata.record import CHOICE_TYPES
+from vdata.runstore import RunStore
+from vdata.stages import Reject, StageContext, StageOutput
+from vdata.trainers.prompts import question_text
+from vdata.trainers.rewards import PROBLEM_TYPES_WITH_REWARDS, RewardConfig, accuracy
+from vdata.usage import Usage, UsageLedger
+
+POLICY_FAILED = "policy_failed"
+BLIND_ALPHA = 0.01  # a blind pass rate this unlikely under guessing leaks the answer
+
+
+@dataclass(frozen=True)
+class Sampling:
+    samples: int = 8
+    temperature: float = 1.0
+    max_tokens: int = 256
+    band: tuple[float, float] = (0.0, 1.0)  # kept: low < pass rate < high
+    video: bool = True  # send the row's clip when the policy's endpoint reads video
+    media_root: str = ""  # where the rows' video paths resolve
+    tolerant_letters: bool = False
+
+
+def difficulty_stage(sampling: Sampling) -> AnnotationStage:
+    """The `difficulty` filter as a stage of any run (a recipe's or `vdata filter difficulty`)."""
+    return AnnotationStage(
+        "difficulty",
+        functools.partial(run_sampled, sampling, blind=False),
+        config={"role": "policy", **_fingerprint(sampling)},
+        role="policy",
+    )
+
+
+def blind_stage(sampling: Sampling, alpha: float = BLIND_ALPHA) -> AnnotationStage:
+    """The `blind` filter: the policy answers from the text alone."""
+    return AnnotationStage(
+        "blind",
+        functools.partial(run_sampled, sampling, blind=True, alpha=alpha),
+        config={"role": "policy", "alpha": alpha, **_fingerprint(sampling)},
+        role="policy",
+    )
+
+
+def _fingerprint(sampling: Sampling) -> dict[str, Any]:
+    return {k: v for k, v in asdict(sampling).items() if k != "media_root"}
+
+
+def policy_messages(row: Mapping[str, Any], *, video: bool, media_root: str = "") -> list[dict[str, Any]]:
+    """The trainer's question, after the row's clip when `video` (the client turns the clip into
+    frames or a video_url for the endpoint)."""
+    text = question_text(row)
+    path = row.get("path")
+    if not video or not isinstance(path, str) or not path:
+        return [{"role": "user", "content": text}]
+    segment = row.get("segment") or {}
+    start = float(segment.get("start_s") or 0.0)
+    duration = (row.get("video") or {}).get("duration_s")
+    end = segment.get("end_s") or duration
+    if end is None:
+        from vdata.video import probe
+
+        end = probe(Path(media_root or ".") / path).duration_s
+    clip = video_segment(Path(media_root or ".") / path, start, float(end))
+    return [{"role": "user", "content": [clip, {"type": "text", "text": text}]}]
+
+
+def run_sampled(
+    sampling: Sampling,
+    rows: list[dict[str, Any]],
+    ctx: StageContext,
+    *,
+    blind: bool,
+    alpha: float = BLIND_ALPHA,
+) -> StageOutput:
+    pool = ctx.resources.get("models")
+    if pool is None:
+        raise RuntimeError(f"stage {ctx.stage} calls the policy but the run has no 'models' resource")
+    usage = Usage(UsageLedger(RunStore(ctx.run_dir).usage_log, invocation=ctx.invocation, stage=ctx.stage))
+    reads_video = not pool.endpoint("policy").is_local
+    video = sampling.video and reads_video and not blind
+    model = pool.model_name("policy")
+    results = asyncio.run(_sample_all(sampling, rows, ctx, pool, usage, video))
+    out = StageOutput()
+    for row, replies in zip(rows, results, strict=True):
+        if isinstance(replies, Reject):
+            out.rejects.append(Reject.of_row(row, replies.reason, replies.detail, failure=replies.failure))
+            continue
+        verdict = (
+            judge_blind(row, replies, sampling, alpha)
+            if blind
+            else judge_difficulty(row, replies, sampling, model)
+        )
+        if isinstance(verdict, Reject):
+            out.rejects.append(Reject.of_row(row, verdict.reason, verdict.detail, failure=verdict.failure))
+        else:
+            out.rows.append(verdict)
+    return out
+
+
+async def _sample_all(
+    sampling: Sampling, rows: list[dict[str, Any]], ctx: StageContext, pool: Any, usage: Usage, video: bool
+) -> list[Any]:
+    client = pool.client("policy", usage, on_wait=lambda wait: ctx.status(f"{usage.line()}; {wait}"))
+    try:
+
+        async def one(row: dict[str, Any]) -> Any:
+            try:
+                if row.get("problem_type") not in PROBLEM_TYPES_WITH_REWARDS or not row.get("solution"):
+                    kind = row.get("problem_type")
+                    return Reject("no_reward", f"no reward scores a {kind!r} answer: no pass rate")
+                try:
+                    messages = policy_messages(row, video=video, media_root=sampling.media_root)
+                except Exception as exc:  # the row's video cannot be read
+                    return Reject("media_error", f"{type(exc).__name__}: {exc}")
+                return await asyncio.gather(
+                    *(
+                        client.chat(
+                            messages,
+                            temperature=sampling.temperature,
+                            max_tokens=sampling.max_tokens,
+                            seed=k,  # each sample its own cache entry
+                        )
+                        for k in range(sampling.samples)
+                    )
+                )
+            finally:
+                ctx.advance(1)
+                ctx.status(usage.line())
+
+        return await asyncio.gather(*(one(row) for row in rows))
+    finally:
+        await client.close()
+
+
+def _scores(row: Mapping[str, Any], replies: list[Any], sampling: Sampling) -> list[float] | Reject:
+    failed = [r for r in replies if not r.ok]
+    if failed:
+        from vdata.annotators.stage import TRANSPORT_FAILURES
+
+        first = failed[0]
+        return Reject(
+            POLICY_FAILED,
+            f"{len(failed)} of {len(replies)} samples got no answer ({first.reason}: {first.error[:200]})",
+            failure=all(r.reason in TRANSPORT_FAILURES for r in failed),
+        )
+    config = RewardConfig(tolerant_letters=sampling.tolerant_letters)
+    return [accuracy(r.text, row, config) for r in replies]
+
+
+def judge_difficulty(
+    row: dict[str, Any], replies: list[Any], sampling: Sampling, model: str
+) -> dict[str, Any] | Reject:
+    scores = _scores(row, replies, sampling)
+    if isinstance(scores, Reject):
+        return scores
+    rate = sum(scores) / len(scores)
+    low, high = sampling.band
+    shown = f"pass rate {rate:.3f} over {len(scores)} samples of {model}"
+    if rate <= low:
+        return Reject("too_hard", f"{shown}; the band keeps {low} < rate < {high}")
+    if rate >= high:
+        return Reject("too_easy", f"{shown}; the band keeps {low} < rate < {high}")
+    return {**row, "difficulty": {"pass_rate": rate, "n_rollouts": len(scores), "model": model}}
+
+
+def judge_blind(
+    row: dict[str, Any], replies: list[Any], sampling: Sampling, alpha: float
+) -> dict[str, Any] | Reject:
+    scores = _scores(row, replies, sampling)
+    if isinstance(scores, Reject):
+        return scores
+    chance = chance_rate(row)
+    right = round(sum(scores))
+    p_value = binomial_tail(right, len(scores), chance)
+    if right / len(scores) > chance and p_value < alpha:
+        return Reject(
+            "answerable_without_video",
+            f"{right} of {len(scores)} right without the video where guessing gets {chance:.0%} "
+            f"(one-sided binomial p={p_value:.2g} < {alpha})",
+        )
+    return row
+
+
+def chance_rate(row: Mapping[str, Any]) -> float:
+    """What guessing scores: 1 / options for a single-answer choice, 1/2 for yes/no, else a small
+    floor (an open answer is rarely guessed)."""
+    options = row.get("options") or []
+    if row.get("problem_type") == "multiple choice" and options:
+        return 1.0 / len(options)
+    if row.get("problem_type") in CHOICE_TYPES and options:
+        return 1.0 / (2 ** len(options) - 1)
+    if row.get("problem_type") == "yes/no":
+        return 0.5
+    return 0.05
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    return min(1.0, sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1)))

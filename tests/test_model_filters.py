@@ -1,0 +1,150 @@
+"""Curation with models: difficulty by pass rate and the blind check.
+
+A scripted OpenAI-compatible server (FaultProxy's stand-in with a reply function) gives the
+specific answers a verdict needs: it stands in for a competent policy, which cannot run
+here. The path through the real embedded model (SmolLM2-135M under llama.cpp) is tested
+too, for what holds whatever it answers."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from vdata.annotators.endpoints import Endpoints
+from vdata.annotators.testing import FaultProxy
+from vdata.filters.models import binomial_tail, chance_rate
+from vdata.filters.run import filter_stage, run_filter
+from vdata.formats import load_rows
+from vdata.stages import StageFailed
+
+from public_formats import write
+
+
+def rows_of(kinds: list[str]) -> list[dict]:
+    """Video-R1 rows whose question says how the scripted policy answers it."""
+    return [
+        {
+            "problem_id": i,
+            "problem": f"Question {i}, answered {kind}: which colour is the ball?",
+            "data_type": "video",
+            "problem_type": "multiple choice",
+            "options": ["A. red", "B. blue", "C. green", "D. gray"],
+            "solution": "<answer>B</answer>",
+            "path": f"videos/v{i}.mp4",
+        }
+        for i, kind in enumerate(kinds)
+    ]
+
+
+def kind(row: dict) -> str:
+    """'always', 'never' or 'sometimes': how the scripted policy answers this row."""
+    return row["problem"].split("answered ")[1].split(":")[0]
+
+
+def scripted(request: dict) -> str:
+    """Right always, never, or on even seeds only, as the question says."""
+    text = json.dumps(request["messages"])
+    seed = request.get("seed", 0)
+    right = "always" in text or ("sometimes" in text and seed % 2 == 0)
+    return f"<think>looking</think><answer>{'B' if right else 'A'}</answer>"
+
+
+def policy(proxy: FaultProxy) -> Endpoints:
+    return Endpoints().with_role("policy", f"{proxy.base_url}@scripted")
+
+
+def kept(result) -> list[dict]:
+    return load_rows(result.dataset).rows
+
+
+def rejects(out) -> dict[str, str]:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out / "rejects" / "difficulty.parquet").to_pylist()
+    return {kind(json.loads(r["payload_json"])): r["reason"] for r in table}
+
+
+def test_difficulty_keeps_questions_answered_sometimes_and_caches_every_sample(tmp_path):
+    data = write(tmp_path / "rows.json", rows_of(["always", "never", "sometimes"]))
+    with FaultProxy(None, latency_s=0.0, reply_fn=scripted) as server:
+        stage = filter_stage("difficulty", samples=8, video=False)
+        result = run_filter(stage, data, tmp_path / "out", quiet=True, endpoints=policy(server))
+        assert len(server.seen) == 24  # 3 questions x 8 samples, one request each
+        (row,) = kept(result)
+        assert row["difficulty"] == {"pass_rate": 0.5, "n_rollouts": 8, "model": "scripted"}
+        assert rejects(tmp_path / "out") == {"always": "too_easy", "never": "too_hard"}
+        # the same command again: the run is done, nothing is asked
+        again = filter_stage("difficulty", samples=8, video=False)
+        run_filter(again, data, tmp_path / "out", quiet=True, endpoints=policy(server))
+        assert len(server.seen) == 24
+        # 10 samples: the stage reruns, and only samples 8 and 9 of each question are new
+        ten = filter_stage("difficulty", samples=10, video=False)
+        more = run_filter(ten, data, tmp_path / "out", quiet=True, endpoints=policy(server))
+        assert len(server.seen) == 24 + 3 * 2
+        assert kept(more)[0]["difficulty"]["n_rollouts"] == 10
+
+
+def test_the_band_is_a_choice(tmp_path):
+    data = write(tmp_path / "rows.json", rows_of(["always", "never", "sometimes"]))
+    with FaultProxy(None, latency_s=0.0, reply_fn=scripted) as server:
+        stage = filter_stage("difficulty", samples=4, video=False, band=(0.0, 1.01))
+        result = run_filter(stage, data, tmp_path / "out", quiet=True, endpoints=policy(server))
+    assert sorted(r["difficulty"]["pass_rate"] for r in kept(result)) == [0.5, 1.0]
+
+
+def test_an_unreachable_policy_is_never_a_pass_rate_of_zero(tmp_path):
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = write(tmp_path / "rows.json", rows_of(["always", "never"]))
+    dead = Endpoints().with_role("policy", f"http://127.0.0.1:{port}/v1@nobody")
+    with pytest.raises(StageFailed, match="policy_failed: 2 of 2 samples got no answer \\(connection"):
+        run_filter(
+            filter_stage("difficulty", samples=2, video=False),
+            data,
+            tmp_path / "out",
+            quiet=True,
+            endpoints=dead,
+        )
+    dataset = tmp_path / "out" / "dataset"
+    assert not dataset.exists() or not load_rows(dataset).rows  # no row got a pass rate of 0
+
+
+def test_blind_rejects_questions_the_text_answers(tmp_path):
+    data = write(tmp_path / "rows.json", rows_of(["always", "sometimes", "never"]))
+    with FaultProxy(None, latency_s=0.0, reply_fn=scripted, keep_bodies=True) as server:
+        result = run_filter(
+            filter_stage("blind", samples=8), data, tmp_path / "out", quiet=True, endpoints=policy(server)
+        )
+        assert all(isinstance(b["messages"][0]["content"], str) for b in server.bodies)  # no video sent
+    assert [kind(r) for r in kept(result)] == ["sometimes", "never"]
+    import pyarrow.parquet as pq
+
+    (reject,) = pq.read_table(tmp_path / "out" / "rejects" / "blind.parquet").to_pylist()
+    assert reject["reason"] == "answerable_without_video" and "8 of 8 right" in reject["detail"]
+
+
+def test_chance_and_the_binomial_tail():
+    assert (
+        chance_rate({"problem_type": "multiple choice", "options": ["A. x", "B. y", "C. z", "D. w"]}) == 0.25
+    )
+    assert chance_rate({"problem_type": "yes/no"}) == 0.5
+    assert binomial_tail(8, 8, 0.25) == pytest.approx(0.25**8)
+    assert binomial_tail(0, 8, 0.25) == pytest.approx(1.0)
+    assert binomial_tail(4, 8, 0.25) == pytest.approx(0.1138, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_difficulty_through_the_real_embedded_model(tmp_path):
+    """SmolLM2-135M answers as it answers: every row gets a real pass rate or a too_easy /
+    too_hard verdict from 4 samples, none fails, and the model is named."""
+    data = write(tmp_path / "rows.json", rows_of(["x", "y"]))
+    stage = filter_stage("difficulty", samples=4, video=False, max_tokens=48, band=(-0.01, 1.01))
+    result = run_filter(stage, data, tmp_path / "out", quiet=True)
+    rows = kept(result)
+    assert len(rows) == 2 and result.rejected == 0
+    for row in rows:
+        assert row["difficulty"]["n_rollouts"] == 4 and 0.0 <= row["difficulty"]["pass_rate"] <= 1.0
+        assert "SmolLM2" in row["difficulty"]["model"]
