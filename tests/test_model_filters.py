@@ -147,4 +147,4 @@ def test_difficulty_through_the_real_embedded_model(tmp_path):
     assert len(rows) == 2 and result.rejected == 0
     for row in rows:
         assert row["difficulty"]["n_rollouts"] == 4 and 0.0 <= row["difficulty"]["pass_rate"] <= 1.0
-        assert "SmolLM2" in row["difficulty"]["model"]
+        assert "smollm2" in row["difficulty"]["model"].lower()
