@@ -38,6 +38,7 @@ from vdata.annotators.stage import annotate_stage
 from vdata.clips import SplitConfig, probe_row, segment_row
 from vdata.filters.dedup import dedup_rows
 from vdata.filters.letters import balance_letters
+from vdata.filters.models import Sampling, difficulty_stage
 from vdata.record import Record, answer_tag, solution_answer, validate
 from vdata.runner import RunResult, run_pipeline
 from vdata.segment import discover_videos
@@ -70,6 +71,10 @@ class LongVideoReasonConfig(BaseModel):
     temperature: float = 0.6  # the reasoner's, as upstream (DeepSeek-R1 at 0.6)
     max_tokens: int = 600
     workers: int = 0
+    # difficulty (upstream step 6): with a policy, each question is answered this many times and
+    # questions it always or never answers are dropped; without one the step does not run (said)
+    difficulty: bool = False
+    difficulty_samples: int = Field(10, ge=1)
 
 
 # ---------------------------------------------------------------- model replies
@@ -460,6 +465,11 @@ def stages(config: LongVideoReasonConfig, captions: list[dict[str, Any]] | None,
         MapStage("check", check_question),
         # a model that repeats itself asks the same question twice: keep the first
         DatasetStage("dedup", functools.partial(dedup_rows, method="exact"), config={"method": "exact"}),
+        *(
+            [difficulty_stage(Sampling(samples=config.difficulty_samples, max_tokens=config.max_tokens))]
+            if config.difficulty
+            else []
+        ),
         annotate_stage(
             "rewrite",
             role="rewriter",
@@ -501,6 +511,7 @@ def build(
     if not inputs:
         raise ValueError(f"no videos found in {', '.join(config.videos)}")
     roles = ["reasoner", "rewriter"] + ([] if config.captions else ["captioner"])
+    roles += ["policy"] if config.difficulty else []
     captions = None
     with (
         RunStore(config.out).lock(wait),

@@ -211,6 +211,14 @@ def _body(
     difficulty = [r["difficulty"]["pass_rate"] for r in rows if r.get("difficulty")]
     if difficulty:
         lines += [f"Difficulty (pass rate): {_counts(Counter(round(d, 1) for d in difficulty))}.", ""]
+    elif run and any(s["name"] == "check" for s in run.get("stages", [])):
+        names = {s["name"] for s in run.get("stages", [])}
+        if "difficulty" not in names:
+            lines += [
+                "Difficulty: not measured. The build ran without a policy model, so questions the model "
+                "to be trained would always or never answer are still in (`--policy` runs that filter).",
+                "",
+            ]
     lines += [f"![{Path(p).stem}]({p})" for p in plots] + ([""] if plots else [])
     lines += ["## Sample rows", ""]
     for row in rows[:2]:

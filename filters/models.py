@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -79,8 +80,8 @@ def policy_messages(row: Mapping[str, Any], *, video: bool, media_root: str = ""
     """The trainer's question, after the row's clip when `video` (the client turns the clip into
     frames or a video_url for the endpoint)."""
     text = question_text(row)
-    path = row.get("path")
-    if not video or not isinstance(path, str) or not path:
+    path = _media_path(row, media_root)
+    if not video or path is None:
         return [{"role": "user", "content": text}]
     segment = row.get("segment") or {}
     start = float(segment.get("start_s") or 0.0)
@@ -89,9 +90,21 @@ def policy_messages(row: Mapping[str, Any], *, video: bool, media_root: str = ""
     if end is None:
         from vdata.video import probe
 
-        end = probe(Path(media_root or ".") / path).duration_s
-    clip = video_segment(Path(media_root or ".") / path, start, float(end))
+        end = probe(path).duration_s
+    clip = video_segment(path, start, float(end))
     return [{"role": "user", "content": [clip, {"type": "text", "text": text}]}]
+
+
+def _media_path(row: Mapping[str, Any], media_root: str) -> Path | None:
+    """The row's video file: where a recipe read it (meta_json's source_video, while a build
+    runs), else its path under the media root."""
+    meta = row.get("meta_json")
+    if isinstance(meta, str) and '"source_video"' in meta:
+        source = json.loads(meta).get("source_video")
+        if isinstance(source, str) and Path(source).is_file():
+            return Path(source)
+    path = row.get("path")
+    return Path(media_root or ".") / path if isinstance(path, str) and path else None
 
 
 def run_sampled(

@@ -180,6 +180,9 @@ def test_the_readme_command_yields_a_valid_balanced_dataset(tmp_path):
     tokens = sum(m["prompt_tokens"] for stage in usage.values() for m in stage.values())
     assert tokens > 0 and f"{usage['generate']['smollm2-135m-instruct']['prompt_tokens']:,} prompt" in card
     assert f"{len(rows)} questions about" in card
+    # no --policy: the difficulty step did not run, and the summary and the card say so
+    assert "difficulty: not run (no --policy)" in result.stderr
+    assert "Difficulty: not measured" in card
 
 
 def test_sigkill_mid_run_then_resume_gives_the_same_dataset_and_repeats_no_request(

@@ -31,6 +31,14 @@ def build_longvideo_reason(
     captioner: Annotated[str | None, typer.Option(help="local | URL | URL@MODEL | a named endpoint.")] = None,
     reasoner: Annotated[str | None, typer.Option(help="The model that writes the questions.")] = None,
     rewriter: Annotated[str | None, typer.Option(help="The model that rewrites the reasoning.")] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="The model to be trained (URL@MODEL, local, a name): each question is answered "
+            "--difficulty-samples times and questions it always or never answers are dropped."
+        ),
+    ] = None,
+    difficulty_samples: Annotated[int | None, typer.Option(help="Answers per question (default 10).")] = None,
     clip_seconds: Annotated[float | None, typer.Option(help="Fixed clip length (default 10).")] = None,
     scenes: Annotated[bool, typer.Option("--scenes", help="Scene clips instead of fixed ones.")] = False,
     categories: Annotated[str | None, typer.Option(help="Comma list of temporal,goal,spatial,plot.")] = None,
@@ -57,8 +65,9 @@ def build_longvideo_reason(
     """LongVideo-Reason: long videos -> four-option reasoning questions for SFT and RL.
 
     Stages: ingest, segment (10 s clips), caption (or --captions), generate (per video and
-    category), check, dedup, rewrite (reasoning as `process`), split (by video), balance
-    (answer letters). Output: OUT/dataset/data/{sft,rl,eval}-*.parquet, rejects, run.json.
+    category), check, dedup, difficulty (with --policy: drop questions it always or never
+    answers), rewrite (reasoning as `process`), split (by video), balance (answer letters).
+    Output: OUT/dataset/data/{sft,rl,eval}-*.parquet, rejects, run.json.
     Exit 1 with one line when the build keeps no question (--allow-empty: exit 0).
     """
     from pydantic import ValidationError
@@ -80,12 +89,15 @@ def build_longvideo_reason(
         "captioner": captioner,
         "reasoner": reasoner,
         "rewriter": rewriter,
+        "policy": policy,
+        "difficulty_samples": difficulty_samples,
     }
     try:
         settings = load_settings(config, flags=flags)
     except SettingsError as exc:
         fail(str(exc))
-    roles = {role: settings.pop(role, None) for role in ("captioner", "reasoner", "rewriter")}
+    roles = {role: settings.pop(role, None) for role in ("captioner", "reasoner", "rewriter", "policy")}
+    settings["difficulty"] = bool(roles["policy"])
     try:
         recipe = LongVideoReasonConfig.model_validate(settings)
     except ValidationError as exc:
@@ -158,3 +170,8 @@ def print_build_summary(result: Any) -> None:
         letters.setdefault(row.get("split") or split, Counter()).update(answer_letters(row.get("solution")))
     for split, counts in sorted(letters.items()):
         err.print(f"  {split}: answer letters " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if "difficulty" not in stages and any(s.name == "check" for s in result.stages):
+        err.print(
+            "  difficulty: not run (no --policy): questions the policy would always or never answer are kept",
+            highlight=False,
+        )
