@@ -45,7 +45,8 @@ TRANSPORT_FAILURES = frozenset(
 @dataclass(frozen=True)
 class AnnotationSpec:
     role: str
-    prompt: Callable[[dict[str, Any]], Messages | None]  # None: the row passes without a call
+    # None: the row passes without a call; a Reject: the row cannot be asked about (it says why)
+    prompt: Callable[[dict[str, Any]], Messages | Reject | None]
     parse: Callable[[dict[str, Any], Any], Any]  # (row, value or text) -> row, rows or Reject
     response: Response | None = None
     sampling: dict[str, Any] = field(default_factory=dict)
@@ -147,6 +148,8 @@ async def _annotate_one(spec: AnnotationSpec, row: dict[str, Any], client: Any) 
         return Reject("prompt_error", _describe(exc))
     if messages is None:
         return row
+    if isinstance(messages, Reject):
+        return messages
     try:
         response = spec.response_for(row)
     except Exception as exc:  # a schema that cannot be built for this row

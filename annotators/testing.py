@@ -158,8 +158,12 @@ class FaultProxy:
             return
         if self.upstream is None:
             await asyncio.sleep(self.latency_s)
-            text = self.reply_fn(request) if self.reply_fn is not None else self.reply_text
-            reply = _stand_in_reply(request, text, self.reply_json)
+            text, reply_json = self.reply_text, self.reply_json
+            if self.reply_fn is not None:
+                text = self.reply_fn(request)
+                if text.lstrip().startswith("{"):  # a scripted JSON reply serves JSON requests too
+                    reply_json = json.loads(text)
+            reply = _stand_in_reply(request, text, reply_json)
             status, headers, payload = 200, [], json.dumps(reply).encode()
         else:
             status, headers, payload = await asyncio.to_thread(self._forward, "POST", path, body)

@@ -28,8 +28,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic import Field as PydanticField
+
 from vdata.annotators.messages import video_segment
-from vdata.annotators.stage import AnnotationStage
+from vdata.annotators.stage import AnnotationStage, annotate_stage
 from vdata.record import CHOICE_TYPES
 from vdata.runstore import RunStore
 from vdata.stages import Reject, StageContext, StageOutput
@@ -240,3 +243,92 @@ def chance_rate(row: Mapping[str, Any]) -> float:
 def binomial_tail(k: int, n: int, p: float) -> float:
     """P(X >= k) for X ~ Binomial(n, p)."""
     return min(1.0, sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1)))
+
+
+# ---------------------------------------------------------------- judged by a model
+
+
+class Verdict(BaseModel):
+    """A judge's reading of a row's reasoning (VerIPO's verifier)."""
+
+    supports_answer: bool  # the reasoning leads to the row's answer
+    repetitive: bool  # it says the same thing over and over
+    overlong: bool  # far longer than the question needs
+    reason: str = PydanticField(max_length=300)
+
+
+def sufficiency_stage(temperature: float = 0.0, max_tokens: int = 256) -> AnnotationStage:
+    """Video-Thinker's hindsight check: from the row's evidence text alone (its timestamped
+    clues or captions), the `judge` model must reach the gold answer; else
+    `insufficient_evidence`. A row with no evidence text cannot be checked: `no_evidence`."""
+    return annotate_stage(
+        "sufficiency",
+        role="judge",
+        prompt=evidence_prompt,
+        parse=_reaches_answer,
+        sampling={"temperature": temperature, "max_tokens": max_tokens},
+    )
+
+
+def evidence_prompt(row: Mapping[str, Any]) -> list[dict[str, Any]] | Reject:
+    """The evidence as timestamped notes, then the trainer's question."""
+    items = [
+        e for e in row.get("evidence") or [] if isinstance(e, Mapping) and str(e.get("text") or "").strip()
+    ]
+    if not items:
+        return Reject(
+            "no_evidence", "the row has no evidence text to answer from: sufficiency cannot be checked"
+        )
+    lines = ["You cannot see the video. These notes describe it:"]
+    for item in items:
+        lines.append(
+            f"[{item.get('start_s') or 0:.1f}s-{item.get('end_s') or 0:.1f}s] {str(item['text']).strip()}"
+        )
+    lines += ["", "Answer from the notes alone.", question_text(row)]
+    return [{"role": "user", "content": "\n".join(lines)}]
+
+
+def _reaches_answer(row: dict[str, Any], text: str) -> dict[str, Any] | Reject:
+    if accuracy(text, row, RewardConfig(tolerant_letters=True)) >= 0.5:
+        return row
+    answered = text.strip()[:200]
+    return Reject("insufficient_evidence", f"from the evidence alone the judge answered: {answered}")
+
+
+def consistency_stage(max_tokens: int = 300) -> AnnotationStage:
+    """VerIPO's verifier: the `judge` reads the reasoning (`process`) and the answer and says
+    whether the reasoning supports that answer, and whether it is repetitive or overlong; a row
+    failing any is rejected with the judge's reason (`reasoning_inconsistent`,
+    `reasoning_repetitive`, `reasoning_overlong`). A row with no reasoning: `no_reasoning`."""
+    return annotate_stage(
+        "consistency",
+        role="judge",
+        prompt=consistency_prompt,
+        parse=_consistent,
+        response=Verdict,
+        sampling={"temperature": 0.0, "max_tokens": max_tokens},
+    )
+
+
+def consistency_prompt(row: Mapping[str, Any]) -> list[dict[str, Any]] | Reject:
+    process = row.get("process")
+    if not isinstance(process, str) or not process.strip():
+        return Reject("no_reasoning", "the row has no reasoning (process) to judge")
+    text = (
+        "Judge this reasoning for a video question.\n\n"
+        f"{question_text(row)}\n\nReasoning:\n{process.strip()}\n\n"
+        f"Answer given: {row.get('solution')}\n\n"
+        "Does the reasoning support exactly that answer? Is it repetitive? Is it far longer than the "
+        "question needs? Reply as JSON with supports_answer, repetitive, overlong and a short reason."
+    )
+    return [{"role": "user", "content": text}]
+
+
+def _consistent(row: dict[str, Any], verdict: Verdict) -> dict[str, Any] | Reject:
+    if not verdict.supports_answer:
+        return Reject("reasoning_inconsistent", verdict.reason)
+    if verdict.repetitive:
+        return Reject("reasoning_repetitive", verdict.reason)
+    if verdict.overlong:
+        return Reject("reasoning_overlong", verdict.reason)
+    return row

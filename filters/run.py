@@ -26,7 +26,18 @@ from vdata.runner import RunResult, run_pipeline
 from vdata.runstore import RunStore
 from vdata.stages import DatasetStage, MapStage, Reject, Stage, reject_rows
 
-FILTERS = ("validate", "balance-letters", "dedup", "decontaminate", "length", "sample", "difficulty", "blind")
+FILTERS = (
+    "validate",
+    "balance-letters",
+    "dedup",
+    "decontaminate",
+    "length",
+    "sample",
+    "difficulty",
+    "blind",
+    "sufficiency",
+    "consistency",
+)
 
 
 def filter_stage(name: str, **options: Any) -> Stage:
@@ -54,6 +65,14 @@ def filter_stage(name: str, **options: Any) -> Stage:
         )
         config = {**options, "evals": [_describe(p) for p in paths], "media_root": str(media_root or "")}
         return DatasetStage("decontaminate", fn, config=config)
+    if name == "sufficiency":
+        from vdata.filters.models import sufficiency_stage
+
+        return sufficiency_stage(**options)
+    if name == "consistency":
+        from vdata.filters.models import consistency_stage
+
+        return consistency_stage(**options)
     if name in ("difficulty", "blind"):
         from vdata.filters.models import Sampling, blind_stage, difficulty_stage
 

@@ -161,3 +161,81 @@ def test_the_recipe_runs_difficulty_after_dedup_only_with_a_policy():
     assert names[names.index("dedup") + 1] == "difficulty"
     (stage,) = [s for s in stages(with_policy, None, 1) if s.name == "difficulty"]
     assert stage.role == "policy" and stage.config["samples"] == 10  # upstream: 10 samples
+
+
+def judged(request: dict) -> str:
+    """A scripted judge: answers B from notes that name the blue ball; a verdict from the
+    reasoning's own words (JSON when asked for it)."""
+    text = json.dumps(request["messages"])
+    if "Judge this reasoning" in text:
+        supports = "so the answer is B" in text
+        repetitive = "again and again" in text
+        return json.dumps(
+            {"supports_answer": supports, "repetitive": repetitive, "overlong": False, "reason": "scripted"}
+        )
+    return "<answer>B</answer>" if "blue ball" in text else "<answer>C</answer>"
+
+
+def test_sufficiency_and_consistency_with_a_scripted_judge(tmp_path):
+    import pyarrow.parquet as pq
+
+    from vdata.record import Record, to_table
+
+    rows = [{k: v for k, v in r.items() if k != "problem_id"} for r in rows_of(["x", "y", "z", "w"])]
+    rows[0]["evidence"] = [{"start_s": 1.0, "end_s": 3.0, "text": "A child throws the blue ball."}]
+    rows[1]["evidence"] = [{"start_s": 1.0, "end_s": 3.0, "text": "A dog sleeps."}]
+    rows[2]["process"] = "<think>The ball is blue, so the answer is B.</think>"
+    rows[3]["process"] = "<think>It is red again and again and again.</think>"
+    records = [Record(recipe="test@1", meta_json=json.dumps({"n": i}), **r) for i, r in enumerate(rows)]
+    data = tmp_path / "rows.parquet"
+    pq.write_table(to_table(records), data)
+    judge = FaultProxy(None, latency_s=0.0, reply_fn=judged)
+    with judge as server:
+        endpoints = Endpoints().with_role("judge", f"{server.base_url}@judge")
+        enough = run_filter(
+            filter_stage("sufficiency"), data, tmp_path / "s", quiet=True, endpoints=endpoints
+        )
+        sound = run_filter(filter_stage("consistency"), data, tmp_path / "c", quiet=True, endpoints=endpoints)
+    assert [r["n"] for r in map(_meta, kept(enough))] == [0]
+    reasons = {
+        r["reason"] for r in pq.read_table(tmp_path / "s" / "rejects" / "sufficiency.parquet").to_pylist()
+    }
+    assert reasons == {"insufficient_evidence", "no_evidence"}
+    assert [r["n"] for r in map(_meta, kept(sound))] == [2]
+    reasons = [
+        r["reason"] for r in pq.read_table(tmp_path / "c" / "rejects" / "consistency.parquet").to_pylist()
+    ]
+    assert sorted(reasons) == ["no_reasoning", "no_reasoning", "reasoning_inconsistent"]
+
+
+def _meta(row: dict) -> dict:
+    return json.loads(row["meta_json"])
+
+
+@pytest.mark.slow
+def test_judged_filters_through_the_real_embedded_model(tmp_path):
+    """SmolLM2-135M as the judge: whatever it concludes, every row is kept or rejected with
+    one of the filter's own reasons (its Verdict schema compiles for llama.cpp: no
+    schema_mismatch, no failed request)."""
+    import pyarrow.parquet as pq
+
+    from vdata.record import Record, to_table
+
+    rows = [{k: v for k, v in r.items() if k != "problem_id"} for r in rows_of(["x", "y"])]
+    for row in rows:
+        row["evidence"] = [{"start_s": 1.0, "end_s": 3.0, "text": "A child throws the blue ball."}]
+        row["process"] = "<think>The ball is blue, so the answer is B.</think>"
+    pq.write_table(to_table([Record(recipe="test@1", **r) for r in rows]), tmp_path / "rows.parquet")
+    allowed = {
+        "sufficiency": {"insufficient_evidence"},
+        "consistency": {"reasoning_inconsistent", "reasoning_repetitive", "reasoning_overlong"},
+    }
+    for name, reasons in allowed.items():
+        result = run_filter(filter_stage(name), tmp_path / "rows.parquet", tmp_path / name, quiet=True)
+        assert result.kept + result.rejected == 2
+        if result.rejected:
+            found = {
+                r["reason"]
+                for r in pq.read_table(tmp_path / name / "rejects" / f"{name}.parquet").to_pylist()
+            }
+            assert found <= reasons, found

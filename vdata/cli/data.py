@@ -413,12 +413,12 @@ def _model_filter(
 ) -> None:
     from vdata.cli import endpoints_from_options
     from vdata.filters.run import filter_stage, run_filter
-    from vdata.formats import DatasetReadError, media_root_of
+    from vdata.formats import DatasetReadError
     from vdata.runner import RunError
 
-    endpoints = endpoints_from_options(models, {"policy": policy})
+    stage = filter_stage(name, **options)
+    endpoints = endpoints_from_options(models, {stage.role: policy})
     shape, _ = _shape_and_file_type(fmt)
-    stage = filter_stage(name, media_root=str(media_root_of(dataset)), **options)
     try:
         result = run_filter(
             stage,
@@ -438,6 +438,12 @@ def _model_filter(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _media_root(dataset: Path) -> str:
+    from vdata.formats import media_root_of
+
+    return str(media_root_of(dataset))
 
 
 def _band(text: str) -> tuple[float, float]:
@@ -488,6 +494,7 @@ def filter_difficulty(
         max_tokens=max_tokens,
         video=not no_video,
         tolerant_letters=tolerant_letters,
+        media_root=_media_root(dataset),
     )
 
 
@@ -523,7 +530,45 @@ def filter_blind(
         temperature=temperature,
         max_tokens=max_tokens,
         video=False,
+        media_root=_media_root(dataset),
     )
+
+
+JudgeOption = Annotated[
+    str | None,
+    typer.Option("--judge", help="The judge's endpoint: local (the embedded model), URL, URL@MODEL, a name."),
+]
+
+
+@filter_app.command("sufficiency")
+def filter_sufficiency(
+    dataset: DatasetArg,
+    out_dir: OutOption,
+    judge: JudgeOption = None,
+    models: ModelsOption = None,
+    fmt: FormatOption = AuditFormat["auto"],
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
+    """Keep rows whose evidence text alone leads the judge to the gold answer (Video-Thinker's
+    hindsight check). Rejects: insufficient_evidence, no_evidence."""
+    _model_filter("sufficiency", dataset, out_dir, fmt, seed, quiet, judge, models)
+
+
+@filter_app.command("consistency")
+def filter_consistency(
+    dataset: DatasetArg,
+    out_dir: OutOption,
+    judge: JudgeOption = None,
+    models: ModelsOption = None,
+    fmt: FormatOption = AuditFormat["auto"],
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
+    """Keep rows whose reasoning supports their answer without repeating itself or running long,
+    as a judge reads it (VerIPO's verifier). Rejects: reasoning_inconsistent,
+    reasoning_repetitive, reasoning_overlong, no_reasoning."""
+    _model_filter("consistency", dataset, out_dir, fmt, seed, quiet, judge, models)
 
 
 @filter_app.command("length")
