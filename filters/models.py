@@ -51,6 +51,9 @@ class Sampling:
     max_tokens: int = 256
     band: tuple[float, float] = (0.0, 1.0)  # kept: low < pass rate < high
     video: bool = True  # send the row's clip when the policy's endpoint reads video
+    # a policy that reads no video gets the row's evidence notes in its place (the synthetic
+    # world's event phrases, a recipe's clues), so that a text model's pass rate means something
+    describe: bool = True
     media_root: str = ""  # where the rows' video paths resolve
     tolerant_letters: bool = False
 
@@ -79,12 +82,17 @@ def _fingerprint(sampling: Sampling) -> dict[str, Any]:
     return {k: v for k, v in asdict(sampling).items() if k != "media_root"}
 
 
-def policy_messages(row: Mapping[str, Any], *, video: bool, media_root: str = "") -> list[dict[str, Any]]:
+def policy_messages(
+    row: Mapping[str, Any], *, video: bool, media_root: str = "", describe: bool = False
+) -> list[dict[str, Any]]:
     """The trainer's question, after the row's clip when `video` (the client turns the clip into
-    frames or a video_url for the endpoint)."""
+    frames or a video_url for the endpoint), or after its evidence notes when `describe`."""
     text = question_text(row)
     path = _media_path(row, media_root)
     if not video or path is None:
+        notes = evidence_notes(row) if describe else None
+        if notes:
+            text = "\n".join(["You cannot see the video. These notes describe it:", *notes, "", text])
         return [{"role": "user", "content": text}]
     segment = row.get("segment") or {}
     start = float(segment.get("start_s") or 0.0)
@@ -125,7 +133,8 @@ def run_sampled(
     reads_video = not pool.endpoint("policy").is_local
     video = sampling.video and reads_video and not blind
     model = pool.model_name("policy")
-    results = asyncio.run(_sample_all(sampling, rows, ctx, pool, usage, video))
+    describe = sampling.describe and not blind and not video
+    results = asyncio.run(_sample_all(sampling, rows, ctx, pool, usage, video, describe))
     out = StageOutput()
     for row, replies in zip(rows, results, strict=True):
         if isinstance(replies, Reject):
@@ -144,7 +153,13 @@ def run_sampled(
 
 
 async def _sample_all(
-    sampling: Sampling, rows: list[dict[str, Any]], ctx: StageContext, pool: Any, usage: Usage, video: bool
+    sampling: Sampling,
+    rows: list[dict[str, Any]],
+    ctx: StageContext,
+    pool: Any,
+    usage: Usage,
+    video: bool,
+    describe: bool,
 ) -> list[Any]:
     client = pool.client("policy", usage, on_wait=lambda wait: ctx.status(f"{usage.line()}; {wait}"))
     try:
@@ -155,7 +170,9 @@ async def _sample_all(
                     kind = row.get("problem_type")
                     return Reject("no_reward", f"no reward scores a {kind!r} answer: no pass rate")
                 try:
-                    messages = policy_messages(row, video=video, media_root=sampling.media_root)
+                    messages = policy_messages(
+                        row, video=video, media_root=sampling.media_root, describe=describe
+                    )
                 except Exception as exc:  # the row's video cannot be read
                     return Reject("media_error", f"{type(exc).__name__}: {exc}")
                 return await asyncio.gather(
@@ -270,22 +287,26 @@ def sufficiency_stage(temperature: float = 0.0, max_tokens: int = 256) -> Annota
     )
 
 
-def evidence_prompt(row: Mapping[str, Any]) -> list[dict[str, Any]] | Reject:
-    """The evidence as timestamped notes, then the trainer's question."""
+def evidence_notes(row: Mapping[str, Any]) -> list[str] | None:
+    """The row's evidence as timestamped lines ("[1.0s-3.0s] a child throws the ball"); None
+    when it has no evidence text."""
     items = [
         e for e in row.get("evidence") or [] if isinstance(e, Mapping) and str(e.get("text") or "").strip()
     ]
     if not items:
-        return Reject(
-            "no_evidence", "the row has no evidence text to answer from: sufficiency cannot be checked"
-        )
-    lines = ["You cannot see the video. These notes describe it:"]
-    for item in items:
-        lines.append(
-            f"[{item.get('start_s') or 0:.1f}s-{item.get('end_s') or 0:.1f}s] {str(item['text']).strip()}"
-        )
-    lines += ["", "Answer from the notes alone.", question_text(row)]
-    return [{"role": "user", "content": "\n".join(lines)}]
+        return None
+    return [
+        f"[{e.get('start_s') or 0:.1f}s-{e.get('end_s') or 0:.1f}s] {str(e['text']).strip()}" for e in items
+    ]
+
+
+def evidence_prompt(row: Mapping[str, Any]) -> list[dict[str, Any]] | Reject:
+    """The evidence as timestamped notes, then the trainer's question."""
+    notes = evidence_notes(row)
+    if not notes:
+        return Reject("no_evidence", "no evidence text to answer from: sufficiency cannot be checked")
+    lines = ["You cannot see the video. These notes describe it:", *notes, "", "Answer from the notes alone."]
+    return [{"role": "user", "content": "\n".join([*lines, question_text(row)])}]
 
 
 def _reaches_answer(row: dict[str, Any], text: str) -> dict[str, Any] | Reject:
