@@ -353,3 +353,54 @@ def _consistent(row: dict[str, Any], verdict: Verdict) -> dict[str, Any] | Rejec
     if verdict.overlong:
         return Reject("reasoning_overlong", verdict.reason)
     return row
+
+
+# ---------------------------------------------------------------- difficulty-aware augmentation
+
+FRAME_NOISE = "frame_noise"  # meta_json key the trainer reads: {"mask_fraction": f}
+MASK_FRACTION = 0.3
+
+
+def augment_rows(rows: list[dict[str, Any]], ctx: StageContext) -> StageOutput:
+    """DeepVideo-R1's difficulty-aware augmentation, for rows that carry a pass rate: a question
+    the policy never answers (rate 0) gets a partial hint from its evidence (the first clue)
+    appended, as a new row whose meta_json says `augmented_from`; one it always answers (rate 1)
+    is kept with `frame_noise` in meta_json, which the trainer honours by blanking that share of
+    the frames (seeded by the row). Both cut zero-variance groups. Rows in between pass as they
+    are; a row without a pass rate is a reject `no_difficulty` (run `difficulty` first)."""
+    out = StageOutput()
+    for row in rows:
+        rate = (row.get("difficulty") or {}).get("pass_rate")
+        if rate is None:
+            out.rejects.append(
+                Reject.of_row(row, "no_difficulty", "no pass rate: run the difficulty filter first")
+            )
+            continue
+        meta = json.loads(row.get("meta_json") or "{}")
+        if rate <= 0.0:
+            notes = evidence_notes(row)
+            if not notes:
+                out.rejects.append(Reject.of_row(row, "too_hard", "pass rate 0 and no evidence to hint with"))
+                continue
+            hint = notes[0].split("] ", 1)[-1]
+            hinted = {
+                **row,
+                "problem": f"{row['problem']}\nHint: {hint}",
+                "meta_json": json.dumps({**meta, "augmented_from": row.get("id"), "augmentation": "hint"}),
+            }
+            hinted["id"] = _derived_id(row, "hint")
+            out.rows.append(hinted)
+        elif rate >= 1.0:
+            noise = {"mask_fraction": MASK_FRACTION}
+            out.rows.append(
+                {**row, "meta_json": json.dumps({**meta, FRAME_NOISE: noise, "augmentation": "noise"})}
+            )
+        else:
+            out.rows.append(row)
+    return out
+
+
+def _derived_id(row: Mapping[str, Any], how: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"{row.get('id')}:{how}".encode()).hexdigest()[:24]

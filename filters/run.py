@@ -37,6 +37,7 @@ FILTERS = (
     "blind",
     "sufficiency",
     "consistency",
+    "augment",
 )
 
 
@@ -65,6 +66,10 @@ def filter_stage(name: str, **options: Any) -> Stage:
         )
         config = {**options, "evals": [_describe(p) for p in paths], "media_root": str(media_root or "")}
         return DatasetStage("decontaminate", fn, config=config)
+    if name == "augment":
+        from vdata.filters.models import augment_rows
+
+        return DatasetStage("augment", augment_rows)
     if name == "sufficiency":
         from vdata.filters.models import sufficiency_stage
 

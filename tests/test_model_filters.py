@@ -239,3 +239,40 @@ def test_judged_filters_through_the_real_embedded_model(tmp_path):
                 for r in pq.read_table(tmp_path / name / "rejects" / f"{name}.parquet").to_pylist()
             }
             assert found <= reasons, found
+
+
+def test_augment_hints_the_never_answered_and_noises_the_always_answered(tmp_path):
+    import numpy as np
+
+    from vdata.filters.models import augment_rows
+    from vdata.stages import StageContext
+    from vdata.synth.cuts import write_shots_video
+    from vdata.trainers.config import GRPOConfig
+    from vdata.trainers.train import frame_source
+
+    base = {"id": "q", "path": "v.mp4", "problem": "Which ball?", "meta_json": "{}"}
+    rows = [
+        {
+            **base,
+            "id": "hard",
+            "difficulty": {"pass_rate": 0.0},
+            "evidence": [{"start_s": 0, "end_s": 1, "text": "the blue ball falls"}],
+        },
+        {**base, "id": "easy", "difficulty": {"pass_rate": 1.0}},
+        {**base, "id": "fine", "difficulty": {"pass_rate": 0.5}},
+        {**base, "id": "unmeasured"},
+    ]
+    out = augment_rows(rows, StageContext(stage="augment", shard=0, seed=0, run_dir=tmp_path))
+    hinted, easy, fine = out.rows
+    assert hinted["problem"].endswith("Hint: the blue ball falls") and hinted["id"] != "hard"
+    assert json.loads(hinted["meta_json"])["augmented_from"] == "hard"
+    assert json.loads(easy["meta_json"])["frame_noise"] == {"mask_fraction": 0.3} and fine is rows[2]
+    assert [r.reason for r in out.rejects] == ["no_difficulty"]
+    # the trainer honours the mark: the same share of frames blanked, the same ones every time
+    write_shots_video(tmp_path / "v.mp4", [2.0], size=(56, 56), seed=2)
+    frames = frame_source(GRPOConfig(model="x", frames=8, max_pixels=56 * 56), tmp_path)
+    plain = np.asarray(frames({**easy, "meta_json": "{}"}).frames)
+    noisy = np.asarray(frames(easy).frames)
+    blank = [i for i in range(len(noisy)) if not noisy[i].any()]
+    assert len(blank) == round(0.3 * len(plain)) and plain[blank[0]].any()
+    assert np.array_equal(noisy, np.asarray(frames(easy).frames))

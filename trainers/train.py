@@ -128,9 +128,27 @@ def frame_source(config: GRPOConfig, media_root: Path | None) -> Frames:
                     f"row {name}: {exc}; fix or filter the row (vdata audit finds these)"
                 ) from exc
             cache[key] = sampled  # frames and their times (Qwen2.5-VL reads the fps)
-        return cache[key]
+        return with_frame_noise(cache[key], row)
 
     return frames
+
+
+def with_frame_noise(sampled: Any, row: Mapping[str, Any]) -> Any:
+    """The frames with a share blanked when the row asks for it (meta_json `frame_noise`:
+    {"mask_fraction": f}, set by `vdata filter augment` on questions the policy always answers),
+    the same frames for the same row every time."""
+    meta = row.get("meta_json")
+    if not isinstance(meta, str) or '"frame_noise"' not in meta:
+        return sampled
+    fraction = float((json.loads(meta).get("frame_noise") or {}).get("mask_fraction") or 0.0)
+    frames = list(sampled.frames)
+    count = min(len(frames), round(len(frames) * fraction))
+    if not count:
+        return sampled
+    rng = random.Random(str(row.get("id") or row.get("path")))
+    for index in rng.sample(range(len(frames)), count):
+        frames[index] = frames[index] * 0
+    return dataclasses.replace(sampled, frames=frames)
 
 
 def prompt_stream(rows: list[dict[str, Any]], seed: int, start: int) -> Iterator[dict[str, Any]]:
