@@ -23,6 +23,7 @@ import asyncio
 import functools
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -404,3 +405,71 @@ def _derived_id(row: Mapping[str, Any], how: str) -> str:
     import hashlib
 
     return hashlib.sha256(f"{row.get('id')}:{how}".encode()).hexdigest()[:24]
+
+
+# ---------------------------------------------------------------- grounding: moments outside the label
+
+
+class Moment(BaseModel):
+    start_s: float
+    end_s: float
+
+
+class Moments(BaseModel):
+    """Every moment of the video that the query describes, as a model sees it."""
+
+    moments: list[Moment] = PydanticField(max_length=8)
+
+
+def boundary_stage(max_tokens: int = 200, media_root: str = "", overlap: float = 0.1) -> AnnotationStage:
+    """VideoTG-R1's boundary check for temporal grounding rows: the `judge` (a vision-language
+    model) watches the video and lists every moment that matches the query; a row with a matching
+    moment outside its labelled span (IoU below `overlap` with it) is `partially_annotated`: the
+    label names one of several right answers, and a grounding reward would punish the others.
+    Rows that are not grounding rows pass; rows whose video cannot be read: `media_error`."""
+    return annotate_stage(
+        "boundary",
+        role="judge",
+        prompt=functools.partial(boundary_prompt, media_root=media_root),
+        parse=functools.partial(_inside_label, overlap=overlap),
+        response=Moments,
+        sampling={"temperature": 0.0, "max_tokens": max_tokens},
+        config={"overlap": overlap},
+    )
+
+
+def boundary_prompt(row: Mapping[str, Any], *, media_root: str = "") -> list[dict[str, Any]] | None:
+    if row.get("problem_type") != "temporal grounding":
+        return None  # nothing to check: the row passes
+    path = _media_path(row, media_root)
+    duration = (row.get("video") or {}).get("duration_s")
+    if path is None or duration is None:
+        return Reject("media_error", "the row names no readable video with a duration to watch")
+    clip = video_segment(path, 0.0, float(duration))
+    text = (
+        f"Query: {row.get('problem')}\nList every moment of the video (start and end in seconds) "
+        'where this happens, as JSON: {"moments": [{"start_s": ..., "end_s": ...}]}.'
+    )
+    return [{"role": "user", "content": [clip, {"type": "text", "text": text}]}]
+
+
+def _inside_label(row: dict[str, Any], found: Moments, *, overlap: float) -> dict[str, Any] | Reject:
+    from vdata.record import solution_answer
+
+    numbers = [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", solution_answer(row.get("solution")) or "")]
+    if len(numbers) < 2:
+        return Reject("no_label_span", f"solution {row.get('solution')!r} names no span")
+    label = (numbers[0], numbers[1])
+    outside = [m for m in found.moments if _iou((m.start_s, m.end_s), label) < overlap]
+    if outside:
+        shown = ", ".join(f"{m.start_s:.1f}-{m.end_s:.1f}s" for m in outside[:3])
+        return Reject(
+            "partially_annotated", f"the query also matches {shown}, outside the label {label[0]}-{label[1]}s"
+        )
+    return row
+
+
+def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else 0.0

@@ -38,6 +38,7 @@ FILTERS = (
     "sufficiency",
     "consistency",
     "augment",
+    "boundary",
 )
 
 
@@ -70,6 +71,10 @@ def filter_stage(name: str, **options: Any) -> Stage:
         from vdata.filters.models import augment_rows
 
         return DatasetStage("augment", augment_rows)
+    if name == "boundary":
+        from vdata.filters.models import boundary_stage
+
+        return boundary_stage(**options)
     if name == "sufficiency":
         from vdata.filters.models import sufficiency_stage
 
@@ -93,13 +98,17 @@ def _describe(path: Path) -> dict[str, Any]:
     return {"path": str(path), "files": [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]}
 
 
-def _models(role: str, endpoints: Any, out: Path, no_cache: bool) -> Any:
-    """The run's models for a filter that calls one (else nothing to open)."""
+VISION_FILTERS = ("boundary",)  # filters whose model must watch the video
+
+
+def _models(role: str, endpoints: Any, out: Path, no_cache: bool, *, vision: bool = False) -> Any:
+    """The run's models for a filter that calls one (else nothing to open); a filter that must
+    watch the video refuses the text-only embedded model up front."""
     if not role:
         return contextlib.nullcontext(None)
     from vdata.annotators.pool import RunModels
 
-    return RunModels(endpoints, out, roles=[role], no_cache=no_cache)
+    return RunModels(endpoints, out, roles=[role], vision_roles=(role,) if vision else (), no_cache=no_cache)
 
 
 @dataclass
@@ -143,7 +152,7 @@ def run_filter(
         rows.append(dict(row))
     store = RunStore(out)
     role = getattr(stage, "role", "")
-    with store.lock(), _models(role, endpoints, out, no_cache) as models:
+    with store.lock(), _models(role, endpoints, out, no_cache, vision=stage.name in VISION_FILTERS) as models:
         config: dict[str, Any] = {"dataset": str(dataset), "shape": loaded.shape}
         if models is not None:
             config["models"] = models.described

@@ -276,3 +276,63 @@ def test_augment_hints_the_never_answered_and_noises_the_always_answered(tmp_pat
     blank = [i for i in range(len(noisy)) if not noisy[i].any()]
     assert len(blank) == round(0.3 * len(plain)) and plain[blank[0]].any()
     assert np.array_equal(noisy, np.asarray(frames(easy).frames))
+
+
+def moments(request: dict) -> str:
+    """A scripted vision-language judge: the query that says 'twice' happens at two moments."""
+    text = json.dumps(request["messages"])
+    if "List every moment" not in text:
+        return "<answer>B</answer>"
+    found = [{"start_s": 1.0, "end_s": 2.0}] + ([{"start_s": 5.0, "end_s": 6.0}] if "twice" in text else [])
+    return json.dumps({"moments": found})
+
+
+def test_boundary_rejects_grounding_rows_whose_query_matches_elsewhere(tmp_path):
+    import pyarrow.parquet as pq
+
+    from vdata.record import Record, to_table
+    from vdata.synth.cuts import write_shots_video
+
+    write_shots_video(tmp_path / "v.mp4", [4.0, 4.0], size=(56, 56), seed=4)
+    video = {"sha256": "x", "duration_s": 8.0, "fps": 25.0, "width": 56, "height": 56}
+    rows = [
+        Record(
+            recipe="t@1",
+            path="v.mp4",
+            video=video,
+            problem=query,
+            problem_type="temporal grounding",
+            solution="<answer>1.0, 2.0</answer>",
+        )
+        for query in ("the ball bounces", "the ball bounces twice")
+    ] + [
+        Record(
+            recipe="t@1",
+            path="v.mp4",
+            problem="Which?",
+            problem_type="multiple choice",
+            options=["A. x", "B. y"],
+            solution="<answer>B</answer>",
+        )
+    ]
+    pq.write_table(to_table(rows), tmp_path / "rows.parquet")
+    with FaultProxy(None, latency_s=0.0, reply_fn=moments, keep_bodies=True) as server:
+        endpoints = Endpoints().with_role("judge", f"{server.base_url}@vlm")
+        result = run_filter(
+            filter_stage("boundary", media_root=str(tmp_path)),
+            tmp_path / "rows.parquet",
+            tmp_path / "out",
+            quiet=True,
+            endpoints=endpoints,
+        )
+        assert any(
+            p.get("type") == "image_url"
+            for b in server.bodies
+            for p in b["messages"][0]["content"]
+            if isinstance(b["messages"][0]["content"], list)
+        )  # the judge watched frames
+    assert sorted(r["problem"] for r in kept(result)) == ["Which?", "the ball bounces"]
+    (reject,) = pq.read_table(tmp_path / "out" / "rejects" / "boundary.parquet").to_pylist()
+    assert reject["reason"] == "partially_annotated" and "5.0-6.0s" in reject["detail"]
+    with pytest.raises(Exception, match="cannot be the judge"):  # the embedded model watches nothing
+        run_filter(filter_stage("boundary"), tmp_path / "rows.parquet", tmp_path / "local", quiet=True)
