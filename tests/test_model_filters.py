@@ -336,3 +336,51 @@ def test_boundary_rejects_grounding_rows_whose_query_matches_elsewhere(tmp_path)
     assert reject["reason"] == "partially_annotated" and "5.0-6.0s" in reject["detail"]
     with pytest.raises(Exception, match="cannot be the judge"):  # the embedded model watches nothing
         run_filter(filter_stage("boundary"), tmp_path / "rows.parquet", tmp_path / "local", quiet=True)
+
+
+@pytest.mark.slow
+def test_difficulty_killed_mid_run_resumes_without_paying_twice(tmp_path):
+    """`vdata filter difficulty` killed (SIGKILL) while it waits on a slow scripted policy, then
+    run again: the server sees each of the 48 samples once, plus at most the requests that
+    were in flight at the kill (asked, never answered, so never paid)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from conftest import wait_for
+
+    data = write(tmp_path / "rows.json", rows_of(["always", "never", "sometimes"] * 2))
+    with FaultProxy(None, latency_s=0.3, reply_fn=scripted) as server:
+        models = tmp_path / "models.yaml"
+        models.write_text(
+            yaml.safe_dump(
+                {"policy": {"base_url": server.base_url, "model": "scripted", "max_concurrency": 2}}
+            )
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "vdata",
+            "filter",
+            "difficulty",
+            str(data),
+            "--out",
+            str(tmp_path / "out"),
+            "--models",
+            str(models),
+            "--no-video",
+            "--quiet",
+        ]
+        first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: len(server.seen) >= 10, "10 requests to reach the policy", first)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        killed_at = len(server.seen)
+        time.sleep(0.5)  # requests in flight reach the server before the rerun
+        again = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        assert again.returncode == 0, again.stderr
+        assert killed_at < 48 and 48 <= len(server.seen) <= 48 + 2
+    assert "kept 2" in again.stdout
