@@ -39,6 +39,7 @@ _PROBE_SCHEMA = {
 class Reply:
     ok: bool
     text: str = ""
+    texts: list[str] = dataclasses.field(default_factory=list)  # all choices of an n > 1 request
     value: Any = None  # the validated response model, when one was given
     reason: str = ""  # failure code: rate_limited, server_error, timeout, connection, bad_request,
     #                   endpoint_refused, bad_response, invalid_json, schema_mismatch, media_error
@@ -54,6 +55,7 @@ class _Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int
+    texts: list[str] = dataclasses.field(default_factory=list)  # every choice, when n > 1 was asked
 
     @classmethod
     def read(cls, body: str) -> _Completion:
@@ -62,11 +64,8 @@ class _Completion:
         if not choices:
             raise _Failure("bad_response", "the server replied without choices")
         usage = data.get("usage") or {}
-        return cls(
-            choices[0]["message"].get("content") or "",
-            usage.get("prompt_tokens") or 0,
-            usage.get("completion_tokens") or 0,
-        )
+        texts = [(c.get("message") or {}).get("content") or "" for c in choices]
+        return cls(texts[0], usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0, texts)
 
 
 class _Failure(Exception):
@@ -167,7 +166,12 @@ class ModelClient:
             tokens[1] += completion.completion_tokens
             if response_model is None:
                 return Reply(
-                    ok=True, text=text, cached=cached, prompt_tokens=tokens[0], completion_tokens=tokens[1]
+                    ok=True,
+                    text=text,
+                    texts=completion.texts or [text],
+                    cached=cached,
+                    prompt_tokens=tokens[0],
+                    completion_tokens=tokens[1],
                 )
             try:
                 value = parse_reply(text, response_model)
@@ -210,7 +214,10 @@ class ModelClient:
             if hit is not None:
                 self.usage.add(self.model, cache_hits=1)
                 return _Completion(
-                    hit["text"], hit.get("prompt_tokens", 0), hit.get("completion_tokens", 0)
+                    hit["text"],
+                    hit.get("prompt_tokens", 0),
+                    hit.get("completion_tokens", 0),
+                    hit.get("texts") or [hit["text"]],
                 ), True
         async with self._slots:
             completion = await self._send(conversation, response_format, sampling)

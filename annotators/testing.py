@@ -159,11 +159,25 @@ class FaultProxy:
         if self.upstream is None:
             await asyncio.sleep(self.latency_s)
             text, reply_json = self.reply_text, self.reply_json
+            more: list[str] = []
             if self.reply_fn is not None:
                 text = self.reply_fn(request)
                 if text.lstrip().startswith("{"):  # a scripted JSON reply serves JSON requests too
                     reply_json = json.loads(text)
+                n = int(request.get("n") or 1)
+                if n > 1:  # n choices, as if asked one by one with seeds seed*n .. seed*n + n-1
+                    seed = int(request.get("seed") or 0)
+                    texts = [self.reply_fn({**request, "seed": seed * n + i}) for i in range(n)]
+                    text, more = texts[0], texts[1:]
             reply = _stand_in_reply(request, text, reply_json)
+            for index, extra in enumerate(more, 1):
+                reply["choices"].append(
+                    {
+                        "index": index,
+                        "message": {"role": "assistant", "content": extra},
+                        "finish_reason": "stop",
+                    }
+                )
             status, headers, payload = 200, [], json.dumps(reply).encode()
         else:
             status, headers, payload = await asyncio.to_thread(self._forward, "POST", path, body)

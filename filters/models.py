@@ -20,6 +20,7 @@ here is the rate of the prompt that is trained on.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import math
@@ -57,6 +58,9 @@ class Sampling:
     describe: bool = True
     media_root: str = ""  # where the rows' video paths resolve
     tolerant_letters: bool = False
+    # samples asked for in one request (the API's `n`), where the server gives that many; a
+    # server that answers with fewer (llama.cpp's) is asked one request per sample instead
+    per_request: int = 1
 
 
 def difficulty_stage(sampling: Sampling) -> AnnotationStage:
@@ -176,17 +180,7 @@ async def _sample_all(
                     )
                 except Exception as exc:  # the row's video cannot be read
                     return Reject("media_error", f"{type(exc).__name__}: {exc}")
-                return await asyncio.gather(
-                    *(
-                        client.chat(
-                            messages,
-                            temperature=sampling.temperature,
-                            max_tokens=sampling.max_tokens,
-                            seed=k,  # each sample its own cache entry
-                        )
-                        for k in range(sampling.samples)
-                    )
-                )
+                return await _row_samples(client, messages, sampling)
             finally:
                 ctx.advance(1)
                 ctx.status(usage.line())
@@ -194,6 +188,27 @@ async def _sample_all(
         return await asyncio.gather(*(one(row) for row in rows))
     finally:
         await client.close()
+
+
+async def _row_samples(client: Any, messages: list[dict[str, Any]], sampling: Sampling) -> list[Any]:
+    """`samples` answers to one question: one request per sample with seeds 0..N-1, or blocks of
+    `per_request` answers in one request (seed = the block) when the server gives them all."""
+
+    def ask(seed: int, n: int = 1) -> Any:
+        extra = {"n": n} if n > 1 else {}
+        return client.chat(
+            messages, temperature=sampling.temperature, max_tokens=sampling.max_tokens, seed=seed, **extra
+        )
+
+    per = sampling.per_request
+    if per > 1:
+        blocks = await asyncio.gather(*(ask(b, per) for b in range(math.ceil(sampling.samples / per))))
+        if all(r.ok and len(r.texts) == per for r in blocks):
+            texts = [t for r in blocks for t in r.texts][: sampling.samples]
+            return [dataclasses.replace(blocks[0], text=t, texts=[t]) for t in texts]
+        if any(not r.ok for r in blocks):
+            return list(blocks)  # no answer: the row is policy_failed, whatever mode
+    return list(await asyncio.gather(*(ask(k) for k in range(sampling.samples))))
 
 
 def _scores(row: Mapping[str, Any], replies: list[Any], sampling: Sampling) -> list[float] | Reject:

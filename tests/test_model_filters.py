@@ -384,3 +384,38 @@ def test_difficulty_killed_mid_run_resumes_without_paying_twice(tmp_path):
         assert again.returncode == 0, again.stderr
         assert killed_at < 48 and 48 <= len(server.seen) <= 48 + 2
     assert "kept 2" in again.stdout
+
+
+def test_n_samples_in_one_request_give_the_statistics_of_one_request_each(tmp_path):
+    data = write(tmp_path / "rows.json", rows_of(["always", "never", "sometimes"]))
+    with FaultProxy(None, latency_s=0.0, reply_fn=scripted) as server:
+        each = run_filter(
+            filter_stage("difficulty", samples=8, video=False),
+            data,
+            tmp_path / "each",
+            quiet=True,
+            endpoints=policy(server),
+        )
+        asked_each = len(server.seen)
+        blocks = run_filter(
+            filter_stage("difficulty", samples=8, video=False, per_request=4),
+            data,
+            tmp_path / "blocks",
+            quiet=True,
+            endpoints=policy(server),
+        )
+        asked_blocks = len(server.seen) - asked_each
+    assert (asked_each, asked_blocks) == (24, 6)  # 3 questions x 8, and 3 x 2 blocks of 4
+    assert [r["difficulty"] for r in kept(each)] == [r["difficulty"] for r in kept(blocks)]
+    assert rejects(tmp_path / "each") == rejects(tmp_path / "blocks")
+
+
+def test_a_server_that_ignores_n_is_asked_one_sample_at_a_time(tmp_path):
+    """The stand-in without a reply function answers any request with one choice, as
+    llama.cpp's server does: the block comes back short, and the samples are asked one by one."""
+    data = write(tmp_path / "rows.json", rows_of(["sometimes"]))
+    with FaultProxy(None, latency_s=0.0, reply_text="<answer>B</answer>") as server:
+        stage = filter_stage("difficulty", samples=4, video=False, per_request=4, band=(-0.1, 1.1))
+        result = run_filter(stage, data, tmp_path / "out", quiet=True, endpoints=policy(server))
+        assert len(server.seen) == 1 + 4  # the short block, then 4 single requests
+    assert kept(result)[0]["difficulty"] == {"pass_rate": 1.0, "n_rollouts": 4, "model": "scripted"}

@@ -470,6 +470,9 @@ def filter_difficulty(
     tolerant_letters: Annotated[
         bool, typer.Option(help="Read 'B.' or '(B)' as B, as the trainer can.")
     ] = False,
+    per_request: Annotated[
+        int, typer.Option(help="Samples asked in one request (the API's n) where the server gives them.")
+    ] = 1,
     fmt: FormatOption = AuditFormat["auto"],
     seed: SeedOption = 0,
     quiet: QuietOption = False,
@@ -494,6 +497,7 @@ def filter_difficulty(
         max_tokens=max_tokens,
         video=not no_video,
         tolerant_letters=tolerant_letters,
+        per_request=per_request,
         media_root=_media_root(dataset),
     )
 
