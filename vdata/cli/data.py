@@ -575,6 +575,38 @@ def filter_consistency(
     _model_filter("consistency", dataset, out_dir, fmt, seed, quiet, judge, models)
 
 
+@filter_app.command("augment")
+def filter_augment(
+    dataset: DatasetArg,
+    out_dir: OutOption,
+    fmt: FormatOption = AuditFormat["auto"],
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
+    """Difficulty-aware augmentation (DeepVideo-R1) of rows that carry a pass rate: a hint from
+    the evidence for questions never answered, frame noise (meta_json.frame_noise, applied by
+    vdata train) for questions always answered. Rejects: no_difficulty, too_hard."""
+    _filter("augment", dataset, out_dir, fmt, seed, quiet)
+
+
+@filter_app.command("boundary")
+def filter_boundary(
+    dataset: DatasetArg,
+    out_dir: OutOption,
+    judge: JudgeOption = None,
+    models: ModelsOption = None,
+    fmt: FormatOption = AuditFormat["auto"],
+    seed: SeedOption = 0,
+    quiet: QuietOption = False,
+) -> None:
+    """Drop temporal grounding rows whose query also matches moments outside the labelled span,
+    as a vision-language judge watching the video finds them (VideoTG-R1). Rejects:
+    partially_annotated, no_label_span, media_error."""
+    _model_filter(
+        "boundary", dataset, out_dir, fmt, seed, quiet, judge, models, media_root=_media_root(dataset)
+    )
+
+
 @filter_app.command("length")
 def filter_length(
     dataset: DatasetArg,
