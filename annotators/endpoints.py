@@ -47,6 +47,11 @@ class Endpoint(BaseModel):
     def is_local(self) -> bool:
         return self.base_url == LOCAL
 
+    @property
+    def in_process(self) -> bool:
+        """`hf:PATH_OR_ID`: a Hugging Face model run in this process (the trainer's policy)."""
+        return self.base_url.startswith("hf:")
+
     def api_key(self) -> str:
         if not self.api_key_env:
             return "none"
@@ -61,6 +66,8 @@ class Endpoint(BaseModel):
     def hosting(self) -> str:
         """Where the model runs, safe to publish: 'embedded', a public API's name, or
         'self-hosted' (an internal host name is nobody's business)."""
+        if self.in_process:
+            return "in process"
         return "embedded" if self.is_local else endpoint_label(self.base_url)
 
 
@@ -69,6 +76,8 @@ def parse_endpoint(text: str, named: dict[str, Endpoint] | None = None) -> Endpo
     text = text.strip()
     if text == LOCAL:
         return Endpoint()
+    if text.startswith("hf:"):  # a model directory, Hub id or .gguf run in this process
+        return Endpoint(base_url=text, model=text[3:], max_concurrency=1)
     if named and text in named:
         return named[text]
     if not text.startswith(("http://", "https://")):

@@ -44,6 +44,10 @@ class ModelPool:
         of every wait before a retry (for the progress line)."""
         endpoint = self.endpoint(role)
         base_url, model = endpoint.base_url, endpoint.model
+        if endpoint.in_process:
+            from vdata.annotators.in_process import InProcessClient
+
+            return InProcessClient(endpoint, usage=usage, cache=self.cache, refresh=self.refresh)  # type: ignore[return-value]
         if endpoint.is_local:
             server = self._local_server()
             base_url, model = server.base_url, model or server.model

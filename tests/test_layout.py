@@ -17,7 +17,12 @@ FOLDERS = {
 }
 # builders use the annotators and filters; model filters call the annotators and score with the
 # trainer's torch-free rewards and prompt
-ALLOWED = {"builders": {"annotators", "filters"}, "filters": {"annotators", "trainers"}}
+# (and an in-process policy is the trainer's own model)
+ALLOWED = {
+    "builders": {"annotators", "filters"},
+    "filters": {"annotators", "trainers"},
+    "annotators": {"trainers"},
+}
 
 
 def family(module: str) -> str:

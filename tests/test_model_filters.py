@@ -419,3 +419,26 @@ def test_a_server_that_ignores_n_is_asked_one_sample_at_a_time(tmp_path):
         result = run_filter(stage, data, tmp_path / "out", quiet=True, endpoints=policy(server))
         assert len(server.seen) == 1 + 4  # the short block, then 4 single requests
     assert kept(result)[0]["difficulty"] == {"pass_rate": 1.0, "n_rollouts": 4, "model": "scripted"}
+
+
+@pytest.mark.slow
+def test_an_in_process_hugging_face_policy_is_sampled_and_cached(tmp_path):
+    """`--policy hf:DIR`: the trainer's policy answers in this process (a tiny random-init LM
+    here); every sample is cached, so the same run again generates nothing."""
+    pytest.importorskip("torch", reason="an in-process policy needs the train extra")
+    from test_grpo import text_lm
+
+    model = text_lm(tmp_path)
+    data = write(tmp_path / "rows.json", rows_of(["x", "y"]))
+    endpoints = Endpoints().with_role("policy", f"hf:{model}")
+    stage = filter_stage("difficulty", samples=3, video=False, max_tokens=4, band=(-0.01, 1.01))
+    result = run_filter(stage, data, tmp_path / "out", quiet=True, endpoints=endpoints)
+    rows = kept(result)
+    assert len(rows) == 2 and all(r["difficulty"]["n_rollouts"] == 3 for r in rows)
+    assert rows[0]["difficulty"]["model"] == str(model)
+    usage = json.loads((tmp_path / "out" / "run.json").read_text())["usage"]["difficulty"][str(model)]
+    assert usage["requests"] == 6
+    more = filter_stage("difficulty", samples=4, video=False, max_tokens=4, band=(-0.01, 1.01))
+    run_filter(more, data, tmp_path / "out", quiet=True, endpoints=endpoints)
+    usage = json.loads((tmp_path / "out" / "run.json").read_text())["usage"]["difficulty"][str(model)]
+    assert usage["requests"] == 6 + 2 and usage["cache_hits"] >= 6  # only the 4th sample of each is new

@@ -94,9 +94,12 @@ class Policy:
         self.banned = [[i] for i in known] if self.is_vl else None
 
     def prompt(self, row: Mapping[str, Any], frames: Any = None) -> Prompt:
-        """The chat prompt of a row: the tokenizer's chat template when it has one (with its
-        default system turn), else Qwen's layout with the same system turn; the video first."""
-        text = question_text(row)
+        """The chat prompt of a row: its question (the trainer's text), the video first."""
+        return self.chat_prompt(question_text(row), frames)
+
+    def chat_prompt(self, text: str, frames: Any = None) -> Prompt:
+        """A user turn of `text` after the video: the tokenizer's chat template when it has one
+        (with its default system turn), else Qwen's layout with the same system turn."""
         video = video_inputs(frames) if self.is_vl and frames is not None else None
         if getattr(self.tokenizer, "chat_template", None):
             content: Any = text
