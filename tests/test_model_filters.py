@@ -442,3 +442,24 @@ def test_an_in_process_hugging_face_policy_is_sampled_and_cached(tmp_path):
     run_filter(more, data, tmp_path / "out", quiet=True, endpoints=endpoints)
     usage = json.loads((tmp_path / "out" / "run.json").read_text())["usage"]["difficulty"][str(model)]
     assert usage["requests"] == 6 + 2 and usage["cache_hits"] >= 6  # only the 4th sample of each is new
+
+
+def test_a_grounding_rows_difficulty_is_the_policys_zero_shot_iou(tmp_path):
+    import pyarrow.parquet as pq
+
+    from vdata.record import Record, to_table
+
+    row = Record(
+        recipe="t@1",
+        path="v.mp4",
+        problem="the ball bounces",
+        problem_type="temporal grounding",
+        solution="<answer>1.0, 2.0</answer>",
+    )
+    pq.write_table(to_table([row]), tmp_path / "rows.parquet")
+    with FaultProxy(None, latency_s=0.0, reply_text="<answer>1.0-3.0</answer>") as server:
+        stage = filter_stage("difficulty", samples=2, video=False)
+        result = run_filter(
+            stage, tmp_path / "rows.parquet", tmp_path / "out", quiet=True, endpoints=policy(server)
+        )
+    assert kept(result)[0]["difficulty"]["pass_rate"] == pytest.approx(0.5)  # IoU of 1-3 with 1-2
