@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from vdata.annotators.local_server import LocalServer
 from vdata.annotators.testing import FaultProxy
@@ -62,7 +63,14 @@ def inputs(tmp_path_factory) -> Path:
 
 
 def build(folder: Path, out: Path, proxy: FaultProxy) -> list[str]:
-    endpoint = f"{proxy.base_url}@{proxy.model}"
+    """The build command through the proxy, whose endpoint waits as long as a slow machine needs
+    (a loaded 2-core machine makes the model slow, not the test red)."""
+    models = out.parent / f"{out.name}-models.yaml"
+    models.parent.mkdir(parents=True, exist_ok=True)
+    endpoint = {"base_url": proxy.base_url, "model": proxy.model, "timeout_s": 3600, "max_concurrency": 2}
+    models.write_text(
+        yaml.safe_dump({"endpoints": {"proxy": endpoint}, "reasoner": "proxy", "rewriter": "proxy"})
+    )
     return [
         sys.executable,
         "-m",
@@ -75,10 +83,8 @@ def build(folder: Path, out: Path, proxy: FaultProxy) -> list[str]:
         str(folder / "captions.jsonl"),
         "--config",
         str(folder / "config.yaml"),
-        "--reasoner",
-        endpoint,
-        "--rewriter",
-        endpoint,
+        "--models",
+        str(models),
         "--out",
         str(out),
         "--quiet",

@@ -42,9 +42,16 @@ def test_record_id_is_a_stable_content_hash():
     assert a == record_id("r@1", "sha", "Q?", ["A. x", "B. y"])
     assert a != record_id("r@1", "sha", "Q?", ["A. y", "B. x"])
     assert a != record_id("r@1", "other", "Q?", ["A. x", "B. y"])
+    segment = VALID_ROW["segment"]
     assert Record(**{**VALID_ROW, "id": ""}).id == record_id(
-        VALID_ROW["recipe"], VALID_ROW["video"]["sha256"], VALID_ROW["problem"], VALID_ROW["options"]
+        VALID_ROW["recipe"],
+        VALID_ROW["video"]["sha256"],
+        VALID_ROW["problem"],
+        VALID_ROW["options"],
+        (segment["start_s"], segment["end_s"]),
     )
+    # the same question about another clip of the video is another row
+    assert a != record_id("r@1", "sha", "Q?", ["A. x", "B. y"], (0.0, 10.0))
 
 
 def _set(**changes: Any) -> Callable[[dict], None]:
