@@ -126,12 +126,27 @@ def run_annotation(spec: AnnotationSpec, rows: list[dict[str, Any]], ctx: StageC
 async def _annotate_all(
     spec: AnnotationSpec, rows: list[dict[str, Any]], ctx: StageContext, pool: Any, usage: Usage
 ) -> list[Any]:
-    client = pool.client(spec.role, usage, on_wait=lambda wait: ctx.status(f"{usage.line()}; {wait}"))
+    return await for_each_row(
+        pool, spec.role, rows, ctx, usage, lambda row, client: _annotate_one(spec, row, client)
+    )
+
+
+async def for_each_row(
+    pool: Any,
+    role: str,
+    rows: list[dict[str, Any]],
+    ctx: StageContext,
+    usage: Usage,
+    work: Callable[[dict[str, Any], Any], Any],
+) -> list[Any]:
+    """`work(row, client)` for every row at once, with one client of `role` (its endpoint bounds
+    how many are in flight), the progress bar advanced and the usage line shown as rows finish."""
+    client = pool.client(role, usage, on_wait=lambda wait: ctx.status(f"{usage.line()}; {wait}"))
     try:
 
         async def one(row: dict[str, Any]) -> Any:
             try:
-                return await _annotate_one(spec, row, client)
+                return await work(row, client)
             finally:
                 ctx.advance(1)
                 ctx.status(usage.line())

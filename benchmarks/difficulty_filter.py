@@ -4,7 +4,7 @@ The synthetic world's questions carry their evidence as text (event phrases), wh
 policy gets in place of the video; SmolLM2-135M answers some right and some not, so the pass
 rates are real numbers. Measured in one run:
 
-  - requests per question and wall time at concurrency 1 and 8, each against a fresh cache
+  - requests per question and wall time at concurrency 1 and 4, each against a fresh cache
     (the embedded llama.cpp server decodes one request at a time; a vLLM server batches);
   - a rerun of the same command: requests paid (should be 0) and its time;
   - the pass-rate histogram;
@@ -66,7 +66,7 @@ def main() -> None:
     }
     with LocalServer() as server:
         # llama-cpp-python's server decodes one request at a time: 8 in flight measure the client
-        for label, concurrency in (("concurrency_1", 1), ("concurrency_8", 8)):
+        for label, concurrency in (("concurrency_1", 1), ("concurrency_4", 4)):
             endpoint = Endpoint(base_url=server.base_url, model=server.model, max_concurrency=concurrency)
             endpoints = Endpoints(roles={"policy": endpoint})
             out = work / label
@@ -98,7 +98,7 @@ def main() -> None:
             }
             print(label, result[label], file=sys.stderr)
         # pass rates of every question: the first run's kept rows and its rejects
-        out = work / "concurrency_8"
+        out = work / "concurrency_4"
         kept_rows = load_rows(out / "dataset").rows
         rates = [r["difficulty"]["pass_rate"] for r in kept_rows]
         reasons = Counter(

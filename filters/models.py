@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from pydantic import Field as PydanticField
 
 from vdata.annotators.messages import video_segment
-from vdata.annotators.stage import AnnotationStage, annotate_stage
+from vdata.annotators.stage import AnnotationStage, annotate_stage, for_each_row
 from vdata.record import CHOICE_TYPES
 from vdata.runstore import RunStore
 from vdata.stages import Reject, StageContext, StageOutput
@@ -166,28 +166,17 @@ async def _sample_all(
     video: bool,
     describe: bool,
 ) -> list[Any]:
-    client = pool.client("policy", usage, on_wait=lambda wait: ctx.status(f"{usage.line()}; {wait}"))
-    try:
+    async def one(row: dict[str, Any], client: Any) -> Any:
+        if row.get("problem_type") not in PROBLEM_TYPES_WITH_REWARDS or not row.get("solution"):
+            kind = row.get("problem_type")
+            return Reject("no_reward", f"no reward scores a {kind!r} answer: no pass rate")
+        try:
+            messages = policy_messages(row, video=video, media_root=sampling.media_root, describe=describe)
+        except Exception as exc:  # the row's video cannot be read
+            return Reject("media_error", f"{type(exc).__name__}: {exc}")
+        return await _row_samples(client, messages, sampling)
 
-        async def one(row: dict[str, Any]) -> Any:
-            try:
-                if row.get("problem_type") not in PROBLEM_TYPES_WITH_REWARDS or not row.get("solution"):
-                    kind = row.get("problem_type")
-                    return Reject("no_reward", f"no reward scores a {kind!r} answer: no pass rate")
-                try:
-                    messages = policy_messages(
-                        row, video=video, media_root=sampling.media_root, describe=describe
-                    )
-                except Exception as exc:  # the row's video cannot be read
-                    return Reject("media_error", f"{type(exc).__name__}: {exc}")
-                return await _row_samples(client, messages, sampling)
-            finally:
-                ctx.advance(1)
-                ctx.status(usage.line())
-
-        return await asyncio.gather(*(one(row) for row in rows))
-    finally:
-        await client.close()
+    return await for_each_row(pool, "policy", rows, ctx, usage, one)
 
 
 async def _row_samples(client: Any, messages: list[dict[str, Any]], sampling: Sampling) -> list[Any]:

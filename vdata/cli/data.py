@@ -544,35 +544,40 @@ JudgeOption = Annotated[
 ]
 
 
-@filter_app.command("sufficiency")
-def filter_sufficiency(
-    dataset: DatasetArg,
-    out_dir: OutOption,
-    judge: JudgeOption = None,
-    models: ModelsOption = None,
-    fmt: FormatOption = AuditFormat["auto"],
-    seed: SeedOption = 0,
-    quiet: QuietOption = False,
-) -> None:
-    """Keep rows whose evidence text alone leads the judge to the gold answer (Video-Thinker's
-    hindsight check). Rejects: insufficient_evidence, no_evidence."""
-    _model_filter("sufficiency", dataset, out_dir, fmt, seed, quiet, judge, models)
+JUDGED = {
+    "sufficiency": """Keep rows whose evidence text alone leads the judge to the gold answer
+    (Video-Thinker's hindsight check). Rejects: insufficient_evidence, no_evidence.""",
+    "consistency": """Keep rows whose reasoning supports their answer without repeating itself or
+    running long, as a judge reads it (VerIPO's verifier). Rejects: reasoning_inconsistent,
+    reasoning_repetitive, reasoning_overlong, no_reasoning.""",
+    "boundary": """Drop temporal grounding rows whose query also matches moments outside the
+    labelled span, as a vision-language judge watching the video finds them (VideoTG-R1).
+    Rejects: partially_annotated, no_label_span, media_error.""",
+}
+WATCHING = ("boundary",)  # judged filters that read the rows' videos
 
 
-@filter_app.command("consistency")
-def filter_consistency(
-    dataset: DatasetArg,
-    out_dir: OutOption,
-    judge: JudgeOption = None,
-    models: ModelsOption = None,
-    fmt: FormatOption = AuditFormat["auto"],
-    seed: SeedOption = 0,
-    quiet: QuietOption = False,
-) -> None:
-    """Keep rows whose reasoning supports their answer without repeating itself or running long,
-    as a judge reads it (VerIPO's verifier). Rejects: reasoning_inconsistent,
-    reasoning_repetitive, reasoning_overlong, no_reasoning."""
-    _model_filter("consistency", dataset, out_dir, fmt, seed, quiet, judge, models)
+def _judged_command(name: str, doc: str) -> None:
+    """`vdata filter NAME` for a filter whose model is the judge."""
+
+    def command(
+        dataset: DatasetArg,
+        out_dir: OutOption,
+        judge: JudgeOption = None,
+        models: ModelsOption = None,
+        fmt: FormatOption = AuditFormat["auto"],
+        seed: SeedOption = 0,
+        quiet: QuietOption = False,
+    ) -> None:
+        media = {"media_root": _media_root(dataset)} if name in WATCHING else {}
+        _model_filter(name, dataset, out_dir, fmt, seed, quiet, judge, models, **media)
+
+    command.__doc__ = doc
+    filter_app.command(name)(command)
+
+
+for _name, _doc in JUDGED.items():
+    _judged_command(_name, _doc)
 
 
 @filter_app.command("augment")
@@ -587,24 +592,6 @@ def filter_augment(
     the evidence for questions never answered, frame noise (meta_json.frame_noise, applied by
     vdata train) for questions always answered. Rejects: no_difficulty, too_hard."""
     _filter("augment", dataset, out_dir, fmt, seed, quiet)
-
-
-@filter_app.command("boundary")
-def filter_boundary(
-    dataset: DatasetArg,
-    out_dir: OutOption,
-    judge: JudgeOption = None,
-    models: ModelsOption = None,
-    fmt: FormatOption = AuditFormat["auto"],
-    seed: SeedOption = 0,
-    quiet: QuietOption = False,
-) -> None:
-    """Drop temporal grounding rows whose query also matches moments outside the labelled span,
-    as a vision-language judge watching the video finds them (VideoTG-R1). Rejects:
-    partially_annotated, no_label_span, media_error."""
-    _model_filter(
-        "boundary", dataset, out_dir, fmt, seed, quiet, judge, models, media_root=_media_root(dataset)
-    )
 
 
 @filter_app.command("length")
