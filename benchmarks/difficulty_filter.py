@@ -39,6 +39,11 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=40)
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument(
+        "--free-format",
+        action="store_true",
+        help="do not hold answers to the option letters (SmolLM2 then never writes <answer>: all 0)",
+    )
     args = parser.parse_args()
 
     import pyarrow.parquet as pq
@@ -62,6 +67,7 @@ def main() -> None:
         "questions": len(rows),
         "samples": args.samples,
         "max_tokens": args.max_tokens,
+        "answers": "free text in the trainer's format" if args.free_format else "held to the option letters",
         "machine": {"python": platform.python_version()},
     }
     with LocalServer() as server:
@@ -70,7 +76,13 @@ def main() -> None:
             endpoint = Endpoint(base_url=server.base_url, model=server.model, max_concurrency=concurrency)
             endpoints = Endpoints(roles={"policy": endpoint})
             out = work / label
-            stage = filter_stage("difficulty", samples=args.samples, max_tokens=args.max_tokens, video=False)
+            stage = filter_stage(
+                "difficulty",
+                samples=args.samples,
+                max_tokens=args.max_tokens,
+                video=False,
+                constrain=not args.free_format,
+            )
             started = time.perf_counter()
             filtered = run_filter(stage, data, out, quiet=True, endpoints=endpoints)
             seconds = time.perf_counter() - started
@@ -78,7 +90,13 @@ def main() -> None:
             requests = sum(m.get("requests", 0) for m in usage.values())
             started = time.perf_counter()
             run_filter(
-                filter_stage("difficulty", samples=args.samples, max_tokens=args.max_tokens, video=False),
+                filter_stage(
+                    "difficulty",
+                    samples=args.samples,
+                    max_tokens=args.max_tokens,
+                    video=False,
+                    constrain=not args.free_format,
+                ),
                 data,
                 out,
                 quiet=True,
@@ -115,12 +133,13 @@ def main() -> None:
         # fresh samples of the same policy on the kept rows: what a GRPO step on them would see
         fresh = filter_stage(
             "difficulty",
+            constrain=not args.free_format,
             samples=args.samples,
             max_tokens=args.max_tokens,
             video=False,
             band=(-0.01, 1.01),
-            temperature=0.999,
-        )  # another temperature: other cache keys
+            first_seed=1000,  # other samples than the filter's
+        )
         if kept_rows:
             kept_data = work / "kept.parquet"
             pq.write_table(pq.read_table(out / "dataset" / "data").combine_chunks(), kept_data)

@@ -28,9 +28,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 from pydantic import Field as PydanticField
 
 from vdata.annotators.messages import video_segment
@@ -61,6 +61,11 @@ class Sampling:
     # samples asked for in one request (the API's `n`), where the server gives that many; a
     # server that answers with fewer (llama.cpp's) is asked one request per sample instead
     per_request: int = 1
+    # hold a choice question's answer to its letters (structured output; llama.cpp compiles it
+    # into a grammar): the pass rate then measures what the model knows, not whether it keeps
+    # the <answer> format (which a model that never does would fail on every question)
+    constrain: bool = False
+    first_seed: int = 0  # samples use seeds first_seed .. first_seed + samples - 1
 
 
 def difficulty_stage(sampling: Sampling) -> AnnotationStage:
@@ -174,30 +179,53 @@ async def _sample_all(
             messages = policy_messages(row, video=video, media_root=sampling.media_root, describe=describe)
         except Exception as exc:  # the row's video cannot be read
             return Reject("media_error", f"{type(exc).__name__}: {exc}")
-        return await _row_samples(client, messages, sampling)
+        return await _row_samples(client, messages, sampling, row)
 
     return await for_each_row(pool, "policy", rows, ctx, usage, one)
 
 
-async def _row_samples(client: Any, messages: list[dict[str, Any]], sampling: Sampling) -> list[Any]:
+def letter_answer(row: Mapping[str, Any]) -> type[BaseModel] | None:
+    """A reply schema whose only answers are the row's option letters (a choice question)."""
+    letters = [str(o)[0] for o in row.get("options") or [] if str(o)[:1].isalpha()]
+    if row.get("problem_type") != "multiple choice" or len(letters) < 2:
+        return None
+    return create_model("LetterAnswer", answer=(Literal[tuple(letters)], ...))  # type: ignore[valid-type]
+
+
+async def _row_samples(
+    client: Any, messages: list[dict[str, Any]], sampling: Sampling, row: Mapping[str, Any]
+) -> list[Any]:
     """`samples` answers to one question: one request per sample with seeds 0..N-1, or blocks of
-    `per_request` answers in one request (seed = the block) when the server gives them all."""
+    `per_request` answers in one request (seed = the block) when the server gives them all.
+    With `constrain`, a choice question's answer is held to its letters."""
+    schema = letter_answer(row) if sampling.constrain else None
 
-    def ask(seed: int, n: int = 1) -> Any:
+    async def ask(seed: int, n: int = 1) -> Any:
         extra = {"n": n} if n > 1 else {}
-        return client.chat(
-            messages, temperature=sampling.temperature, max_tokens=sampling.max_tokens, seed=seed, **extra
+        reply = await client.chat(
+            messages,
+            response_model=schema,
+            temperature=sampling.temperature,
+            max_tokens=sampling.max_tokens,
+            seed=seed,
+            **extra,
         )
+        if schema is not None and reply.ok:  # scored as the trainer would read that letter
+            text = f"<answer>{reply.value.answer}</answer>"
+            reply = dataclasses.replace(reply, text=text, texts=[text])
+        return reply
 
-    per = sampling.per_request
+    per = sampling.per_request if schema is None else 1  # a schema reads one choice per reply
     if per > 1:
-        blocks = await asyncio.gather(*(ask(b, per) for b in range(math.ceil(sampling.samples / per))))
+        count = math.ceil(sampling.samples / per)
+        blocks = await asyncio.gather(*(ask(sampling.first_seed + b, per) for b in range(count)))
         if all(r.ok and len(r.texts) == per for r in blocks):
             texts = [t for r in blocks for t in r.texts][: sampling.samples]
             return [dataclasses.replace(blocks[0], text=t, texts=[t]) for t in texts]
         if any(not r.ok for r in blocks):
             return list(blocks)  # no answer: the row is policy_failed, whatever mode
-    return list(await asyncio.gather(*(ask(k) for k in range(sampling.samples))))
+    seeds = range(sampling.first_seed, sampling.first_seed + sampling.samples)
+    return list(await asyncio.gather(*(ask(k) for k in seeds)))
 
 
 def _scores(row: Mapping[str, Any], replies: list[Any], sampling: Sampling) -> list[float] | Reject:

@@ -463,3 +463,17 @@ def test_a_grounding_rows_difficulty_is_the_policys_zero_shot_iou(tmp_path):
             stage, tmp_path / "rows.parquet", tmp_path / "out", quiet=True, endpoints=policy(server)
         )
     assert kept(result)[0]["difficulty"]["pass_rate"] == pytest.approx(0.5)  # IoU of 1-3 with 1-2
+
+
+def test_constrained_answers_are_held_to_the_letters_and_scored_as_the_trainer_reads_them(tmp_path):
+    data = write(tmp_path / "rows.json", rows_of(["sometimes"]))
+
+    def letters(request: dict) -> str:
+        schema = json.dumps(request.get("response_format") or {})
+        assert '"enum": ["A", "B", "C", "D"]' in schema or "LetterAnswer" not in schema
+        return json.dumps({"answer": "B" if request.get("seed", 0) % 2 == 0 else "C"})
+
+    with FaultProxy(None, latency_s=0.0, reply_fn=letters) as server:
+        stage = filter_stage("difficulty", samples=4, video=False, constrain=True)
+        result = run_filter(stage, data, tmp_path / "out", quiet=True, endpoints=policy(server))
+    assert kept(result)[0]["difficulty"]["pass_rate"] == 0.5

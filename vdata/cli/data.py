@@ -473,6 +473,12 @@ def filter_difficulty(
     per_request: Annotated[
         int, typer.Option(help="Samples asked in one request (the API's n) where the server gives them.")
     ] = 1,
+    constrain: Annotated[
+        bool,
+        typer.Option(
+            "--constrain", help="Hold choice answers to their letters (measures knowledge, not the format)."
+        ),
+    ] = False,
     fmt: FormatOption = AuditFormat["auto"],
     seed: SeedOption = 0,
     quiet: QuietOption = False,
@@ -498,6 +504,7 @@ def filter_difficulty(
         video=not no_video,
         tolerant_letters=tolerant_letters,
         per_request=per_request,
+        constrain=constrain,
         media_root=_media_root(dataset),
     )
 
