@@ -25,7 +25,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -307,17 +307,77 @@ class Verdict(BaseModel):
     reason: str = PydanticField(max_length=300)
 
 
-def sufficiency_stage(temperature: float = 0.0, max_tokens: int = 256) -> AnnotationStage:
+def sufficiency_stage(
+    temperature: float = 0.0,
+    max_tokens: int = 256,
+    *,
+    regenerate: Callable[[dict[str, Any], int], Awaitable[dict[str, Any] | Reject]] | None = None,
+    tries: int = 0,
+) -> AnnotationStage:
     """Video-Thinker's hindsight check: from the row's evidence text alone (its timestamped
     clues or captions), the `judge` model must reach the gold answer; else
-    `insufficient_evidence`. A row with no evidence text cannot be checked: `no_evidence`."""
-    return annotate_stage(
+    `insufficient_evidence`. A row with no evidence text cannot be checked: `no_evidence`.
+    A builder may pass `regenerate(row, attempt)`, which writes the row again (new clues, a new
+    trace); an insufficient row is then regenerated and checked again, up to `tries` times,
+    before it is rejected."""
+    if regenerate is None or tries <= 0:
+        return annotate_stage(
+            "sufficiency",
+            role="judge",
+            prompt=evidence_prompt,
+            parse=_reaches_answer,
+            sampling={"temperature": temperature, "max_tokens": max_tokens},
+        )
+    return AnnotationStage(
         "sufficiency",
+        functools.partial(_run_regenerating, regenerate, tries, temperature, max_tokens),
+        config={"role": "judge", "tries": tries, "temperature": temperature, "max_tokens": max_tokens},
         role="judge",
-        prompt=evidence_prompt,
-        parse=_reaches_answer,
-        sampling={"temperature": temperature, "max_tokens": max_tokens},
     )
+
+
+def _run_regenerating(
+    regenerate: Callable[[dict[str, Any], int], Awaitable[dict[str, Any] | Reject]],
+    tries: int,
+    temperature: float,
+    max_tokens: int,
+    rows: list[dict[str, Any]],
+    ctx: StageContext,
+) -> StageOutput:
+    from vdata.annotators.stage import TRANSPORT_FAILURES
+
+    pool = ctx.resources.get("models")
+    if pool is None:
+        raise RuntimeError(f"stage {ctx.stage} calls the judge but the run has no 'models' resource")
+    usage = Usage(UsageLedger(RunStore(ctx.run_dir).usage_log, invocation=ctx.invocation, stage=ctx.stage))
+
+    async def one(row: dict[str, Any], client: Any) -> dict[str, Any] | Reject:
+        for attempt in range(tries + 1):
+            messages = evidence_prompt(row)
+            if isinstance(messages, Reject):
+                return messages
+            reply = await client.chat(messages, temperature=temperature, max_tokens=max_tokens)
+            if not reply.ok:
+                return Reject(reply.reason, reply.error, failure=reply.reason in TRANSPORT_FAILURES)
+            verdict = _reaches_answer(row, reply.text)
+            if not isinstance(verdict, Reject):
+                return verdict
+            if attempt == tries:
+                return Reject(verdict.reason, f"{verdict.detail} (after {tries} regeneration(s))")
+            regenerated = await regenerate(row, attempt + 1)
+            if isinstance(regenerated, Reject):
+                return regenerated
+            row = regenerated
+        raise AssertionError("unreachable")
+
+    results = asyncio.run(for_each_row(pool, "judge", rows, ctx, usage, one))
+    out = StageOutput()
+    for row, result in zip(rows, results, strict=True):
+        if isinstance(result, Reject):
+            out.rejects.append(Reject.of_row(row, result.reason, result.detail, failure=result.failure))
+        else:
+            out.rows.append(result)
+    return out
 
 
 def evidence_notes(row: Mapping[str, Any]) -> list[str] | None:

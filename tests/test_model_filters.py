@@ -477,3 +477,38 @@ def test_constrained_answers_are_held_to_the_letters_and_scored_as_the_trainer_r
         stage = filter_stage("difficulty", samples=4, video=False, constrain=True)
         result = run_filter(stage, data, tmp_path / "out", quiet=True, endpoints=policy(server))
     assert kept(result)[0]["difficulty"]["pass_rate"] == 0.5
+
+
+def test_sufficiency_regenerates_before_it_rejects(tmp_path):
+    """A builder's regenerate(row, attempt) writes new clues; the row is checked again up to
+    `tries` times. Here the clues name the blue ball only from the second regeneration on."""
+    import pyarrow.parquet as pq
+
+    from vdata.filters.models import sufficiency_stage
+    from vdata.record import Record, to_table
+
+    base = {k: v for k, v in rows_of(["x"])[0].items() if k != "problem_id"}
+    base["evidence"] = [{"start_s": 1.0, "end_s": 3.0, "text": "A dog sleeps."}]
+    pq.write_table(to_table([Record(recipe="t@1", **base)]), tmp_path / "rows.parquet")
+    attempts: list[int] = []
+
+    async def regenerate(row: dict, attempt: int) -> dict:
+        attempts.append(attempt)
+        text = "A child throws the blue ball." if attempt >= 2 else f"Try {attempt}: a cat."
+        return {**row, "evidence": [{"start_s": 1.0, "end_s": 3.0, "text": text}]}
+
+    with FaultProxy(None, latency_s=0.0, reply_fn=judged) as server:
+        endpoints = Endpoints().with_role("judge", f"{server.base_url}@judge")
+        patient = sufficiency_stage(regenerate=regenerate, tries=2)
+        kept_rows = kept(
+            run_filter(patient, tmp_path / "rows.parquet", tmp_path / "two", quiet=True, endpoints=endpoints)
+        )
+        assert attempts == [1, 2] and kept_rows[0]["evidence"][0]["text"] == "A child throws the blue ball."
+        attempts.clear()
+        hasty = sufficiency_stage(regenerate=regenerate, tries=1)
+        result = run_filter(
+            hasty, tmp_path / "rows.parquet", tmp_path / "one", quiet=True, endpoints=endpoints
+        )
+    assert attempts == [1] and result.kept == 0
+    (reject,) = pq.read_table(tmp_path / "one" / "rejects" / "sufficiency.parquet").to_pylist()
+    assert reject["reason"] == "insufficient_evidence" and "after 1 regeneration" in reject["detail"]
