@@ -39,6 +39,7 @@ from vdata.clips import SplitConfig, probe_row, segment_row
 from vdata.filters.dedup import dedup_rows
 from vdata.filters.letters import balance_letters
 from vdata.filters.models import Sampling, difficulty_stage
+from vdata.filters.splits import split_by_video
 from vdata.record import Record, answer_tag, solution_answer, validate
 from vdata.runner import RunResult, run_pipeline
 from vdata.segment import discover_videos
@@ -387,20 +388,6 @@ def keep_reasoning(row: dict[str, Any], reply: Reasoning) -> dict[str, Any] | Re
     if leak:
         return Reject("reasoning_leak", f"the reasoning says {leak.group(0)!r}: {text[:160]!r}")
     return {**row, "process": f"<think>{text}</think>"}
-
-
-def split_by_video(rows: list[dict[str, Any]], ctx: StageContext, *, eval_fraction: float) -> StageOutput:
-    """No video in two splits: eval first, then a third of the rest for sft, the rest for rl."""
-    videos = sorted({r["video"]["sha256"] for r in rows})
-    order = ctx.rng("videos").sample(videos, len(videos))
-    n_eval = round(len(order) * eval_fraction) if eval_fraction else 0
-    if eval_fraction and n_eval == 0 and len(order) > 1:
-        n_eval = 1
-    rest = order[n_eval:]
-    n_sft = round(len(rest) / 3)
-    split_of = {v: "eval" for v in order[:n_eval]}
-    split_of |= {v: "sft" for v in rest[:n_sft]} | {v: "rl" for v in rest[n_sft:]}
-    return StageOutput(rows=[{**r, "split": split_of[r["video"]["sha256"]]} for r in rows])
 
 
 # ---------------------------------------------------------------- the recipe

@@ -28,6 +28,7 @@ PAPERS = {
     "longvideo-reason": "Scaling RL to Long Videos (LongVILA-R1, MR-SP), arXiv 2507.07966",
     "synth": "CLEVRER-style rendered scenes with known events",
     "video-r1": "Video-R1: Reinforcing Video Reasoning in MLLMs",
+    "qa-inversion": "Reinforcing Video Reasoning with Focused Thinking (TW-GRPO; question-answer inversion)",
 }
 
 
@@ -219,6 +220,7 @@ def _body(
                 "to be trained would always or never answer are still in (`--policy` runs that filter).",
                 "",
             ]
+    lines += _inversion_lines(rows, run)
     lines += [f"![{Path(p).stem}]({p})" for p in plots] + ([""] if plots else [])
     lines += ["## Sample rows", ""]
     for row in rows[:2]:
@@ -235,7 +237,10 @@ def _body(
         'data = load_dataset("path/or/hub-id")  # splits: ' + ", ".join(stats),
         "```",
         "",
-        "Each row's `path` is relative to the dataset's root (videos under `videos/`).",
+        "Each row's `path` is relative to the dataset's root (videos under `videos/`)."
+        if store is not None and (store.dataset_dir / "videos").is_dir()
+        else "Each row's `path` is as its source wrote it; the videos are not part of this dataset "
+        f"(source: {(run.get('config') or {}).get('source') or 'the input rows'}).",
         "",
         "## Limitations",
         "",
@@ -243,9 +248,18 @@ def _body(
     models = json.dumps((run.get("config") or {}).get("models") or {})
     if "smollm2" in models.lower() or not models.strip("{}"):
         lines.append("- Generated with the embedded SmolLM2-135M model: demo quality only.")
+    if (run.get("recipe") or "").startswith("qa-inversion"):
+        lines.append(
+            "- Inverted rows assume that every distractor of the original question is wrong; the "
+            "verifier checks that from text, without the video, so an ambiguous original can still "
+            "give a wrong label."
+        )
+    else:
+        lines.append(
+            "- Questions and reasoning are written by models from captions; checks reject malformed rows, "
+            "but a kept row can still be wrong."
+        )
     lines += [
-        "- Questions and reasoning are written by models from captions; checks reject malformed rows, "
-        "but a kept row can still be wrong.",
         "",
         "## Papers",
         "",
@@ -255,6 +269,46 @@ def _body(
         "- see the recipe's documentation"
     ]
     return strip_secrets("\n".join(lines)) + "\n"
+
+
+def inversion_counts(rows: list[Any]) -> dict[str, dict[str, int]]:
+    """How a qa-inversion dataset's rows were made: inverted rows per negation method
+    (`rule:<name>`, `model`), single-answer rows per reason (`not_chosen`, `not_negatable`)."""
+    inverted: Counter[str] = Counter()
+    single: Counter[str] = Counter()
+    for row in rows:
+        try:
+            meta = json.loads(row.get("meta_json") or "{}")
+        except ValueError:
+            continue
+        if isinstance(meta, dict) and meta.get("inverted"):
+            inverted[str(meta.get("negation"))] += 1
+        elif isinstance(meta, dict) and "single_answer" in meta:
+            single[str(meta["single_answer"])] += 1
+    return {"inverted": dict(sorted(inverted.items())), "single_answer": dict(sorted(single.items()))}
+
+
+def _inversion_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
+    counts = inversion_counts(rows)
+    if not counts["inverted"] and not counts["single_answer"]:
+        return []
+    stages = {s["name"] for s in run.get("stages", [])} if run else set()
+    made = ", ".join(f"{how} {n}" for how, n in counts["inverted"].items()) or "none"
+    kept = ", ".join(f"{why} {n}" for why, n in counts["single_answer"].items()) or "none"
+    lines = [
+        f"Inversion: {sum(counts['inverted'].values())} multi-answer rows (negated by {made}); "
+        f"{sum(counts['single_answer'].values())} single-answer rows ({kept}). Every inverted "
+        "question carries a negation its original lacks; `meta_json` keeps the original question, "
+        "its answer, and how the negation was made.",
+        "",
+    ]
+    if run and "verify" not in stages:
+        lines += [
+            "Verification: not run (`--verifier none`). The inverted labels were checked by rule "
+            "only: no model judged each option against the negated question.",
+            "",
+        ]
+    return lines
 
 
 def _model_line(model: Any) -> str:

@@ -107,19 +107,42 @@ def to_verl(record: dict[str, Any], index: Any, *, fps: float = 2.0, max_frames:
 
 
 def to_tw_grpo(record: dict[str, Any], index: Any) -> dict[str, Any]:
-    """TW-GRPO: options inline as "A text", letter sets joined by commas (A,C)."""
+    """TW-GRPO's layout (its nextgqa_val_raw.json): `question`, `options` "(A) text", `answer`
+    "(A),(C)", `problem` (the question with "A text" lines), `solution` <answer>A,C</answer>,
+    `is_negated`, and NExT-GQA's `duration`, `glue` spans and `type`."""
     if record["problem_type"] not in CHOICE_TYPES:
         raise CannotExpress(f"TW-GRPO rows are choice questions; this one is {record['problem_type']}")
-    letters = ",".join(sorted(part.strip() for part in _answer(record).split(",")))
+    letters = sorted(part.strip() for part in _answer(record).split(","))
+    video = record.get("video") or {}
     return {
-        "problem_id": index,
+        "id": index,
+        "video": record["path"],
+        "question": record["problem"],
+        "options": [f"({letter}) {text}" for letter, text in _letters_and_texts(record)],
+        "duration": video.get("duration_s"),
+        "glue": [
+            [item["start_s"], item["end_s"]]
+            for item in record.get("evidence") or []
+            if item.get("start_s") is not None and item.get("end_s") is not None
+        ],
+        "type": record.get("category") or "",
+        "answer": ",".join(f"({letter})" for letter in letters),
         "problem": _question_with_options(record, "{letter} {text}"),
-        "data_type": record["data_type"],
-        "problem_type": "multi-answer" if "," in letters else "multiple choice",
-        "solution": answer_tag(letters),
-        "path": record["path"],
-        "data_source": record.get("data_source") or "",
+        "solution": answer_tag(",".join(letters)),
+        "is_negated": is_negated(record),
     }
+
+
+def is_negated(record: dict[str, Any]) -> bool:
+    """Whether the row's question was negated by an inversion (vdata's `inverted`, or the
+    `is_negated` of a TW-GRPO row it was read from)."""
+    try:
+        meta = json.loads(record.get("meta_json") or "{}")
+    except ValueError:
+        return False
+    if not isinstance(meta, dict):
+        return False
+    return bool(meta.get("inverted", meta.get("is_negated", False)))
 
 
 def to_vst(record: dict[str, Any], index: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ validation reports them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -109,6 +110,12 @@ def is_eval_split(column: pl.Expr) -> pl.Expr:
 
 def has_negation(column: pl.Expr) -> pl.Expr:
     return column.str.contains(_NEGATION)
+
+
+def negations(text: str) -> int:
+    """How many negations a text has ("not", "no", "-n't", "never", ...): what the audit's
+    `inverted_without_negation` looks for, counted."""
+    return len(re.findall(_NEGATION, text))
 
 
 def word_hashes(

@@ -99,7 +99,9 @@ def test_verl_reads_it(records, tmp_path):
         assert item["extra_info"]["id"] == original["id"]
 
 
-def test_tw_grpo_reads_choice_rows_and_reports_the_rest(records, tmp_path):
+def test_tw_grpo_writes_the_releases_layout_and_reads_back_with_the_same_labels(records, tmp_path):
+    """The layout of TW-GRPO's nextgqa_val_raw.json (../shared/real-data): question, options
+    "(A) text", answer "(A),(C)", problem with "A text" lines, solution, is_negated."""
     rows, _ = records
     out = tmp_path / "tw.json"
     report = export(rows, "tw-grpo", out)
@@ -108,11 +110,20 @@ def test_tw_grpo_reads_choice_rows_and_reports_the_rest(records, tmp_path):
     ]
     items = json.loads(out.read_text())
     assert len(items) == len(rows) - 1
-    multi = next(i for i in items if i["problem_type"] == "multi-answer")
-    assert multi["solution"] == "<answer>A,C</answer>"
+    keys = ["id", "video", "question", "options", "duration", "glue", "type", "answer", "problem"]
+    assert all(list(item) == [*keys, "solution", "is_negated"] for item in items)
+    multi = next(i for i in items if i["solution"] == "<answer>A,C</answer>")
+    assert multi["answer"] == "(A),(C)" and multi["is_negated"] is False
     for item in items:
-        options = item["problem"].splitlines()[1:]
-        assert options and all(re.fullmatch(r"[A-H] \S.*", line) for line in options)  # "A text"
+        assert all(re.fullmatch(r"\([A-H]\) \S.*", o) for o in item["options"])
+        lines = item["problem"].splitlines()
+        assert lines[0] == item["question"] and all(re.fullmatch(r"[A-H] \S.*", x) for x in lines[1:])
+    back = load_rows(out)
+    assert back.shape == "tw-grpo"
+    choice = [r for r in rows if r["problem_type"] != "numerical"]
+    assert [(r["problem"], r["options"], r["solution"]) for r in back.rows] == [
+        (r["problem"], r["options"], r["solution"]) for r in choice
+    ]
 
 
 def test_vst_takes_streaming_rows_only(records, tmp_path):

@@ -277,7 +277,12 @@ def from_nextgqa(row: Mapping[str, Any]) -> dict[str, Any]:
         row.get("video"),
         question,
         options,
-        problem_type=("multi-answer" if len(letters) > 1 else "multiple choice") if options else None,
+        # an inverted TW-GRPO row is a multi-answer question even when one option is correct
+        problem_type=(
+            ("multi-answer" if len(letters) > 1 or row.get("is_negated") is True else "multiple choice")
+            if options
+            else None
+        ),
         solution=solution,
         category=str(row.get("type") or ""),
         evidence=evidence,

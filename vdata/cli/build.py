@@ -123,6 +123,120 @@ def build_longvideo_reason(
         push_command(RunStore(recipe.out).dataset_dir, push_to_hub)
 
 
+@build_app.command("qa-inversion")
+def build_qa_inversion(
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="Any dataset vdata reads: a vdata dataset or run, Video-R1 rows, TW-GRPO's raw NExT-GQA "
+            "file, NExT-GQA/STAR-style rows.",
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory; rerun to resume.")] = None,
+    negator: Annotated[
+        str | None,
+        typer.Option(help="The model that negates questions no rule can (local, URL@MODEL, a name, none)."),
+    ] = None,
+    verifier: Annotated[
+        str | None,
+        typer.Option(
+            help="The model that checks every inverted row option by option (local, URL@MODEL, a name, "
+            "none: no model check, said in the summary and the card; why/how questions then stay single)."
+        ),
+    ] = None,
+    invert_fraction: Annotated[
+        float | None, typer.Option(help="Share of the rows drawn for inversion (default 0.5).")
+    ] = None,
+    eval_fraction: Annotated[
+        float | None, typer.Option(help="Share of videos held out for eval, when the source names no splits.")
+    ] = None,
+    media_root: Annotated[
+        Path | None, typer.Option(help="Where the source's video paths resolve; absolute ones are rebased.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for the draw, the answer sets, the letters.")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML with the same settings; flags win.")] = None,
+    models: Annotated[Path | None, typer.Option(help="YAML of endpoints per role.")] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the request cache.")
+    ] = False,
+    refresh: Annotated[bool, typer.Option("--refresh", help="Ask the models again.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")] = False,
+    push_to_hub: Annotated[
+        str | None, typer.Option(help="Then push the dataset to this Hub repository.")
+    ] = None,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Exit 0 even when the build keeps no question.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="If another process works in --out, wait for it to finish.")
+    ] = False,
+) -> None:
+    """QA inversion (TW-GRPO): single-answer choice questions -> multi-answer ones, negation checked.
+
+    Stages: load (single-answer choice rows, 3+ options), choose (--invert-fraction, seeded), rule
+    (negate the main auxiliary or copula), negate (the negator, where no rule applies), invert (the
+    original answer the only wrong option), verify (the verifier, option by option), record, split
+    (by video, or the source's splits), balance (answer-set sizes and letters per split).
+    Output: OUT/dataset/data/*.parquet, rejects, run.json; `vdata export --format tw-grpo` writes
+    TW-GRPO's layout.
+    """
+    from pydantic import ValidationError
+
+    from vdata.builders.qa_inversion import QAInversionConfig, build
+    from vdata.cards.card import write_card
+    from vdata.formats import DatasetReadError
+    from vdata.settings import SettingsError, load_settings
+
+    flags = {
+        "source": str(source) if source else None,
+        "out": str(out) if out else None,
+        "invert_fraction": invert_fraction,
+        "eval_fraction": eval_fraction,
+        "media_root": str(media_root.resolve()) if media_root else None,
+        "seed": seed,
+        "negator": negator,
+        "verifier": verifier,
+    }
+    try:
+        settings = load_settings(config, flags=flags)
+    except SettingsError as exc:
+        fail(str(exc))
+    roles = {role: settings.pop(role, None) for role in ("negator", "verifier")}
+    off = {role for role, value in roles.items() if value is not None and str(value).lower() == "none"}
+    settings.setdefault("negate_with_model", "negator" not in off)
+    settings.setdefault("verify_with_model", "verifier" not in off)
+    settings["negate_with_model"] &= "negator" not in off
+    settings["verify_with_model"] &= "verifier" not in off
+    if settings.get("media_root") and not Path(settings["media_root"]).is_dir():
+        fail(f"--media-root {settings['media_root']}: not a directory")
+    try:
+        recipe = QAInversionConfig.model_validate(settings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']} (flags, or the YAML config)")
+    endpoints = endpoints_from_options(
+        models, {role: value for role, value in roles.items() if role not in off}
+    )
+    try:
+        result = build(
+            recipe,
+            endpoints,
+            no_cache=no_cache,
+            refresh=refresh,
+            quiet=quiet,
+            wait=wait,
+            command=command_line(),
+        )
+    except (DatasetReadError, ValueError) as exc:
+        fail(str(exc))
+    write_card(RunStore(recipe.out).dataset_dir)
+    print_build_summary(result)
+    finish_build(result, allow_empty)
+    if push_to_hub:
+        push_command(RunStore(recipe.out).dataset_dir, push_to_hub)
+
+
 def finish_build(result: Any, allow_empty: bool) -> None:
     """A build that kept nothing has failed (exit 1, one line naming the stage that rejected
     everything), unless the pipeline expects that (--allow-empty)."""
@@ -155,11 +269,19 @@ def print_build_summary(result: Any) -> None:
         for m in usage.values()
     )
     ingest = stages.get("ingest")
-    clips = stages["segment"].rows_out if "segment" in stages else 0
+    if ingest is not None:
+        clips = stages["segment"].rows_out if "segment" in stages else 0
+        counted = (
+            f"videos {ingest.rows_out} (rejected {ingest.rejected}), clips {clips}, "
+            f"questions {result.stages[-1].rows_out}"
+        )
+    else:
+        first = result.stages[0] if result.stages else None
+        counted = (
+            f"rows read {first.rows_in if first else 0}, kept {result.stages[-1].rows_out if first else 0}"
+        )
     err.print(
-        f"{run.get('recipe')}: {store.dataset_dir}: videos {ingest.rows_out if ingest else 0} "
-        f"(rejected {ingest.rejected if ingest else 0}), clips {clips}, "
-        f"questions {result.stages[-1].rows_out}; "
+        f"{run.get('recipe')}: {store.dataset_dir}: {counted}; "
         f"tokens {tokens:,}; time {run.get('timings', {}).get('total_s', 0):.1f}s",
         highlight=False,
         soft_wrap=True,
@@ -170,8 +292,31 @@ def print_build_summary(result: Any) -> None:
         letters.setdefault(row.get("split") or split, Counter()).update(answer_letters(row.get("solution")))
     for split, counts in sorted(letters.items()):
         err.print(f"  {split}: answer letters " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if "invert" in stages:
+        _print_inversion(loaded.rows, stages, store)
     if "difficulty" not in stages and any(s.name == "check" for s in result.stages):
         err.print(
             "  difficulty: not run (no --policy): questions the policy would always or never answer are kept",
             highlight=False,
         )
+
+
+def _print_inversion(rows: list[Any], stages: dict[str, Any], store: RunStore) -> None:
+    """How the qa-inversion rows were made, and what was rejected or not checked."""
+    from vdata.cards.card import inversion_counts
+
+    counts = inversion_counts(rows)
+    shown = ", ".join(f"{how} {n}" for how, n in counts["inverted"].items()) or "none"
+    err.print(f"  inverted: {sum(counts['inverted'].values())} ({shown})", highlight=False)
+    shown = ", ".join(f"{why} {n}" for why, n in counts["single_answer"].items()) or "none"
+    err.print(f"  single-answer: {sum(counts['single_answer'].values())} ({shown})", highlight=False)
+    rejected = {name: store.top_reasons(name) for name, report in stages.items() if report.rejected}
+    for name, top in rejected.items():
+        err.print(f"  rejected at {name}: {top}", highlight=False, soft_wrap=True)
+    if "verify" not in stages:
+        err.print(
+            "  verify: not run (--verifier none): inverted labels were checked by rule only, not by a model",
+            highlight=False,
+        )
+    if "negate" not in stages:
+        err.print("  negate: not run (--negator none): questions no rule negates stayed single-answer")
