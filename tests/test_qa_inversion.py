@@ -392,3 +392,95 @@ def test_the_command_line_and_a_yaml_config(tmp_path):
         check=False,
     )
     assert missing.returncode == 2 and "nope.json: no such file or directory" in missing.stderr
+
+
+def asked(server: FaultProxy) -> list[str]:
+    """The model requests a scripted server saw (the client's probe left out)."""
+    return [
+        b["messages"][-1]["content"] for b in server.bodies if b["messages"][-1]["content"] != "Say hello."
+    ]
+
+
+def test_sigkill_then_resume_gives_the_same_dataset_and_pays_no_request_twice(tmp_path):
+    """`vdata build qa-inversion` killed (SIGKILL) while it waits on a slow scripted negator and
+    verifier, then run again: the dataset equals an uninterrupted run's, and the server saw each
+    request once, plus at most the two that were in flight at the kill."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from conftest import wait_for
+
+    source = write(tmp_path / "nextgqa_val.json", REAL_ROWS)
+
+    def command(server: FaultProxy, out: str) -> list[str]:
+        endpoint = {"base_url": server.base_url, "model": "scripted", "max_concurrency": 2}
+        models = tmp_path / f"{out}.yaml"
+        models.write_text(yaml.safe_dump({"negator": endpoint, "verifier": endpoint}))
+        return [
+            sys.executable,
+            "-m",
+            "vdata",
+            "build",
+            "qa-inversion",
+            "--from",
+            str(source),
+            "--out",
+            str(tmp_path / out),
+            "--invert-fraction",
+            "1",
+            "--models",
+            str(models),
+            "--quiet",
+        ]
+
+    with FaultProxy(None, latency_s=0.0, reply_fn=scripted, keep_bodies=True) as server:
+        reference = subprocess.run(command(server, "reference"), capture_output=True, text=True, check=False)
+        assert reference.returncode == 0, reference.stderr
+        expected = len(asked(server))
+    assert expected == 13  # 2 negations, 11 verdicts
+    with FaultProxy(None, latency_s=0.4, reply_fn=scripted, keep_bodies=True) as server:
+        first = subprocess.Popen(command(server, "out"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: len(asked(server)) >= 8, "8 requests to reach the models", first)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        killed_at = len(asked(server))
+        time.sleep(0.6)  # requests in flight reach the server before the rerun
+        again = subprocess.run(
+            command(server, "out"), capture_output=True, text=True, timeout=300, check=False
+        )
+        assert again.returncode == 0, again.stderr
+        assert killed_at < expected <= len(asked(server)) <= expected + 2
+        assert len(set(asked(server))) == expected
+    same = ("id", "problem", "options", "solution", "problem_type", "split", "meta_json")
+    rows = [{k: r[k] for k in same} for r in load_rows(tmp_path / "out" / "dataset").rows]
+    assert rows == [{k: r[k] for k in same} for r in load_rows(tmp_path / "reference" / "dataset").rows]
+
+
+@pytest.mark.slow
+def test_the_real_embedded_model_as_negator_and_verifier(tmp_path):
+    """SmolLM2-135M under llama.cpp: whatever it judges, every row ends kept (inverted with a
+    negation its original lacks, or single-answer saying why) or rejected with the recipe's own
+    reason; the reply schemas compile (no schema_mismatch, no failed request)."""
+    rows = [
+        r for r in REAL_ROWS if r["id"] in ("2454242177_9", "2990321092_7", "5504913999_7", "4882821564_1")
+    ]
+    source = write(tmp_path / "rows.json", rows)
+    config = QAInversionConfig(source=str(source), out=str(tmp_path / "out"), invert_fraction=1.0)
+    result = build(config, quiet=True)
+    kept = load_rows(result.out / "dataset").rows
+    found = rejects(result)
+    assert len(kept) + len(found) == 4
+    assert {reason for reason, _ in found.values()} <= {"verifier_disagrees"}
+    for row in kept:
+        meta = json.loads(row["meta_json"])
+        original = next(r for r in rows if r["id"] == meta["id"])["question"]
+        if meta["inverted"]:
+            assert negations(row["problem"]) > negations(original) and meta["verified_by"]
+        else:
+            assert meta["single_answer"] == "not_negatable" and meta["why"]
+    requests = json.loads((result.out / "run.json").read_text())["usage"]
+    assert all(m.get("failures", 0) == 0 for usage in requests.values() for m in usage.values()), requests
