@@ -376,10 +376,15 @@ def to_record(row: dict[str, Any], ctx: StageContext, *, verified_by: str) -> di
             "negation": row["negation"],
             "verified_by": verified_by if row.get("verified") else "none (no verifier ran)",
         }
+        # the reasoning and the pass rate belong to the original question: they do not carry over
+        dropped = [k for k in ("process", "difficulty") if record.get(k)]
+        meta |= {"dropped": dropped} if dropped else {}
         record |= {
             "problem": row["negated"],
             "problem_type": "multi-answer",
             "solution": row["inverted_solution"],
+            "process": None,
+            "difficulty": None,
         }
     else:
         meta |= {"inverted": False, "single_answer": row["why_single"], "why": row["why_detail"]}

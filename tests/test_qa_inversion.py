@@ -484,3 +484,37 @@ def test_the_real_embedded_model_as_negator_and_verifier(tmp_path):
             assert meta["single_answer"] == "not_negatable" and meta["why"]
     requests = json.loads((result.out / "run.json").read_text())["usage"]
     assert all(m.get("failures", 0) == 0 for usage in requests.values() for m in usage.values()), requests
+
+
+def test_a_vdata_build_keeps_its_splits_and_inverted_rows_lose_the_originals_reasoning(tmp_path, row):
+    """A LongVideo-Reason-style dataset in: its eval split stays eval; an inverted row's reasoning
+    and pass rate (about the original question) are dropped and said so; single rows keep theirs."""
+    from vdata.record import Record, to_table
+    from vdata.runstore import write_dataset
+
+    rows = []
+    for i, split in enumerate(["sft", "rl", "rl", "eval"]):
+        item = {**row, "id": "", "path": f"videos/v{i}.mp4", "split": split}
+        item["video"] = {**row["video"], "sha256": f"{i:064x}"}
+        item["difficulty"] = {"pass_rate": 0.5, "n_rollouts": 8, "model": "policy"}
+        if i == 3:
+            item["problem"] = "Why does the person open the fridge?"  # stays single without a verifier
+        rows.append(Record(**item))
+    write_dataset(to_table(rows), tmp_path / "lvr" / "dataset")
+    config = QAInversionConfig(
+        source=str(tmp_path / "lvr" / "dataset"),
+        out=str(tmp_path / "out"),
+        invert_fraction=1.0,
+        negate_with_model=False,
+        verify_with_model=False,
+    )
+    kept = load_rows(build(config, quiet=True).out / "dataset").rows
+    assert sorted(r["split"] for r in kept) == ["eval", "rl", "rl", "sft"]
+    for item in kept:
+        meta = json.loads(item["meta_json"])
+        if item["split"] == "eval":
+            assert not meta["inverted"] and item["process"] and item["difficulty"]
+            continue
+        assert item["problem"] == "What doesn't the person do right after opening the fridge?"
+        assert item["process"] is None and item["difficulty"] is None
+        assert meta["dropped"] == ["process", "difficulty"] and meta["negation"] == "rule:do-support"

@@ -196,3 +196,34 @@ def test_export_to_video_r1_and_audit_again_round_trips_ids_and_content(tmp_path
         again = audit(out)
         assert again.shape == "video-r1" and again.rows == len(kept)
         assert {f.code for f in again.findings} <= {"absolute_path", "exact_duplicates"}
+
+
+@pytest.mark.parametrize("name", ["twgrpo_nextgqa_val.json", "twgrpo_nextgqa_val_raw.json"])
+def test_qa_inversion_of_the_questions_tw_grpo_inverted(name, tmp_path):
+    """By rule alone (no model): every inverted question has a negation its original lacks, the
+    audit finds no inverted_without_negation and no impossible_multi_answer, and the TW-GRPO
+    export reads back with the same labels. Counted outside vdata: 3,358 rows, 1 with a repeated
+    option (rejected), round(0.5 x 3,357) = 1,678 drawn for inversion."""
+    from vdata.builders.qa_inversion import QAInversionConfig, build
+    from vdata.filters.columns import negations
+
+    config = QAInversionConfig(
+        source=str(REAL / name), out=str(tmp_path / "out"), negate_with_model=False, verify_with_model=False
+    )
+    result = build(config, quiet=True)
+    rows = load_rows(result.out / "dataset").rows
+    assert len(rows) == 3357
+    metas = [json.loads(r["meta_json"]) for r in rows]
+    inverted = [(r, m) for r, m in zip(rows, metas, strict=True) if m["inverted"]]
+    assert sum(m.get("single_answer") == "not_chosen" for m in metas) == 3357 - 1678
+    assert 500 < len(inverted) < 1678
+    assert all(negations(r["problem"]) > negations(m["original_question"]) for r, m in inverted)
+    codes = findings(audit(result.out / "dataset"))
+    assert "inverted_without_negation" not in codes and "impossible_multi_answer" not in codes
+    out = tmp_path / "tw.json"
+    assert export(rows, "tw-grpo", out, allow_unsafe_paths=True).written == 3357
+    back = load_rows(out).rows
+    assert [(r["problem"], r["options"], r["solution"]) for r in back] == [
+        (r["problem"], r["options"], r["solution"]) for r in rows
+    ]
+    assert "inverted_without_negation" not in findings(audit(out))
