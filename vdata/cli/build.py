@@ -18,13 +18,28 @@ build_app = typer.Typer(
 )
 app.add_typer(build_app, name="build")
 
+# options every recipe takes
+Out = Annotated[Path | None, typer.Option("--out", help="Run directory; rerun to resume.")]
+Config = Annotated[Path | None, typer.Option(help="YAML with the same settings; flags win.")]
+Models = Annotated[Path | None, typer.Option(help="YAML of endpoints per role.")]
+NoCache = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the request cache.")]
+Refresh = Annotated[bool, typer.Option("--refresh", help="Ask the models again.")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")]
+PushToHub = Annotated[str | None, typer.Option(help="Then push the dataset to this Hub repository.")]
+AllowEmpty = Annotated[
+    bool, typer.Option("--allow-empty", help="Exit 0 even when the build keeps no question.")
+]
+Wait = Annotated[
+    bool, typer.Option("--wait", help="If another process works in --out, wait for it to finish.")
+]
+
 
 @build_app.command("longvideo-reason")
 def build_longvideo_reason(
     videos: Annotated[
         list[Path] | None, typer.Option("--videos", help="Video files or folders (repeatable).")
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Run directory; rerun to resume.")] = None,
+    out: Out = None,
     captions: Annotated[
         Path | None, typer.Option(help="Clip captions JSONL: video, start_s, end_s, caption.")
     ] = None,
@@ -45,22 +60,14 @@ def build_longvideo_reason(
     questions_per_video: Annotated[int | None, typer.Option(help="Questions per video (default 4).")] = None,
     eval_fraction: Annotated[float | None, typer.Option(help="Share of videos held out for eval.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for splits, letters, sampling order.")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML with the same settings; flags win.")] = None,
-    models: Annotated[Path | None, typer.Option(help="YAML of endpoints per role.")] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Neither read nor write the request cache.")
-    ] = False,
-    refresh: Annotated[bool, typer.Option("--refresh", help="Ask the models again.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")] = False,
-    push_to_hub: Annotated[
-        str | None, typer.Option(help="Then push the dataset to this Hub repository.")
-    ] = None,
-    allow_empty: Annotated[
-        bool, typer.Option("--allow-empty", help="Exit 0 even when the build keeps no question.")
-    ] = False,
-    wait: Annotated[
-        bool, typer.Option("--wait", help="If another process works in --out, wait for it to finish.")
-    ] = False,
+    config: Config = None,
+    models: Models = None,
+    no_cache: NoCache = False,
+    refresh: Refresh = False,
+    quiet: Quiet = False,
+    push_to_hub: PushToHub = None,
+    allow_empty: AllowEmpty = False,
+    wait: Wait = False,
 ) -> None:
     """LongVideo-Reason: long videos -> four-option reasoning questions for SFT and RL.
 
@@ -70,10 +77,7 @@ def build_longvideo_reason(
     Output: OUT/dataset/data/{sft,rl,eval}-*.parquet, rejects, run.json.
     Exit 1 with one line when the build keeps no question (--allow-empty: exit 0).
     """
-    from pydantic import ValidationError
-
     from vdata.builders.longvideo_reason import CaptionsError, LongVideoReasonConfig, build
-    from vdata.cards.card import write_card
     from vdata.settings import SettingsError, load_settings
 
     flags = {
@@ -98,11 +102,7 @@ def build_longvideo_reason(
         fail(str(exc))
     roles = {role: settings.pop(role, None) for role in ("captioner", "reasoner", "rewriter", "policy")}
     settings["difficulty"] = bool(roles["policy"])
-    try:
-        recipe = LongVideoReasonConfig.model_validate(settings)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(f"setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']} (flags, or the YAML config)")
+    recipe = recipe_config(LongVideoReasonConfig, settings)
     endpoints = endpoints_from_options(models, roles)
     try:
         result = build(
@@ -116,11 +116,7 @@ def build_longvideo_reason(
         )
     except (CaptionsError, ValueError) as exc:
         fail(str(exc))
-    write_card(RunStore(recipe.out).dataset_dir)
-    print_build_summary(result)
-    finish_build(result, allow_empty)
-    if push_to_hub:
-        push_command(RunStore(recipe.out).dataset_dir, push_to_hub)
+    finish_build(result, allow_empty, push_to_hub)
 
 
 @build_app.command("qa-inversion")
@@ -133,7 +129,7 @@ def build_qa_inversion(
             "file, NExT-GQA/STAR-style rows.",
         ),
     ] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Run directory; rerun to resume.")] = None,
+    out: Out = None,
     negator: Annotated[
         str | None,
         typer.Option(help="The model that negates questions no rule can (local, URL@MODEL, a name, none)."),
@@ -155,22 +151,14 @@ def build_qa_inversion(
         Path | None, typer.Option(help="Where the source's video paths resolve; absolute ones are rebased.")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for the draw, the answer sets, the letters.")] = None,
-    config: Annotated[Path | None, typer.Option(help="YAML with the same settings; flags win.")] = None,
-    models: Annotated[Path | None, typer.Option(help="YAML of endpoints per role.")] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Neither read nor write the request cache.")
-    ] = False,
-    refresh: Annotated[bool, typer.Option("--refresh", help="Ask the models again.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")] = False,
-    push_to_hub: Annotated[
-        str | None, typer.Option(help="Then push the dataset to this Hub repository.")
-    ] = None,
-    allow_empty: Annotated[
-        bool, typer.Option("--allow-empty", help="Exit 0 even when the build keeps no question.")
-    ] = False,
-    wait: Annotated[
-        bool, typer.Option("--wait", help="If another process works in --out, wait for it to finish.")
-    ] = False,
+    config: Config = None,
+    models: Models = None,
+    no_cache: NoCache = False,
+    refresh: Refresh = False,
+    quiet: Quiet = False,
+    push_to_hub: PushToHub = None,
+    allow_empty: AllowEmpty = False,
+    wait: Wait = False,
 ) -> None:
     """QA inversion (TW-GRPO): single-answer choice questions -> multi-answer ones, negation checked.
 
@@ -181,10 +169,7 @@ def build_qa_inversion(
     Output: OUT/dataset/data/*.parquet, rejects, run.json; `vdata export --format tw-grpo` writes
     TW-GRPO's layout.
     """
-    from pydantic import ValidationError
-
     from vdata.builders.qa_inversion import QAInversionConfig, build
-    from vdata.cards.card import write_card
     from vdata.formats import DatasetReadError
     from vdata.settings import SettingsError, load_settings
 
@@ -210,11 +195,7 @@ def build_qa_inversion(
     settings["verify_with_model"] &= "verifier" not in off
     if settings.get("media_root") and not Path(settings["media_root"]).is_dir():
         fail(f"--media-root {settings['media_root']}: not a directory")
-    try:
-        recipe = QAInversionConfig.model_validate(settings)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(f"setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']} (flags, or the YAML config)")
+    recipe = recipe_config(QAInversionConfig, settings)
     endpoints = endpoints_from_options(
         models, {role: value for role, value in roles.items() if role not in off}
     )
@@ -230,28 +211,41 @@ def build_qa_inversion(
         )
     except (DatasetReadError, ValueError) as exc:
         fail(str(exc))
-    write_card(RunStore(recipe.out).dataset_dir)
+    finish_build(result, allow_empty, push_to_hub)
+
+
+def recipe_config(model: Any, settings: dict[str, Any]) -> Any:
+    """The recipe's config from the settings; a bad value is one line naming the setting."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(settings)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']} (flags, or the YAML config)")
+
+
+def finish_build(result: Any, allow_empty: bool, push_to_hub: str | None = None) -> None:
+    """The card and the summary; then a build that kept nothing has failed (exit 1, one line
+    naming the stage that rejected everything) unless the pipeline expects that (--allow-empty);
+    then the push, when asked for."""
+    from vdata.cards.card import write_card
+
+    dataset = RunStore(result.out).dataset_dir
+    write_card(dataset)
     print_build_summary(result)
-    finish_build(result, allow_empty)
-    if push_to_hub:
-        push_command(RunStore(recipe.out).dataset_dir, push_to_hub)
-
-
-def finish_build(result: Any, allow_empty: bool) -> None:
-    """A build that kept nothing has failed (exit 1, one line naming the stage that rejected
-    everything), unless the pipeline expects that (--allow-empty)."""
     why = result.why_empty()
-    if why is None:
-        return
-    if allow_empty:
+    if why is not None and not allow_empty:
+        fail(
+            f"the build kept no rows: {why}; see {result.out / 'rejects'} "
+            "(--allow-empty accepts an empty dataset)",
+            1,
+        )
+    if why is not None:
         warning = f"[yellow]warning:[/yellow] the dataset is empty: {escape(why)}"
         err.print(warning, highlight=False, soft_wrap=True)
-        return
-    fail(
-        f"the build kept no rows: {why}; see {result.out / 'rejects'} "
-        "(--allow-empty accepts an empty dataset)",
-        1,
-    )
+    if push_to_hub:
+        push_command(dataset, push_to_hub)
 
 
 def print_build_summary(result: Any) -> None:
