@@ -208,7 +208,12 @@ def load_row(row: dict[str, Any], ctx: StageContext, *, media_root: str | None) 
             row.get("source_ref", ""),
         )
     if media_root and isinstance(record.get("path"), str):
+        # relative to the media root; a video found there is linked into the dataset
         record["path"] = rebased_path(record["path"], media_root)
+        found = Path(media_root) / record["path"]
+        if found.is_file():
+            meta = {**_meta(record), "source_video": str(found)}
+            record["meta_json"] = json.dumps(meta, ensure_ascii=False)
     return {
         **record,
         "source_ref": row.get("source_ref", ""),

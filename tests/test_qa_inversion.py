@@ -518,3 +518,29 @@ def test_a_vdata_build_keeps_its_splits_and_inverted_rows_lose_the_originals_rea
         assert item["problem"] == "What doesn't the person do right after opening the fridge?"
         assert item["process"] is None and item["difficulty"] is None
         assert meta["dropped"] == ["process", "difficulty"] and meta["negation"] == "rule:do-support"
+
+
+def test_media_root_rebases_absolute_paths_and_links_the_videos_found(tmp_path):
+    """TW-GRPO's raw file names videos "/NExTQA/videos/ID.mp4": under --media-root the paths
+    become relative, a video found there is linked into the dataset, a missing one keeps its
+    path and the summary counts both."""
+    import subprocess
+    import sys
+
+    rows = [dict(REAL_ROWS[0]), dict(REAL_ROWS[4])]
+    for row in rows:
+        row["video"] = f"/NExTQA/videos/{row['video'].split('/')[1]}"
+    source = write(tmp_path / "raw.json", rows)
+    media = tmp_path / "media"
+    (media / "NExTQA" / "videos").mkdir(parents=True)
+    (media / "NExTQA" / "videos" / "2454242177.mp4").write_bytes(b"not decoded by this recipe")
+    command = [sys.executable, "-m", "vdata", "build", "qa-inversion", "--from", str(source)]
+    command += ["--out", str(tmp_path / "out"), "--media-root", str(media), "--negator", "none"]
+    done = subprocess.run([*command, "--verifier", "none"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"media: 1 of 2 rows' videos found under {media}" in done.stderr
+    kept = load_rows(tmp_path / "out" / "dataset").rows
+    assert sorted(r["path"] for r in kept) == ["NExTQA/videos/2454242177.mp4", "NExTQA/videos/5349766264.mp4"]
+    linked = tmp_path / "out" / "dataset" / "NExTQA" / "videos" / "2454242177.mp4"
+    assert linked.is_symlink() and linked.read_bytes() == b"not decoded by this recipe"
+    assert not (tmp_path / "out" / "dataset" / "NExTQA" / "videos" / "5349766264.mp4").exists()

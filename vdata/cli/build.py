@@ -307,6 +307,17 @@ def _print_inversion(rows: list[Any], stages: dict[str, Any], store: RunStore) -
     rejected = {name: store.top_reasons(name) for name, report in stages.items() if report.rejected}
     for name, top in rejected.items():
         err.print(f"  rejected at {name}: {top}", highlight=False, soft_wrap=True)
+    media_root = ((store.read_run() or {}).get("config") or {}).get("media_root")
+    if media_root:
+        found = sum('"source_video"' in (r.get("meta_json") or "") for r in rows)
+        err.print(
+            f"  media: {found} of {len(rows)} rows' videos found under {media_root} (linked into the "
+            "dataset); the others keep their paths",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        err.print("  media: not checked (no --media-root): paths as the source wrote them", highlight=False)
     if "verify" not in stages:
         err.print(
             "  verify: not run (--verifier none): inverted labels were checked by rule only, not by a model",
