@@ -133,17 +133,30 @@ def summarize(out: Path) -> dict:
     for stage in run.get("stages", []):
         rejected.update(store.reject_reasons(stage["name"]))
     findings = {f.code: f.count for f in audit(out / "dataset").findings}
+    kinds = {
+        "verifier: makes no sense": "makes no sense",
+        "verifier: other labels (why/how, yes/no)": "the verifier says",
+        "negative already": "negative already",
+        "answered yes/no": "a yes/no answer",
+        "negator refused or wrote no negation": "the negator",
+        "no rule, no negator": "no rule negates",
+        "doubtful, no verifier": "needs the verifier",
+    }
+    why = Counter()
+    for row in rows:
+        meta = json.loads(row["meta_json"])
+        if meta.get("single_answer") == "not_negatable":
+            why[next((k for k, text in kinds.items() if text in meta["why"]), "other")] += 1
     return {
         "rows_kept": len(rows),
         "counts": inversion_counts(rows),
         "rejected": dict(rejected),
         "inverted_without_a_new_negation": without,
         "audit_findings": findings,
-        "requests": sum(
-            m.get("successes", 0) + m.get("failures", 0)
-            for usage in run.get("usage", {}).values()
-            for m in usage.values()
-        ),
+        "not_negatable_why": dict(why.most_common()),
+        "requests_sent": {
+            stage: sum(m["requests"] for m in u.values()) for stage, u in run.get("usage", {}).items()
+        },
     }
 
 
