@@ -120,3 +120,36 @@ def test_multi_answer_strict_is_a_config_key():
     strict = RewardConfig(multi_answer_strict=True)
     assert reward("<think>x</think><answer>A</answer>", row, strict).accuracy == 0.0
     assert reward("<think>x</think><answer>A</answer>", row).accuracy == 0.5
+
+
+@pytest.mark.parametrize(
+    ("trace", "why"),
+    [
+        ("<time>00:01-00:04</time> <think>it rolls</think> <answer>B</answer>", "missing caption"),
+        ("<time>00:01-00:04</time> <caption>a ball</caption> <answer>B</answer>", "missing think"),
+        ("<caption>a ball</caption> <think>it rolls</think> <answer>B</answer>", "missing time"),
+        ("<time>00:01-00:04</time> <caption>a ball</caption> <think>it rolls</think>", "no answer"),
+        (
+            "<time>00:09-00:04</time> <caption>a ball</caption> <think>it rolls</think> <answer>B</answer>",
+            "backwards",
+        ),
+        (
+            "<time>00:10-00:14</time> <caption>a cup</caption> <think>then</think> "
+            "<time>00:01-00:04</time> <caption>a ball</caption> <think>first</think> <answer>B</answer>",
+            "blocks out of order",
+        ),
+        (
+            "<time>00:01-00:04</time> <caption>a ball</caption> <think>so <answer>B</answer></think> "
+            "<answer>B</answer>",
+            "answer inside think",
+        ),
+        (
+            "<time>1s-4s</time> <caption>a ball</caption> <think>it rolls</think> <answer>B</answer>",
+            "not MM:SS",
+        ),
+    ],
+)
+def test_the_thinker_format_scores_broken_traces_zero(trace, why):
+    assert format_reward(trace, "thinker") == 0.0, why
+    fixed = "<time>00:01-00:04</time> <caption>a ball</caption> <think>it rolls</think> <answer>B</answer>"
+    assert format_reward(fixed, "thinker") == 1.0

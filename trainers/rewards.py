@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from vdata import thinker
 from vdata.record import solution_answer
 
 PROBLEM_TYPES_WITH_REWARDS = (
@@ -27,9 +28,6 @@ PROBLEM_TYPES_WITH_REWARDS = (
 )
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _THINK_FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
-_THINKER_FORMAT = re.compile(
-    r"(?:<time>.*?</time>\s*<caption>.*?</caption>\s*<think>.*?</think>\s*)+<answer>.*?</answer>", re.DOTALL
-)
 _LETTER = re.compile(r"^\s*(?:option\s+)?\(?([A-Z])\)?(?=[.):,\s]|$)", re.IGNORECASE)
 # a number, with thousands separators ("1,500") read as one number, not "1" then "500"
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d*\.?\d+)(?:[eE][-+]?\d+)?")
@@ -153,8 +151,9 @@ def format_reward(response: str, style: str = "think") -> float:
     """1 when the whole response is `<think>..</think> <answer>..</answer>` (style 'think') or
     Video-Thinker's `<time>..</time> <caption>..</caption> <think>..</think>` blocks then the
     answer (style 'thinker')."""
-    pattern = _THINKER_FORMAT if style == "thinker" else _THINK_FORMAT
-    return float(pattern.fullmatch(response.strip()) is not None)
+    if style == "thinker":  # the blocks parsed and checked by the rules the recipe writes them by
+        return float(not isinstance(thinker.parse(response), str))
+    return float(_THINK_FORMAT.fullmatch(response.strip()) is not None)
 
 
 # ---------------------------------------------------------------- the total
