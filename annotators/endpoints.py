@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vdata.publish import endpoint_label
 
-ROLES = ("captioner", "reasoner", "rewriter", "judge", "policy", "negator", "verifier")
+ROLES = ("captioner", "reasoner", "rewriter", "judge", "policy", "negator", "verifier", "tracer", "checker")
 LOCAL = "local"
 
 

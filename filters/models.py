@@ -311,36 +311,42 @@ def sufficiency_stage(
     temperature: float = 0.0,
     max_tokens: int = 256,
     *,
-    regenerate: Callable[[dict[str, Any], int], Awaitable[dict[str, Any] | Reject]] | None = None,
+    regenerate: Callable[[dict[str, Any], int, Any], Awaitable[dict[str, Any] | Reject]] | None = None,
     tries: int = 0,
+    role: str = "judge",
+    regenerate_role: str = "",
+    reason: str = "insufficient_evidence",
+    name: str = "sufficiency",
 ) -> AnnotationStage:
     """Video-Thinker's hindsight check: from the row's evidence text alone (its timestamped
-    clues or captions), the `judge` model must reach the gold answer; else
-    `insufficient_evidence`. A row with no evidence text cannot be checked: `no_evidence`.
-    A builder may pass `regenerate(row, attempt)`, which writes the row again (new clues, a new
-    trace); an insufficient row is then regenerated and checked again, up to `tries` times,
-    before it is rejected."""
+    clues or captions), the `role` model must reach the gold answer; else `reason`. A row with
+    no evidence text cannot be checked: `no_evidence`.
+    A builder may pass `regenerate(row, attempt, client)` (the client is `regenerate_role`'s),
+    which writes the row again (new clues, a new trace); an insufficient row is then
+    regenerated and checked again, up to `tries` times, before it is rejected with every
+    attempt's answer. A kept row then says how many attempts it took (`attempts`)."""
     if regenerate is None or tries <= 0:
         return annotate_stage(
-            "sufficiency",
-            role="judge",
+            name,
+            role=role,
             prompt=evidence_prompt,
-            parse=_reaches_answer,
+            parse=functools.partial(_reaches_answer, reason=reason),
             sampling={"temperature": temperature, "max_tokens": max_tokens},
         )
+    settings = {"tries": tries, "temperature": temperature, "max_tokens": max_tokens, "reason": reason}
     return AnnotationStage(
-        "sufficiency",
-        functools.partial(_run_regenerating, regenerate, tries, temperature, max_tokens),
-        config={"role": "judge", "tries": tries, "temperature": temperature, "max_tokens": max_tokens},
-        role="judge",
+        name,
+        functools.partial(_run_regenerating, regenerate, role, regenerate_role or role, settings),
+        config={"role": role, "regenerate_role": regenerate_role or role, **settings},
+        role=role,
     )
 
 
 def _run_regenerating(
-    regenerate: Callable[[dict[str, Any], int], Awaitable[dict[str, Any] | Reject]],
-    tries: int,
-    temperature: float,
-    max_tokens: int,
+    regenerate: Callable[[dict[str, Any], int, Any], Awaitable[dict[str, Any] | Reject]],
+    role: str,
+    regenerate_role: str,
+    settings: dict[str, Any],
     rows: list[dict[str, Any]],
     ctx: StageContext,
 ) -> StageOutput:
@@ -348,29 +354,47 @@ def _run_regenerating(
 
     pool = ctx.resources.get("models")
     if pool is None:
-        raise RuntimeError(f"stage {ctx.stage} calls the judge but the run has no 'models' resource")
+        raise RuntimeError(f"stage {ctx.stage} calls the {role} but the run has no 'models' resource")
     usage = Usage(UsageLedger(RunStore(ctx.run_dir).usage_log, invocation=ctx.invocation, stage=ctx.stage))
+    tries = settings["tries"]
+    writers: list[Any] = []
 
     async def one(row: dict[str, Any], client: Any) -> dict[str, Any] | Reject:
+        if not writers:  # the regenerating role's client, made inside the event loop
+            writers.append(pool.client(regenerate_role, usage) if regenerate_role != role else client)
+        answers = []
         for attempt in range(tries + 1):
             messages = evidence_prompt(row)
             if isinstance(messages, Reject):
                 return messages
-            reply = await client.chat(messages, temperature=temperature, max_tokens=max_tokens)
+            reply = await client.chat(
+                messages, temperature=settings["temperature"], max_tokens=settings["max_tokens"]
+            )
             if not reply.ok:
                 return Reject(reply.reason, reply.error, failure=reply.reason in TRANSPORT_FAILURES)
-            verdict = _reaches_answer(row, reply.text)
+            verdict = _reaches_answer(row, reply.text, reason=settings["reason"])
             if not isinstance(verdict, Reject):
-                return verdict
+                return {**verdict, "attempts": attempt + 1}
+            answers.append(f"attempt {attempt + 1}: {reply.text.strip()[:120]!r}")
             if attempt == tries:
-                return Reject(verdict.reason, f"{verdict.detail} (after {tries} regeneration(s))")
-            regenerated = await regenerate(row, attempt + 1)
+                return Reject(
+                    verdict.reason,
+                    f"not reached from the evidence in {tries + 1} attempts; answers: {'; '.join(answers)}",
+                )
+            regenerated = await regenerate(row, attempt + 1, writers[0])
             if isinstance(regenerated, Reject):
                 return regenerated
             row = regenerated
         raise AssertionError("unreachable")
 
-    results = asyncio.run(for_each_row(pool, "judge", rows, ctx, usage, one))
+    async def every_row() -> list[Any]:
+        try:
+            return await for_each_row(pool, role, rows, ctx, usage, one)
+        finally:
+            if writers and regenerate_role != role:
+                await writers[0].close()
+
+    results = asyncio.run(every_row())
     out = StageOutput()
     for row, result in zip(rows, results, strict=True):
         if isinstance(result, Reject):
@@ -402,11 +426,13 @@ def evidence_prompt(row: Mapping[str, Any]) -> list[dict[str, Any]] | Reject:
     return [{"role": "user", "content": "\n".join([*lines, question_text(row)])}]
 
 
-def _reaches_answer(row: dict[str, Any], text: str) -> dict[str, Any] | Reject:
+def _reaches_answer(
+    row: dict[str, Any], text: str, *, reason: str = "insufficient_evidence"
+) -> dict[str, Any] | Reject:
     if accuracy(text, row, RewardConfig(tolerant_letters=True)) >= 0.5:
         return row
     answered = text.strip()[:200]
-    return Reject("insufficient_evidence", f"from the evidence alone the judge answered: {answered}")
+    return Reject(reason, f"from the evidence alone the judge answered: {answered}")
 
 
 def consistency_stage(max_tokens: int = 300) -> AnnotationStage:

@@ -492,7 +492,7 @@ def test_sufficiency_regenerates_before_it_rejects(tmp_path):
     pq.write_table(to_table([Record(recipe="t@1", **base)]), tmp_path / "rows.parquet")
     attempts: list[int] = []
 
-    async def regenerate(row: dict, attempt: int) -> dict:
+    async def regenerate(row: dict, attempt: int, client) -> dict:
         attempts.append(attempt)
         text = "A child throws the blue ball." if attempt >= 2 else f"Try {attempt}: a cat."
         return {**row, "evidence": [{"start_s": 1.0, "end_s": 3.0, "text": text}]}
@@ -511,4 +511,5 @@ def test_sufficiency_regenerates_before_it_rejects(tmp_path):
         )
     assert attempts == [1] and result.kept == 0
     (reject,) = pq.read_table(tmp_path / "one" / "rejects" / "sufficiency.parquet").to_pylist()
-    assert reject["reason"] == "insufficient_evidence" and "after 1 regeneration" in reject["detail"]
+    assert reject["reason"] == "insufficient_evidence"
+    assert "in 2 attempts; answers: attempt 1" in reject["detail"]
