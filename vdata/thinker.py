@@ -44,13 +44,15 @@ def seconds_of(text: str) -> float | None:
     return int(match.group(1)) * 60 + float(match.group(2)) if match else None
 
 
-def render(blocks: list[Block], answer: str) -> str:
+def render(blocks: list[Block], answer: str | None = None) -> str:
+    """The blocks in the tag format, then the answer (none: the blocks alone, as a record's
+    `process`, to which exports add the solution)."""
     parts = [
         f"<time>{clock(b.start_s)}-{clock(b.end_s)}</time> <caption>{b.caption.strip()}</caption> "
         f"<think>{b.think.strip()}</think>"
         for b in blocks
     ]
-    return " ".join([*parts, f"<answer>{answer.strip()}</answer>"])
+    return " ".join(parts + ([f"<answer>{answer.strip()}</answer>"] if answer is not None else []))
 
 
 def parse(text: str, duration_s: float | None = None) -> Trace | str:

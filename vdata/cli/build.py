@@ -214,6 +214,106 @@ def build_qa_inversion(
     finish_build(result, allow_empty, push_to_hub)
 
 
+@build_app.command("video-thinker")
+def build_video_thinker(
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source",
+            help="NAME=PATH[:caption|:qa] (repeatable): dense captions (ActivityNet layout, a captions "
+            "JSONL such as vdata synth's) or choice questions with time spans (NExT-GQA glue, a vdata "
+            "synth folder's questions).",
+        ),
+    ] = None,
+    out: Out = None,
+    media_root: Annotated[
+        Path | None, typer.Option(help="Where the annotations' video paths resolve.")
+    ] = None,
+    annotations_only: Annotated[
+        bool,
+        typer.Option(
+            "--annotations-only", help="No videos: durations from the annotations (the card says so)."
+        ),
+    ] = False,
+    reasoner: Annotated[str | None, typer.Option(help="Writes the caption branch's questions.")] = None,
+    captioner: Annotated[
+        str | None,
+        typer.Option(help="A vision-language model for the QA branch's captions, or synth-truth."),
+    ] = None,
+    tracer: Annotated[str | None, typer.Option(help="Writes the traces.")] = None,
+    checker: Annotated[str | None, typer.Option(help="Answers from one segment, and from the trace.")] = None,
+    target: Annotated[int | None, typer.Option(help="Rows in the mix at most (default 10000).")] = None,
+    max_videos: Annotated[
+        int | None, typer.Option(help="Videos per source at most, seeded (0: all).")
+    ] = None,
+    eval_fraction: Annotated[
+        float | None, typer.Option(help="Share of videos held out (default 0.1).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for sampling, the mix, splits, letters.")] = None,
+    config: Config = None,
+    models: Models = None,
+    no_cache: NoCache = False,
+    refresh: Refresh = False,
+    quiet: Quiet = False,
+    push_to_hub: PushToHub = None,
+    allow_empty: AllowEmpty = False,
+    wait: Wait = False,
+) -> None:
+    """Video-Thinker: reasoning traces with <time>, <caption>, <think> blocks, hindsight-checked.
+
+    Stages: ingest (probe; under 64 frames, unreadable or absent videos are rejects), ask and
+    check (caption sources: a question that needs several segments), caption (QA sources:
+    answer-conditioned captions of the spans), trace, hindsight (the checker answers from the
+    trace's times and captions alone; 3 attempts), record, mix (--target), split, balance.
+    """
+    from vdata.builders.video_thinker import Source, VideoThinkerConfig, build
+    from vdata.settings import SettingsError, load_settings
+
+    try:
+        sources = [Source.parse(s).model_dump() for s in source] if source else None
+    except ValueError as exc:
+        fail(str(exc))
+    flags = {
+        "sources": sources,
+        "out": str(out) if out else None,
+        "media_root": str(media_root.resolve()) if media_root else None,
+        "annotations_only": annotations_only or None,
+        "target": target,
+        "max_videos": max_videos,
+        "eval_fraction": eval_fraction,
+        "seed": seed,
+        "reasoner": reasoner,
+        "captioner": captioner,
+        "tracer": tracer,
+        "checker": checker,
+    }
+    try:
+        settings = load_settings(config, flags=flags)
+    except SettingsError as exc:
+        fail(str(exc))
+    roles = {role: settings.pop(role, None) for role in ("reasoner", "captioner", "tracer", "checker")}
+    if roles["captioner"] == "synth-truth":
+        settings["captions_from_truth"], roles["captioner"] = True, None
+    settings["sources"] = [
+        Source.parse(s).model_dump() if isinstance(s, str) else s for s in settings.get("sources") or []
+    ]
+    recipe = recipe_config(VideoThinkerConfig, settings)
+    endpoints = endpoints_from_options(models, roles)
+    try:
+        result = build(
+            recipe,
+            endpoints,
+            no_cache=no_cache,
+            refresh=refresh,
+            quiet=quiet,
+            wait=wait,
+            command=command_line(),
+        )
+    except ValueError as exc:
+        fail(str(exc))
+    finish_build(result, allow_empty, push_to_hub)
+
+
 def recipe_config(model: Any, settings: dict[str, Any]) -> Any:
     """The recipe's config from the settings; a bad value is one line naming the setting."""
     from pydantic import ValidationError
@@ -263,7 +363,7 @@ def print_build_summary(result: Any) -> None:
         for m in usage.values()
     )
     ingest = stages.get("ingest")
-    if ingest is not None:
+    if ingest is not None and "segment" in stages:
         clips = stages["segment"].rows_out if "segment" in stages else 0
         counted = (
             f"videos {ingest.rows_out} (rejected {ingest.rejected}), clips {clips}, "
@@ -288,7 +388,13 @@ def print_build_summary(result: Any) -> None:
         err.print(f"  {split}: answer letters " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if "invert" in stages:
         _print_inversion(loaded.rows, stages, store)
-    if "difficulty" not in stages and any(s.name == "check" for s in result.stages):
+    if "hindsight" in stages:
+        from vdata.cards.card import thinker_lines
+
+        for line in thinker_lines(loaded.rows, run):
+            if line:
+                err.print(f"  {line}", highlight=False, soft_wrap=True)
+    if "difficulty" not in stages and str(run.get("recipe")).startswith("longvideo-reason"):
         err.print(
             "  difficulty: not run (no --policy): questions the policy would always or never answer are kept",
             highlight=False,
