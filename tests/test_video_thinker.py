@@ -315,3 +315,41 @@ def test_the_real_embedded_model_end_to_end_on_synth(tmp_path):
         "no_spans", "too_few_segments", "repeated_options", "answer_not_in_options", "single_segment",
         "answerable_from_one_segment", "bad_trace", "wrong_answer", "hindsight_failed", "over_target",
     }, reasons  # fmt: skip
+
+
+def test_the_command_line_with_a_yaml_config(inputs, tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    with FaultProxy(None, latency_s=0.0, reply_fn=Script(), keep_bodies=True) as server:
+        endpoint = {"base_url": server.base_url, "model": "scripted"}
+        models = tmp_path / "models.yaml"
+        models.write_text(yaml.safe_dump({role: endpoint for role in ("reasoner", "tracer", "checker")}))
+        config = tmp_path / "thinker.yaml"
+        sources = [f"captions={inputs / 'captions.jsonl'}"]  # a captions file: the caption branch
+        config.write_text(yaml.safe_dump({"sources": sources, "eval_fraction": 0.0, "target": 2}))
+        command = [sys.executable, "-m", "vdata", "build", "video-thinker", "--config", str(config)]
+        command += ["--models", str(models), "--out", str(tmp_path / "out")]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "Rows per source: captions (caption): 2." in done.stderr  # --target 2 of the 3
+    assert "over_target" in done.stderr
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vdata",
+            "build",
+            "video-thinker",
+            "--source",
+            "nameless",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 2 and "write NAME=PATH[:caption|:qa]" in bad.stderr

@@ -25,6 +25,10 @@ A typical session:
   vdata serve local                 start the embedded model (SmolLM2-135M) for offline runs
   vdata build longvideo-reason --videos examples/videos --captions examples/captions.jsonl --out runs/lvr
                                     build a reasoning dataset (resumable; --reasoner URL@MODEL)
+  vdata build qa-inversion --from nextgqa_val.json --out runs/qa-inv
+                                    multi-answer questions by negation, each one checked
+  vdata build video-thinker --source synth=runs/synth:qa --captioner synth-truth --out runs/thinker
+                                    <time>/<caption>/<think> traces kept by a hindsight check
   vdata synth --n 4 --out runs/synth     render videos with known content and ground truth
   vdata split videos/ --out runs/clips   cut videos into 10 s clips (or --mode scene)
   vdata validate data.jsonl         check a dataset (vdata or Video-R1 rows) row by row
