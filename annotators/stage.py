@@ -110,7 +110,12 @@ def run_annotation(spec: AnnotationSpec, rows: list[dict[str, Any]], ctx: StageC
             f"stage {ctx.stage} calls models but the run has no 'models' resource (a ModelPool)"
         )
     usage = Usage(UsageLedger(RunStore(ctx.run_dir).usage_log, invocation=ctx.invocation, stage=ctx.stage))
-    results = asyncio.run(_annotate_all(spec, rows, ctx, pool, usage))
+    return stage_output(rows, asyncio.run(_annotate_all(spec, rows, ctx, pool, usage)))
+
+
+def stage_output(rows: list[dict[str, Any]], results: list[Any]) -> StageOutput:
+    """What each row gave (a row, rows, a Reject, or None for nothing) as the shard's output;
+    a reject keeps its row whole and names it."""
     out = StageOutput()
     for row, result in zip(rows, results, strict=True):
         for item in result if isinstance(result, list) else [result]:

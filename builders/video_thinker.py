@@ -36,7 +36,13 @@ from vdata import thinker
 from vdata.annotators.endpoints import Endpoints
 from vdata.annotators.messages import video_segment
 from vdata.annotators.pool import RunModels
-from vdata.annotators.stage import TRANSPORT_FAILURES, AnnotationStage, annotate_stage, for_each_row
+from vdata.annotators.stage import (
+    TRANSPORT_FAILURES,
+    AnnotationStage,
+    annotate_stage,
+    for_each_row,
+    stage_output,
+)
 from vdata.filters.letters import balance_letters
 from vdata.filters.models import evidence_prompt, reaches_answer, sufficiency_stage
 from vdata.filters.splits import split_by_video
@@ -296,13 +302,7 @@ def single_segment_check(rows: list[dict[str, Any]], ctx: StageContext) -> Stage
         return row
 
     results = asyncio.run(for_each_row(pool, "checker", rows, ctx, usage, one))
-    out = StageOutput()
-    for row, result in zip(rows, results, strict=True):
-        if isinstance(result, Reject):
-            out.rejects.append(Reject.of_row(row, result.reason, result.detail, failure=result.failure))
-        else:
-            out.rows.append(result)
-    return out
+    return stage_output(rows, results)
 
 
 class Captions(BaseModel):

@@ -34,7 +34,7 @@ from pydantic import BaseModel, create_model
 from pydantic import Field as PydanticField
 
 from vdata.annotators.messages import video_segment
-from vdata.annotators.stage import AnnotationStage, annotate_stage, for_each_row
+from vdata.annotators.stage import AnnotationStage, annotate_stage, for_each_row, stage_output
 from vdata.record import CHOICE_TYPES
 from vdata.runstore import RunStore
 from vdata.stages import Reject, StageContext, StageOutput
@@ -397,13 +397,7 @@ def _run_regenerating(
                 await writers[0].close()
 
     results = asyncio.run(every_row())
-    out = StageOutput()
-    for row, result in zip(rows, results, strict=True):
-        if isinstance(result, Reject):
-            out.rejects.append(Reject.of_row(row, result.reason, result.detail, failure=result.failure))
-        else:
-            out.rows.append(result)
-    return out
+    return stage_output(rows, results)
 
 
 def evidence_notes(row: Mapping[str, Any]) -> list[str] | None:

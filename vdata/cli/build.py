@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -104,19 +105,13 @@ def build_longvideo_reason(
     settings["difficulty"] = bool(roles["policy"])
     recipe = recipe_config(LongVideoReasonConfig, settings)
     endpoints = endpoints_from_options(models, roles)
-    try:
-        result = build(
-            recipe,
-            endpoints,
-            no_cache=no_cache,
-            refresh=refresh,
-            quiet=quiet,
-            wait=wait,
-            command=command_line(),
-        )
-    except (CaptionsError, ValueError) as exc:
-        fail(str(exc))
-    finish_build(result, allow_empty, push_to_hub)
+    run_build(
+        build,
+        recipe,
+        endpoints,
+        RunOptions(no_cache, refresh, quiet, wait, allow_empty, push_to_hub),
+        errors=(CaptionsError, ValueError),
+    )
 
 
 @build_app.command("qa-inversion")
@@ -199,19 +194,13 @@ def build_qa_inversion(
     endpoints = endpoints_from_options(
         models, {role: value for role, value in roles.items() if role not in off}
     )
-    try:
-        result = build(
-            recipe,
-            endpoints,
-            no_cache=no_cache,
-            refresh=refresh,
-            quiet=quiet,
-            wait=wait,
-            command=command_line(),
-        )
-    except (DatasetReadError, ValueError) as exc:
-        fail(str(exc))
-    finish_build(result, allow_empty, push_to_hub)
+    run_build(
+        build,
+        recipe,
+        endpoints,
+        RunOptions(no_cache, refresh, quiet, wait, allow_empty, push_to_hub),
+        errors=(DatasetReadError, ValueError),
+    )
 
 
 @build_app.command("video-thinker")
@@ -299,19 +288,42 @@ def build_video_thinker(
     ]
     recipe = recipe_config(VideoThinkerConfig, settings)
     endpoints = endpoints_from_options(models, roles)
+    run_build(
+        build,
+        recipe,
+        endpoints,
+        RunOptions(no_cache, refresh, quiet, wait, allow_empty, push_to_hub),
+        errors=(ValueError,),
+    )
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The options every recipe command takes, past its settings."""
+
+    no_cache: bool
+    refresh: bool
+    quiet: bool
+    wait: bool
+    allow_empty: bool
+    push_to_hub: str | None
+
+
+def run_build(build: Any, recipe: Any, endpoints: Any, options: RunOptions, errors: tuple[type, ...]) -> None:
+    """Runs a recipe's `build`, then `finish_build`; `errors` are the user's to fix (exit 2)."""
     try:
         result = build(
             recipe,
             endpoints,
-            no_cache=no_cache,
-            refresh=refresh,
-            quiet=quiet,
-            wait=wait,
+            no_cache=options.no_cache,
+            refresh=options.refresh,
+            quiet=options.quiet,
+            wait=options.wait,
             command=command_line(),
         )
-    except ValueError as exc:
+    except errors as exc:
         fail(str(exc))
-    finish_build(result, allow_empty, push_to_hub)
+    finish_build(result, options.allow_empty, options.push_to_hub)
 
 
 def recipe_config(model: Any, settings: dict[str, Any]) -> Any:
