@@ -39,7 +39,7 @@ from vdata.record import CHOICE_TYPES
 from vdata.runstore import RunStore
 from vdata.stages import Reject, StageContext, StageOutput
 from vdata.trainers.prompts import question_text
-from vdata.trainers.rewards import PROBLEM_TYPES_WITH_REWARDS, RewardConfig, accuracy
+from vdata.trainers.rewards import PROBLEM_TYPES_WITH_REWARDS, RewardConfig, accuracy, span_iou
 from vdata.usage import Usage, UsageLedger
 
 POLICY_FAILED = "policy_failed"
@@ -574,16 +574,10 @@ def _inside_label(row: dict[str, Any], found: Moments, *, overlap: float) -> dic
     if len(numbers) < 2:
         return Reject("no_label_span", f"solution {row.get('solution')!r} names no span")
     label = (numbers[0], numbers[1])
-    outside = [m for m in found.moments if _iou((m.start_s, m.end_s), label) < overlap]
+    outside = [m for m in found.moments if span_iou((m.start_s, m.end_s), label) < overlap]
     if outside:
         shown = ", ".join(f"{m.start_s:.1f}-{m.end_s:.1f}s" for m in outside[:3])
         return Reject(
             "partially_annotated", f"the query also matches {shown}, outside the label {label[0]}-{label[1]}s"
         )
     return row
-
-
-def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return inter / union if union > 0 else 0.0

@@ -142,8 +142,13 @@ def temporal_iou(response: str, gold: str) -> float:
     predicted, wanted = _span(extract_answer(response)), _span(gold)
     if predicted is None or wanted is None:
         return 0.0
-    inter = max(0.0, min(predicted[1], wanted[1]) - max(predicted[0], wanted[0]))
-    union = max(predicted[1], wanted[1]) - min(predicted[0], wanted[0])
+    return span_iou(predicted, wanted)
+
+
+def span_iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Intersection over union of two [start, end] spans; 0 when the union is empty."""
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
     return inter / union if union > 0 else 0.0
 
 
