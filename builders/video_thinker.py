@@ -63,14 +63,17 @@ class Source(BaseModel):
 
     @classmethod
     def parse(cls, text: str) -> Source:
-        """'NAME=PATH[:caption|:qa]'; without a kind, a grounding or captions file is caption-
-        labelled and anything else QA-labelled."""
+        """'NAME=PATH[:caption|:qa]'; without a kind, a grounding or captions file or a
+        LongVideo-Reason run is caption-labelled, anything else QA-labelled."""
         name, sep, rest = text.partition("=")
         if not sep or not name or not rest:
             raise ValueError(f"--source {text!r}: write NAME=PATH[:caption|:qa]")
         path, _, kind = rest.rpartition(":") if rest.endswith((":caption", ":qa")) else (rest, "", "")
         if not kind:
-            kind = "caption" if path.endswith("captions.jsonl") or _is_grounding(Path(path)) else "qa"
+            where = Path(path)
+            captioned = path.endswith("captions.jsonl") or _is_grounding(where)
+            captioned |= where.is_dir() and run_clip_captions(where) is not None  # a LongVideo-Reason run
+            kind = "caption" if captioned else "qa"
         return cls(name=name, path=path, kind=kind)
 
 
@@ -117,7 +120,15 @@ def source_units(source: Source, media_root: str | None) -> list[dict[str, Any]]
     if source.kind == "caption":
         segments: dict[str, list[dict[str, Any]]] = defaultdict(list)
         durations: dict[str, float | None] = {}
-        if path.name.endswith(".jsonl") and path.name != "questions.jsonl":
+        clips = run_clip_captions(path) if path.is_dir() else None
+        from_run = clips is not None
+        if clips is not None:
+            for clip in clips:  # a LongVideo-Reason run: its captioned clips, videos as it read them
+                segments[clip["video"]].append(
+                    {"start_s": clip["start_s"], "end_s": clip["end_s"], "text": clip["caption"].strip()}
+                )
+                durations[clip["video"]] = clip.get("video_duration_s")
+        elif path.name.endswith(".jsonl") and path.name != "questions.jsonl":
             for line in path.read_text(encoding="utf-8").splitlines():
                 if line.strip():
                     item = json.loads(line)
@@ -135,7 +146,8 @@ def source_units(source: Source, media_root: str | None) -> list[dict[str, Any]]
             {
                 **base,
                 "path": video,
-                "file": str(root / video),
+                # a run's video paths are as it read them; an annotation's are relative to it
+                "file": video if from_run else str(root / video),
                 "duration_s": durations[video],
                 "segments": json.dumps(sorted(items, key=lambda s: (s["start_s"], s["end_s"]))),
                 "record": "",
@@ -157,6 +169,27 @@ def source_units(source: Source, media_root: str | None) -> list[dict[str, Any]]
             }
         )
     return units
+
+
+def run_clip_captions(path: Path) -> list[dict[str, Any]] | None:
+    """The captioned clips of a LongVideo-Reason run directory (its `caption` stage, or its
+    `segment` stage when the captions were imported); None when `path` is not such a run."""
+    store = RunStore(path)
+    run = store.read_run() if store.run_json.is_file() else None
+    if not run or not str(run.get("recipe", "")).startswith("longvideo-reason"):
+        return None
+    stages = {s["name"]: s["dir"] for s in run.get("stages", [])}
+    for name in ("caption", "segment"):
+        table = store.stage_table(stages[name]) if name in stages else None
+        if table is not None and "caption" in table.column_names:
+            return table.select(
+                [
+                    c
+                    for c in ("video", "start_s", "end_s", "caption", "video_duration_s")
+                    if c in table.column_names
+                ]
+            ).to_pylist()
+    return None
 
 
 def sampled(units: list[dict[str, Any]], most: int, seed: int, name: str) -> list[dict[str, Any]]:

@@ -353,3 +353,33 @@ def test_the_command_line_with_a_yaml_config(inputs, tmp_path):
         check=False,
     )
     assert bad.returncode == 2 and "write NAME=PATH[:caption|:qa]" in bad.stderr
+
+
+def test_a_longvideo_reason_runs_clip_captions_are_a_caption_source(inputs, tmp_path):
+    """The clips a LongVideo-Reason run captioned (here its ingest and segment stages with
+    imported captions, run for real) feed the caption branch; the videos are the ones it read."""
+    from vdata.builders import longvideo_reason as lvr
+    from vdata.runner import run_pipeline
+    from vdata.segment import discover_videos
+
+    videos = [str(inputs / f"v{i}.mp4") for i in range(3)]
+    captions = tmp_path / "captions.jsonl"
+    captions.write_text(
+        "".join(
+            json.dumps({"video": v, "start_s": s, "end_s": e, "caption": f"{text} ({Path(v).stem})"}) + "\n"
+            for v in videos
+            for s, e, text in SEGMENTS
+        )
+    )
+    clips = lvr.load_captions(captions, {v: {"duration_s": 8.0} for v in videos})
+    config = lvr.LongVideoReasonConfig(videos=videos, out=str(tmp_path / "lvr"), captions=str(captions))
+    run_pipeline(
+        tmp_path / "lvr", lvr.RECIPE, discover_videos(videos), lvr.stages(config, clips, 1)[:2], quiet=True
+    )
+    source = Source.parse(f"lvr={tmp_path / 'lvr'}")
+    assert source.kind == "caption"
+    result, _ = run(inputs, tmp_path / "out", Script(), sources=[source])
+    rows = load_rows(result.out / "dataset").rows
+    assert sorted(json.loads(r["meta_json"])["source_video"] for r in rows) == sorted(
+        str(Path(v).resolve()) for v in videos
+    )
