@@ -150,14 +150,13 @@ def caption_lines(clips: list[dict[str, Any]]) -> str:
     )
 
 
-def load_captions(path: str | Path, videos: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Caption rows checked against the videos: each line's video must be one of the inputs
-    (by path relative to the captions file, or by file name) and its times inside it."""
+def read_caption_lines(path: str | Path) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
+    """The caption objects of a JSONL file (video, start_s, end_s, caption), each with its line
+    number, and the problems of the lines that are not one (unparseable, a key missing, times
+    not in order, an empty caption)."""
     path = Path(path)
     problems: list[str] = []
-    rows: list[dict[str, Any]] = []
-    by_name = {Path(v).name: v for v in videos}
-    by_resolved = {str(Path(v).resolve()): v for v in videos}
+    rows: list[tuple[int, dict[str, Any]]] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
@@ -174,24 +173,46 @@ def load_captions(path: str | Path, videos: dict[str, dict[str, Any]]) -> list[d
                 f"line {number}: not a caption object with video, start_s, end_s, caption ({exc})"
             )
             continue
+        if not 0 <= start < end:
+            problems.append(f"line {number}: {seconds(start)}s..{seconds(end)}s is not a span of time")
+            continue
+        if not str(caption).strip():
+            problems.append(f"line {number}: empty caption")
+            continue
+        rows.append((number, {"video": video, "start_s": start, "end_s": end, "caption": str(caption)}))
+    return rows, problems
+
+
+def caption_problems(path: str | Path, problems: list[str], what: str) -> CaptionsError:
+    """One error naming the file and its first 20 bad lines."""
+    shown = "\n  ".join(problems[:20])
+    more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+    return CaptionsError(f"{path}: {len(problems)} line(s) {what}:\n  {shown}{more}")
+
+
+def load_captions(path: str | Path, videos: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Caption rows checked against the videos: each line's video must be one of the inputs
+    (by path relative to the captions file, or by file name) and its times inside it."""
+    path = Path(path)
+    lines, problems = read_caption_lines(path)
+    rows: list[dict[str, Any]] = []
+    by_name = {Path(v).name: v for v in videos}
+    by_resolved = {str(Path(v).resolve()): v for v in videos}
+    for number, item in lines:
+        video, start, end = item["video"], item["start_s"], item["end_s"]
         found = by_resolved.get(str((path.parent / video).resolve())) or by_name.get(Path(video).name)
         if found is None:
             problems.append(f"line {number}: video {video!r} is not among the input videos")
             continue
         duration = videos[found]["duration_s"]
-        if not 0 <= start < end <= duration + 0.05:
+        if end > duration + 0.05:
             problems.append(
                 f"line {number}: {seconds(start)}s..{seconds(end)}s is outside {video} (0..{duration}s)"
             )
             continue
-        if not str(caption).strip():
-            problems.append(f"line {number}: empty caption")
-            continue
-        rows.append({"video": found, "start_s": start, "end_s": end, "caption": str(caption)})
+        rows.append({**item, "video": found})
     if problems:
-        shown = "\n  ".join(problems[:20])
-        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise CaptionsError(f"{path}: {len(problems)} line(s) do not fit the videos:\n  {shown}{more}")
+        raise caption_problems(path, problems, "do not fit the videos")
     return rows
 
 

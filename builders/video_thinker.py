@@ -43,6 +43,7 @@ from vdata.annotators.stage import (
     for_each_row,
     stage_output,
 )
+from vdata.builders.longvideo_reason import caption_problems, read_caption_lines
 from vdata.filters.letters import balance_letters
 from vdata.filters.models import evidence_prompt, reaches_answer, sufficiency_stage
 from vdata.filters.splits import split_by_video
@@ -129,16 +130,16 @@ def source_units(source: Source, media_root: str | None) -> list[dict[str, Any]]
                 )
                 durations[clip["video"]] = clip.get("video_duration_s")
         elif path.name.endswith(".jsonl") and path.name != "questions.jsonl":
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    item = json.loads(line)
-                    text = str(item["caption"]).strip()
-                    segments[item["video"]].append(
-                        {"start_s": item["start_s"], "end_s": item["end_s"], "text": text}
-                    )
-                    durations.setdefault(item["video"], None)
+            lines, problems = read_caption_lines(path)
+            if problems:
+                raise caption_problems(path, problems, "are not captions")
+            for _, item in lines:
+                span = {"start_s": item["start_s"], "end_s": item["end_s"], "text": item["caption"].strip()}
+                segments[item["video"]].append(span)
+                durations.setdefault(item["video"], None)
         else:
-            for record in load_rows(path).rows:
+            loaded = readable(load_rows(path), source.name)
+            for record in loaded.rows:
                 for item in record.get("evidence") or []:
                     segments[record["path"]].append({**item, "text": item.get("text") or record["problem"]})
                 durations[record["path"]] = (record.get("video") or {}).get("duration_s")
@@ -154,7 +155,10 @@ def source_units(source: Source, media_root: str | None) -> list[dict[str, Any]]
             }
             for video, items in sorted(segments.items())
         ]
-    loaded = load_rows(path if not (path / "questions.parquet").is_file() else path / "questions.parquet")
+    questions = (
+        path / "questions.parquet" if (path / "questions.parquet").is_file() else path
+    )  # a synth folder
+    loaded = readable(load_rows(questions), source.name)
     units = []
     for record in loaded.rows:
         spans = [e for e in record.get("evidence") or [] if e.get("start_s") is not None]
@@ -169,6 +173,20 @@ def source_units(source: Source, media_root: str | None) -> list[dict[str, Any]]
             }
         )
     return units
+
+
+def readable(loaded: Any, name: str) -> Any:
+    """The rows of a source, or an error naming its lines that could not be read: a trace must not
+    be built from a source that lost rows unseen."""
+    if loaded.unreadable:
+        shown = "; ".join(f"{where}: {why}" for where, why in loaded.unreadable[:5])
+        count = len(loaded.unreadable)
+        raise ValueError(f"--source {name}: {count} row(s) cannot be read ({shown}); fix them")
+    rows = zip(loaded.rows, loaded.refs, strict=True)
+    bad = next((ref for row, ref in rows if not isinstance(row, dict)), None)
+    if bad is not None:
+        raise ValueError(f"--source {name}: {bad} is not an object of fields")
+    return loaded
 
 
 def run_clip_captions(path: Path) -> list[dict[str, Any]] | None:

@@ -383,3 +383,19 @@ def test_a_longvideo_reason_runs_clip_captions_are_a_caption_source(inputs, tmp_
     assert sorted(json.loads(r["meta_json"])["source_video"] for r in rows) == sorted(
         str(Path(v).resolve()) for v in videos
     )
+
+
+def test_a_source_with_lines_that_cannot_be_read_is_an_error_naming_them(inputs, tmp_path):
+    """Nothing is built from a source that would lose rows unseen: a captions line that is not
+    a caption, a QA file with a line that is not JSON."""
+    from vdata.builders.longvideo_reason import CaptionsError
+
+    captions = tmp_path / "captions.jsonl"
+    good = {"video": "v0.mp4", "start_s": 0.0, "end_s": 2.0, "caption": "a ball"}
+    captions.write_text(json.dumps(good) + "\n" + json.dumps({**good, "end_s": "soon"}) + "\n{broken\n")
+    with pytest.raises(CaptionsError, match=r"2 line\(s\) are not captions:\n  line 2: .*\n  line 3"):
+        run(inputs, tmp_path / "a", Script(), sources=[Source(name="c", path=str(captions), kind="caption")])
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps(json.loads((inputs / "qa.json").read_text())[0]) + "\n{broken\n")
+    with pytest.raises(ValueError, match="--source q: 1 row\\(s\\) cannot be read"):
+        run(inputs, tmp_path / "b", Script(), sources=[Source(name="q", path=str(qa), kind="qa")])

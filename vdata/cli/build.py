@@ -283,9 +283,12 @@ def build_video_thinker(
     roles = {role: settings.pop(role, None) for role in ("reasoner", "captioner", "tracer", "checker")}
     if roles["captioner"] == "synth-truth":
         settings["captions_from_truth"], roles["captioner"] = True, None
-    settings["sources"] = [
-        Source.parse(s).model_dump() if isinstance(s, str) else s for s in settings.get("sources") or []
-    ]
+    try:
+        settings["sources"] = [
+            Source.parse(s).model_dump() if isinstance(s, str) else s for s in settings.get("sources") or []
+        ]
+    except ValueError as exc:
+        fail(str(exc))
     recipe = recipe_config(VideoThinkerConfig, settings)
     endpoints = endpoints_from_options(models, roles)
     run_build(
