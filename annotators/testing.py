@@ -49,6 +49,11 @@ class FaultProxy:
     keep_bodies: bool = False  # keep every request's JSON in .bodies, for tests that read prompts
     # a scripted stand-in: the reply text as a function of the request (its messages, seed, ...)
     reply_fn: Callable[[dict], str] | None = None
+    # equal requests get the upstream's first answer: llama.cpp reuses the previous prompt's KV
+    # cache, so its answer to a request depends on what it served before (a repair turn's
+    # reply differs when the answer it repairs was decoded token by token or re-read in one
+    # batch); a test comparing two runs needs a server whose answer is a function of the request
+    memo: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.rates) - set(FAULTS)
@@ -64,6 +69,7 @@ class FaultProxy:
         self._server = None
         self._thread: threading.Thread | None = None
         self.port = 0
+        self._memo: dict[str, tuple[int, list, bytes]] = {}
 
     @property
     def base_url(self) -> str:
@@ -180,7 +186,7 @@ class FaultProxy:
                 )
             status, headers, payload = 200, [], json.dumps(reply).encode()
         else:
-            status, headers, payload = await asyncio.to_thread(self._forward, "POST", path, body)
+            status, headers, payload = await asyncio.to_thread(self._forward_memo, path, request, body)
         if status == 200 and fault == "truncated":
             payload = payload[: len(payload) // 2]
         elif status == 200 and fault == "invalid_json":
@@ -188,6 +194,21 @@ class FaultProxy:
             reply["choices"][0]["message"]["content"] = "Sure! Here it is: {not valid json"
             payload = json.dumps(reply).encode()
         await respond(send, status, headers, payload)
+
+    def _forward_memo(self, path: str, request: dict, body: bytes) -> tuple[int, list, bytes]:
+        """The upstream's answer, or with `memo` its first answer to an equal request."""
+        if not self.memo:
+            return self._forward("POST", path, body)
+        key = hashlib.sha256((path + json.dumps(request, sort_keys=True)).encode()).hexdigest()
+        with self._lock:
+            known = self._memo.get(key)
+        if known is not None:
+            return known
+        answer = self._forward("POST", path, body)
+        if answer[0] != 200:
+            return answer
+        with self._lock:
+            return self._memo.setdefault(key, answer)
 
     def _forward(self, method: str, path: str, body: bytes | None) -> tuple[int, list, bytes]:
         request = urllib.request.Request(
