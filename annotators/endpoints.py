@@ -16,7 +16,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vdata.publish import endpoint_label
 
-ROLES = ("captioner", "reasoner", "rewriter", "judge", "policy", "negator", "verifier", "tracer", "checker")
+ROLES = (
+    "captioner",
+    "reasoner",
+    "rewriter",
+    "judge",
+    "policy",
+    "negator",
+    "verifier",
+    "tracer",
+    "checker",
+    "writer",
+)
 LOCAL = "local"
 
 

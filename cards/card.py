@@ -29,6 +29,7 @@ PAPERS = {
     "synth": "CLEVRER-style rendered scenes with known events",
     "video-r1": "Video-R1: Reinforcing Video Reasoning in MLLMs",
     "qa-inversion": "Reinforcing Video Reasoning with Focused Thinking (TW-GRPO; question-answer inversion)",
+    "counterexample": "VideoHallu: Evaluating and Mitigating Multi-modal Hallucinations for Synthetic Videos",
 }
 
 
@@ -222,6 +223,7 @@ def _body(
             ]
     lines += _inversion_lines(rows, run)
     lines += thinker_lines(rows, run)
+    lines += counterexample_lines(rows, run)
     lines += [f"![{Path(p).stem}]({p})" for p in plots] + ([""] if plots else [])
     lines += ["## Sample rows", ""]
     for row in rows[:2]:
@@ -249,7 +251,12 @@ def _body(
     models = json.dumps((run.get("config") or {}).get("models") or {})
     if "smollm2" in models.lower() or not models.strip("{}"):
         lines.append("- Generated with the embedded SmolLM2-135M model: demo quality only.")
-    if (run.get("recipe") or "").startswith("qa-inversion"):
+    if (run.get("recipe") or "").startswith("counterexample"):
+        lines.append(
+            "- Rendered videos are 2D shapes, not camera footage; answers come from the simulation's "
+            "truth, the prior from a text-only model."
+        )
+    elif (run.get("recipe") or "").startswith("qa-inversion"):
         lines.append(
             "- Inverted rows assume that every distractor of the original question is wrong; the "
             "verifier checks that from text, without the video, so an ambiguous original can still "
@@ -348,6 +355,73 @@ def thinker_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
             "counts were not checked.",
             "",
         ]
+    return lines
+
+
+def counterexample_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
+    """A counterexample dataset: rows per violation kind and question type, twin pairs, where
+    the prior came from, the curriculum, and the leakage check."""
+    metas = []
+    for row in rows:
+        try:
+            meta = json.loads(row.get("meta_json") or "{}")
+        except ValueError:
+            continue
+        if isinstance(meta, dict) and "curriculum_stage" in meta:
+            metas.append((row, meta))
+    if not metas:
+        return []
+    synthetic = [m for _, m in metas if m.get("pair")]
+    kinds = Counter(m["violation"] for m in synthetic if m["twin"] == "violation")
+    types = Counter(m["question"] for m in synthetic if m["twin"] == "violation")
+    pairs = {(m["pair"], m["question"]) for m in synthetic if m.get("twin_answer") is not None}
+    priors = Counter(m.get("prior_from") for m in synthetic if m.get("prior_from"))
+    stages = Counter(m["curriculum_stage"] for _, m in metas)
+    lines = [
+        f"Counterexamples: {len(synthetic)} rows about {len({m['pair'] for m in synthetic})} rendered "
+        f"videos and their control twins; {len(pairs)} twin pairs of questions (the same question on "
+        "both videos, each answered from its own truth, the answers differ). Violation questions per "
+        f"kind: {_counts(kinds) or 'none'}; per question type: {_counts(types) or 'none'}.",
+        "",
+    ]
+    if priors:
+        lines += [
+            f"Prior: {_counts(priors)}. A pair is kept only when the prior gives the control twin's answer, "
+            "so answering from language alone gets exactly one twin right."
+            + (
+                " With `--writer none` the control twin's answer stands for the prior: no model was asked."
+                if "control twin" in priors
+                else ""
+            ),
+            "",
+        ]
+    imported = Counter(
+        row.get("data_source") for row, m in metas if not m.get("pair") and m["curriculum_stage"]
+    )
+    if imported:
+        lines += [f"Imported rows by source: {_counts(imported)}.", ""]
+    lines += [
+        f"Curriculum (`meta_json.curriculum_stage`): {_counts(stages)} (0: real physics rows from `--real`, "
+        "read first with the trainer's `curriculum: true`; 1: counterexamples).",
+        "",
+    ]
+    by_split: dict[str, set[str]] = {}
+    for row, _ in metas:
+        key = (row.get("video") or {}).get("sha256") or row.get("path")
+        by_split.setdefault(row.get("split") or "", set()).add(key)
+    shared = set.intersection(*by_split.values()) if len(by_split) > 1 else set()
+    stage = {s["name"]: s for s in (run or {}).get("stages", [])}.get("split") or {}
+    benchmark = (run.get("config") or {}).get("eval_path") if run else None
+    lines += [
+        f"Leakage check: {len(shared)} videos in more than one split (by content hash)"
+        + (
+            f"; against the benchmark {benchmark}: {stage.get('rejected', 0)} training rows rejected "
+            "(`eval_video`)."
+            if benchmark
+            else "; no benchmark given (`--eval`)."
+        ),
+        "",
+    ]
     return lines
 
 

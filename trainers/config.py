@@ -75,6 +75,8 @@ class GRPOConfig:
     format_style: str = "think"  # think | thinker (Video-Thinker tags)
     tolerant_letters: bool = False  # Video-R1's strict letter rule by default
     multi_answer_strict: bool = False  # 1 only for the exact letter set (default: |pred|/|gold| if subset)
+    free_form_reward: str = "rouge"  # rouge | embedding (all-MiniLM-L6-v2 similarity to the reference)
+    curriculum: bool = False  # rows in meta_json.curriculum_stage order (0 first) within each epoch
     # held-out evaluation: accuracy on a fixed set, greedy and sampled, every eval_every steps
     # (0: at the end only) into metrics.jsonl, and at the end into OUT/eval.json
     eval_data: str = ""  # a dataset like `data`; empty: no evaluation
@@ -106,6 +108,8 @@ class GRPOConfig:
             self.dynamic_sampling = self.algorithm == "dapo"
         if self.kl_coef is None:
             self.kl_coef = 0.0
+        if self.free_form_reward not in ("rouge", "embedding"):
+            raise ConfigError(f"free_form_reward {self.free_form_reward!r} is not one of rouge, embedding")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"lr_schedule {self.lr_schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
         if self.ppo_epochs < 1:

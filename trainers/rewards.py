@@ -137,6 +137,18 @@ def free_form(response: str, gold: str) -> float:
     return sum(scores) / 3
 
 
+def free_form_meaning(response: str, gold: str) -> float:
+    """Cosine similarity of the answer's and the reference's sentence embeddings (the packaged
+    all-MiniLM-L6-v2), clipped at 0: "it vanishes" and "the ball disappears" agree, which ROUGE,
+    counting shared words, does not see (VideoHallu scored free-form answers by meaning too)."""
+    from vdata.embeddings import similarity
+
+    answer = extract_answer(response)
+    if answer is None or not answer.strip():
+        return 0.0
+    return max(0.0, similarity(answer, gold))
+
+
 def temporal_iou(response: str, gold: str) -> float:
     """IoU of the predicted and gold [start, end] spans (seconds)."""
     predicted, wanted = _span(extract_answer(response)), _span(gold)
@@ -171,6 +183,10 @@ class RewardConfig:
     format_style: str = "think"  # think | thinker
     tolerant_letters: bool = False  # Video-R1's strict rule by default
     multi_answer_strict: bool = False
+    free_form: str = "rouge"  # rouge | embedding (free_form_meaning)
+
+
+FREE_FORM_RULES = ("rouge", "embedding")
 
 
 @dataclass(frozen=True)
@@ -192,7 +208,7 @@ def accuracy(response: str, row: Mapping[str, Any], config: RewardConfig = Rewar
         "numerical": numerical,
         "regression": regression,
         "OCR": ocr,
-        "free-form": free_form,
+        "free-form": free_form_meaning if config.free_form == "embedding" else free_form,
         "temporal grounding": temporal_iou,
     }
     if kind not in rules:

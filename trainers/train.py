@@ -151,18 +151,41 @@ def with_frame_noise(sampled: Any, row: Mapping[str, Any]) -> Any:
     return dataclasses.replace(sampled, frames=frames)
 
 
-def prompt_stream(rows: list[dict[str, Any]], seed: int, start: int) -> Iterator[dict[str, Any]]:
-    """Rows in seeded shuffled epochs, from position `start` (for resume)."""
+def prompt_stream(
+    rows: list[dict[str, Any]], seed: int, start: int, stages: list[int] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Rows in seeded shuffled epochs, from position `start` (for resume). With `stages` (a
+    curriculum stage per row), each epoch reads stage 0's rows, shuffled, then stage 1's, ..."""
     position = 0
     epoch = 0
     while True:
         order = list(range(len(rows)))
         random.Random(seed * 1000003 + epoch).shuffle(order)
+        if stages is not None:
+            order.sort(key=lambda index: stages[index])  # stable: shuffled within a stage
         for index in order:
             if position >= start:
                 yield rows[index]
             position += 1
         epoch += 1
+
+
+def curriculum_stages(rows: list[dict[str, Any]]) -> list[int]:
+    """Each row's `meta_json.curriculum_stage` (`vdata build counterexample --real` writes it:
+    0 real physics, 1 counterexamples); a row without one is a ConfigError naming it."""
+    stages = []
+    for row in rows:
+        try:
+            stage = json.loads(row.get("meta_json") or "{}").get("curriculum_stage")
+        except (ValueError, AttributeError):
+            stage = None
+        if not isinstance(stage, int) or isinstance(stage, bool):
+            raise ConfigError(
+                f"curriculum: true needs meta_json.curriculum_stage on every row; row {row.get('id')!r} "
+                "has none (build with `vdata build counterexample --real`, or set curriculum: false)"
+            )
+        stages.append(stage)
+    return stages
 
 
 # ---------------------------------------------------------------- the loop
@@ -184,6 +207,7 @@ def train(
     if data.skipped:
         shown = ", ".join(f"{count} {kind}" for kind, count in sorted(data.skipped.items()))
         log(f"training on {len(data.rows)} rows; left out, no reward for them: {shown}")
+    stages = curriculum_stages(data.rows) if config.curriculum else None
     held_out = load_eval_data(config) if config.eval_data else None
     policy = load_policy(config)
     reference = _reference(policy) if config.kl_coef > 0 else None
@@ -198,13 +222,14 @@ def train(
         config.format_style,
         config.tolerant_letters,
         config.multi_answer_strict,
+        config.free_form_reward,
     )
     score = lambda text, row: reward(text, row, reward_config)  # noqa: E731
     frames = frame_source(config, data.media_root) if policy.is_vl else (lambda row: None)
     eval_frames = frames
     if held_out is not None and policy.is_vl:
         eval_frames = frame_source(config, held_out.media_root)
-    prompts = prompt_stream(data.rows, config.seed, state["prompts_drawn"])
+    prompts = prompt_stream(data.rows, config.seed, state["prompts_drawn"], stages)
     metrics_path = out / "metrics.jsonl"
     board = _tensorboard(out) if config.tensorboard else None
     written = []

@@ -300,6 +300,105 @@ def build_video_thinker(
     )
 
 
+@build_app.command("counterexample")
+def build_counterexample(
+    out: Out = None,
+    synth: Annotated[
+        int | None, typer.Option(help="Violation videos to render, each with its control twin (default 8).")
+    ] = None,
+    from_synth: Annotated[
+        Path | None, typer.Option("--from", help="A `vdata synth` folder: twins of its violation videos.")
+    ] = None,
+    kinds: Annotated[
+        str | None,
+        typer.Option(help="Violation kinds to render, comma-separated (default: all eight)."),
+    ] = None,
+    seconds: Annotated[float | None, typer.Option(help="Length of each rendered video (default 20).")] = None,
+    import_path: Annotated[
+        Path | None,
+        typer.Option("--import", help="Rows in VideoHallu's layout (question, answer, video, category)."),
+    ] = None,
+    media_root: Annotated[
+        Path | None, typer.Option(help="Where the imported rows' (and the benchmark's) videos resolve.")
+    ] = None,
+    eval_path: Annotated[
+        Path | None,
+        typer.Option("--eval", help="A benchmark: training rows showing one of its videos are rejected."),
+    ] = None,
+    real: Annotated[
+        Path | None,
+        typer.Option(
+            help="Real physics rows (any dataset vdata reads): curriculum stage 0, before the rest."
+        ),
+    ] = None,
+    writer: Annotated[
+        str | None,
+        typer.Option(
+            help="The text-only model that states the prior (local, URL@MODEL, a name, none: the control "
+            "twin's answer stands for it, said in the card)."
+        ),
+    ] = None,
+    eval_fraction: Annotated[
+        float | None, typer.Option(help="Share of twin pairs held out for eval (default 0.2).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for the worlds, options, the split.")] = None,
+    config: Config = None,
+    models: Models = None,
+    no_cache: NoCache = False,
+    refresh: Refresh = False,
+    quiet: Quiet = False,
+    push_to_hub: PushToHub = None,
+    allow_empty: AllowEmpty = False,
+    wait: Wait = False,
+) -> None:
+    """Counterexamples (VideoHallu): videos that break physics, with control twins, and questions whose
+    true answer contradicts the language prior.
+
+    Stages: world (render each violation video and its control twin), questions (yes/no on the state
+    after the event, which impossible thing, what happens, when; each twin answered from its truth),
+    prior (the writer answers from a description without the violation), contrast (keep pairs whose
+    prior gives the control's answer), record, split (twins together; --eval videos kept out of training).
+    """
+    from vdata.builders.counterexample import CounterexampleConfig, build
+    from vdata.formats import DatasetReadError
+    from vdata.settings import SettingsError, load_settings
+
+    flags = {
+        "out": str(out) if out else None,
+        "synth": synth,
+        "from_synth": str(from_synth) if from_synth else None,
+        "kinds": [k.strip() for k in kinds.split(",") if k.strip()] if kinds else None,
+        "seconds": seconds,
+        "import_path": str(import_path) if import_path else None,
+        "media_root": str(media_root.resolve()) if media_root else None,
+        "eval_path": str(eval_path) if eval_path else None,
+        "real": str(real) if real else None,
+        "eval_fraction": eval_fraction,
+        "seed": seed,
+        "writer": writer,
+    }
+    try:
+        settings = load_settings(config, flags=flags)
+    except SettingsError as exc:
+        fail(str(exc))
+    role = settings.pop("writer", None)
+    if role is not None and str(role).lower() == "none":
+        settings["ask_writer"], role = False, None
+    if from_synth is not None and synth is None:
+        settings.setdefault("synth", 0)  # --from alone: only the folder's videos
+    if settings.get("media_root") and not Path(settings["media_root"]).is_dir():
+        fail(f"--media-root {settings['media_root']}: not a directory")
+    recipe = recipe_config(CounterexampleConfig, settings)
+    endpoints = endpoints_from_options(models, {"writer": role})
+    run_build(
+        build,
+        recipe,
+        endpoints,
+        RunOptions(no_cache, refresh, quiet, wait, allow_empty, push_to_hub),
+        errors=(DatasetReadError, ValueError),
+    )
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """The options every recipe command takes, past its settings."""
@@ -367,7 +466,7 @@ def print_build_summary(result: Any) -> None:
     """Under the run's summary table: videos, clips, questions, tokens, time, and the answer
     letters of each split."""
     from vdata.formats import load_rows
-    from vdata.record import answer_letters
+    from vdata.record import CHOICE_TYPES, answer_letters
 
     store = RunStore(result.out)
     run = store.read_run() or {}
@@ -398,11 +497,20 @@ def print_build_summary(result: Any) -> None:
     letters: dict[str, Counter] = {}
     loaded = load_rows(store.dataset_dir)
     for row, split in zip(loaded.rows, loaded.splits, strict=True):
-        letters.setdefault(row.get("split") or split, Counter()).update(answer_letters(row.get("solution")))
+        counts = letters.setdefault(row.get("split") or split, Counter())
+        if row.get("problem_type") in CHOICE_TYPES:  # yes/no, free-form and spans have no letter
+            counts.update(answer_letters(row.get("solution")))
     for split, counts in sorted(letters.items()):
-        err.print(f"  {split}: answer letters " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        shown = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none (no choice questions)"
+        err.print(f"  {split}: answer letters {shown}")
     if "invert" in stages:
         _print_inversion(loaded.rows, stages, store)
+    if "contrast" in stages:
+        from vdata.cards.card import counterexample_lines
+
+        for line in counterexample_lines(loaded.rows, run):
+            if line:
+                err.print(f"  {line}", highlight=False, soft_wrap=True)
     if "hindsight" in stages:
         from vdata.cards.card import thinker_lines
 

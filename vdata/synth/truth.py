@@ -85,7 +85,7 @@ def truth_document(world: World, video: str, sha256: str, seed: int) -> dict[str
         "violations": [e for e in events if e["violation"]],
         "relations": [list(relation(e)) for e in world.events],
         "clips": clip_captions(world, seed),
-    }
+    } | ({"switched_off": [_event_dict(e) for e in world.switched_off]} if world.switched_off else {})
 
 
 def _event_dict(event: Event) -> dict[str, Any]:

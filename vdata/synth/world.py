@@ -124,6 +124,7 @@ class World:
     frames: list[list[BodyState]]  # per frame, in display order
     events: list[Event]
     bodies: dict[int, dict[str, Any]]  # id -> name, shape, colour, size, texture at first sight
+    switched_off: list[Event] = field(default_factory=list)  # a control twin's violations not shown
 
     @property
     def duration_s(self) -> float:
@@ -144,6 +145,10 @@ class WorldSpec:
     violations: tuple[str, ...] = ()  # kinds to inject, each once
     shot_seconds: tuple[float, float] = (8.0, 30.0)
     text: bool = True  # a caption strip with the shot's title
+    # the control twin of a violation video: the same seed and plan, each violation switched off
+    # where it would happen (the body keeps its path, colour, shape; gravity keeps pulling down;
+    # the two head-on objects collide), so the pair differs from the first impossible event on
+    control: bool = False
 
 
 def simulate(spec: WorldSpec) -> World:
@@ -192,6 +197,7 @@ class _ShotSimulation:
         self.next_id = next_id
         self.w, self.h, self.fps = spec.width, spec.height, spec.fps
         self.violations = violations
+        self.control = spec.control
         self.gravity = "reversed_gravity" in violations or rng.random() < 0.3
         self.g = 0.9 * self.h
         previous = world.shots[-1].background if world.shots else None
@@ -278,7 +284,10 @@ class _ShotSimulation:
             angle = self.rng.uniform(0, 2 * math.pi)
             speed = self._speed()
             self._new_body(shapes[i], colours[i], x, y, speed * math.cos(angle), speed * math.sin(angle))
-        if head_on:
+        self._would_pass: tuple[int, int] | None = None
+        if head_on and self.control:  # they collide; the moment they would have passed is recorded
+            self._would_pass = (self.bodies[0].id, self.bodies[1].id)
+        elif head_on:
             self.bodies[0].ghost_of, self.bodies[1].ghost_of = self.bodies[1].id, self.bodies[0].id
 
     def _at(self, frame: int, action: str, payload: Any = None) -> None:
@@ -303,7 +312,8 @@ class _ShotSimulation:
             frame = rnd.randint(int(n * 0.3), int(n * 0.7))
             if kind == "time_reversal":
                 span = min(int(n * 0.25), self.fps * 3)
-                self.shot.reversed_span = (frame, min(n, frame + span))
+                if not self.control:
+                    self.shot.reversed_span = (frame, min(n, frame + span))
                 self._record("time_reversal", frame, frame + span, "the scene", violation=True)
             else:
                 self._at(frame, kind)
@@ -431,6 +441,9 @@ class _ShotSimulation:
         if last is not None and self.t(frame) - last.end_s <= 0.5:
             last.end_s = self.t(frame)
             return
+        if self._would_pass == pair:
+            self._record("pass_through", frame, frame, first, second, violation=True)  # switched off
+            self._would_pass = None
         self._record("collide", frame, frame, first, second)
         self._last_collision[pair] = self.world.events[-1]
 
@@ -494,7 +507,8 @@ class _ShotSimulation:
         violation: bool = False,
     ) -> None:
         ids = {b.name: b.id for b in self.bodies if not b.fragment}  # unique within a shot
-        self.world.events.append(
+        shown = self.world.switched_off if violation and self.control else self.world.events
+        shown.append(
             Event(
                 kind,
                 self.t(start_frame),
@@ -583,11 +597,11 @@ class _ShotSimulation:
             return False
         body = self.rng.choice(candidates)
         before = (body.x, body.y)
-        body.x = (
-            self.w - body.x if abs(self.w / 2 - body.x) > 0.2 * self.w else (body.x + self.w / 2) % self.w
-        )
-        body.x = min(max(body.x, body.radius), self.w - body.radius)
-        self._violation("teleport", frame, body.name, {"from": before, "to": (body.x, body.y)})
+        x = self.w - body.x if abs(self.w / 2 - body.x) > 0.2 * self.w else (body.x + self.w / 2) % self.w
+        x = min(max(x, body.radius), self.w - body.radius)
+        if not self.control:
+            body.x = x
+        self._violation("teleport", frame, body.name, {"from": before, "to": (x, body.y)})
         return True
 
     def _do_colour_change(self, frame: int, _: Any) -> bool:
@@ -596,8 +610,10 @@ class _ShotSimulation:
             return False
         body = self.rng.choice(candidates)
         before = body.colour
-        body.colour = self.rng.choice([c for c in COLOURS if c != before])
-        self._violation("colour_change", frame, body.name, {"from": before, "to": body.colour})
+        after = self.rng.choice([c for c in COLOURS if c != before])
+        if not self.control:
+            body.colour = after
+        self._violation("colour_change", frame, body.name, {"from": before, "to": after})
         return True
 
     def _do_shape_change(self, frame: int, _: Any) -> bool:
@@ -608,14 +624,20 @@ class _ShotSimulation:
             return False
         body = self.rng.choice(candidates)
         before = body.shape
-        body.shape = self.rng.choice(free)
-        self._violation("shape_change", frame, body.name, {"from": before, "to": body.shape})
+        after = self.rng.choice(free)
+        if not self.control:
+            body.shape = after
+        self._violation("shape_change", frame, body.name, {"from": before, "to": after})
         return True
 
     def _do_count_change(self, frame: int, _: Any) -> bool:
         shape, colour = self.spares[1]
         radius = SIZES["medium"] * self.h
         x, y = self.rng.uniform(0.25, 0.75) * self.w, self.rng.uniform(0.25, 0.6) * self.h
+        if self.control:  # the same draws (speed, texture), no new object
+            self._speed(), self.rng.choice(TEXTURES)
+            self._violation("count_change", frame, f"the {colour} {shape}", {"appears_at": (x, y)})
+            return True
         body = self._new_body(shape, colour, x, y, self._speed(), 0.0, size="medium", radius=radius)
         self._violation("count_change", frame, body.name, {"appears_at": (x, y)})
         return True
@@ -625,7 +647,7 @@ class _ShotSimulation:
         if not candidates:
             return False
         body = self.rng.choice(candidates)
-        body.alive = False
+        body.alive = self.control
         self._violation("vanish", frame, body.name, {"at": (body.x, body.y)})
         return True
 
@@ -638,10 +660,11 @@ class _ShotSimulation:
         return bool(bar) and bar[0] - body.radius <= body.x <= bar[2] + body.radius
 
     def _do_reversed_gravity(self, frame: int, _: Any) -> None:
-        self.g = -self.g
-        for body in self.bodies:
-            if body.alive and not body.stopped and body.vy == 0:
-                body.vy = -0.05 * self.h
+        if not self.control:
+            self.g = -self.g
+            for body in self.bodies:
+                if body.alive and not body.stopped and body.vy == 0:
+                    body.vy = -0.05 * self.h
         self._record("reversed_gravity", frame, self.length - 1, "the scene", "", {}, violation=True)
 
 

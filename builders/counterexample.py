@@ -1,0 +1,805 @@
+"""Counterexamples (VideoHallu): videos that break physics, each with a control twin, and questions
+whose true answer contradicts what language priors suggest.
+
+The recipe, as stages (METHODS.md):
+  world      render synthetic videos with one violation each and their control twins (the same
+             seed and plan with the violation switched off: the pair differs from the impossible
+             event on), or read a `vdata synth` folder and render twins of its violation videos
+  questions  per violation, from the two truths: a yes/no question on the state after the event
+             ("at 5.2s, is the red circle still red?"), a choice (which impossible thing happens
+             in this shot, or nothing), a free-form one with a short reference, and a temporal
+             one (when does the impossible thing happen; the violation video only). The gold
+             answer of each twin comes from its own truth; a question both twins answer alike is
+             a reject (`twins_agree`), as is one whose state is not clear on screen
+  prior      the writer, told the scene in words without the violation, answers each question
+             as a viewer would expect (text only, structured output)
+  contrast   a pair is kept when the prior gives the control twin's answer, not the violation's
+             (`prior_matches_violation`, `prior_elsewhere`); without a writer the control twin's
+             answer stands for the prior, and the card says so
+  import     rows in VideoHallu's layout (question, answer, video, category): null or empty
+             questions are rejects (`empty_question`), kept rows are tagged by generator model
+  record     each twin of a kept pair as a record; `meta_json` names the pair, the twin, the
+             violation, the prior, and `curriculum_stage` (0 real physics rows from --real,
+             1 counterexamples)
+  split      by video, twins together; training rows whose video (by content hash) is in the
+             --eval benchmark are rejects (`eval_video`); no video is in two splits
+
+Unlike the public release: no row without a question, no training video in the benchmark.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, create_model
+
+from vdata.annotators.endpoints import Endpoints
+from vdata.annotators.pool import RunModels
+from vdata.annotators.stage import annotate_stage
+from vdata.record import answer_tag, rebased_path, record_id, solution_answer, validate
+from vdata.runner import RunResult, run_pipeline
+from vdata.stages import DatasetStage, MapStage, Reject, StageContext, StageOutput
+from vdata.synth import VIOLATIONS, SynthConfig, WorldSpec, generate_video
+from vdata.synth.questions import event_phrase
+from vdata.synth.world import simulate
+
+RECIPE = "counterexample@1"
+NOTHING = "nothing physically impossible happens"
+PHRASES = {
+    "teleport": "an object jumps to another place without crossing the space between",
+    "pass_through": "two objects pass through each other",
+    "colour_change": "an object changes colour with nothing touching it",
+    "shape_change": "an object changes its shape",
+    "count_change": "an object appears out of nowhere",
+    "vanish": "an object vanishes while nothing hides it",
+    "reversed_gravity": "objects start falling upwards",
+    "time_reversal": "the motion runs backwards for a moment",
+}
+SCENE_KINDS = ("reversed_gravity", "time_reversal")
+QUESTION_TYPES = ("state", "which", "what", "when")  # yes/no, choice, free-form, temporal
+
+
+class CounterexampleConfig(BaseModel):
+    """Everything a run depends on; loadable from YAML, overridable by flags."""
+
+    out: str
+    synth: int = Field(8, ge=0)  # violation videos to render, each with its control twin
+    from_synth: str | None = None  # a `vdata synth` folder: twins of its violation videos
+    kinds: list[str] = Field(default_factory=lambda: list(VIOLATIONS))
+    seconds: float = Field(20.0, ge=6)
+    width: int = 640
+    height: int = 360
+    fps: int = 30
+    import_path: str | None = None  # rows in VideoHallu's layout
+    media_root: str | None = None  # where the imported rows' videos resolve
+    eval_path: str | None = None  # a benchmark no training video may be in
+    real: str | None = None  # real physics rows: curriculum stage 0
+    eval_fraction: float = Field(0.2, ge=0, lt=1)
+    ask_writer: bool = True  # False: the control twin's answer stands for the prior
+    seed: int = 0
+    max_tokens: int = 120
+
+
+# ---------------------------------------------------------------- world
+
+
+def world_units(config: CounterexampleConfig) -> list[dict[str, Any]]:
+    """One input row per violation video to make or read."""
+    unknown = sorted(set(config.kinds) - set(VIOLATIONS))
+    if unknown:
+        raise ValueError(f"unknown violation kinds {unknown}; known: {', '.join(VIOLATIONS)}")
+    units = []
+    if config.from_synth:
+        folder = Path(config.from_synth)
+        run = folder / "run.json"
+        if not run.is_file():
+            raise ValueError(f"--from {folder}: no run.json; give a folder `vdata synth` wrote")
+        settings = json.loads(run.read_text()).get("config") or {}
+        known = set(SynthConfig.__dataclass_fields__)
+        specs = SynthConfig(**{k: v for k, v in settings.items() if k in known}).specs()
+        for spec in specs:
+            if json.loads(spec["spec"])["violations"]:
+                units.append(_unit(spec["name"], spec["spec"], source=str(folder.resolve())))
+        if not units:
+            raise ValueError(f"--from {folder}: none of its videos has a violation")
+    for index in range(config.synth):
+        kind = config.kinds[index % len(config.kinds)]
+        spec = WorldSpec(
+            seconds=config.seconds,
+            width=config.width,
+            height=config.height,
+            fps=config.fps,
+            violations=(kind,),
+        )
+        units.append(_unit(f"ce-{config.seed:04d}-{index:04d}-{kind}", json.dumps(spec.__dict__)))
+    return units
+
+
+def _unit(name: str, spec: str, source: str = "") -> dict[str, Any]:
+    return {"unit": "pair", "name": name, "spec": spec, "source": source, "pair": "", "record": ""}
+
+
+def make_world(row: dict[str, Any], ctx: StageContext, *, attempts: int = 12) -> dict[str, Any] | Reject:
+    """The violation video and its control twin, rendered with their truths. A rendered world
+    is reseeded (at most `attempts` times) until its one violation happens to a nameable object
+    with a second to spare in its shot; a `vdata synth` video is taken as it is."""
+    if row["unit"] != "pair":
+        return row
+    folder = Path(ctx.run_dir) / "world"
+    spec_values = json.loads(row["spec"])
+    spec_values["violations"] = tuple(spec_values["violations"])
+    spec_values["shot_seconds"] = tuple(spec_values.get("shot_seconds") or (8.0, 30.0))
+    if row["source"]:  # a synth folder: its video is the violation twin
+        spec = WorldSpec(**spec_values)
+        source = Path(row["source"])
+        violation = {
+            "file": str(source / "videos" / f"{row['name']}.mp4"),
+            "truth": f"truth/{row['name']}.json",
+        }
+        truth_file = source / violation["truth"]
+        if not truth_file.is_file():
+            return Reject("missing_truth", f"{truth_file}: the synth folder lacks this video's truth")
+        violation["truth"] = str(truth_file)
+    else:
+        rng = ctx.rng("seed", row["name"])
+        for _ in range(attempts):
+            spec = WorldSpec(**{**spec_values, "seed": rng.randrange(2**31)})
+            if _clean(simulate(spec)):
+                break
+        else:
+            return Reject("no_clean_violation", f"{attempts} seeds gave no violation of a nameable object")
+        made = generate_video(folder, row["name"], spec)
+        violation = {"file": str(folder / made["path"]), "truth": str(folder / made["truth"])}
+    twin = f"{row['name']}-control"
+    made = generate_video(folder, twin, WorldSpec(**{**spec.__dict__, "control": True}))
+    control = {"file": str(folder / made["path"]), "truth": str(folder / made["truth"])}
+    pair = {
+        "violation": {**violation, "path": f"videos/{row['name']}.mp4"},
+        "control": {**control, "path": f"videos/{twin}.mp4"},
+    }
+    return {**row, "pair": json.dumps(pair)}
+
+
+def _clean(world: Any) -> bool:
+    violations = world.violations
+    if len(violations) != 1 or violations[0].subject.startswith("a piece"):
+        return False
+    event = violations[0]
+    shot = next(s for s in world.shots if s.start_s <= event.start_s < s.end_s)
+    return shot.end_s - event.start_s >= 1.5
+
+
+# ---------------------------------------------------------------- questions from the truths
+
+
+def pair_questions(row: dict[str, Any], ctx: StageContext) -> list[dict[str, Any] | Reject] | dict[str, Any]:
+    """Questions about each violation with each twin's answer from its own truth."""
+    if row["unit"] != "pair":
+        return row
+    pair = json.loads(row["pair"])
+    truths = {twin: json.loads(Path(pair[twin]["truth"]).read_text()) for twin in ("violation", "control")}
+    out: list[dict[str, Any] | Reject] = []
+    for index, event in enumerate(truths["violation"]["violations"]):
+        rng = ctx.rng("questions", row["name"], index)
+        for question in questions_about(event, truths, rng):
+            item = {**row, "unit": "question", "record": json.dumps({**question, "event": index})}
+            if question.get("unclear"):
+                out.append(Reject("unclear_state", question["unclear"], payload=item))
+            elif question["type"] != "when" and question["gold"]["violation"] == question["gold"]["control"]:
+                detail = f"both twins answer {question['gold']['violation']!r} to {question['problem']!r}"
+                out.append(Reject("twins_agree", detail, payload=item))
+            else:
+                out.append(item)
+    return out
+
+
+def questions_about(
+    event: dict[str, Any], truths: dict[str, dict[str, Any]], rng: Any
+) -> list[dict[str, Any]]:
+    """The four questions about one violation of the violation twin, answered on both twins."""
+    kind, subject = event["kind"], event["subject"]
+    base = {"kind": kind, "subject": subject, "violation_s": [event["start_s"], event["end_s"]]}
+    if subject.startswith("a piece"):  # two pieces share the name: no question can single one out
+        why = f"{subject}: two objects share that name"
+        return [{**base, "type": t, "problem": "", "unclear": why} for t in QUESTION_TYPES]
+    shot = _shot(truths["violation"], event["start_s"])
+    t0 = event["start_s"]
+    t1 = round(min(t0 + 1.0, shot["end_s"] - 0.2), 1)
+    out = [
+        {**base, "type": "state", **_state(kind, event, truths, t0, t1)},
+        {**base, "type": "which", **_which(kind, shot, truths, rng)},
+        {**base, "type": "what", **_what(kind, event, truths, t0)},
+    ]
+    duration = truths["violation"]["duration_s"]
+    start, end = max(0.0, round(t0 - 0.5, 1)), min(duration, round(event["end_s"] + 0.5, 1))
+    out.append(
+        {
+            **base,
+            "type": "when",
+            "problem": "When does something physically impossible happen in this video? Answer with its "
+            "start and end in seconds.",
+            "gold": {"violation": f"{start}, {end}", "control": None},
+            "physical": None,
+        }
+    )
+    return out
+
+
+def _shot(truth: dict[str, Any], t: float) -> dict[str, Any]:
+    return next(s for s in truth["shots"] if s["start_s"] <= t < s["end_s"])
+
+
+def _object_id(truth: dict[str, Any], name: str, shot: int) -> str | None:
+    return next((k for k, v in truth["objects"].items() if v["name"] == name and v["shot"] == shot), None)
+
+
+def _position(truth: dict[str, Any], object_id: str | None, t: float) -> tuple[float, float, bool] | None:
+    """(x, y, visible) of an object at time t; None when it is not in the world then."""
+    if object_id is None:
+        return None
+    frame = round(t * truth["fps"])
+    for f, x, y, visible in truth["tracks"].get(object_id, []):
+        if f == frame:
+            inside = 0 <= x <= truth["width"] and 0 <= y <= truth["height"]
+            return (x, y, bool(visible) and inside)
+    return None
+
+
+def _attribute(truth: dict[str, Any], name: str, shot: int, attribute: str, t: float) -> str | None:
+    """An object's colour or shape at time t: as it first appeared, then every change by t."""
+    object_id = _object_id(truth, name, shot)
+    if object_id is None:
+        return None
+    value = truth["objects"][object_id][attribute]
+    kinds = ("change_colour", "colour_change") if attribute == "colour" else ("shape_change",)
+    changes = [
+        e for e in truth["events"] + truth["violations"] if e["kind"] in kinds and e["subject"] == name
+    ]
+    for change in sorted(changes, key=lambda e: e["start_s"]):
+        if change["start_s"] <= t:
+            value = change["detail"]["to"]
+    return value
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _state(
+    kind: str, event: dict[str, Any], truths: dict[str, dict[str, Any]], t0: float, t1: float
+) -> dict[str, Any]:
+    """A yes/no question on what the scene shows after the event; each twin's answer from its truth."""
+    subject, gold = event["subject"], {}
+    shot = _shot(truths["violation"], t0)["index"]
+    unclear = ""
+    if kind == "teleport":
+        problem = f"At {t1:.1f}s, is {subject} in the left half of the frame?"
+        for twin, truth in truths.items():
+            at = _position(truth, _object_id(truth, subject, shot), t1)
+            if at is None or not at[2]:
+                unclear = f"{subject} is not in view at {t1:.1f}s in the {twin} video"
+            else:
+                gold[twin] = _yes(at[0] < truth["width"] / 2)
+    elif kind == "pass_through":
+        other = event["object"]
+        problem = f"When {subject} and {other} meet at about {t0:.1f}s, do they bounce off each other?"
+        for twin, truth in truths.items():
+            bounced = any(
+                e["kind"] == "collide"
+                and {e["subject"], e["object"]} == {subject, other}
+                and t0 - 0.3 <= e["start_s"] <= t0 + 0.5
+                for e in truth["events"]
+            )
+            gold[twin] = _yes(bounced)
+    elif kind in ("colour_change", "shape_change"):
+        attribute = "colour" if kind == "colour_change" else "shape"
+        before = event["detail"]["from"]
+        article = "" if attribute == "colour" else "a "
+        problem = f"At {t1:.1f}s, is {subject} still {article}{before}?"
+        for twin, truth in truths.items():
+            gold[twin] = _yes(_attribute(truth, subject, shot, attribute, t1) == before)
+    elif kind in ("count_change", "vanish"):
+        if kind == "count_change":
+            problem = f"At {t1:.1f}s, is there {subject.replace('the ', 'a ', 1)} in the frame?"
+        else:
+            problem = f"At {t1:.1f}s, is {subject} still in the frame?"
+        for twin, truth in truths.items():
+            at = _position(truth, _object_id(truth, subject, shot), t1)
+            if at is not None and not at[2]:
+                unclear = f"{subject} is hidden at {t1:.1f}s in the {twin} video"
+            gold[twin] = _yes(at is not None)
+    elif kind == "reversed_gravity":
+        problem = f"Between {t0:.1f}s and {t1:.1f}s, do the moving objects fall downwards?"
+        for twin, truth in truths.items():
+            drift = _vertical_drift(truth, shot, t0 + 0.3, t1)
+            if drift is None:
+                unclear = f"nothing moves between {t0:.1f}s and {t1:.1f}s in the {twin} video"
+            else:
+                gold[twin] = _yes(drift > 0)
+    else:  # time_reversal
+        end = event["end_s"]
+        problem = f"Between {t0:.1f}s and {end:.1f}s, does the video play forwards the whole time?"
+        for twin, truth in truths.items():
+            spans = [s["reversed_span_s"] for s in truth["shots"] if s["reversed_span_s"]]
+            gold[twin] = _yes(not any(a < end and t0 < b for a, b in spans))
+    return {"problem": problem, "gold": gold, "unclear": unclear, "answers": "yes/no"}
+
+
+def _vertical_drift(truth: dict[str, Any], shot: int, start: float, end: float) -> float | None:
+    """Mean downward movement (pixels) of the shot's objects that move between two times."""
+    moves = []
+    for object_id, info in truth["objects"].items():
+        if info["shot"] != shot:
+            continue
+        a, b = _position(truth, object_id, start), _position(truth, object_id, end)
+        if a is not None and b is not None and abs(b[1] - a[1]) > 0.02 * truth["height"]:
+            moves.append(b[1] - a[1])
+    return sum(moves) / len(moves) if moves else None
+
+
+def _which(kind: str, shot: dict[str, Any], truths: dict[str, dict[str, Any]], rng: Any) -> dict[str, Any]:
+    """Which impossible thing happens in the shot, or nothing: options shared by both twins."""
+    others = rng.sample([PHRASES[k] for k in VIOLATIONS if k != kind], 2)
+    options = [PHRASES[kind], *others]
+    rng.shuffle(options)
+    options.append(NOTHING)
+    gold = {}
+    for twin, truth in truths.items():
+        seen = {
+            PHRASES[v["kind"]]
+            for v in truth["violations"]
+            if shot["start_s"] <= v["start_s"] < shot["end_s"] and PHRASES[v["kind"]] in options
+        }
+        gold[twin] = "ABCD"[options.index(seen.pop())] if len(seen) == 1 else "D" if not seen else ""
+    unclear = "" if all(gold.values()) else "more than one of the options happens in the shot"
+    return {
+        "problem": f"Between {shot['start_s']:.1f}s and {shot['end_s']:.1f}s, which of these happens?",
+        "options": [f"{letter}. {text}" for letter, text in zip("ABCD", options, strict=True)],
+        "gold": gold,
+        "unclear": unclear,
+        "answers": "choice",
+    }
+
+
+def _what(kind: str, event: dict[str, Any], truths: dict[str, dict[str, Any]], t0: float) -> dict[str, Any]:
+    """What happens to the subject (or the scene) at the event's time: a short reference answer
+    per twin, from its truth."""
+    subject = event["subject"]
+    if kind in SCENE_KINDS:
+        problem = f"What happens to the motion of the objects at about {t0:.1f}s?"
+    else:
+        problem = f"What happens to {subject} at about {t0:.1f}s?"
+    described = {
+        "teleport": f"{subject} jumps to the other side of the frame without crossing the space between",
+        "pass_through": f"{subject} passes straight through {event['object']}",
+        "colour_change": f"{subject} turns {event['detail'].get('to')} with nothing touching it",
+        "shape_change": f"{subject} turns into a {event['detail'].get('to')}",
+        "count_change": f"{subject} appears out of nowhere",
+        "vanish": f"{subject} vanishes while nothing hides it",
+        "reversed_gravity": "the objects start falling upwards",
+        "time_reversal": "the motion runs backwards for a moment",
+    }
+    gold = {"violation": described[kind]}
+    control = truths["control"]
+    if kind == "reversed_gravity":
+        gold["control"] = "the objects keep falling downwards"
+    elif kind == "time_reversal":
+        gold["control"] = "the objects keep moving forwards as before"
+    else:
+        nearby = [
+            e
+            for e in control["events"]
+            if subject in (e["subject"], e["object"]) and t0 - 0.2 <= e["start_s"] <= t0 + 1.0
+        ]
+        if nearby:
+            gold["control"] = event_phrase(nearby[0])
+        elif kind == "count_change":
+            gold["control"] = "nothing appears; the objects keep moving"
+        else:
+            gold["control"] = f"{subject} keeps moving along its path"
+    return {"problem": problem, "gold": gold, "answers": "free-form", "unclear": ""}
+
+
+# ---------------------------------------------------------------- the prior
+
+
+def scene_words(truth: dict[str, Any], t: float) -> str:
+    """The scene of a twin up to time t in words: background, gravity, each object's motion."""
+    shot = _shot(truth, t)
+    lines = [
+        f"A video shows a plain {shot['background']} background with simple shapes moving about.",
+        "Gravity pulls the objects down." if shot["gravity"] else "There is no gravity: objects glide.",
+    ]
+    for object_id, info in sorted(truth["objects"].items()):
+        if info["shot"] != shot["index"]:
+            continue
+        a, b = _position(truth, object_id, max(shot["start_s"], t - 1.0)), _position(truth, object_id, t)
+        if a is None or b is None:
+            continue
+        dx, dy = b[0] - a[0], b[1] - a[1]
+        where = ("top" if b[1] < truth["height"] / 2 else "bottom") + (
+            " left" if b[0] < truth["width"] / 2 else " right"
+        )
+        if math.hypot(dx, dy) < 0.02 * truth["height"]:
+            motion = "not moving"
+        else:
+            motion = "moving " + ("right" if dx > 0 else "left") + (" and down" if dy > 0 else " and up")
+        lines.append(f"At {t:.1f}s {info['name']} is in the {where} of the frame, {motion}.")
+    return " ".join(lines)
+
+
+def prior_prompt(row: dict[str, Any]) -> list[dict[str, Any]] | None:
+    question = json.loads(row["record"])
+    if row["unit"] != "question" or question["type"] == "when":
+        return None
+    pair = json.loads(row["pair"])
+    scene = scene_words(json.loads(Path(pair["control"]["truth"]).read_text()), question["violation_s"][0])
+    options = "\n".join(question.get("options") or [])
+    how = {
+        "yes/no": "Answer yes or no.",
+        "choice": "Answer with the option's letter.",
+        "free-form": "Answer in one short sentence.",
+    }[question["answers"]]
+    text = (
+        f"{scene}\n\nYou have not seen the video, only this description. Answer as a viewer would "
+        f"expect from everyday physics.\n\nQuestion: {question['problem']}\n"
+        + (f"{options}\n" if options else "")
+        + how
+    )
+    return [{"role": "user", "content": text}]
+
+
+def prior_schema(row: dict[str, Any]) -> type[BaseModel]:
+    question = json.loads(row["record"]) if row.get("record") else {}
+    answers = question.get("answers")
+    if answers == "yes/no":
+        return create_model("PriorYesNo", answer=(Literal["yes", "no"], ...))
+    if answers == "choice":
+        return create_model("PriorChoice", answer=(Literal["A", "B", "C", "D"], ...))
+    return create_model("PriorText", answer=(str, Field(..., min_length=3, max_length=160)))
+
+
+def keep_prior(row: dict[str, Any], value: Any) -> dict[str, Any]:
+    question = json.loads(row["record"])
+    return {**row, "record": json.dumps({**question, "prior": value.answer, "prior_from": "writer"})}
+
+
+def contrast(row: dict[str, Any], ctx: StageContext) -> dict[str, Any] | Reject:
+    """Keep a pair whose prior gives the control twin's answer and not the violation's."""
+    if row["unit"] != "question":
+        return row
+    question = json.loads(row["record"])
+    if question["type"] == "when":
+        return row
+    gold = question["gold"]
+    if "prior" not in question:  # no writer: the physical answer is the control twin's
+        question |= {"prior": gold["control"], "prior_from": "control twin"}
+        return {**row, "record": json.dumps(question)}
+    prior = question["prior"]
+    if question["answers"] == "free-form":
+        from vdata.embeddings import sentence_embeddings
+
+        vectors = sentence_embeddings([prior, gold["control"], gold["violation"]])
+        to_control, to_violation = float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2])
+        question["prior_similarity"] = {
+            "control": round(to_control, 3),
+            "violation": round(to_violation, 3),
+        }
+        if to_violation >= to_control:
+            nearer = f"{to_violation:.2f} >= {to_control:.2f}"
+            detail = f"the prior {prior!r} is nearer the violation's answer ({nearer})"
+            return Reject("prior_matches_violation", detail)
+        return {**row, "record": json.dumps(question)}
+    if prior.strip().lower() == gold["violation"]:
+        return Reject("prior_matches_violation", f"the prior already answers {prior!r}: no prior to break")
+    if prior.strip().lower() != gold["control"].lower():
+        return Reject("prior_elsewhere", f"the prior answers {prior!r}; the twins {gold}")
+    return row
+
+
+# ---------------------------------------------------------------- records
+
+
+def to_records(row: dict[str, Any], ctx: StageContext) -> list[dict[str, Any] | Reject] | Reject:
+    if row["unit"] == "question":
+        return _pair_records(row)
+    return _imported_record(row)
+
+
+def _pair_records(row: dict[str, Any]) -> list[dict[str, Any]]:
+    question = json.loads(row["record"])
+    pair = json.loads(row["pair"])
+    twins = ("violation",) if question["type"] == "when" else ("violation", "control")
+    records = []
+    for twin in twins:
+        truth = json.loads(Path(pair[twin]["truth"]).read_text())
+        gold = question["gold"][twin]
+        problem_type = {
+            "yes/no": "yes/no",
+            "choice": "multiple choice",
+            "free-form": "free-form",
+        }.get(question.get("answers"), "temporal grounding")
+        start, end = question["violation_s"]
+        evidence = (
+            [{"start_s": start, "end_s": end, "text": PHRASES[question["kind"]]}]
+            if twin == "violation"
+            else []
+        )
+        other = "control" if twin == "violation" else "violation"
+        meta = {
+            "pair": row["name"],
+            "twin": twin,
+            "violation": question["kind"],
+            "question": question["type"],
+            "twin_answer": question["gold"].get(other) if len(twins) == 2 else None,
+            "prior": question.get("prior"),
+            "prior_from": question.get("prior_from"),
+            "curriculum_stage": 1,
+            "source_video": pair[twin]["file"],
+        }
+        record = {
+            "data_type": "video",
+            "path": pair[twin]["path"],
+            "video": {
+                "sha256": truth["sha256"],
+                "duration_s": truth["duration_s"],
+                "fps": float(truth["fps"]),
+                "width": truth["width"],
+                "height": truth["height"],
+            },
+            "segment": None,
+            "problem": question["problem"],
+            "problem_type": problem_type,
+            "options": question.get("options") or [],
+            "solution": answer_tag(gold),
+            "category": "counterexample" if twin == "violation" else "physics",
+            "process": None,
+            "evidence": evidence,
+            "stream": None,
+            "split": "",
+            "data_source": "vdata-counterexample",
+            "difficulty": None,
+            "recipe": RECIPE,
+            "meta_json": json.dumps(meta, ensure_ascii=False),
+        }
+        record["id"] = record_id(RECIPE, truth["sha256"], record["problem"], record["options"], None)
+        records.append(record)
+    return records
+
+
+_GENERATOR_KEYS = ("generator", "gen_model", "model", "video_model", "source")
+
+
+def _imported_record(row: dict[str, Any]) -> dict[str, Any] | Reject:
+    """An imported (VideoHallu-style) or real (--real) row as a record, or why not."""
+    record = json.loads(row["record"])
+    if record.get("unreadable"):
+        return Reject("unreadable", record["unreadable"], record.get("source_ref", ""))
+    ref = record.pop("source_ref", "")
+    media_root = record.pop("media_root", None)
+    problem = record.get("problem")
+    if not isinstance(problem, str) or not problem.strip():
+        return Reject("empty_question", "the row has no question (null or empty)", ref)
+    errors = [p for p in validate(record) if p.severity == "error" and p.code != "absolute_path"]
+    if errors:
+        return Reject(errors[0].code, "; ".join(p.message for p in errors), ref)
+    meta = _meta(record)
+    if row["unit"] == "import":
+        generator = next((str(meta[k]) for k in _GENERATOR_KEYS if meta.get(k)), "")
+        record["data_source"] = f"videohallu:{generator}" if generator else "videohallu"
+    meta["curriculum_stage"] = 0 if row["unit"] == "real" else 1
+    if media_root and isinstance(record.get("path"), str):
+        record["path"] = rebased_path(record["path"], media_root)
+        found = Path(media_root) / record["path"]
+        if found.is_file():
+            meta["source_video"] = str(found)
+            if not (record.get("video") or {}).get("sha256"):
+                from vdata.video import sha256_file
+
+                record["video"] = {**(record.get("video") or {}), "sha256": sha256_file(found)}
+    record["meta_json"] = json.dumps(meta, ensure_ascii=False)
+    record["recipe"] = RECIPE
+    record["split"] = "eval" if str(record.get("split") or "").lower() in ("eval", "test", "val") else ""
+    return record
+
+
+def _meta(row: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        meta = json.loads(row.get("meta_json") or "{}")
+    except ValueError:
+        meta = {}
+    return meta if isinstance(meta, dict) else {"source_meta": meta}
+
+
+# ---------------------------------------------------------------- split and leakage
+
+
+def split_and_guard(
+    rows: list[dict[str, Any]], ctx: StageContext, *, eval_fraction: float, benchmark: dict[str, list[str]]
+) -> StageOutput:
+    """Counterexample pairs go to eval whole (a seeded `eval_fraction` of them); imported rows
+    keep an eval split they name; real rows train. Then no training row may show a video of the
+    eval split or of the --eval benchmark (by content hash; by file name where a video was not
+    found), and no video may be in two splits."""
+    out = StageOutput()
+    pairs = sorted({_meta(r).get("pair") for r in rows if _meta(r).get("pair")})
+    ctx.rng("pairs").shuffle(pairs)
+    held = set(pairs[: math.ceil(len(pairs) * eval_fraction)]) if eval_fraction and len(pairs) > 1 else set()
+    hashes, names = set(benchmark.get("sha256", [])), set(benchmark.get("names", []))
+    for row in rows:
+        meta = _meta(row)
+        split = "eval" if meta.get("pair") in held or row.get("split") == "eval" else "rl"
+        row = {**row, "split": split}
+        sha = (row.get("video") or {}).get("sha256")
+        if split != "eval" and sha and sha in hashes:
+            out.rejects.append(
+                Reject.of_row(row, "eval_video", f"{row['path']}: its video is in the benchmark")
+            )
+        elif split != "eval" and not sha and Path(str(row.get("path"))).name in names:
+            detail = f"{row['path']}: a video of that name is in the benchmark (no file found to hash)"
+            out.rejects.append(Reject.of_row(row, "eval_video", detail))
+        else:
+            out.rows.append(row)
+    by_video: dict[str, set[str]] = {}
+    for row in out.rows:
+        key = (row.get("video") or {}).get("sha256") or row["path"]
+        by_video.setdefault(key, set()).add(row["split"])
+    evaluated = {key for key, splits in by_video.items() if "eval" in splits}
+    kept = StageOutput(rejects=out.rejects)
+    for row in out.rows:
+        key = (row.get("video") or {}).get("sha256") or row["path"]
+        if row["split"] != "eval" and key in evaluated:
+            kept.rejects.append(
+                Reject.of_row(row, "eval_video", f"{row['path']}: its video is in the eval split")
+            )
+        else:
+            kept.rows.append(row)
+    return kept
+
+
+def benchmark_videos(path: str | None, media_root: str | None) -> dict[str, list[str]]:
+    """Content hashes of the benchmark's videos that were found, and the names of those that were not."""
+    if not path:
+        return {}
+    from vdata.formats import load_rows, media_root_of
+    from vdata.video import sha256_file
+
+    loaded = load_rows(path)
+    root = Path(media_root) if media_root else media_root_of(path)
+    hashes, names = set(), set()
+    for row in loaded.rows:
+        if not isinstance(row, dict) or not isinstance(row.get("path"), str):
+            continue
+        file = root / rebased_path(row["path"], root)
+        sha = (row.get("video") or {}).get("sha256")
+        if sha:
+            hashes.add(sha)
+        elif file.is_file():
+            hashes.add(sha256_file(file))
+        else:
+            names.add(Path(row["path"]).name)
+    return {"sha256": sorted(hashes), "names": sorted(names)}
+
+
+# ---------------------------------------------------------------- the recipe
+
+
+def stages(config: CounterexampleConfig, benchmark: dict[str, list[str]]) -> list[Any]:
+    """The recipe, top to bottom."""
+    sampling = {"temperature": 0.0, "max_tokens": config.max_tokens, "seed": config.seed}
+    steps: list[Any] = [
+        MapStage("world", make_world, seeded=True, workers=os.cpu_count() or 1),
+        MapStage("questions", pair_questions, seeded=True),
+    ]
+    if config.ask_writer:
+        steps.append(
+            annotate_stage(
+                "prior",
+                role="writer",
+                prompt=prior_prompt,
+                parse=keep_prior,
+                response=prior_schema,
+                sampling=sampling,
+            )
+        )
+    steps += [
+        MapStage("contrast", contrast),
+        MapStage("record", to_records),
+        DatasetStage(
+            "split",
+            functools.partial(split_and_guard, eval_fraction=config.eval_fraction, benchmark=benchmark),
+            config={"eval_fraction": config.eval_fraction, "benchmark": benchmark},
+            seeded=True,
+        ),
+    ]
+    return steps
+
+
+def other_rows(path: str, unit: str, media_root: str | None) -> list[dict[str, Any]]:
+    """Rows of an imported (VideoHallu-style) or real dataset as pipeline rows."""
+    from vdata.formats import load_rows, media_root_of
+
+    loaded = load_rows(path)
+    root = media_root or str(media_root_of(path))
+    rows = []
+    for row, ref, split in zip(loaded.rows, loaded.refs, loaded.splits, strict=True):
+        record = (
+            {**row, "split": row.get("split") or split, "source_ref": ref, "media_root": root}
+            if isinstance(row, dict)
+            else {"unreadable": "the row is not an object of fields", "source_ref": ref}
+        )
+        rows.append(
+            {"unit": unit, "name": ref, "spec": "", "source": path, "pair": "", "record": json.dumps(record)}
+        )
+    rows += [
+        {
+            "unit": unit,
+            "name": where,
+            "spec": "",
+            "source": path,
+            "pair": "",
+            "record": json.dumps({"unreadable": why, "source_ref": where}),
+        }
+        for where, why in loaded.unreadable
+    ]
+    return rows
+
+
+def build(
+    config: CounterexampleConfig,
+    endpoints: Endpoints | None = None,
+    *,
+    no_cache: bool = False,
+    refresh: bool = False,
+    quiet: bool = False,
+    wait: bool = False,
+    command: str = "",
+) -> RunResult:
+    """Runs the recipe in config.out, whose final rows become config.out/dataset; a rerun
+    resumes. The card is the caller's (`vdata.cards.card.write_card`; the CLI writes it)."""
+    from vdata.runstore import RunStore
+
+    for name, path in (
+        ("--import", config.import_path),
+        ("--eval", config.eval_path),
+        ("--real", config.real),
+    ):
+        if path and not Path(path).exists():
+            raise ValueError(f"{name} {path}: no such file or directory")
+    rows = world_units(config)
+    if config.import_path:
+        rows += other_rows(config.import_path, "import", config.media_root)
+    if config.real:
+        rows += other_rows(config.real, "real", None)
+    if not rows:
+        raise ValueError("nothing to build: give --synth N, --from SYNTH_DIR or --import FILE")
+    benchmark = benchmark_videos(config.eval_path, config.media_root)
+    roles = ["writer"] if config.ask_writer else []
+    with (
+        RunStore(config.out).lock(wait),
+        RunModels(endpoints, config.out, roles=roles, no_cache=no_cache, refresh=refresh) as models,
+    ):
+        return run_pipeline(
+            config.out,
+            RECIPE,
+            rows,
+            stages(config, benchmark),
+            config={**config.model_dump(), "models": models.described},
+            seed=config.seed,
+            shard_rows=16,
+            quiet=quiet,
+            resources=models.resources,
+            dataset_splits=["rl"] + (["eval"] if config.eval_fraction or config.import_path else []),
+            command=command,
+        )
+
+
+def gold_of(row: Mapping[str, Any]) -> str:
+    """A record's gold answer text (the solution inside its <answer> tag)."""
+    return solution_answer(row.get("solution")) or ""
