@@ -664,24 +664,26 @@ def split_and_guard(
 
 
 def benchmark_videos(path: str | None, media_root: str | None) -> dict[str, list[str]]:
-    """Content hashes of the benchmark's videos that were found, and the names of those that were not."""
+    """Content hashes of the benchmark's videos that were found (beside the benchmark, else under
+    the media root), and the names of those that were not."""
     if not path:
         return {}
     from vdata.formats import load_rows, media_root_of
     from vdata.video import sha256_file
 
     loaded = load_rows(path)
-    root = Path(media_root) if media_root else media_root_of(path)
+    roots = [media_root_of(path)] + ([Path(media_root)] if media_root else [])
     hashes, names = set(), set()
     for row in loaded.rows:
         if not isinstance(row, dict) or not isinstance(row.get("path"), str):
             continue
-        file = root / rebased_path(row["path"], root)
+        files = [root / rebased_path(row["path"], root) for root in roots]
+        found = next((f for f in files if f.is_file()), None)
         sha = (row.get("video") or {}).get("sha256")
         if sha:
             hashes.add(sha)
-        elif file.is_file():
-            hashes.add(sha256_file(file))
+        elif found is not None:
+            hashes.add(sha256_file(found))
         else:
             names.add(Path(row["path"]).name)
     return {"sha256": sorted(hashes), "names": sorted(names)}

@@ -349,3 +349,53 @@ def test_training_data_with_unreadable_lines_is_refused_not_thinned(tmp_path):
     config = GRPOConfig(data=str(tmp_path / "rows.jsonl"), split="", model="unused")
     with pytest.raises(ConfigError, match="1 lines or rows cannot be read; `vdata audit"):
         load_training_data(config)
+
+
+def test_a_curriculum_reads_real_rows_before_counterexamples(tmp_path):
+    # rows of stage 1 come first in the file; with curriculum: true the sampled prompts of the
+    # first steps are all stage 0, then stage 1; without it the two are mixed
+    def dataset(rows: list[Record]) -> str:
+        folder = tmp_path / f"data{len(list(tmp_path.glob('data*')))}"
+        (folder / "data").mkdir(parents=True)
+        pq.write_table(to_table(rows), folder / "data" / "rl-00000-of-00001.parquet")
+        return str(folder)
+
+    rows = [
+        Record(
+            recipe="test@1",
+            path=f"v{i}.mp4",
+            problem=f"Which letter? stage {1 if i < 4 else 0} row {i}",
+            problem_type="multiple choice",
+            options=["A. red", "B. blue"],
+            solution="<answer>B</answer>",
+            split="rl",
+            meta_json=json.dumps({"curriculum_stage": 1 if i < 4 else 0}),
+        )
+        for i in range(8)
+    ]
+    model = text_lm(tmp_path)
+    order = {}
+    for curriculum in (True, False):
+        run = text_run(
+            tmp_path,
+            model,
+            [],
+            data=dataset(rows),
+            split="rl",
+            out=str(tmp_path / f"run-{curriculum}"),
+            steps=4,
+            prompts_per_step=2,
+            log_samples=2,
+            curriculum=curriculum,
+            tolerant_letters=True,
+        )
+        train(run, log=lambda line: None)
+        samples = [json.loads(line) for line in (tmp_path / f"run-{curriculum}" / "samples.jsonl").open()]
+        order[curriculum] = [int(s["question"].split("stage ")[1][0]) for s in samples]
+    assert order[True] == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert order[False] != sorted(order[False])
+    rows[0].meta_json = "{}"
+    data = dataset(rows)
+    bad = text_run(tmp_path, model, [], data=data, split="rl", out=str(tmp_path / "bad"), curriculum=True)
+    with pytest.raises(ConfigError, match="curriculum_stage on every row"):
+        train(bad, log=lambda line: None)

