@@ -46,21 +46,12 @@ from vdata.record import answer_tag, rebased_path, record_id, solution_answer, v
 from vdata.runner import RunResult, run_pipeline
 from vdata.stages import DatasetStage, MapStage, Reject, StageContext, StageOutput
 from vdata.synth import VIOLATIONS, SynthConfig, WorldSpec, generate_video
-from vdata.synth.questions import event_phrase
+from vdata.synth.questions import VIOLATION_PHRASES, event_phrase
 from vdata.synth.world import simulate
 
 RECIPE = "counterexample@1"
 NOTHING = "nothing physically impossible happens"
-PHRASES = {
-    "teleport": "an object jumps to another place without crossing the space between",
-    "pass_through": "two objects pass through each other",
-    "colour_change": "an object changes colour with nothing touching it",
-    "shape_change": "an object changes its shape",
-    "count_change": "an object appears out of nowhere",
-    "vanish": "an object vanishes while nothing hides it",
-    "reversed_gravity": "objects start falling upwards",
-    "time_reversal": "the motion runs backwards for a moment",
-}
+PHRASES = VIOLATION_PHRASES  # one phrase per kind, shared with vdata synth's questions
 SCENE_KINDS = ("reversed_gravity", "time_reversal")
 QUESTION_TYPES = ("state", "which", "what", "when")  # yes/no, choice, free-form, temporal
 

@@ -322,14 +322,7 @@ def _inversion_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
 def thinker_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
     """A video-thinker dataset: rows per source, traces written per kept row, the hindsight pass
     rate, and where captions and durations came from."""
-    metas = []
-    for row in rows:
-        try:
-            meta = json.loads(row.get("meta_json") or "{}")
-        except ValueError:
-            continue
-        if isinstance(meta, dict) and "attempts" in meta and "branch" in meta:
-            metas.append(meta)
+    metas = [meta for _, meta in _row_metas(rows) if "attempts" in meta and "branch" in meta]
     if not metas:
         return []
     sources = Counter(f"{m['source']} ({m['branch']})" for m in metas)
@@ -361,14 +354,7 @@ def thinker_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
 def counterexample_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
     """A counterexample dataset: rows per violation kind and question type, twin pairs, where
     the prior came from, the curriculum, and the leakage check."""
-    metas = []
-    for row in rows:
-        try:
-            meta = json.loads(row.get("meta_json") or "{}")
-        except ValueError:
-            continue
-        if isinstance(meta, dict) and "curriculum_stage" in meta:
-            metas.append((row, meta))
+    metas = [(row, meta) for row, meta in _row_metas(rows) if "curriculum_stage" in meta]
     if not metas:
         return []
     synthetic = [m for _, m in metas if m.get("pair")]
@@ -423,6 +409,19 @@ def counterexample_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def _row_metas(rows: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
+    """Each row with its `meta_json` read as a dict (rows whose meta is not one are left out)."""
+    out = []
+    for row in rows:
+        try:
+            meta = json.loads(row.get("meta_json") or "{}")
+        except ValueError:
+            continue
+        if isinstance(meta, dict):
+            out.append((row, meta))
+    return out
 
 
 def _model_line(model: Any) -> str:

@@ -17,7 +17,7 @@ from vdata.record import Record, answer_tag
 
 RECIPE = "synth@1"
 _QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
-_VIOLATION_PHRASES = {
+VIOLATION_PHRASES = {
     "teleport": "an object jumps to another place without crossing the space between",
     "pass_through": "two objects pass through each other",
     "colour_change": "an object changes colour with nothing touching it",
@@ -259,7 +259,7 @@ def _violation_yes_no(truth: dict[str, Any], rng: random.Random) -> dict[str, An
         "answer": "A" if happened else "B",
         "category": "physics",
         "evidence": [
-            {"start_s": v["start_s"], "end_s": v["end_s"], "text": _VIOLATION_PHRASES[v["kind"]]}
+            {"start_s": v["start_s"], "end_s": v["end_s"], "text": VIOLATION_PHRASES[v["kind"]]}
             for v in truth["violations"]
         ],
     }
@@ -270,8 +270,8 @@ def _violation_which(truth: dict[str, Any], rng: random.Random) -> dict[str, Any
     if not kinds:
         return None
     correct = rng.choice(kinds)
-    others = [_VIOLATION_PHRASES[k] for k in _VIOLATION_PHRASES if k not in kinds]
-    options, answer = _choice(_VIOLATION_PHRASES[correct], others, rng)
+    others = [VIOLATION_PHRASES[k] for k in VIOLATION_PHRASES if k not in kinds]
+    options, answer = _choice(VIOLATION_PHRASES[correct], others, rng)
     shown = [v for v in truth["violations"] if v["kind"] == correct]
     return {
         "problem": "Which of these physically impossible things happens in the video?",
@@ -279,6 +279,6 @@ def _violation_which(truth: dict[str, Any], rng: random.Random) -> dict[str, Any
         "answer": answer,
         "category": "physics",
         "evidence": [
-            {"start_s": v["start_s"], "end_s": v["end_s"], "text": _VIOLATION_PHRASES[correct]} for v in shown
+            {"start_s": v["start_s"], "end_s": v["end_s"], "text": VIOLATION_PHRASES[correct]} for v in shown
         ],
     }
