@@ -715,33 +715,24 @@ def stages(config: CounterexampleConfig, benchmark: dict[str, list[str]]) -> lis
 
 
 def other_rows(path: str, unit: str, media_root: str | None) -> list[dict[str, Any]]:
-    """Rows of an imported (VideoHallu-style) or real dataset as pipeline rows."""
-    from vdata.formats import load_rows, media_root_of
+    """Rows of an imported (VideoHallu-style) or real dataset as pipeline rows; a line that
+    cannot be read is a row the record stage rejects `unreadable`."""
+    from vdata.builders.qa_inversion import source_rows
+    from vdata.formats import media_root_of
 
-    loaded = load_rows(path)
     root = media_root or str(media_root_of(path))
-    rows = []
-    for row, ref, split in zip(loaded.rows, loaded.refs, loaded.splits, strict=True):
-        record = (
-            {**row, "split": row.get("split") or split, "source_ref": ref, "media_root": root}
-            if isinstance(row, dict)
-            else {"unreadable": "the row is not an object of fields", "source_ref": ref}
-        )
-        rows.append(
-            {"unit": unit, "name": ref, "spec": "", "source": path, "pair": "", "record": json.dumps(record)}
-        )
-    rows += [
+    records, _ = source_rows(path)
+    return [
         {
             "unit": unit,
-            "name": where,
+            "name": record.get("source_ref", ""),
             "spec": "",
             "source": path,
             "pair": "",
-            "record": json.dumps({"unreadable": why, "source_ref": where}),
+            "record": json.dumps(record if record.get("unreadable") else {**record, "media_root": root}),
         }
-        for where, why in loaded.unreadable
+        for record in records
     ]
-    return rows
 
 
 def build(
