@@ -57,7 +57,7 @@ def test_endpoints_from_flags_and_yaml(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"writer": "local"}, "unknown role 'writer'"),
+        ({"painter": "local"}, "unknown role 'painter'"),
         ({"reasoner": "gpu-box"}, "neither 'local', a URL"),
         ({"reasoner": {"base_url": "http://h/v1", "max_concurrency": 0}}, "bad endpoint setting"),
         ({"reasoner": {"base_url": "http://h/v1", "temprature": 0.2}}, "bad endpoint setting"),
