@@ -27,6 +27,7 @@ ROLES = (
     "tracer",
     "checker",
     "writer",
+    "annotator",
 )
 LOCAL = "local"
 

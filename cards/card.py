@@ -30,6 +30,7 @@ PAPERS = {
     "video-r1": "Video-R1: Reinforcing Video Reasoning in MLLMs",
     "qa-inversion": "Reinforcing Video Reasoning with Focused Thinking (TW-GRPO; question-answer inversion)",
     "counterexample": "VideoHallu: Evaluating and Mitigating Multi-modal Hallucinations for Synthetic Videos",
+    "streaming-cot": "Video Streaming Thinking: VideoLLMs Can Watch and Think Simultaneously (VST)",
 }
 
 
@@ -224,6 +225,7 @@ def _body(
     lines += _inversion_lines(rows, run)
     lines += thinker_lines(rows, run)
     lines += counterexample_lines(rows, run)
+    lines += streaming_lines(rows, run)
     lines += [f"![{Path(p).stem}]({p})" for p in plots] + ([""] if plots else [])
     lines += ["## Sample rows", ""]
     for row in rows[:2]:
@@ -406,6 +408,35 @@ def counterexample_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
             if benchmark
             else "; no benchmark given (`--eval`)."
         ),
+        "",
+    ]
+    return lines
+
+
+def streaming_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
+    """A streaming-cot dataset: thoughts and questions, evidence nodes per question, what the
+    filters dropped, whether the thoughts saw the questions, where the graphs are."""
+    metas = [(row, meta) for row, meta in _row_metas(rows) if "chain" in meta and "query_aware" in meta]
+    if not metas:
+        return []
+    thoughts = [len((row.get("stream") or {}).get("text_stream") or []) for row, _ in metas]
+    used = Counter(len(m["used"]) for _, m in metas)
+    videos = {m["graph"]: m for _, m in metas}  # a video's bank and filter report, once
+    dropped = Counter(d.split(" ")[0] for m in videos.values() for d in m["dropped"])
+    merges = sum(len(m["clean"].get("merges", [])) for m in videos.values())
+    aware = any(m["query_aware"] for _, m in metas)
+    lines = [
+        f"Streaming: {len(metas)} questions about {len(videos)} videos; thoughts "
+        f"before each question: median {statistics.median(thoughts):.0f}; evidence nodes a question needs: "
+        f"{_counts(used)}; entity merges {merges}; dropped by the filters: {_counts(dropped) or 'nothing'}.",
+        "",
+        "Thoughts: query-aware (`--query-aware`): each thought was written knowing the video's questions, as "
+        "VST's released data was; a model at inference does not see them."
+        if aware
+        else "Thoughts: query-agnostic. Each was written from the events seen by its clip's end, never from "
+        "the question, as the model meets the stream at inference.",
+        "",
+        "Graphs: one node-link JSON per video in the run's `graphs/` folder (`meta_json.graph`).",
         "",
     ]
     return lines

@@ -160,6 +160,38 @@ def to_vst(record: dict[str, Any], index: Any) -> dict[str, Any]:
     }
 
 
+def to_vst_rl(record: dict[str, Any], index: Any) -> list[dict[str, Any]]:
+    """VST-RL (a verl-style parquet): per question of the stream, the `prompt` messages, the
+    `video_context` its multi-turn environment plays (the video, the thoughts before the
+    question, when it is asked), `reward_model.ground_truth`, `extra_info`."""
+    stream = record.get("stream") or {}
+    rows = []
+    for number, qa in enumerate(stream.get("qa_stream") or []):
+        thoughts = [t for t in stream.get("text_stream") or [] if t["end_s"] <= qa["start_s"] + 1e-6]
+        rows.append(
+            {
+                "data_source": record.get("data_source") or "vdata",
+                "prompt": [{"role": "user", "content": qa["question"]}],
+                "video_context": {
+                    "video": record["path"],
+                    "text_stream": [
+                        {"start_s": t["start_s"], "end_s": t["end_s"], "text": t["text"]} for t in thoughts
+                    ],
+                    "question_start_s": qa["start_s"],
+                    "question_end_s": qa["end_s"],
+                },
+                "reward_model": {"style": "rule", "ground_truth": qa["answer"]},
+                "extra_info": {
+                    "id": str(record["id"]),
+                    "index": str(index),
+                    "qa": number,
+                    "split": record.get("split") or "",
+                },
+            }
+        )
+    return rows
+
+
 def to_llamafactory(record: dict[str, Any], index: Any) -> dict[str, Any]:
     """LLaMA-Factory ShareGPT SFT: a <video> token in the user turn, the reasoning and the answer
     as the assistant turn, `videos` the paths."""
@@ -190,6 +222,7 @@ class ExportReport:
     written: int = 0
     not_expressed: list[dict[str, str]] = field(default_factory=list)  # id, reason: the format's limits
     refused: list[dict[str, str]] = field(default_factory=list)  # id, reason: defects of the input
+    also: list[str] = field(default_factory=list)  # further files the format writes (vst: its RL parquet)
 
 
 def _row_ids(records: list[Any]) -> list[Any]:
@@ -228,6 +261,7 @@ def export(
     convert, kind = WRITERS[fmt]
     out = Path(out)
     rows, report = [], ExportReport(fmt, str(out))
+    accepted: list[int] = []
     report.refused += [{"id": where, "reason": f"unreadable: {why}"} for where, why in unreadable]
     records = list(records)
     ids = _row_ids(records)
@@ -242,9 +276,15 @@ def export(
             continue
         try:
             rows.append(convert(record, ids[index]))
+            accepted.append(index)
         except CannotExpress as exc:
             report.not_expressed.append({"id": ref, "reason": str(exc)})
     out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "vst":  # VST trains in two steps: the SFT stream rows, and a parquet for its RL stage
+        rl = [item for index in accepted for item in to_vst_rl(records[index], ids[index])]
+        rl_path = out.with_name(f"{out.stem}-rl.parquet")
+        pq.write_table(pa.Table.from_pylist(rl) if rl else pa.table({}), rl_path)
+        report.also.append(str(rl_path))
     if kind == "json":
         out.write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
     elif kind == "jsonl":

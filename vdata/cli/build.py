@@ -399,6 +399,104 @@ def build_counterexample(
     )
 
 
+@build_app.command("streaming-cot")
+def build_streaming_cot(
+    videos: Annotated[list[Path] | None, typer.Option(help="Video files or folders (repeatable).")] = None,
+    out: Out = None,
+    captions: Annotated[
+        Path | None,
+        typer.Option(
+            help="Clip captions (JSONL: video, start_s, end_s, caption): a text annotator reads them."
+        ),
+    ] = None,
+    annotator: Annotated[
+        str | None,
+        typer.Option(
+            help="Extracts entities and events per clip (a VLM; a text model with --captions; synth-truth: "
+            "a vdata synth world's recorded events, an oracle)."
+        ),
+    ] = None,
+    writer: Annotated[
+        str | None, typer.Option(help="Writes the questions and the streaming thoughts.")
+    ] = None,
+    judge: Annotated[
+        str | None, typer.Option(help="Checks leaks and consistency (none: rules only, said in the card).")
+    ] = None,
+    window: Annotated[int | None, typer.Option(help="Clips in the sliding window (default 4).")] = None,
+    chains_per_video: Annotated[
+        int | None, typer.Option(help="Evidence chains per video (default 3).")
+    ] = None,
+    max_overlap: Annotated[
+        float | None,
+        typer.Option(help="Entity overlap (Jaccard) allowed between a video's chains (default 0.1)."),
+    ] = None,
+    query_aware: Annotated[
+        bool,
+        typer.Option(
+            "--query-aware", help="Show the questions to the thoughts (VST's released data; off by default)."
+        ),
+    ] = False,
+    clip_seconds: Annotated[
+        float | None, typer.Option(help="Fixed clips of this length instead of scenes.")
+    ] = None,
+    eval_fraction: Annotated[float | None, typer.Option(help="Share of videos held out (default 0).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for chains, splits and sampling.")] = None,
+    config: Config = None,
+    models: Models = None,
+    no_cache: NoCache = False,
+    refresh: Refresh = False,
+    quiet: Quiet = False,
+    push_to_hub: PushToHub = None,
+    allow_empty: AllowEmpty = False,
+    wait: Wait = False,
+) -> None:
+    """Streaming chain-of-thought (VST): a knowledge graph per video, evidence chains, one thought
+    per clip, multi-hop questions.
+
+    Stages: ingest, segment (scenes, or --clip-seconds, or the --captions clips), group, extract
+    (sliding window; the bank saved after every clip), clean (merge entities, drop on-screen text),
+    graph (DIR/graphs/*.json), chains (DFS, under --max-overlap), write (questions, then thoughts that
+    see only the past), filter (rules, and the judge), record, split.
+    """
+    from vdata.builders.streaming_cot import StreamingCoTConfig, build
+    from vdata.settings import SettingsError, load_settings
+
+    flags = {
+        "videos": [str(v) for v in videos] if videos else None,
+        "out": str(out) if out else None,
+        "captions": str(captions) if captions else None,
+        "window": window,
+        "chains_per_video": chains_per_video,
+        "max_overlap": max_overlap,
+        "query_aware": query_aware or None,
+        "scenes": False if clip_seconds else None,
+        "clip_seconds": clip_seconds,
+        "eval_fraction": eval_fraction,
+        "seed": seed,
+        "annotator": annotator,
+        "writer": writer,
+        "judge": judge,
+    }
+    try:
+        settings = load_settings(config, flags=flags)
+    except SettingsError as exc:
+        fail(str(exc))
+    roles = {role: settings.pop(role, None) for role in ("annotator", "writer", "judge")}
+    if roles["annotator"] == "synth-truth":
+        settings["annotator_from_truth"], roles["annotator"] = True, None
+    if roles["judge"] is not None and str(roles["judge"]).lower() == "none":
+        settings["ask_judge"], roles["judge"] = False, None
+    recipe = recipe_config(StreamingCoTConfig, settings)
+    endpoints = endpoints_from_options(models, roles)
+    run_build(
+        build,
+        recipe,
+        endpoints,
+        RunOptions(no_cache, refresh, quiet, wait, allow_empty, push_to_hub),
+        errors=(ValueError,),
+    )
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """The options every recipe command takes, past its settings."""
@@ -505,6 +603,12 @@ def print_build_summary(result: Any) -> None:
         err.print(f"  {split}: answer letters {shown}")
     if "invert" in stages:
         _print_inversion(loaded.rows, stages, store)
+    if "chains" in stages:
+        from vdata.cards.card import streaming_lines
+
+        for line in streaming_lines(loaded.rows, run):
+            if line:
+                err.print(f"  {line}", highlight=False, soft_wrap=True)
     if "contrast" in stages:
         from vdata.cards.card import counterexample_lines
 

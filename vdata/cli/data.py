@@ -678,6 +678,8 @@ def export_command(
         loaded.rows, fmt, out, unreadable=loaded.unreadable, allow_unsafe_paths=allow_unsafe_paths
     )
     err.print(f"{report.written} rows written to {out} ({fmt})", highlight=False)
+    for path in report.also:
+        err.print(f"also written: {path}", highlight=False)
     for items, what in (
         (report.not_expressed, f"[yellow]{len(report.not_expressed)} rows not expressible in {fmt}:"),
         (report.refused, f"[red]{len(report.refused)} rows refused:"),
