@@ -654,6 +654,7 @@ def to_records(row: dict[str, Any], ctx: StageContext, *, query_aware: bool) -> 
             "chain": qa["nodes"],
             "used": qa["used"],
             "graph": row["graph"],
+            "chains_rejected_for_overlap": json.loads(row["chains"])["rejected"],
             "query_aware": query_aware,
             "clean": json.loads(row.get("clean") or "{}"),
             "dropped": json.loads(row.get("dropped") or "[]"),

@@ -424,11 +424,13 @@ def streaming_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
     videos = {m["graph"]: m for _, m in metas}  # a video's bank and filter report, once
     dropped = Counter(d.split(" ")[0] for m in videos.values() for d in m["dropped"])
     merges = sum(len(m["clean"].get("merges", [])) for m in videos.values())
+    overlapping = sum(m.get("chains_rejected_for_overlap", 0) for m in videos.values())
     aware = any(m["query_aware"] for _, m in metas)
     lines = [
         f"Streaming: {len(metas)} questions about {len(videos)} videos; thoughts "
         f"before each question: median {statistics.median(thoughts):.0f}; evidence nodes a question needs: "
-        f"{_counts(used)}; entity merges {merges}; dropped by the filters: {_counts(dropped) or 'nothing'}.",
+        f"{_counts(used)}; entity merges {merges}; chain candidates rejected for sharing entities "
+        f"{overlapping}; dropped by the filters: {_counts(dropped) or 'nothing'}.",
         "",
         "Thoughts: query-aware (`--query-aware`): each thought was written knowing the video's questions, as "
         "VST's released data was; a model at inference does not see them."

@@ -322,3 +322,43 @@ def test_bad_inputs_are_clear_errors(tmp_path, synth):
         capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode == 2 and "window" in done.stderr
+
+
+@pytest.mark.slow
+def test_end_to_end_with_the_embedded_model(tmp_path):
+    """The command with the embedded SmolLM2 as annotator (reading the clips' captions), writer
+    and judge: the run completes and every video ends as rows or rejects with reasons; what it
+    keeps is valid and its thoughts never name an object before the truth shows it."""
+    from vdata.record import validate
+
+    synth = tmp_path / "synth"
+    synthesize(synth, SynthConfig(n=1, minutes=0.5, seed=5, width=320, height=180), quiet=True)
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "vdata", "build", "streaming-cot", "--videos", str(synth / "videos"),
+         "--captions", str(synth / "captions.jsonl"), "--chains-per-video", "2", "--out", str(out),
+         "--quiet", "--allow-empty"],
+        capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = json.loads((out / "run.json").read_text())
+    stages = {s["name"]: s for s in run["stages"]}
+    assert stages["extract"]["rows_in"] == 1 and run["usage"]["extract"]  # the model was asked
+    rows = rows_of(out)
+    rejected = sum(
+        s["rejected"] for s in run["stages"] if s["name"] in ("extract", "clean", "chains", "write", "filter")
+    )
+    assert rejected + len({r["path"] for r in rows}) == 1  # the video is kept or rejected with a reason
+    for row in rows:
+        assert validate(row) == [], row
+        truth = truth_of(synth, row)
+        first_seen: dict[str, float] = {}  # each object's first visible frame, in seconds
+        for object_id, track in truth["tracks"].items():
+            name = truth["objects"][object_id]["name"]
+            shown = [frame for frame, _, _, visible in track if visible]
+            if shown:
+                first_seen[name] = min(first_seen.get(name, shown[0] / truth["fps"]), shown[0] / truth["fps"])
+        for thought in row["stream"]["text_stream"]:
+            assert not [
+                n for n, t in first_seen.items() if t >= thought["end_s"] and n in thought["text"].lower()
+            ]
