@@ -71,19 +71,25 @@ def score_bank(bank: dict, truth: dict, done_until: float) -> dict:
             true_events.append((object_key(subject), relation_class(verb), start, end))
     matched_true: set[int] = set()
     matched = 0
-    for event in bank["events"]:
-        key, kind = (
-            object_key(event["subject"]),
-            relation_class(f"{event['relation']} {event['description']}"),
+    for event in bank["events"]:  # one to one: each true event matches at most one extracted event
+        key, kind = object_key(event["subject"]), relation_class(event["relation"])
+        if kind == "other":
+            kind = relation_class(event["description"])
+        hit = next(
+            (
+                i
+                for i, (k, c, start, end) in enumerate(true_events)
+                if i not in matched_true
+                and k == key
+                and c == kind
+                and start < event["end_s"] + 0.5
+                and event["start_s"] - 0.5 <= end
+            ),
+            None,
         )
-        hits = [
-            i
-            for i, (k, c, start, end) in enumerate(true_events)
-            if k == key and c == kind and start < event["end_s"] + 0.5 and event["start_s"] - 0.5 <= end
-        ]
-        if key is not None and hits:
+        if key is not None and hit is not None:
             matched += 1
-            matched_true.update(hits[:1])
+            matched_true.add(hit)
     return {
         "extracted": len(bank["events"]),
         "true": len(true_events),
@@ -185,9 +191,11 @@ def main() -> None:
         ]
         run(command + ["--seed", "3", "--out", str(synth), "--quiet"])
         results = {"machine": platform.platform(), "videos": args.videos, "minutes": args.minutes, "runs": []}
-        for annotator in ("synth-truth", "local"):
-            results["runs"].append(measure(folder, synth, annotator))
-            print(json.dumps(results["runs"][-1]), flush=True)
+        for repeat in (1, 2):
+            for annotator in ("synth-truth", "local"):
+                shutil.rmtree(folder / annotator, ignore_errors=True)
+                results["runs"].append({"repeat": repeat, **measure(folder, synth, annotator)})
+                print(json.dumps(results["runs"][-1]), flush=True)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     RESULT.write_text(json.dumps(results, indent=1) + "\n")

@@ -190,6 +190,20 @@ def caption_problems(path: str | Path, problems: list[str], what: str) -> Captio
     return CaptionsError(f"{path}: {len(problems)} line(s) {what}:\n  {shown}{more}")
 
 
+def captions_of(path: str | Path, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The captions file checked against the input videos' durations (`load_captions`)."""
+    from vdata.video import VideoError, probe
+
+    durations = {}
+    for item in inputs:
+        try:
+            found = probe(item["video"], hash_file=False)
+        except VideoError:
+            continue  # a bad video is the ingest stage's reject, not the captions' problem
+        durations[item["video"]] = {"duration_s": found.declared_duration_s or found.duration_s}
+    return load_captions(path, durations)
+
+
 def load_captions(path: str | Path, videos: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Caption rows checked against the videos: each line's video must be one of the inputs
     (by path relative to the captions file, or by file name) and its times inside it."""
@@ -513,7 +527,6 @@ def build(
     import os
 
     from vdata.runstore import RunStore
-    from vdata.video import VideoError, probe
 
     inputs = discover_videos(config.videos)
     if not inputs:
@@ -533,14 +546,7 @@ def build(
         ) as models,
     ):
         if config.captions:
-            durations = {}
-            for item in inputs:
-                try:
-                    found = probe(item["video"], hash_file=False)
-                except VideoError:
-                    continue  # a bad video is the ingest stage's reject, not the captions' problem
-                durations[item["video"]] = {"duration_s": found.declared_duration_s or found.duration_s}
-            captions = load_captions(config.captions, durations)
+            captions = captions_of(config.captions, inputs)
         return run_pipeline(
             config.out,
             RECIPE,

@@ -46,7 +46,7 @@ from pydantic import BaseModel, Field, create_model
 from vdata.annotators.endpoints import Endpoints
 from vdata.annotators.pool import RunModels
 from vdata.annotators.stage import AnnotationStage, for_each_row, stage_output
-from vdata.builders.longvideo_reason import imported_clips, load_captions
+from vdata.builders.longvideo_reason import captions_of, imported_clips
 from vdata.clips import SplitConfig, probe_row, segment_row
 from vdata.filters.splits import split_by_video
 from vdata.record import answer_tag, record_id
@@ -779,8 +779,6 @@ def build(
     caller's (`vdata.cards.card.write_card`; the CLI writes it)."""
     import os
 
-    from vdata.video import VideoError, probe
-
     if config.min_nodes > config.max_nodes:
         raise ValueError(f"min_nodes {config.min_nodes} > max_nodes {config.max_nodes}")
     inputs = discover_videos(config.videos)
@@ -798,16 +796,7 @@ def build(
             endpoints, config.out, roles=roles, vision_roles=vision, no_cache=no_cache, refresh=refresh
         ) as models,
     ):
-        captions = None
-        if config.captions:
-            durations = {}
-            for item in inputs:
-                try:
-                    found = probe(item["video"], hash_file=False)
-                except VideoError:
-                    continue
-                durations[item["video"]] = {"duration_s": found.declared_duration_s or found.duration_s}
-            captions = load_captions(config.captions, durations)
+        captions = captions_of(config.captions, inputs) if config.captions else None
         return run_pipeline(
             config.out,
             RECIPE,
