@@ -22,7 +22,8 @@ The recipe, as stages (METHODS.md):
             the video's questions, as VST's released data does, and the card says so)
   filter    format and repetition by rule; future information by a rule over times (a thought
             naming an entity first seen after its clip ends); world-knowledge leak and logical
-            consistency by the judge
+            consistency by the judge; with `--policy`, filters' blind check too (the policy
+            answers each question without the video; a pass rate guessing cannot explain is a leak)
   record    one row per question: `stream` = the thoughts up to the question and the question
   split     by video
 
@@ -48,6 +49,7 @@ from vdata.annotators.pool import RunModels
 from vdata.annotators.stage import AnnotationStage, for_each_row, stage_output
 from vdata.builders.longvideo_reason import captions_of, imported_clips
 from vdata.clips import SplitConfig, probe_row, segment_row
+from vdata.filters.models import Sampling, blind_stage
 from vdata.filters.splits import split_by_video
 from vdata.record import answer_tag, record_id
 from vdata.runner import RunResult, run_pipeline
@@ -80,6 +82,7 @@ class StreamingCoTConfig(BaseModel):
     clip_seconds: float = Field(10.0, gt=0)
     max_clip_seconds: float = Field(20.0, gt=0)
     ask_judge: bool = True  # False: rules only (no leak or consistency check by a model)
+    blind_samples: int = Field(0, ge=0)  # > 0: the policy answers each question blind (filters' blind)
     eval_fraction: float = Field(0.0, ge=0, lt=1)
     seed: int = 0
     max_tokens: int = 300
@@ -745,6 +748,11 @@ def stages(config: StreamingCoTConfig, captions: list[dict[str, Any]] | None, wo
         writer_stage(config),
         filter_stage(config),
         MapStage("record", functools.partial(to_records, query_aware=config.query_aware)),
+        *(
+            [blind_stage(Sampling(samples=config.blind_samples, max_tokens=config.max_tokens, video=False))]
+            if config.blind_samples
+            else []
+        ),
         DatasetStage(
             "split",
             functools.partial(split_by_video, eval_fraction=config.eval_fraction, sft_share=1.0),
@@ -788,6 +796,7 @@ def build(
         ["writer"]
         + ([] if config.annotator_from_truth else ["annotator"])
         + (["judge"] if config.ask_judge else [])
+        + (["policy"] if config.blind_samples else [])
     )
     vision = () if config.captions or config.annotator_from_truth else ("annotator",)
     with (

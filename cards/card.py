@@ -438,6 +438,14 @@ def streaming_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
         else "Thoughts: query-agnostic. Each was written from the events seen by its clip's end, never from "
         "the question, as the model meets the stream at inference.",
         "",
+        "Leaks (questions answerable without the video): "
+        + (
+            "the judge's verdict, and filters' blind check (the policy answered each question "
+            "without the video)."
+            if "blind" in {s["name"] for s in (run or {}).get("stages", [])}
+            else "the judge's verdict only (no `--policy`: the blind check did not run)."
+        ),
+        "",
         "Graphs: one node-link JSON per video in the run's `graphs/` folder (`meta_json.graph`).",
         "",
     ]

@@ -51,7 +51,7 @@ def events_in(prompt: str, marker: str) -> list[str]:
     return [e.strip() for e in part.strip(" .").split(";") if e.strip() and e.strip() != "nothing new"]
 
 
-def scripted(cheat_with: Path | None = None):
+def scripted(cheat_with: Path | None = None, leaky: bool = False):
     """Replies for every role, by the prompt. With `cheat_with` (a synth folder), the thought
     names the subject of the video's next event, which the prompt never showed."""
 
@@ -81,6 +81,8 @@ def scripted(cheat_with: Path | None = None):
         if "Write one question about the video" in text:
             lines = re.findall(r"^(\d+)\. (.+)$", text, re.M)
             first, last = lines[0][1].split(" (")[0], lines[-1][1].split(" (")[0]
+            if leaky:  # a question general knowledge answers
+                return json.dumps({"question": "Do balls fall down?", "answer": "yes", "nodes_used": [1, 2]})
             return json.dumps(
                 {"question": f"What happens after {first}?", "answer": last, "nodes_used": [1, len(lines)]}
             )
@@ -98,7 +100,7 @@ def scripted(cheat_with: Path | None = None):
             return json.dumps({"thought": thought})
         if "Could someone answer" in text:
             return json.dumps({"answerable_without_video": False, "answer_follows_from_events": True})
-        raise AssertionError(f"an unexpected prompt: {text[:200]}")
+        return "<think>Balls fall.</think><answer>yes</answer>"  # the policy, asked without the video
 
     return reply
 
@@ -305,6 +307,30 @@ def test_sigkill_during_extract_resumes_the_stream_with_the_same_bank(synth, tmp
     assert before and after and len(before & after) <= 1  # only the clip in flight at the kill again
     strip = lambda r: {k: v for k, v in r.items() if k != "meta_json"}  # noqa: E731
     assert [strip(r) for r in rows_of(out)] == [strip(r) for r in rows_of(tmp_path / "ref")]
+
+
+def test_the_blind_check_rejects_what_the_policy_answers_without_the_video(synth, tmp_path):
+    runs = {}
+    for leaky in (False, True):
+        out = tmp_path / f"leaky-{leaky}"
+        with FaultProxy(None, latency_s=0.0, reply_fn=scripted(leaky=leaky)) as proxy:
+            endpoints = endpoints_for(proxy)
+            endpoints = Endpoints(roles={**endpoints.roles, "policy": endpoints.roles["writer"]})
+            config = StreamingCoTConfig(
+                videos=[str(synth / "videos")],
+                out=str(out),
+                captions=str(synth / "captions.jsonl"),
+                annotator_from_truth=True,
+                blind_samples=4,
+            )
+            runs[leaky] = build(config, endpoints, quiet=True)
+    blind = {leaky: {s.name: s for s in run.stages}["blind"] for leaky, run in runs.items()}
+    assert blind[False].rejected == 0 and blind[False].rows_out > 0  # "yes" answers none of those
+    assert blind[True].rows_out == 0 and blind[True].rejected == blind[True].rows_in > 0
+    reasons = (
+        pq.read_table(tmp_path / "leaky-True" / "rejects" / "blind.parquet").column("reason").to_pylist()
+    )
+    assert set(reasons) == {"answerable_without_video"}
 
 
 def test_bad_inputs_are_clear_errors(tmp_path, synth):

@@ -422,6 +422,12 @@ def build_streaming_cot(
     judge: Annotated[
         str | None, typer.Option(help="Checks leaks and consistency (none: rules only, said in the card).")
     ] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="Answers each question without the video, 4 times (filters' blind check; off without it)."
+        ),
+    ] = None,
     window: Annotated[int | None, typer.Option(help="Clips in the sliding window (default 4).")] = None,
     chains_per_video: Annotated[
         int | None, typer.Option(help="Evidence chains per video (default 3).")
@@ -476,12 +482,15 @@ def build_streaming_cot(
         "annotator": annotator,
         "writer": writer,
         "judge": judge,
+        "policy": policy,
     }
     try:
         settings = load_settings(config, flags=flags)
     except SettingsError as exc:
         fail(str(exc))
-    roles = {role: settings.pop(role, None) for role in ("annotator", "writer", "judge")}
+    roles = {role: settings.pop(role, None) for role in ("annotator", "writer", "judge", "policy")}
+    if roles["policy"]:
+        settings.setdefault("blind_samples", 4)
     if roles["annotator"] == "synth-truth":
         settings["annotator_from_truth"], roles["annotator"] = True, None
     if roles["judge"] is not None and str(roles["judge"]).lower() == "none":
