@@ -388,3 +388,27 @@ def test_end_to_end_with_the_embedded_model(tmp_path):
             assert not [
                 n for n, t in first_seen.items() if t >= thought["end_s"] and n in thought["text"].lower()
             ]
+
+
+def test_without_captions_the_annotator_sees_the_window_s_frames(synth, tmp_path):
+    # the annotator is a stand-in for a VLM (none runs here): what vdata sends it is checked,
+    # the frames of each clip of the window, newest last, with the bank's names in the text
+    with FaultProxy(None, latency_s=0.0, reply_fn=scripted(), keep_bodies=True) as proxy:
+        config = StreamingCoTConfig(
+            videos=[str(synth / "videos" / sorted(p.name for p in (synth / "videos").glob("*.mp4"))[0])],
+            out=str(tmp_path / "run"),
+            scenes=False,
+            clip_seconds=10,
+            window=2,
+        )
+        build(config, endpoints_for(proxy), quiet=True)
+    asked = [b for b in proxy.bodies if "List the events of the newest clip" in json.dumps(b)]
+    assert len(asked) == 5  # 45 s in clips of 10 s
+    for index, body in enumerate(asked):
+        parts = body["messages"][0]["content"]
+        labels = [p["text"] for p in parts if p["type"] == "text" and p["text"].startswith("Clip ")]
+        assert len(labels) == min(index + 1, 2)  # the window: this clip and the one before
+        assert labels[-1].startswith(f"Clip {index * 10:.1f}s")
+        assert any(p["type"] == "image_url" for p in parts)
+        if index:
+            assert "red ball" in parts[-1]["text"]  # the bank so far is shown
