@@ -128,7 +128,7 @@ def measure(folder: Path, synth: Path, annotator: str) -> dict:
         bank = json.loads(bank_file.read_text())
         for truth_file in (synth / "truth").glob("*.json"):
             truth = json.loads(truth_file.read_text())
-            if truth["sha256"].startswith(bank_file.stem):
+            if truth["sha256"] == bank["sha256"]:
                 clips = sorted({(e["start_s"], e["end_s"]) for e in bank["events"]})
                 scores.append(score_bank(bank, truth, clips[-1][1] if clips else 0.0))
     clean = []

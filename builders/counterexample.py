@@ -42,11 +42,13 @@ from pydantic import BaseModel, Field, create_model
 from vdata.annotators.endpoints import Endpoints
 from vdata.annotators.pool import RunModels
 from vdata.annotators.stage import annotate_stage
+from vdata.builders.qa_inversion import row_meta
 from vdata.record import answer_tag, rebased_path, record_id, solution_answer, validate
 from vdata.runner import RunResult, run_pipeline
 from vdata.stages import DatasetStage, MapStage, Reject, StageContext, StageOutput
 from vdata.synth import VIOLATIONS, SynthConfig, WorldSpec, generate_video
 from vdata.synth.questions import VIOLATION_PHRASES, event_phrase
+from vdata.synth.truth import load_truth
 from vdata.synth.world import simulate
 
 RECIPE = "counterexample@1"
@@ -174,7 +176,7 @@ def pair_questions(row: dict[str, Any], ctx: StageContext) -> list[dict[str, Any
     if row["unit"] != "pair":
         return row
     pair = json.loads(row["pair"])
-    truths = {twin: json.loads(Path(pair[twin]["truth"]).read_text()) for twin in ("violation", "control")}
+    truths = {twin: load_truth(pair[twin]["truth"]) for twin in ("violation", "control")}
     out: list[dict[str, Any] | Reject] = []
     for index, event in enumerate(truths["violation"]["violations"]):
         rng = ctx.rng("questions", row["name"], index)
@@ -430,7 +432,7 @@ def prior_prompt(row: dict[str, Any]) -> list[dict[str, Any]] | None:
     if row["unit"] != "question" or question["type"] == "when":
         return None
     pair = json.loads(row["pair"])
-    scene = scene_words(json.loads(Path(pair["control"]["truth"]).read_text()), question["violation_s"][0])
+    scene = scene_words(load_truth(pair["control"]["truth"]), question["violation_s"][0])
     options = "\n".join(question.get("options") or [])
     how = {
         "yes/no": "Answer yes or no.",
@@ -509,7 +511,7 @@ def _pair_records(row: dict[str, Any]) -> list[dict[str, Any]]:
     twins = ("violation",) if question["type"] == "when" else ("violation", "control")
     records = []
     for twin in twins:
-        truth = json.loads(Path(pair[twin]["truth"]).read_text())
+        truth = load_truth(pair[twin]["truth"])
         gold = question["gold"][twin]
         problem_type = {
             "yes/no": "yes/no",
@@ -580,7 +582,7 @@ def _imported_record(row: dict[str, Any]) -> dict[str, Any] | Reject:
     errors = [p for p in validate(record) if p.severity == "error" and p.code != "absolute_path"]
     if errors:
         return Reject(errors[0].code, "; ".join(p.message for p in errors), ref)
-    meta = _meta(record)
+    meta = row_meta(record)
     if row["unit"] == "import":
         generator = next((str(meta[k]) for k in _GENERATOR_KEYS if meta.get(k)), "")
         record["data_source"] = f"videohallu:{generator}" if generator else "videohallu"
@@ -600,14 +602,6 @@ def _imported_record(row: dict[str, Any]) -> dict[str, Any] | Reject:
     return record
 
 
-def _meta(row: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        meta = json.loads(row.get("meta_json") or "{}")
-    except ValueError:
-        meta = {}
-    return meta if isinstance(meta, dict) else {"source_meta": meta}
-
-
 # ---------------------------------------------------------------- split and leakage
 
 
@@ -619,12 +613,12 @@ def split_and_guard(
     eval split or of the --eval benchmark (by content hash; by file name where a video was not
     found), and no video may be in two splits."""
     out = StageOutput()
-    pairs = sorted({_meta(r).get("pair") for r in rows if _meta(r).get("pair")})
+    pairs = sorted({row_meta(r).get("pair") for r in rows if row_meta(r).get("pair")})
     ctx.rng("pairs").shuffle(pairs)
     held = set(pairs[: math.ceil(len(pairs) * eval_fraction)]) if eval_fraction and len(pairs) > 1 else set()
     hashes, names = set(benchmark.get("sha256", [])), set(benchmark.get("names", []))
     for row in rows:
-        meta = _meta(row)
+        meta = row_meta(row)
         split = "eval" if meta.get("pair") in held or row.get("split") == "eval" else "rl"
         row = {**row, "split": split}
         sha = (row.get("video") or {}).get("sha256")

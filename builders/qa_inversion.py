@@ -212,7 +212,7 @@ def load_row(row: dict[str, Any], ctx: StageContext, *, media_root: str | None) 
         record["path"] = rebased_path(record["path"], media_root)
         found = Path(media_root) / record["path"]
         if found.is_file():
-            meta = {**_meta(record), "source_video": str(found)}
+            meta = {**row_meta(record), "source_video": str(found)}
             record["meta_json"] = json.dumps(meta, ensure_ascii=False)
     return {
         **record,
@@ -369,7 +369,7 @@ def keep_verified(row: dict[str, Any], verdict: InversionVerdict) -> dict[str, A
 
 def to_record(row: dict[str, Any], ctx: StageContext, *, verified_by: str) -> dict[str, Any]:
     """The kept row as the record: inverted (multi-answer) or the original single-answer one."""
-    meta = _meta(row)
+    meta = row_meta(row)
     meta.pop("is_negated", None)  # the source's flag; ours is "inverted"
     record = {k: row[k] for k in _RECORD_FIELDS if k in row}
     original = answer_letters(row["solution"])[0]
@@ -427,7 +427,8 @@ _RECORD_FIELDS = (
 )
 
 
-def _meta(row: Mapping[str, Any]) -> dict[str, Any]:
+def row_meta(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's meta_json as a dict (unreadable: empty; not an object: under `source_meta`)."""
     try:
         meta = json.loads(row.get("meta_json") or "{}")
     except ValueError:

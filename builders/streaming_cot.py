@@ -55,7 +55,7 @@ from vdata.record import answer_tag, record_id
 from vdata.runner import RunResult, run_pipeline
 from vdata.runstore import RunStore, atomic_write_bytes
 from vdata.segment import discover_videos
-from vdata.stages import DatasetStage, MapStage, Reject, ShardStage, StageContext, StageOutput
+from vdata.stages import STAGE_ERROR, DatasetStage, MapStage, Reject, ShardStage, StageContext, StageOutput
 from vdata.usage import Usage, UsageLedger
 
 RECIPE = "streaming-cot@1"
@@ -110,15 +110,14 @@ class Extraction(BaseModel):
 def truth_events(video: str, start: float, end: float) -> list[dict[str, Any]]:
     """The events a `vdata synth` world recorded in [start, end): the oracle annotator."""
     from vdata.synth.questions import event_phrase
-    from vdata.synth.truth import relation
+    from vdata.synth.truth import load_truth, relation
+    from vdata.synth.world import Event as WorldEvent
 
     path = Path(video)
     truth_file = path.parent.parent / "truth" / f"{path.stem}.json"
     if not truth_file.is_file():
         raise ValueError(f"{video}: no synth truth at {truth_file} (--annotator synth-truth reads it)")
-    truth = json.loads(truth_file.read_text())
-    from vdata.synth.world import Event as WorldEvent
-
+    truth = load_truth(str(truth_file))
     out = []
     for event in truth["events"] + truth["violations"]:
         if start <= event["start_s"] < end:
@@ -196,12 +195,11 @@ async def _extract_video(
 ):
     """Streams one video's clips through the annotator, saving the bank after every clip."""
     clips = json.loads(row["clips"])
-    bank_file = folder / f"{row['sha256'][:24]}.json"
-    bank = (
-        json.loads(bank_file.read_text())
-        if bank_file.is_file()
-        else {"entities": [], "events": [], "done": 0}
-    )
+    # one bank per video file: two copies of one video are two streams (the path is in the key)
+    key = hashlib.sha256(f"{row['video']}|{row['sha256']}".encode()).hexdigest()[:24]
+    bank_file = folder / f"{key}.json"
+    fresh = {"video": row["video"], "sha256": row["sha256"], "entities": [], "events": [], "done": 0}
+    bank = json.loads(bank_file.read_text()) if bank_file.is_file() else fresh
     for index in range(bank["done"], len(clips)):
         clip = clips[index]
         if from_truth:
@@ -224,6 +222,8 @@ async def _extract_video(
 def _per_video(work, role: str | None):
     """A shard function that runs `work(row, client)` for every video row (one client of `role`)."""
 
+    work = _guarded(work)
+
     def run(rows: list[dict[str, Any]], ctx: StageContext) -> StageOutput:
         if role is None:
             return stage_output(rows, asyncio.run(_all(rows, lambda row: work(row, None, ctx))))
@@ -239,6 +239,19 @@ def _per_video(work, role: str | None):
 
 async def _all(rows, one):
     return [await one(row) for row in rows]
+
+
+def _guarded(work):
+    """work(row, client, ctx), with an exception as the row's `stage_error` reject (one video
+    that cannot be read must not end the stage for the others)."""
+
+    async def run(row, client, ctx):
+        try:
+            return await work(row, client, ctx)
+        except Exception as exc:
+            return Reject(STAGE_ERROR, f"{row.get('video')}: {type(exc).__name__}: {exc}")
+
+    return run
 
 
 def extract_stage(config: StreamingCoTConfig) -> Any:

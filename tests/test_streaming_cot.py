@@ -333,6 +333,29 @@ def test_the_blind_check_rejects_what_the_policy_answers_without_the_video(synth
     assert set(reasons) == {"answerable_without_video"}
 
 
+def test_a_video_without_truth_is_a_reject_and_a_copy_streams_on_its_own(synth, tmp_path):
+    import shutil
+
+    other = tmp_path / "other" / "videos"
+    other.mkdir(parents=True)
+    first = sorted((synth / "videos").glob("*.mp4"))[0]
+    shutil.copy(first, other / first.name)  # the same bytes, no truth beside it
+    out = tmp_path / "run"
+    with FaultProxy(None, latency_s=0.0, reply_fn=scripted()) as proxy:
+        config = StreamingCoTConfig(
+            videos=[str(synth / "videos"), str(other)], out=str(out), annotator_from_truth=True
+        )
+        result = build(config, endpoints_for(proxy), quiet=True)
+    extract = {s.name: s for s in result.stages}["extract"]
+    assert (extract.rows_in, extract.rows_out, extract.rejected) == (3, 2, 1)
+    (reject,) = pq.read_table(out / "rejects" / "extract.parquet").to_pylist()
+    assert reject["reason"] == "stage_error" and "no synth truth" in reject["detail"]
+    banked = {json.loads(p.read_text())["video"] for p in (out / "banks").glob("*/*.json")}
+    assert banked == {
+        str(p) for p in (synth / "videos").glob("*.mp4")
+    }  # the copy never used the original's bank
+
+
 def test_bad_inputs_are_clear_errors(tmp_path, synth):
     with pytest.raises(ValueError, match="no videos found"):
         build(StreamingCoTConfig(videos=[str(tmp_path)], out=str(tmp_path / "o"), annotator_from_truth=True))

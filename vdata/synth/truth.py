@@ -6,9 +6,11 @@ gives the same bytes.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from vdata.segment import fixed_ranges
@@ -100,6 +102,13 @@ def _event_dict(event: Event) -> dict[str, Any]:
         "subject_id": event.subject_id,
         "object_id": event.object_id,
     }
+
+
+@functools.lru_cache(maxsize=64)
+def load_truth(path: str | Path) -> dict[str, Any]:
+    """A truth document, read once per process (recipes ask it per question and per clip);
+    callers must not change it."""
+    return json.loads(Path(path).read_text())
 
 
 def dumps(document: dict[str, Any]) -> str:
