@@ -2,8 +2,10 @@
 
 `--policy hf:PATH_OR_ID` (a model directory, a Hub id, or a .gguf file) answers with the
 trainer's own policy (`vdata.trainers.policy`: its chat prompt, its video inputs, its
-sampler), for offline curation where no server runs. Answers are cached like every model
-call (the same keys as an HTTP endpoint's), so a rerun pays nothing twice. Text replies
+sampler), for offline curation where no server runs. A last assistant message is a prefill:
+the answer starts with it (and its text, as the trainer's response_prefix, starts the reply).
+Answers are cached like every model call (the same keys as an HTTP endpoint's), so a rerun
+pays nothing twice. Text replies
 only: a request that wants JSON gets a clear failure.
 """
 
@@ -22,12 +24,20 @@ from vdata.usage import Usage
 
 
 @functools.lru_cache(maxsize=2)
-def _policy(model: str) -> Any:
-    """The model, loaded once per process (every client of a run shares it)."""
+def _policy(model: str, prefill: str = "") -> Any:
+    """The model, loaded once per process (every client of a run shares it); `prefill` is the
+    start of its every answer (the trainer's response_prefix)."""
     from vdata.trainers.config import GRPOConfig
     from vdata.trainers.policy import load_policy
 
-    return load_policy(GRPOConfig(model=model))
+    return load_policy(GRPOConfig(model=model, response_prefix=prefill))
+
+
+def reads_video(model: str) -> bool:
+    """Whether the in-process model watches a clip (a vision-language model) or reads text."""
+    from vdata.trainers.policy import reads_video as is_vision_language
+
+    return is_vision_language(model)
 
 
 class InProcessClient:
@@ -109,7 +119,10 @@ class InProcessClient:
 
         from vdata.video import sample_frames
 
-        policy = _policy(self.model)
+        prefill = ""
+        if messages and messages[-1].get("role") == "assistant":  # the answer's given start
+            prefill, messages = str(messages[-1].get("content") or ""), messages[:-1]
+        policy = _policy(self.model, prefill)
         text_parts, frames = [], None
         for message in messages:
             content = message.get("content")

@@ -38,7 +38,7 @@ from vdata.annotators.stage import AnnotationStage, annotate_stage, for_each_row
 from vdata.record import CHOICE_TYPES
 from vdata.runstore import RunStore
 from vdata.stages import Reject, StageContext, StageOutput
-from vdata.trainers.prompts import question_text
+from vdata.trainers.prompts import NOTES_HEADER, described_question, evidence_notes, question_text
 from vdata.trainers.rewards import PROBLEM_TYPES_WITH_REWARDS, RewardConfig, accuracy, span_iou
 from vdata.usage import Usage, UsageLedger
 
@@ -66,6 +66,9 @@ class Sampling:
     # the <answer> format (which a model that never does would fail on every question)
     constrain: bool = False
     first_seed: int = 0  # samples use seeds first_seed .. first_seed + samples - 1
+    # the start of every answer (the trainer's response_prefix, e.g. "<answer>"), given to an
+    # in-process policy (hf:MODEL) as a prefill; an HTTP chat endpoint cannot continue one
+    response_prefix: str = ""
 
 
 def difficulty_stage(sampling: Sampling) -> AnnotationStage:
@@ -97,13 +100,10 @@ def policy_messages(
 ) -> list[dict[str, Any]]:
     """The trainer's question, after the row's clip when `video` (the client turns the clip into
     frames or a video_url for the endpoint), or after its evidence notes when `describe`."""
-    text = question_text(row)
     path = _media_path(row, media_root)
     if not video or path is None:
-        notes = evidence_notes(row) if describe else None
-        if notes:
-            text = "\n".join(["You cannot see the video. These notes describe it:", *notes, "", text])
-        return [{"role": "user", "content": text}]
+        return [{"role": "user", "content": described_question(row) if describe else question_text(row)}]
+    text = question_text(row)
     segment = row.get("segment") or {}
     start = float(segment.get("start_s") or 0.0)
     duration = (row.get("video") or {}).get("duration_s")
@@ -140,7 +140,18 @@ def run_sampled(
     if pool is None:
         raise RuntimeError(f"stage {ctx.stage} calls the policy but the run has no 'models' resource")
     usage = Usage(UsageLedger(RunStore(ctx.run_dir).usage_log, invocation=ctx.invocation, stage=ctx.stage))
-    reads_video = not pool.endpoint("policy").is_local
+    endpoint = pool.endpoint("policy")
+    if sampling.response_prefix and not endpoint.in_process:
+        raise ValueError(
+            f"response_prefix {sampling.response_prefix!r} needs an in-process policy (--policy "
+            f"hf:MODEL): the chat endpoint {endpoint.base_url} does not continue a started answer"
+        )
+    if endpoint.in_process:  # the trainer's own model: it watches clips when it is a VLM
+        from vdata.annotators.in_process import reads_video as model_reads_video
+
+        reads_video = model_reads_video(endpoint.model)
+    else:
+        reads_video = not endpoint.is_local
     video = sampling.video and reads_video and not blind
     model = pool.model_name("policy")
     describe = sampling.describe and not blind and not video
@@ -177,6 +188,8 @@ async def _sample_all(
             return Reject("no_reward", f"no reward scores a {kind!r} answer: no pass rate")
         try:
             messages = policy_messages(row, video=video, media_root=sampling.media_root, describe=describe)
+            if sampling.response_prefix:
+                messages.append({"role": "assistant", "content": sampling.response_prefix})
         except Exception as exc:  # the row's video cannot be read
             return Reject("media_error", f"{type(exc).__name__}: {exc}")
         return await _row_samples(client, messages, sampling, row)
@@ -400,25 +413,12 @@ def _run_regenerating(
     return stage_output(rows, results)
 
 
-def evidence_notes(row: Mapping[str, Any]) -> list[str] | None:
-    """The row's evidence as timestamped lines ("[1.0s-3.0s] a child throws the ball"); None
-    when it has no evidence text."""
-    items = [
-        e for e in row.get("evidence") or [] if isinstance(e, Mapping) and str(e.get("text") or "").strip()
-    ]
-    if not items:
-        return None
-    return [
-        f"[{e.get('start_s') or 0:.1f}s-{e.get('end_s') or 0:.1f}s] {str(e['text']).strip()}" for e in items
-    ]
-
-
 def evidence_prompt(row: Mapping[str, Any]) -> list[dict[str, Any]] | Reject:
     """The evidence as timestamped notes, then the trainer's question."""
     notes = evidence_notes(row)
     if not notes:
         return Reject("no_evidence", "no evidence text to answer from: sufficiency cannot be checked")
-    lines = ["You cannot see the video. These notes describe it:", *notes, "", "Answer from the notes alone."]
+    lines = [NOTES_HEADER, *notes, "", "Answer from the notes alone."]
     return [{"role": "user", "content": "\n".join([*lines, question_text(row)])}]
 
 

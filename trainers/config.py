@@ -41,6 +41,9 @@ class GRPOConfig:
     # video: frames per sample from the kernel's sampler (qwen-vl-utils conventions)
     frames: int = 16
     max_pixels: int = 128 * 28 * 28
+    # a policy that reads no video gets each row's evidence notes before its question (the
+    # difficulty filter's `describe`: the same text, so its pass rates are this prompt's)
+    describe: bool = True
     # rollout: the sampler draws from exactly the distribution that is trained (softmax of
     # logits / temperature, then top-k and top-p); nothing from the checkpoint's own generation
     # config (its top_k, repetition_penalty) applies
@@ -51,6 +54,10 @@ class GRPOConfig:
     top_p: float = 1.0
     top_k: int = 0  # 0: off
     stop: list[str] = field(default_factory=list)  # strings that end a response (beside EOS ids)
+    # text the assistant turn starts with (a prefill, e.g. "<answer>" for a small model that
+    # never opens the tag itself): part of the prompt, not trained on, and read by the reward
+    # as the start of every response
+    response_prefix: str = ""
     log_samples: int = 2  # responses per step written to OUT/samples.jsonl
     # objective
     algorithm: str = "grpo"  # grpo | dapo | tw-grpo | reg-grpo

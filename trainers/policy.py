@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from vdata.trainers.prompts import question_text
+from vdata.trainers.prompts import described_question, question_text
 from vdata.trainers.video_inputs import VideoInputs, video_inputs
 
 VL_TYPES = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
@@ -79,12 +79,16 @@ class Policy:
         top_p: float = 1.0,
         top_k: int = 0,
         stop: tuple[str, ...] = (),
+        describe: bool = False,
+        response_prefix: str = "",
     ):
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
         self.temperature, self.top_p, self.top_k, self.stop = temperature, top_p, top_k, tuple(stop)
         self.is_vl = getattr(model.config, "model_type", "") in VL_TYPES
+        self.describe = describe and not self.is_vl  # evidence notes in the video's place
+        self.response_prefix = response_prefix  # the assistant turn's given start
         self.stop_ids = _stop_ids(model, tokenizer)
         forward = inspect.signature(getattr(model, "get_base_model", lambda: model)().forward).parameters
         self._token_types = "mm_token_type_ids" in forward
@@ -94,8 +98,9 @@ class Policy:
         self.banned = [[i] for i in known] if self.is_vl else None
 
     def prompt(self, row: Mapping[str, Any], frames: Any = None) -> Prompt:
-        """The chat prompt of a row: its question (the trainer's text), the video first."""
-        return self.chat_prompt(question_text(row), frames)
+        """The chat prompt of a row: its question (the trainer's text), the video first; for a
+        text-only policy with `describe`, the row's evidence notes first instead."""
+        return self.chat_prompt(described_question(row) if self.describe else question_text(row), frames)
 
     def chat_prompt(self, text: str, frames: Any = None) -> Prompt:
         """A user turn of `text` after the video: the tokenizer's chat template when it has one
@@ -118,6 +123,7 @@ class Policy:
             if chat.count("<|video_pad|>") != 1:
                 raise ValueError("the chat template did not place one <|video_pad|> for the video")
             chat = chat.replace("<|video_pad|>", "<|video_pad|>" * video.tokens)
+        chat += self.response_prefix
         ids = self.tokenizer(chat, return_tensors="pt", add_special_tokens=False).input_ids
         if video is None:
             return Prompt(ids)
@@ -185,13 +191,14 @@ class Policy:
         return [tuple(part[i * n : (i + 1) * n] for part in parts) for i in range(len(prompts))]
 
     def decode(self, responses: torch.Tensor, mask: torch.Tensor) -> list[str]:
-        """The response texts, without their stop token."""
+        """The response texts, without their stop token, after the response prefix (the reward
+        reads the answer the prefix opened)."""
         texts = []
         for ids, m in zip(responses, mask, strict=True):
             kept = [int(i) for i in ids[m.bool()]]
             if kept and kept[-1] in self.stop_ids:
                 kept = kept[:-1]
-            texts.append(self.tokenizer.decode(kept, skip_special_tokens=False))
+            texts.append(self.response_prefix + self.tokenizer.decode(kept, skip_special_tokens=False))
         return texts
 
     def log_probs(
@@ -269,6 +276,14 @@ def _model_source(model: str) -> tuple[str, dict[str, Any]]:
     return model, {}
 
 
+def reads_video(model: str) -> bool:
+    """Whether a model (directory, Hub id or .gguf) is a vision-language one, from its config."""
+    import transformers
+
+    source, extra = _model_source(model)
+    return transformers.AutoConfig.from_pretrained(source, **extra).model_type in VL_TYPES
+
+
 def load_policy(config: Any) -> Policy:
     """The model of `config` (a directory or Hub id, or random init from model_spec), on its device."""
     import transformers
@@ -330,4 +345,6 @@ def load_policy(config: Any) -> Policy:
         top_p=config.top_p,
         top_k=config.top_k,
         stop=tuple(config.stop),
+        describe=config.describe,
+        response_prefix=config.response_prefix,
     )

@@ -34,12 +34,17 @@ _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d*\.?\d+)(?:[eE][-+
 
 
 def extract_answer(response: str, *, tolerant: bool = False) -> str | None:
-    """The text inside the first <answer>...</answer>; with `tolerant`, the whole response when
-    it has no tags. None when there is nothing to read."""
+    """The text inside the first <answer>...</answer>; with `tolerant`, what follows an <answer>
+    that is never closed (a response that stopped inside it), else the whole response when it
+    has no tags. None when there is nothing to read."""
     match = _ANSWER.search(response)
     if match:
         return match.group(1).strip()
-    return response.strip() if tolerant and response.strip() else None
+    if not tolerant:
+        return None
+    opened = response.find("<answer>")
+    text = response[opened + len("<answer>") :] if opened >= 0 else response
+    return text.strip() or None
 
 
 def option_letter(answer: str, *, tolerant: bool = False) -> str | None:

@@ -398,6 +398,14 @@ PolicyOption = Annotated[
     ),
 ]
 ModelsOption = Annotated[Path | None, typer.Option("--models", help="YAML of endpoints per role.")]
+ResponsePrefixOption = Annotated[
+    str,
+    typer.Option(
+        "--response-prefix",
+        help="The start of every answer (the trainer's response_prefix, e.g. '<answer>'); "
+        "needs an in-process policy (--policy hf:MODEL).",
+    ),
+]
 
 
 def _model_filter(
@@ -479,6 +487,7 @@ def filter_difficulty(
             "--constrain", help="Hold choice answers to their letters (measures knowledge, not the format)."
         ),
     ] = False,
+    response_prefix: ResponsePrefixOption = "",
     fmt: FormatOption = AuditFormat["auto"],
     seed: SeedOption = 0,
     quiet: QuietOption = False,
@@ -505,6 +514,7 @@ def filter_difficulty(
         tolerant_letters=tolerant_letters,
         per_request=per_request,
         constrain=constrain,
+        response_prefix=response_prefix,
         media_root=_media_root(dataset),
     )
 
@@ -519,6 +529,7 @@ def filter_blind(
     alpha: Annotated[float, typer.Option(help="Binomial p below which the text leaks the answer.")] = 0.01,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     max_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 256,
+    response_prefix: ResponsePrefixOption = "",
     fmt: FormatOption = AuditFormat["auto"],
     seed: SeedOption = 0,
     quiet: QuietOption = False,
@@ -541,6 +552,7 @@ def filter_blind(
         temperature=temperature,
         max_tokens=max_tokens,
         video=False,
+        response_prefix=response_prefix,
         media_root=_media_root(dataset),
     )
 
