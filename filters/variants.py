@@ -30,7 +30,7 @@ from vdata.filters.run import filter_stage, run_filter
 from vdata.formats import DatasetReadError, load_rows, media_root_of
 from vdata.record import to_table
 from vdata.runstore import atomic_write_json, write_dataset
-from vdata.trainers.ablation import AblationConfig, AblationError, Variant
+from vdata.trainers.ablation import AblationConfig, AblationError, Variant, build_order
 
 MODEL_FILTERS = ("difficulty", "blind")  # sample the policy: they default to the trained one
 
@@ -116,7 +116,7 @@ def build_variants(config: AblationConfig, *, quiet: bool = False, log: Any = pr
     _write(base_dir, base_rows, split)
     evals = [eval_set(config)]
     built: dict[str, VariantData] = {}
-    for variant in config.variants:
+    for variant in build_order(config.variants, config.source):  # a sampled-like variant first
         rows, made_by = _rows_of(variant, config, base_rows, base_dir, built, quiet, split)
         dataset = out / "variants" / variant.name / "dataset"
         _write(dataset, rows, split)

@@ -399,3 +399,31 @@ def test_a_curriculum_reads_real_rows_before_counterexamples(tmp_path):
     bad = text_run(tmp_path, model, [], data=data, split="rl", out=str(tmp_path / "bad"), curriculum=True)
     with pytest.raises(ConfigError, match="curriculum_stage on every row"):
         train(bad, log=lambda line: None)
+
+
+def test_a_text_policy_reads_the_evidence_notes_and_answers_after_the_prefix(tmp_path):
+    """A policy that reads no video gets the row's evidence notes before its question (the
+    difficulty filter's text), and the response prefix opens every answer the reward reads."""
+    from vdata.trainers.policy import load_policy
+    from vdata.trainers.prompts import NOTES_HEADER, described_question, question_text
+    from vdata.trainers.rewards import RewardConfig, reward
+
+    row = {**text_rows(1)[0], "evidence": [{"start_s": 1.0, "end_s": 2.0, "text": "blue"}]}
+    config = text_run(tmp_path, text_lm(tmp_path), [row], response_prefix="<answer>")
+    policy = load_policy(config)
+    assert described_question(row) == f"{NOTES_HEADER}\n[1.0s-2.0s] blue\n\n{question_text(row)}"
+    bare = load_policy(GRPOConfig(**{**config.to_dict(), "describe": False, "response_prefix": ""}))
+    with_notes = bare.chat_prompt(described_question(row)).input_ids[0].tolist()
+    prompt = policy.prompt(row).input_ids[0].tolist()
+    assert len(prompt) > len(with_notes) and prompt[: len(with_notes)] == with_notes  # then the prefix
+    assert (
+        bare.prompt(row).input_ids[0].tolist() == bare.chat_prompt(question_text(row)).input_ids[0].tolist()
+    )
+    ids = torch.tensor([policy.tokenizer("B", add_special_tokens=False).input_ids])
+    (text,) = policy.decode(ids, torch.ones_like(ids))
+    assert text == "<answer>B"
+    # an answer the prefix opened and EOS ended is read when tolerant, never when strict
+    assert reward(text, row, RewardConfig(tolerant_letters=True)).accuracy == 1.0
+    assert reward(text, row, RewardConfig()).accuracy == 0.0
+    (metrics,) = train(config, log=lambda line: None).metrics  # prompts_per_step 2 of one row
+    assert metrics["groups"] == 2

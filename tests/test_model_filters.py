@@ -513,3 +513,26 @@ def test_sufficiency_regenerates_before_it_rejects(tmp_path):
     (reject,) = pq.read_table(tmp_path / "one" / "rejects" / "sufficiency.parquet").to_pylist()
     assert reject["reason"] == "insufficient_evidence"
     assert "in 2 attempts; answers: attempt 1" in reject["detail"]
+
+
+def test_a_response_prefix_opens_the_in_process_policys_answers_and_is_refused_over_http(tmp_path):
+    """The trainer's response_prefix as a prefill: an in-process policy's every answer starts
+    with it (as the trainer's rollouts do); a chat endpoint cannot continue one: a clear error."""
+    pytest.importorskip("torch", reason="an in-process policy needs the train extra")
+    import sqlite3
+
+    from test_grpo import text_lm
+
+    model = text_lm(tmp_path)
+    data = write(tmp_path / "rows.json", rows_of(["x", "y"]))
+    endpoints = Endpoints().with_role("policy", f"hf:{model}")
+    stage = filter_stage(
+        "difficulty", samples=2, max_tokens=2, band=(-0.01, 1.01), response_prefix="<answer>"
+    )
+    run_filter(stage, data, tmp_path / "out", quiet=True, endpoints=endpoints)
+    with sqlite3.connect(tmp_path / "out" / "cache.sqlite") as db:
+        texts = [json.loads(reply)["text"] for (reply,) in db.execute("select reply from replies")]
+    assert len(texts) == 4 and all(t.startswith("<answer>") for t in texts)
+    refused = pytest.raises(ValueError, match="response_prefix '<answer>' needs an in-process policy")
+    with FaultProxy(None, latency_s=0.0, reply_fn=scripted) as proxy, refused:
+        run_filter(stage, data, tmp_path / "http", quiet=True, endpoints=policy(proxy))

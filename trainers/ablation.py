@@ -122,7 +122,7 @@ class AblationConfig:
         config = cls(
             base=str(values["base"]),
             eval=str(values["eval"]),
-            variants=build_order(variants, where),
+            variants=variants,
             seeds=seeds,
             train=dict(values["train"]),
             out=str(values.get("out") or "runs/ablation"),
@@ -132,7 +132,7 @@ class AblationConfig:
             sample_seed=int(values.get("sample_seed", 0)),
             source=where,
         )
-        config.variants.sort(key=lambda v: list(values["variants"]).index(v.name))  # the user's order
+        build_order(variants, where)  # no circle
         for variant in config.variants:
             config.run_config(variant, config.seeds[0], Path(config.out) / "check")  # errors now
         return config
@@ -161,12 +161,9 @@ class AblationConfig:
         if variant.curriculum:
             values["curriculum"] = True
         try:
-            return GRPOConfig(**values)
+            return GRPOConfig.from_values(values)
         except (TypeError, ConfigError) as exc:
-            known = ", ".join(f.name for f in dataclasses.fields(GRPOConfig))
-            raise AblationError(
-                f"{self.source}: train of variant {variant.name!r}: {exc} (keys: {known})"
-            ) from exc
+            raise AblationError(f"{self.source}: train of variant {variant.name!r}: {exc}") from exc
 
 
 def _variant(name: str, spec: Any, where: str) -> Variant:

@@ -136,11 +136,19 @@ class GRPOConfig:
     def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> GRPOConfig:
         """From a YAML file, then `key=value` overrides (values read as YAML: 3, 1e-6, true)."""
         try:
-            values = load_settings(path, overrides or ())
-            types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-            unknown = sorted(set(values) - set(types))
-            if unknown:
-                raise ConfigError(f"unknown config keys {unknown}; known: {', '.join(sorted(types))}")
+            return cls.from_values(load_settings(path, overrides or ()))
+        except SettingsError as exc:
+            raise ConfigError(str(exc)) from exc
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> GRPOConfig:
+        """From a mapping of keys to values as YAML reads them (numbers given as text, such as
+        YAML's '1e-6', converted); an unknown key is a ConfigError that lists the known ones."""
+        types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(types))
+        if unknown:
+            raise ConfigError(f"unknown config keys {unknown}; known: {', '.join(sorted(types))}")
+        try:
             return cls(**{key: as_number(key, value, types[key]) for key, value in values.items()})
         except SettingsError as exc:
             raise ConfigError(str(exc)) from exc
