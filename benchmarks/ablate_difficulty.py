@@ -22,6 +22,11 @@ its spread over seeds, the zero-variance group fraction, and paired comparisons.
 
 Writes benchmarks/results/NAME.json (the report, the budget, the machine, the wall time),
 NAME.md (the report) and NAME/*.png (the plots).
+
+On a GPU machine without the curation stack (the H200 here has no polars, and nothing can
+be installed there but carried wheels), `--prebuilt DIR` trains on variants this script
+built on CPU (DIR: a copy of WORK/ablation/variants, WORK/ablation/ablation.json, WORK/base
+and WORK/eval): the same rows, whose checks already passed; only the training budget differs.
 """
 
 from __future__ import annotations
@@ -68,6 +73,12 @@ def make_data(work: Path, videos: int, eval_videos: int, seed: int) -> tuple[Pat
 
 
 def main() -> None:
+    try:
+        import vdata.trainers  # noqa: F401
+    except ImportError:  # an uninstalled checkout (the GPU machine)
+        from grpo_gpu import _importable_checkout
+
+        _importable_checkout()
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -84,11 +95,16 @@ def main() -> None:
     parser.add_argument("--gpus", default="auto")
     parser.add_argument("--work", default="", help="keep the runs here (default: a temp folder)")
     parser.add_argument("--name", default="ablate_difficulty")
+    parser.add_argument("--prebuilt", default="", help="train on variants built before (see above)")
+    parser.add_argument("--results", default=str(RESULTS), help="where NAME.json/.md/plots go")
     args = parser.parse_args()
 
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="vdata-bench-ablate-"))
     work.mkdir(parents=True, exist_ok=True)
-    if not (work / "base").exists():
+    if args.prebuilt:
+        base = Path(args.prebuilt) / "base" / "questions.parquet"
+        held = Path(args.prebuilt) / "eval" / "questions.parquet"
+    elif not (work / "base").exists():
         base, held = make_data(work, args.videos, args.eval_videos, seed=3)
     else:
         base, held = work / "base" / "questions.parquet", work / "eval" / "questions.parquet"
@@ -122,13 +138,16 @@ def main() -> None:
         "train": train,
     }
     (work / "ablation.yaml").write_text(json.dumps(config, indent=1))  # YAML reads JSON
-    command = [sys.executable, "-m", "vdata", "ablate", "--config", str(work / "ablation.yaml")]
-    command += ["--out", str(work / "ablation"), "--gpus", args.gpus]
-    print(" ".join(command), file=sys.stderr)
-    started = time.perf_counter()
-    subprocess.run(command, check=True)
-    wall = time.perf_counter() - started
     out = work / "ablation"
+    started = time.perf_counter()
+    if args.prebuilt:
+        train_prebuilt(work / "ablation.yaml", Path(args.prebuilt), out)
+    else:
+        command = [sys.executable, "-m", "vdata", "ablate", "--config", str(work / "ablation.yaml")]
+        command += ["--out", str(out), "--gpus", args.gpus]
+        print(" ".join(command), file=sys.stderr)
+        subprocess.run(command, check=True)
+    wall = time.perf_counter() - started
     report = json.loads((out / "report.json").read_text())
     import torch
 
@@ -147,6 +166,7 @@ def main() -> None:
             "eval_rows": _rows(held),
         },
         "wall_s": round(wall, 1),
+        "variants_built": "on CPU by this script, carried (--prebuilt)" if args.prebuilt else "in this run",
         "machine": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -155,16 +175,39 @@ def main() -> None:
         },
         "report": report,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    plots = RESULTS / args.name
+    results = Path(args.results)
+    results.mkdir(parents=True, exist_ok=True)
+    plots = results / args.name
     shutil.rmtree(plots, ignore_errors=True)
     plots.mkdir()
     for png in (out / "plots").glob("*.png"):
         shutil.copy(png, plots / png.name)
     markdown = (out / "report.md").read_text().replace("](plots/", f"]({args.name}/")
-    (RESULTS / f"{args.name}.md").write_text(markdown)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (results / f"{args.name}.md").write_text(markdown)
+    (results / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
     print(markdown)
+
+
+def train_prebuilt(config_path: Path, prebuilt: Path, out: Path) -> None:
+    """The runs and the report of `vdata ablate` on variants built before (their datasets and
+    the record of their checks under PREBUILT), with this config's training budget."""
+    from vdata.trainers.ablation import AblationConfig, gpu_count, run_all, run_spec, write_report
+
+    config = AblationConfig.load(config_path, out=str(out))
+    record = json.loads((prebuilt / "ablation.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    specs = []
+    for built in record["variants"]:
+        dataset = prebuilt / "variants" / built["name"] / "dataset"
+        built["dataset"] = str(dataset)
+        for seed in config.seeds:
+            run = config.run_config(config.variant(built["name"]), seed, dataset)
+            specs.append(run_spec(built["name"], seed, run, built["digest"]))
+    record.update(train=config.train, seeds=config.seeds, eval=config.eval, base=config.base)
+    (out / "ablation.json").write_text(json.dumps(record, indent=1))
+    say = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    run_all(specs, gpus=min(gpu_count("auto"), 1), log=say)
+    write_report(out)
 
 
 def _rows(path: Path) -> int:

@@ -169,7 +169,7 @@ def test_a_killed_ablation_resumes_without_rerunning_finished_runs(tmp_path):
     now = stamps(out, all_runs)
     changed = sorted(run for run in all_runs if now[run] != kept[run])
     assert changed == ["sampled/seed-0", "sampled/seed-1"]
-    assert "sampled seed 0: config or data changed: starts over" in again.stderr
+    assert "sampled seed 0: config changed: starts over" in again.stderr
 
 
 def test_runs_in_parallel_processes_finish_and_report(tmp_path):

@@ -427,3 +427,33 @@ def test_a_text_policy_reads_the_evidence_notes_and_answers_after_the_prefix(tmp
     assert reward(text, row, RewardConfig()).accuracy == 0.0
     (metrics,) = train(config, log=lambda line: None).metrics  # prompts_per_step 2 of one row
     assert metrics["groups"] == 2
+
+
+def test_the_evaluation_draws_the_same_noise_for_runs_of_one_seed(tmp_path):
+    """Two evaluations of one model at one seed and step, in a process whose random state moved
+    in between (two variants of an ablation run one after another, or a resumed run): the
+    same sampled answers (the eval samples are seeded by seed and step, not by what ran
+    before). The score here is a function of the answer's text, so any other draw shows."""
+    from types import SimpleNamespace
+
+    from vdata.trainers.policy import load_policy
+    from vdata.trainers.train import evaluate
+
+    rows = text_rows(4)
+    config = text_run(tmp_path, text_lm(tmp_path), rows, max_new_tokens=3, eval_temperature=1.0)
+    policy = load_policy(config)
+    texts: list[str] = []
+
+    def score(text, row):
+        texts.append(text)
+        value = (sum(map(ord, text)) % 7) / 6
+        return SimpleNamespace(accuracy=value, total=value)
+
+    first = evaluate(policy, rows, lambda row: None, score, config, step=3)
+    seen = list(texts)
+    torch.rand(1000)
+    texts.clear()
+    assert evaluate(policy, rows, lambda row: None, score, config, step=3) == first and texts == seen
+    texts.clear()
+    evaluate(policy, rows, lambda row: None, score, config, step=4)
+    assert texts != seen  # another step draws other samples

@@ -19,6 +19,7 @@ finished runs' files, so `vdata ablate report OUT` rebuilds it. Its statistics
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -232,7 +233,8 @@ class RunSpec:
     variant: str
     seed: int
     config: GRPOConfig
-    fingerprint: str  # the run's config and its data's content: a change starts it over
+    fingerprint: str  # its parts': a change of any starts the run over
+    parts: dict[str, str] = field(default_factory=dict)  # config, data, code -> hash
 
     @property
     def out(self) -> Path:
@@ -240,9 +242,37 @@ class RunSpec:
 
 
 def run_spec(variant: str, seed: int, config: GRPOConfig, data_digest: str) -> RunSpec:
+    """A run and its fingerprint: its config (but where it is written), its data's content and
+    the trainer's code (`vdata.codehash`: the loop and everything it calls), so that a finished
+    run is kept exactly while none of them changes."""
     settings = {k: v for k, v in config.to_dict().items() if k not in ("out", "data")}
-    text = json.dumps({"config": settings, "data": data_digest}, sort_keys=True, default=str)
-    return RunSpec(variant, seed, config, hashlib.sha256(text.encode()).hexdigest()[:16])
+    parts = {
+        "config": _hash(json.dumps(settings, sort_keys=True, default=str)),
+        "data": data_digest,
+        "code": trainer_code(),
+    }
+    return RunSpec(variant, seed, config, _hash(json.dumps(parts, sort_keys=True)), parts)
+
+
+@functools.cache
+def trainer_code() -> str:
+    from vdata.codehash import code_hashes
+    from vdata.trainers.train import train
+
+    return _hash(json.dumps(code_hashes(train), sort_keys=True))
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def what_changed(spec: RunSpec) -> str:
+    """Which of a changed run's parts differ from its last start ('config', 'data', 'trainer
+    code'), for the message."""
+    before = (read_marker(spec.out) or {}).get("parts") or {}
+    names = {"config": "config", "data": "data", "code": "trainer code"}
+    changed = [names[k] for k, v in spec.parts.items() if before.get(k) != v]
+    return " and ".join(changed) if before and changed else "its config, data or trainer code"
 
 
 def run_state(spec: RunSpec) -> str:
@@ -266,7 +296,7 @@ def _write_marker(spec: RunSpec, **fields: Any) -> None:
     from vdata.runstore import atomic_write_json
 
     marker = {**(read_marker(spec.out) or {}), "variant": spec.variant, "seed": spec.seed}
-    marker.update(fingerprint=spec.fingerprint, **fields)
+    marker.update(fingerprint=spec.fingerprint, parts=spec.parts, **fields)
     atomic_write_json(spec.out / "ablation.json", marker)
 
 
@@ -331,6 +361,7 @@ def run_all(
     GPU), or as `vdata train grpo` processes one per GPU (CUDA_VISIBLE_DEVICES) in parallel."""
     pending = []
     for spec in specs:
+        changed = what_changed(spec) if run_state(spec) == "changed" else ""
         state = prepare(spec)
         if state == "finished":
             log(f"{spec.variant} seed {spec.seed}: finished before, not rerun")
@@ -339,7 +370,7 @@ def run_all(
             log(
                 f"{spec.variant} seed {spec.seed}: "
                 + (
-                    "config or data changed: starts over"
+                    f"{changed} changed: starts over"
                     if state == "changed"
                     else f"resumes after step {steps_done(spec.out)}"
                 )
@@ -616,6 +647,17 @@ def write_report(out: Path, *, plots: bool = True) -> dict[str, Any]:
     report["missing_runs"] = sorted(
         f"{v} seed {s}" for v, s in expected - {(r.variant, r.seed) for r in results}
     )
+    report["runs"] = [  # each run's numbers, for plots and checks of one's own
+        {
+            "variant": r.variant,
+            "seed": r.seed,
+            "final": r.final,
+            "wall_s": r.wall_s,
+            "tokens": r.tokens,
+            "curves": {k: v for k, v in r.curves.items() if v},
+        }
+        for r in sorted(results, key=lambda r: (r.variant, r.seed))
+    ]
     report["variant_checks"] = record.get("variants", [])
     report["train"] = record.get("train", {})
     report["plots"], report["plots_note"] = [], ""

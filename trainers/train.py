@@ -235,7 +235,7 @@ def train(
     written = []
     if held_out is not None and config.eval_every and state["step"] == 0:
         # the baseline: the model before any update, on the same rows
-        result = evaluate(policy, held_out.rows, eval_frames, score, config)
+        result = evaluate(policy, held_out.rows, eval_frames, score, config, step=0)
         with metrics_path.open("a") as handle:
             handle.write(
                 json.dumps(_rounded({"step": 0, **{f"eval_{k}": v for k, v in result.items()}})) + "\n"
@@ -271,7 +271,7 @@ def train(
         state["step"] += 1
         last = state["step"] == config.steps
         if held_out is not None and (last or (config.eval_every and state["step"] % config.eval_every == 0)):
-            result = evaluate(policy, held_out.rows, eval_frames, score, config)
+            result = evaluate(policy, held_out.rows, eval_frames, score, config, step=state["step"])
             metrics.update({f"eval_{key}": value for key, value in result.items()})
             if last:
                 (out / "eval.json").write_text(json.dumps({"step": state["step"], **result}, indent=1) + "\n")
@@ -319,10 +319,15 @@ def load_eval_data(config: GRPOConfig) -> TrainingData:
 
 
 @torch.no_grad()
-def evaluate(policy: Policy, rows: list[dict[str, Any]], frames: Frames, score, config: GRPOConfig) -> dict:
+def evaluate(
+    policy: Policy, rows: list[dict[str, Any]], frames: Frames, score, config: GRPOConfig, *, step: int = 0
+) -> dict:
     """Accuracy and reward on the held-out rows: one greedy answer each, and `group_size`
     answers sampled at `eval_temperature` (mean accuracy over them). Comparable across
-    datasets, which training reward on two different datasets is not."""
+    datasets, which training reward on two different datasets is not. The samples are seeded
+    by the run's seed and the step alone, so that two runs of one seed (two variants of an
+    ablation, or a resumed run and an uninterrupted one) draw the same evaluation noise."""
+    torch.manual_seed(config.seed * 1000003 + step + 7_919_000_017)  # apart from the steps' seeds
     greedy_acc, greedy_reward, sampled_acc, sampled_reward = [], [], [], []
     for start in range(0, len(rows), config.prompts_per_step):
         batch = rows[start : start + config.prompts_per_step]
