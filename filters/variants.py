@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import random
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,22 +60,13 @@ def training_rows(path: str | Path, split: str, written_as: str) -> list[dict[st
     """The rows of `split` in a dataset (all of them when it names no split, or `split` is ""),
     with absolute video paths and split `written_as`; an unreadable dataset or row is an
     AblationError."""
+    from vdata.trainers.config import ConfigError
+    from vdata.trainers.train import split_rows
+
     try:
-        loaded = load_rows(path)
-    except DatasetReadError as exc:
-        raise AblationError(f"dataset {path}: {exc}") from exc
-    bad = len(loaded.unreadable) + sum(not isinstance(r, Mapping) for r in loaded.rows)
-    if bad:
-        raise AblationError(f"dataset {path}: {bad} rows cannot be read; `vdata audit {path}` lists them")
-    splits = set(loaded.splits)
-    if split and split in splits:
-        chosen = [r for r, s in zip(loaded.rows, loaded.splits, strict=True) if s == split]
-    elif splits <= {""} or not split:
-        chosen = list(loaded.rows)
-    else:
-        raise AblationError(
-            f"dataset {path} has splits {sorted(splits)}, not the train split {split!r}; set train.split"
-        )
+        chosen = split_rows(Path(path), split)
+    except ConfigError as exc:
+        raise AblationError(f"{exc} (train.split of the ablation)") from exc
     root = media_root_of(path)
     rows = []
     for row in chosen:

@@ -57,9 +57,21 @@ def load_training_data(config: GRPOConfig) -> TrainingData:
         rows = [convert(r) for r in raw] if convert else raw
         usable, skipped = _usable(rows, config.data)
         return TrainingData(usable, Path(config.media_root) if config.media_root else None, skipped)
-    from vdata.formats import DatasetReadError, load_rows, media_root_of
+    from vdata.formats import media_root_of
 
     path = Path(config.data)
+    rows = split_rows(path, config.split)
+    usable, skipped = _usable(rows, str(path))
+    return TrainingData(
+        usable, Path(config.media_root) if config.media_root else media_root_of(path), skipped
+    )
+
+
+def split_rows(path: Path, split: str) -> list[dict[str, Any]]:
+    """The rows of `split` in a dataset, each with its split set (every row when `split` is ""
+    or the dataset names no split); a dataset with unreadable rows is refused, not thinned."""
+    from vdata.formats import DatasetReadError, load_rows
+
     try:
         loaded = load_rows(path)
     except DatasetReadError as exc:
@@ -72,14 +84,11 @@ def load_training_data(config: GRPOConfig) -> TrainingData:
         for row, split in zip(loaded.rows, loaded.splits, strict=True)
     ]
     splits = {r["split"] for r in rows}
-    if config.split and config.split in splits:
-        rows = [r for r in rows if r["split"] == config.split]
-    elif config.split and splits != {""}:
-        raise ConfigError(f"data {path} has splits {sorted(splits)}, not {config.split!r}; set split=")
-    usable, skipped = _usable(rows, str(path))
-    return TrainingData(
-        usable, Path(config.media_root) if config.media_root else media_root_of(path), skipped
-    )
+    if split and split in splits:
+        return [r for r in rows if r["split"] == split]
+    if split and splits != {""}:
+        raise ConfigError(f"data {path} has splits {sorted(splits)}, not {split!r}; set split=")
+    return rows
 
 
 def _usable(rows: list[dict[str, Any]], name: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
