@@ -43,6 +43,7 @@ class VariantData:
     made_by: str
     letters: dict[str, int]
     eval_overlap: int
+    letters_skewed: bool = False  # always answering one letter beats guessing (vdata audit's test)
 
     def described(self) -> dict[str, Any]:
         return {
@@ -50,6 +51,7 @@ class VariantData:
             "rows": len(self.rows),
             "made_by": self.made_by,
             "letters": self.letters,
+            "letters_skewed": self.letters_skewed,
             "eval_overlap": self.eval_overlap,
             "dataset": str(self.dataset),
             "digest": self.digest,
@@ -120,6 +122,7 @@ def build_variants(config: AblationConfig, *, quiet: bool = False, log: Any = pr
             made_by,
             stats[0].counts if stats else {},
             overlaps.height if overlaps is not None else 0,
+            bool(stats and stats[0].skewed),
         )
         if overlaps is not None and overlaps.height:
             examples = "; ".join(
@@ -133,6 +136,14 @@ def build_variants(config: AblationConfig, *, quiet: bool = False, log: Any = pr
                 "or choose an eval set of other videos. Nothing was trained."
             )
         log(f"variant {variant.name}: {len(rows)} rows ({made_by})")
+        if stats and stats[0].skewed:
+            top = stats[0]
+            log(
+                f"  warning: variant {variant.name}'s answers are skewed: always answering "
+                f"{top.always_letter} scores {top.always_accuracy:.0%} (even letters: "
+                f"{top.uniform_accuracy:.0%}); a policy can gain reward by the letter alone "
+                "(vdata filter balance-letters evens them)"
+            )
     variants = [built[v.name] for v in config.variants]
     empty = [v.name for v in variants if not v.rows]
     if empty:

@@ -36,7 +36,8 @@ def rows_with_answers(n: int, prefix: str = "v") -> list[dict]:
 
 
 def write_config(tmp_path: Path, model: Path, **changes) -> Path:
-    (tmp_path / "train.json").write_text(json.dumps(rows_with_answers(8)))
+    if not (tmp_path / "train.json").exists():
+        (tmp_path / "train.json").write_text(json.dumps(rows_with_answers(8)))
     if not (tmp_path / "eval.json").exists():
         (tmp_path / "eval.json").write_text(json.dumps(rows_with_answers(4, prefix="held")))
     config = {
@@ -248,3 +249,18 @@ def test_the_report_on_runs_with_known_numbers(tmp_path):
     assert report["comparisons"]["filtered"]["final_eval_accuracy_sampled"]["seeds"] == 2
     result = CliRunner().invoke(app, ["ablate", "report", str(out)])
     assert result.exit_code == 0 and "2 variants" in result.output
+
+
+def test_a_variant_whose_answers_are_one_letter_is_flagged_before_training(tmp_path):
+    from vdata.filters.variants import build_variants
+
+    path = write_config(tmp_path, tmp_path / "model", variants={"all": {}})
+    rows = rows_with_answers(20)
+    for row in rows:
+        row["solution"] = "<answer>A</answer>"
+    (tmp_path / "train.json").write_text(json.dumps(rows))
+    config = AblationConfig.load(path, out=str(tmp_path / "out"))
+    said: list[str] = []
+    (variant,) = build_variants(config, quiet=True, log=said.append)
+    assert variant.letters == {"A": 20, "B": 0} and variant.letters_skewed
+    assert any("answers are skewed: always answering A scores 100% (even letters: 50%)" in s for s in said)

@@ -702,8 +702,9 @@ def to_markdown(report: Mapping[str, Any]) -> str:
             letters = v.get("letters") or {}
             top = max(letters.values(), default=0) / max(sum(letters.values()), 1)
             shown = " ".join(f"{k}:{n}" for k, n in sorted(letters.items())) or "-"
+            skew = ", skewed" if v.get("letters_skewed") else ""
             lines.append(
-                f"| {v['name']} | {v['rows']} | {v.get('made_by', '')} | {shown} ({top:.0%}) | "
+                f"| {v['name']} | {v['rows']} | {v.get('made_by', '')} | {shown} ({top:.0%}{skew}) | "
                 f"{v.get('eval_overlap', 0)} |"
             )
         lines.append("")
