@@ -381,7 +381,12 @@ def run_all(
         for spec in specs:
             done = spec.config.steps if spec not in pending else steps_done(spec.out)
             tasks[id(spec)] = progress.add_task(
-                f"{spec.variant} seed {spec.seed}", total=spec.config.steps, completed=done
+                f"{spec.variant} seed {spec.seed}",
+                total=spec.config.steps,
+                completed=done,
+                status="",
+                resumed_at=done,
+                unit="step",
             )
 
     def show(spec: RunSpec) -> None:

@@ -57,14 +57,16 @@ class _RateColumn(ProgressColumn):
     did are left out; shards finish in bursts, so the rate is over the whole time)."""
 
     def render(self, task: Task) -> Text:
-        return Text(rate_text(task.completed - task.fields.get("resumed_at", 0), task.elapsed or 0.0))
+        done = task.completed - task.fields.get("resumed_at", 0)
+        return Text(rate_text(done, task.elapsed or 0.0, task.fields.get("unit", "row")))
 
 
-def rate_text(done: float, elapsed: float) -> str:
+def rate_text(done: float, elapsed: float, unit: str = "row") -> str:
+    """'3.2 rows/s', or '4.1 s/row' below one a second (`unit`: what is counted)."""
     if elapsed < 1 or done <= 0:
         return ""
     rate = done / elapsed
-    return f"{rate:.1f} rows/s" if rate >= 1 else f"{elapsed / done:.1f} s/row"
+    return f"{rate:.1f} {unit}s/s" if rate >= 1 else f"{elapsed / done:.1f} s/{unit}"
 
 
 class _LogProgress:
@@ -109,7 +111,7 @@ class _LogProgress:
     def _line(self, task: dict[str, Any]) -> None:
         task["printed"] = now = time.monotonic()
         elapsed = now - task["started"]
-        rate = rate_text(task["completed"] - task["resumed_at"], elapsed)
+        rate = rate_text(task["completed"] - task["resumed_at"], elapsed, task.get("unit", "row"))
         status = task.get("status") or ""
         parts = [f"{task['completed']:.0f}/{task['total']:.0f}", f"{elapsed:.0f}s", rate, status]
         self.console.print(
