@@ -1,0 +1,80 @@
+"""MR-SP exactness on CPU (issue 23, in progress): stage 1, encode once. A tiny random-init
+Qwen2.5-VL; the parallel checks run two real processes over torch.distributed (gloo)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="MR-SP needs the train extra")
+
+from vdata.trainers.config import GRPOConfig  # noqa: E402
+from vdata.trainers.mrsp import SPGroup, encode_patches, encode_video, frame_shards  # noqa: E402
+from vdata.trainers.random_init import TINY_QWEN2_5_VL, word_tokenizer  # noqa: E402
+from vdata.trainers.video_inputs import video_inputs  # noqa: E402
+
+
+def tiny_model(folder: str):
+    from vdata.trainers.policy import load_policy
+
+    word_tokenizer(["A", "B"], f"{folder}/tok")
+    return load_policy(GRPOConfig(model_spec=TINY_QWEN2_5_VL, tokenizer=f"{folder}/tok", seed=3)).model
+
+
+def ten_frames():
+    """10 frames of 56x56: 5 temporal patches (an odd count: 3 + 2 on two ranks)."""
+    return video_inputs(np.random.default_rng(0).integers(0, 255, (10, 56, 56, 3), dtype=np.uint8), fps=2.0)
+
+
+def test_frame_shards_are_contiguous_and_uneven_where_they_must_be():
+    assert frame_shards(5, 2) == [(0, 3), (3, 5)]
+    assert frame_shards(8, 4) == [(0, 2), (2, 4), (4, 6), (6, 8)]
+    assert frame_shards(1, 2) == [(0, 1), (1, 1)]
+    with pytest.raises(ValueError):
+        frame_shards(4, 0)
+
+
+@torch.no_grad()
+def test_encoding_the_parts_equals_encoding_the_whole(tmp_path):
+    """The vision tower is frame-local: temporal patches encoded in parts give the whole
+    video's tokens (what lets stage 1 split a video over ranks)."""
+    model = tiny_model(str(tmp_path))
+    video = ten_frames()
+    whole = encode_patches(model, video, 0, 5)
+    assert whole.shape == (5 * 16 // 4, 32)
+    parts = torch.cat([encode_patches(model, video, 0, 3), encode_patches(model, video, 3, 5)])
+    assert torch.allclose(parts, whole, atol=1e-6, rtol=0)
+    assert torch.equal(encode_video(model, video), whole)
+    # the tokens are the ones the model's own forward puts in the prompt
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    reference = base.get_video_features(video.pixel_values_videos, video.video_grid_thw).pooler_output[0]
+    assert torch.equal(whole, reference)
+
+
+def _encode_on_rank(rank: int, size: int, folder: str, init: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=size)
+    try:
+        model = tiny_model(folder)
+        video = ten_frames()
+        gathered = encode_video(model, video, SPGroup(rank, size))
+        torch.save(gathered, os.path.join(folder, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_stage_one_over_ranks_gives_every_rank_the_whole_videos_tokens(tmp_path, size):
+    """Real processes, gloo: each rank encodes its share (5 temporal patches on 2 ranks: 3 + 2;
+    on 3: 2 + 2 + 1), and after the gather every rank holds the whole video's tokens."""
+    import torch.multiprocessing as mp
+
+    init = f"file://{tempfile.mkdtemp(dir=tmp_path)}/rendezvous"
+    mp.spawn(_encode_on_rank, args=(size, str(tmp_path), init), nprocs=size, join=True)
+    whole = encode_patches(tiny_model(str(tmp_path)), ten_frames(), 0, 5).detach()
+    for rank in range(size):
+        assert torch.allclose(torch.load(tmp_path / f"rank{rank}.pt"), whole, atol=1e-6, rtol=0)
