@@ -78,3 +78,37 @@ def test_stage_one_over_ranks_gives_every_rank_the_whole_videos_tokens(tmp_path,
     whole = encode_patches(tiny_model(str(tmp_path)), ten_frames(), 0, 5).detach()
     for rank in range(size):
         assert torch.allclose(torch.load(tmp_path / f"rank{rank}.pt"), whole, atol=1e-6, rtol=0)
+
+
+def test_sampling_from_encoded_video_tokens_equals_sampling_from_pixels(tmp_path):
+    """Rollout from stage 1's tokens: two prompts of two videos, n = 2 each, left-padded in one
+    `generate`: the greedy tokens and the log-probabilities of the tokens equal the pixel path's,
+    and a seeded sample draws the same tokens."""
+    from types import SimpleNamespace
+
+    from vdata.trainers.policy import load_policy
+
+    word_tokenizer(["A", "B", "red", "blue"], tmp_path / "tok")
+    policy = load_policy(GRPOConfig(model_spec=TINY_QWEN2_5_VL, tokenizer=str(tmp_path / "tok"), seed=3))
+    rng = np.random.default_rng(1)
+    prompts = []
+    for count, question in ((10, "Which A?"), (6, "Which red or blue B?")):
+        frames = SimpleNamespace(
+            frames=rng.integers(0, 255, (count, 56, 56, 3), dtype=np.uint8),
+            timestamps=[i * 0.5 for i in range(count)],
+        )
+        row = {"problem": question, "options": ["A. red", "B. blue"], "problem_type": "multiple choice"}
+        prompts.append(policy.prompt(row, frames))
+    tokens = [encode_video(policy.model, p.video) for p in prompts]
+    pixels = policy.sample(prompts, 2, max_new_tokens=6, greedy=True, with_logprobs=True)
+    cached = policy.sample(prompts, 2, max_new_tokens=6, greedy=True, with_logprobs=True, video_tokens=tokens)
+    for (ids_a, mask_a, logp_a), (ids_b, mask_b, logp_b) in zip(pixels, cached, strict=True):
+        assert torch.equal(ids_a, ids_b) and torch.equal(mask_a, mask_b)
+        assert torch.allclose(logp_a, logp_b, atol=1e-5, rtol=0)
+    torch.manual_seed(5)
+    drawn = policy.sample(prompts, 2, max_new_tokens=6)
+    torch.manual_seed(5)
+    again = policy.sample(prompts, 2, max_new_tokens=6, video_tokens=tokens)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(drawn, again, strict=True))
+    with pytest.raises(ValueError, match="video tokens for"):
+        policy.sample(prompts, 1, max_new_tokens=1, video_tokens=[tokens[0], tokens[0]])

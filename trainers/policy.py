@@ -140,12 +140,14 @@ class Policy:
         greedy: bool = False,
         temperature: float | None = None,
         with_logprobs: bool = False,
+        video_tokens: list[torch.Tensor] | None = None,
     ) -> list[tuple[torch.Tensor, ...]]:
         """n responses to each prompt, all prompts in one `generate` call (left-padded), from the
         policy's distribution (or greedy, or at another `temperature` for evaluation). Per
         prompt: token ids (n, L) padded, and a mask (n, L) of the tokens up to and including the
         first stop token or stop string; with `with_logprobs`, also the sampler's log-probability
-        of each token."""
+        of each token. `video_tokens` (one per prompt, from `mrsp.encode_video`) stand in for
+        the videos' pixels: the vision tower does not run again for each of the n copies."""
         from transformers import GenerationConfig
 
         width = max(p.input_ids.shape[1] for p in prompts)
@@ -157,6 +159,8 @@ class Policy:
             ids[i * n : (i + 1) * n, width - length :] = prompt.input_ids
             attention[i * n : (i + 1) * n, width - length :] = 1
         inputs = model_inputs([p for p in prompts for _ in range(n)], ids, attention, self.device)
+        if video_tokens is not None:
+            inputs = self.with_video_tokens(inputs, [t for t in video_tokens for _ in range(n)])
         settings: dict[str, Any] = {"do_sample": False}
         if not greedy:
             settings = {
@@ -189,6 +193,19 @@ class Policy:
             scores = torch.log_softmax(torch.stack(output.scores, dim=1).float(), dim=-1).cpu()
             parts.append(scores.gather(-1, responses.unsqueeze(-1)).squeeze(-1))
         return [tuple(part[i * n : (i + 1) * n] for part in parts) for i in range(len(prompts))]
+
+    def with_video_tokens(self, inputs: dict[str, Any], tokens: list[torch.Tensor]) -> dict[str, Any]:
+        """Model inputs whose videos come as encoded tokens (one tensor per row, in row order)
+        placed at the rows' <|video_pad|> positions of `inputs_embeds`, instead of pixels; the
+        grid, token types and seconds per grid stay, so positions are computed as before."""
+        ids = inputs["input_ids"]
+        embeds = self.model.get_input_embeddings()(ids)
+        slots = (ids == self.model.config.video_token_id).unsqueeze(-1).expand_as(embeds)
+        video = torch.cat(tokens).to(embeds.device, embeds.dtype)
+        if video.numel() != int(slots.sum()):
+            raise ValueError(f"{video.shape[0]} video tokens for {int(slots[..., 0].sum())} video positions")
+        inputs = {k: v for k, v in inputs.items() if k != "pixel_values_videos"}
+        return {**inputs, "inputs_embeds": embeds.masked_scatter(slots, video)}
 
     def decode(self, responses: torch.Tensor, mask: torch.Tensor) -> list[str]:
         """The response texts, without their stop token, after the response prefix (the reward
