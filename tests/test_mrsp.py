@@ -112,3 +112,17 @@ def test_sampling_from_encoded_video_tokens_equals_sampling_from_pixels(tmp_path
     assert all(torch.equal(a[0], b[0]) for a, b in zip(drawn, again, strict=True))
     with pytest.raises(ValueError, match="video tokens for"):
         policy.sample(prompts, 1, max_new_tokens=1, video_tokens=[tokens[0], tokens[0]])
+
+
+def test_head_counts_that_cannot_be_split_are_refused_with_the_sizes_that_work():
+    from types import SimpleNamespace
+
+    from vdata.trainers.mrsp import check_heads, valid_sp_sizes
+
+    assert valid_sp_sizes(28, 4) == [1, 2, 4, 28]  # Qwen2.5-VL-7B: sp 1, 2, 4 (KV heads 4)
+    assert valid_sp_sizes(16, 2) == [1, 2, 4, 8, 16]  # 3B: KV heads replicated beyond 2
+    check_heads(SimpleNamespace(num_attention_heads=16, num_key_value_heads=2), 8)
+    with pytest.raises(
+        ValueError, match="sp=8: the language model's 28 attention heads .* sp can be 1, 2, 4, 28"
+    ):
+        check_heads(SimpleNamespace(num_attention_heads=28, num_key_value_heads=4), 8)

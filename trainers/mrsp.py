@@ -42,6 +42,25 @@ class SPGroup:
         return cls(dist.get_rank(), dist.get_world_size())
 
 
+def valid_sp_sizes(heads: int, kv_heads: int) -> list[int]:
+    """The sequence-parallel sizes Ulysses attention can split: the query heads divide evenly,
+    and the KV heads either divide evenly or are replicated to `size` (size a multiple of them)."""
+    return [n for n in range(1, heads + 1) if heads % n == 0 and (kv_heads % n == 0 or n % kv_heads == 0)]
+
+
+def check_heads(text_config: Any, size: int) -> None:
+    """Refuses a sequence-parallel size the language model's heads cannot be split over,
+    naming the sizes that work."""
+    heads = text_config.num_attention_heads
+    kv_heads = getattr(text_config, "num_key_value_heads", None) or heads
+    valid = valid_sp_sizes(heads, kv_heads)
+    if size not in valid:
+        raise ValueError(
+            f"sp={size}: the language model's {heads} attention heads ({kv_heads} key/value heads) cannot "
+            f"be split over {size} ranks; sp can be {', '.join(map(str, valid))}"
+        )
+
+
 def frame_shards(temporal_patches: int, size: int) -> list[tuple[int, int]]:
     """Each rank's [start, end) of a video's temporal patches: contiguous, the first
     `temporal_patches % size` ranks one more; a rank past the end gets an empty range."""
