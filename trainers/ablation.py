@@ -358,7 +358,8 @@ def run_all(
     log: Callable[[str], None] = print,
 ) -> None:
     """Trains every run that is not finished: in this process one after another (CPU, or one
-    GPU), or as `vdata train grpo` processes one per GPU (CUDA_VISIBLE_DEVICES) in parallel."""
+    GPU), or as `vdata train grpo` processes one per GPU (CUDA_VISIBLE_DEVICES) in parallel.
+    Each run's log lines go to its train.log."""
     pending = []
     for spec in specs:
         changed = what_changed(spec) if run_state(spec) == "changed" else ""
@@ -406,7 +407,14 @@ def _train_here(spec: RunSpec, on_line: Callable[[str], None]) -> None:
 
     started = time.monotonic()
     try:
-        train(spec.config, log=on_line)
+        with (spec.out / "train.log").open("a") as logfile:  # as a run in its own process writes it
+
+            def line(text: str) -> None:
+                logfile.write(text + "\n")
+                logfile.flush()
+                on_line(text)
+
+            train(spec.config, log=line)
     except BaseException:
         finish(spec, time.monotonic() - started, stopped=True)  # its time counts; it resumes
         raise
