@@ -126,3 +126,48 @@ def test_head_counts_that_cannot_be_split_are_refused_with_the_sizes_that_work()
         ValueError, match="sp=8: the language model's 28 attention heads .* sp can be 1, 2, 4, 28"
     ):
         check_heads(SimpleNamespace(num_attention_heads=28, num_key_value_heads=4), 8)
+
+
+def test_cache_video_encodes_each_video_once_and_trains_the_same(tmp_path):
+    """`cache_video: true` (stage 1 in the rollout): the vision tower sees each prompt's
+    patches once instead of group_size times, and two steps of training (tiny Qwen2-VL, real
+    updates) give the same metrics as the pixel path."""
+    import json
+
+    from vdata.trainers.grpo import rollout
+    from vdata.trainers.policy import load_policy
+    from vdata.trainers.rewards import reward
+    from vdata.trainers.train import frame_source, load_training_data, train
+
+    from test_grpo import tiny_config
+
+    runs = {}
+    for cached in (False, True):
+        config = tiny_config(tmp_path, out=str(tmp_path / f"run-{cached}"), cache_video=cached, steps=2)
+        train(config, log=lambda line: None)
+        lines = [
+            json.loads(line)
+            for line in (tmp_path / f"run-{cached}" / "metrics.jsonl").read_text().splitlines()
+        ]
+        runs[cached] = [
+            {
+                k: v
+                for k, v in m.items()
+                if not k.endswith("_s") and k not in ("tokens_per_s", "peak_memory_gb")
+            }
+            for m in lines
+        ]
+    assert runs[True] == runs[False] and runs[True][0]["groups"] >= 1
+
+    patches = {}
+    for cached in (False, True):
+        config = tiny_config(tmp_path, cache_video=cached)
+        policy = load_policy(config)
+        data = load_training_data(config)
+        frames = frame_source(config, data.media_root)
+        seen = []
+        visual = next(m for name, m in policy.model.named_modules() if name.endswith("visual"))
+        visual.register_forward_hook(lambda module, args, out, seen=seen: seen.append(args[0].shape[0]))
+        rollout(policy, data.rows[:2], [frames(r) for r in data.rows[:2]], lambda t, r: reward(t, r), config)
+        patches[cached] = sum(seen)
+    assert patches[False] == config.group_size * patches[True]

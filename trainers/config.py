@@ -41,6 +41,9 @@ class GRPOConfig:
     # video: frames per sample from the kernel's sampler (qwen-vl-utils conventions)
     frames: int = 16
     max_pixels: int = 128 * 28 * 28
+    # MR-SP stage 1 (issue 23, in progress): encode each prompt's video once for its G rollouts
+    # instead of G times (the vision tower on G copies); the log-prob forwards still read pixels
+    cache_video: bool = False
     # a policy that reads no video gets each row's evidence notes before its question (the
     # difficulty filter's `describe`: the same text, so its pass rates are this prompt's)
     describe: bool = True

@@ -62,7 +62,14 @@ def rollout(
     less DAPO's overlong penalty, plus T-GRPO's temporal bonus when it is on."""
     started = time.perf_counter()
     prompts = [policy.prompt(row, row_frames) for row, row_frames in zip(rows, frames, strict=True)]
-    sampled = policy.sample(prompts, config.group_size, max_new_tokens=config.max_new_tokens)
+    tokens = None
+    if config.cache_video and all(p.video is not None for p in prompts):  # MR-SP stage 1: once
+        from vdata.trainers.mrsp import encode_video
+
+        tokens = [encode_video(policy.model, prompt.video) for prompt in prompts]
+    sampled = policy.sample(
+        prompts, config.group_size, max_new_tokens=config.max_new_tokens, video_tokens=tokens
+    )
     texts = [policy.decode(responses, mask) for responses, mask in sampled]
     bonus = [0.0] * len(rows)
     if config.temporal_bonus > 0 and policy.is_vl:

@@ -7,11 +7,11 @@ frame-local (one attention segment per temporal patch, spatial-only rotary posit
 the gathered tokens equal the whole video's, which the tests check; the embeddings then
 serve the whole step instead of being recomputed per response and per forward.
 
-Status (issue 23): stage 1, and sampling from its tokens (`Policy.sample(video_tokens=...)`:
-the n copies of a prompt no longer run the vision tower n times). Prefill once for G
-decodes, the log-prob forwards from the tokens, Ulysses attention in the long forward, the
-trainer's config keys and the GPU measurements are still to come; the training loop does
-not call this module yet.
+Status (issue 23): stage 1, and the rollout from its tokens (`cache_video: true`: each
+prompt's video goes through the vision tower once instead of group_size times, same
+metrics as the pixel path). Prefill once for G decodes, the log-prob forwards from the
+tokens, Ulysses attention in the long forward (`sp`), `train_vision`, the torchrun launch
+and the GPU measurements are still to come.
 """
 
 from __future__ import annotations
