@@ -27,8 +27,8 @@ from vdata.filters.contamination import EvalSet, video_overlaps
 from vdata.filters.letters import letter_stats
 from vdata.filters.run import filter_stage, run_filter
 from vdata.formats import DatasetReadError, load_rows, media_root_of
-from vdata.record import to_table
-from vdata.runstore import atomic_write_json, write_dataset
+from vdata.record import conform_table
+from vdata.runstore import atomic_write_json, rows_to_table, write_dataset
 from vdata.trainers.ablation import AblationConfig, AblationError, Variant, build_order
 
 MODEL_FILTERS = ("difficulty", "blind")  # sample the policy: they default to the trained one
@@ -241,7 +241,9 @@ def _run_one_filter(
 
 
 def _write(dataset: Path, rows: list[dict[str, Any]], split: str) -> None:
-    write_dataset(to_table(rows), dataset, [split])
+    """The rows as a vdata dataset, the way a run writes its own: read releases' rows keep the
+    nulls the record's validation would refuse (a TW-GRPO video has no sha256)."""
+    write_dataset(conform_table(rows_to_table(rows)), dataset, [split])
 
 
 def _digest(rows: list[dict[str, Any]]) -> str:

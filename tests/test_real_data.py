@@ -227,3 +227,29 @@ def test_qa_inversion_of_the_questions_tw_grpo_inverted(name, tmp_path):
         (r["problem"], r["options"], r["solution"]) for r in rows
     ]
     assert "inverted_without_negation" not in findings(audit(out))
+
+
+def test_ablation_variants_from_a_real_release_and_a_leaking_eval_set(tmp_path):
+    """`vdata ablate`'s variants built from TW-GRPO's NExT-GQA release (videos without a
+    sha256: the record's nulls survive), checked against MVBench (other videos); the same file
+    as the eval set stops the ablation before training."""
+    import json
+
+    from vdata.filters.variants import build_variants
+    from vdata.trainers.ablation import AblationConfig, AblationError
+
+    def config(eval_name: str) -> AblationConfig:
+        spec = {
+            "base": str(REAL / "twgrpo_nextgqa_val.json"),
+            "eval": str(REAL / eval_name),
+            "variants": {"all": {}, "half": {"sample_like": "all"}},
+            "train": {"model": "unused", "split": ""},
+        }
+        (tmp_path / "a.yaml").write_text(json.dumps(spec))
+        return AblationConfig.load(tmp_path / "a.yaml", out=str(tmp_path / eval_name))
+
+    built = build_variants(config("twgrpo_eval_mvbench.json"), quiet=True, log=lambda line: None)
+    assert [len(v.rows) for v in built] == [3358, 3358] and built[0].eval_overlap == 0
+    assert sum(built[0].letters.values()) > 3000 and not built[0].letters_skewed
+    with pytest.raises(AblationError, match="shares videos with the eval set"):
+        build_variants(config("twgrpo_nextgqa_val.json"), quiet=True, log=lambda line: None)
