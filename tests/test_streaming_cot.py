@@ -29,6 +29,17 @@ from vdata.synth import SynthConfig, synthesize
 from conftest import wait_for
 
 
+def oracle_config(synth, out, **options) -> StreamingCoTConfig:
+    """A build of the synth videos with their captions, the truth as the annotator."""
+    return StreamingCoTConfig(
+        videos=[str(synth / "videos")],
+        out=str(out),
+        captions=str(synth / "captions.jsonl"),
+        annotator_from_truth=True,
+        **options,
+    )
+
+
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("synth")
@@ -115,13 +126,7 @@ def oracle_run(synth, tmp_path_factory) -> tuple[Path, FaultProxy]:
     """The synth world's events as the annotator, a scripted writer and judge."""
     out = tmp_path_factory.mktemp("run") / "oracle"
     with FaultProxy(None, latency_s=0.0, reply_fn=scripted(), keep_bodies=True) as proxy:
-        config = StreamingCoTConfig(
-            videos=[str(synth / "videos")],
-            out=str(out),
-            captions=str(synth / "captions.jsonl"),
-            annotator_from_truth=True,
-            chains_per_video=3,
-        )
+        config = oracle_config(synth, out, chains_per_video=3)
         build(config, endpoints_for(proxy), quiet=True)
     return out, proxy
 
@@ -316,13 +321,7 @@ def test_the_blind_check_rejects_what_the_policy_answers_without_the_video(synth
         with FaultProxy(None, latency_s=0.0, reply_fn=scripted(leaky=leaky)) as proxy:
             endpoints = endpoints_for(proxy)
             endpoints = Endpoints(roles={**endpoints.roles, "policy": endpoints.roles["writer"]})
-            config = StreamingCoTConfig(
-                videos=[str(synth / "videos")],
-                out=str(out),
-                captions=str(synth / "captions.jsonl"),
-                annotator_from_truth=True,
-                blind_samples=4,
-            )
+            config = oracle_config(synth, out, blind_samples=4)
             runs[leaky] = build(config, endpoints, quiet=True)
     blind = {leaky: {s.name: s for s in run.stages}["blind"] for leaky, run in runs.items()}
     assert blind[False].rejected == 0 and blind[False].rows_out > 0  # "yes" answers none of those

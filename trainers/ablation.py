@@ -378,9 +378,10 @@ def run_all(
             )
         pending.append(spec)
     tasks = {}
+    waiting = {id(spec) for spec in pending}
     if progress is not None:
         for spec in specs:
-            done = spec.config.steps if spec not in pending else steps_done(spec.out)
+            done = steps_done(spec.out) if id(spec) in waiting else spec.config.steps
             tasks[id(spec)] = progress.add_task(
                 f"{spec.variant} seed {spec.seed}",
                 total=spec.config.steps,
