@@ -1,32 +1,88 @@
-"""MR-SP exactness on CPU (issue 23, in progress): stage 1, encode once. A tiny random-init
-Qwen2.5-VL; the parallel checks run two real processes over torch.distributed (gloo)."""
+"""MR-SP exactness on CPU: stage 1 (encode once), the rollout from the cached tokens (prefill
+once), Ulysses sequence parallelism against one process, and whole GRPO steps. A tiny
+random-init Qwen2.5-VL (4 heads, 2 KV heads: sp=4 replicates KV heads); the parallel checks
+run real processes over torch.distributed (gloo)."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="MR-SP needs the train extra")
 
-from vdata.trainers.config import GRPOConfig  # noqa: E402
-from vdata.trainers.mrsp import SPGroup, encode_patches, encode_video, frame_shards  # noqa: E402
+from vdata.trainers.config import ConfigError, GRPOConfig  # noqa: E402
+from vdata.trainers.mrsp import (  # noqa: E402
+    SPGroup,
+    enable,
+    encode_patches,
+    encode_video,
+    frame_shards,
+    reduce_gradients,
+    sample_group,
+)
 from vdata.trainers.random_init import TINY_QWEN2_5_VL, word_tokenizer  # noqa: E402
 from vdata.trainers.video_inputs import video_inputs  # noqa: E402
 
+WORDS = ["A", "B", "red", "blue", "Which"]
 
-def tiny_model(folder: str):
+
+def tiny_policy(folder: str, **overrides):
     from vdata.trainers.policy import load_policy
 
-    word_tokenizer(["A", "B"], f"{folder}/tok")
-    return load_policy(GRPOConfig(model_spec=TINY_QWEN2_5_VL, tokenizer=f"{folder}/tok", seed=3)).model
+    if not os.path.exists(f"{folder}/tok"):
+        word_tokenizer(WORDS, f"{folder}/tok")
+    values = dict(model_spec=TINY_QWEN2_5_VL, tokenizer=f"{folder}/tok", seed=3)
+    return load_policy(GRPOConfig(**{**values, **overrides}))
 
 
 def ten_frames():
     """10 frames of 56x56: 5 temporal patches (an odd count: 3 + 2 on two ranks)."""
     return video_inputs(np.random.default_rng(0).integers(0, 255, (10, 56, 56, 3), dtype=np.uint8), fps=2.0)
+
+
+def case(policy):
+    """One prompt about a 10-frame video and 3 responses of 7 tokens, the last ending early
+    (right-padded, as the rollout leaves them)."""
+    frames = SimpleNamespace(
+        frames=np.random.default_rng(1).integers(0, 255, (10, 56, 56, 3), dtype=np.uint8),
+        timestamps=[i * 0.5 for i in range(10)],
+    )
+    row = {"problem": "Which A?", "options": ["A. red", "B. blue"], "problem_type": "multiple choice"}
+    prompt = policy.prompt(row, frames)
+    vocab = len(policy.tokenizer)
+    banned = {ids[0] for ids in policy.banned or []}
+    allowed = torch.tensor([i for i in range(vocab) if i not in banned])
+    generator = torch.Generator().manual_seed(0)
+    responses = allowed[torch.randint(len(allowed), (3, 7), generator=generator)]
+    mask = torch.ones(3, 7, dtype=torch.int)
+    mask[2, 4:] = 0
+    responses[2, 4:] = policy.tokenizer.pad_token_id
+    return prompt, responses, mask
+
+
+def spawn(worker, size: int, folder: Path, *args) -> None:
+    import torch.multiprocessing as mp
+
+    init = f"file://{tempfile.mkdtemp(dir=folder)}/rendezvous"
+    mp.spawn(worker, args=(size, str(folder), init, *args), nprocs=size, join=True)
+
+
+def _joined(rank: int, size: int, init: str) -> SPGroup:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=size)
+    return SPGroup(rank, size)
+
+
+# ---------------------------------------------------------------- stage 1
 
 
 def test_frame_shards_are_contiguous_and_uneven_where_they_must_be():
@@ -41,7 +97,7 @@ def test_frame_shards_are_contiguous_and_uneven_where_they_must_be():
 def test_encoding_the_parts_equals_encoding_the_whole(tmp_path):
     """The vision tower is frame-local: temporal patches encoded in parts give the whole
     video's tokens (what lets stage 1 split a video over ranks)."""
-    model = tiny_model(str(tmp_path))
+    model = tiny_policy(str(tmp_path)).model
     video = ten_frames()
     whole = encode_patches(model, video, 0, 5)
     assert whole.shape == (5 * 16 // 4, 32)
@@ -49,47 +105,56 @@ def test_encoding_the_parts_equals_encoding_the_whole(tmp_path):
     assert torch.allclose(parts, whole, atol=1e-6, rtol=0)
     assert torch.equal(encode_video(model, video), whole)
     # the tokens are the ones the model's own forward puts in the prompt
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    reference = base.get_video_features(video.pixel_values_videos, video.video_grid_thw).pooler_output[0]
+    reference = model.get_video_features(video.pixel_values_videos, video.video_grid_thw).pooler_output[0]
     assert torch.equal(whole, reference)
 
 
 def _encode_on_rank(rank: int, size: int, folder: str, init: str) -> None:
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=size)
-    try:
-        model = tiny_model(folder)
-        video = ten_frames()
-        gathered = encode_video(model, video, SPGroup(rank, size))
-        torch.save(gathered, os.path.join(folder, f"rank{rank}.pt"))
-    finally:
-        dist.destroy_process_group()
+    sp = _joined(rank, size, init)
+    gathered = encode_video(tiny_policy(folder).model, ten_frames(), sp)
+    torch.save(gathered, os.path.join(folder, f"rank{rank}.pt"))
 
 
 @pytest.mark.parametrize("size", [2, 3])
 def test_stage_one_over_ranks_gives_every_rank_the_whole_videos_tokens(tmp_path, size):
     """Real processes, gloo: each rank encodes its share (5 temporal patches on 2 ranks: 3 + 2;
     on 3: 2 + 2 + 1), and after the gather every rank holds the whole video's tokens."""
-    import torch.multiprocessing as mp
-
-    init = f"file://{tempfile.mkdtemp(dir=tmp_path)}/rendezvous"
-    mp.spawn(_encode_on_rank, args=(size, str(tmp_path), init), nprocs=size, join=True)
-    whole = encode_patches(tiny_model(str(tmp_path)), ten_frames(), 0, 5).detach()
+    tiny_policy(str(tmp_path))  # the tokenizer, before the ranks race to write it
+    spawn(_encode_on_rank, size, tmp_path)
+    whole = encode_patches(tiny_policy(str(tmp_path)).model, ten_frames(), 0, 5).detach()
     for rank in range(size):
         assert torch.allclose(torch.load(tmp_path / f"rank{rank}.pt"), whole, atol=1e-6, rtol=0)
 
 
+# ---------------------------------------------------------------- the rollout
+
+
+def test_prefill_once_from_cached_tokens_samples_what_g_prefills_from_pixels_sample(tmp_path):
+    """The group's prompt prefilled once from stage 1's tokens, its cache repeated for G = 4
+    responses, decoded by mrsp's loop, against transformers' generate over G copies of the
+    prompt with pixels: greedy tokens and their log-probabilities equal, and under one seed
+    the same 8 sampled tokens per response (the loop draws as generate does)."""
+    policy = tiny_policy(str(tmp_path))
+    prompt, _, _ = case(policy)
+    tokens = encode_video(policy.model, prompt.video)
+    pixels = policy.sample([prompt], 4, max_new_tokens=8, greedy=True, with_logprobs=True)[0]
+    cached = sample_group(policy, prompt, tokens, 4, max_new_tokens=8, greedy=True, with_logprobs=True)
+    assert torch.equal(pixels[0], cached[0]) and torch.equal(pixels[1], cached[1])
+    assert torch.allclose(pixels[2], cached[2], atol=1e-5, rtol=0)
+    torch.manual_seed(5)
+    drawn = policy.sample([prompt], 4, max_new_tokens=8)[0]
+    torch.manual_seed(5)
+    again = sample_group(policy, prompt, tokens, 4, max_new_tokens=8)
+    assert torch.equal(drawn[0], again[0]) and torch.equal(drawn[1], again[1])
+    assert len({tuple(r) for r in again[0].tolist()}) > 1  # really sampled, not one repeated row
+    with pytest.raises(ValueError, match="video tokens for"):
+        sample_group(policy, prompt, tokens[:3], 2, max_new_tokens=1)
+
+
 def test_sampling_from_encoded_video_tokens_equals_sampling_from_pixels(tmp_path):
-    """Rollout from stage 1's tokens: two prompts of two videos, n = 2 each, left-padded in one
-    `generate`: the greedy tokens and the log-probabilities of the tokens equal the pixel path's,
-    and a seeded sample draws the same tokens."""
-    from types import SimpleNamespace
-
-    from vdata.trainers.policy import load_policy
-
-    word_tokenizer(["A", "B", "red", "blue"], tmp_path / "tok")
-    policy = load_policy(GRPOConfig(model_spec=TINY_QWEN2_5_VL, tokenizer=str(tmp_path / "tok"), seed=3))
+    """Policy.sample with stage 1's tokens for two prompts of two videos, left-padded in one
+    `generate` (evaluation's batched path): the same tokens and log-probabilities."""
+    policy = tiny_policy(str(tmp_path))
     rng = np.random.default_rng(1)
     prompts = []
     for count, question in ((10, "Which A?"), (6, "Which red or blue B?")):
@@ -105,18 +170,71 @@ def test_sampling_from_encoded_video_tokens_equals_sampling_from_pixels(tmp_path
     for (ids_a, mask_a, logp_a), (ids_b, mask_b, logp_b) in zip(pixels, cached, strict=True):
         assert torch.equal(ids_a, ids_b) and torch.equal(mask_a, mask_b)
         assert torch.allclose(logp_a, logp_b, atol=1e-5, rtol=0)
-    torch.manual_seed(5)
-    drawn = policy.sample(prompts, 2, max_new_tokens=6)
-    torch.manual_seed(5)
-    again = policy.sample(prompts, 2, max_new_tokens=6, video_tokens=tokens)
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(drawn, again, strict=True))
-    with pytest.raises(ValueError, match="video tokens for"):
-        policy.sample(prompts, 1, max_new_tokens=1, video_tokens=[tokens[0], tokens[0]])
 
 
-def test_head_counts_that_cannot_be_split_are_refused_with_the_sizes_that_work():
-    from types import SimpleNamespace
+# ---------------------------------------------------------------- Ulysses
 
+
+def _gradients(policy, prompt, responses, mask) -> dict:
+    """Log-probs, entropies and the gradients of a fixed weighting of the log-probs."""
+    logp, entropy = policy.log_probs(prompt, responses, entropy=True)
+    weights = torch.linspace(-1.0, 1.0, logp.numel()).view_as(logp)
+    (logp * weights * mask).sum().backward()
+    parameters = [(n, p) for n, p in policy.model.named_parameters() if p.requires_grad]
+    reduce_gradients([p for _, p in parameters], policy.sp)
+    grads = {n: p.grad.detach().clone() for n, p in parameters if p.grad is not None}
+    return {"logp": logp.detach(), "entropy": entropy.detach(), "grads": grads}
+
+
+def _sp_log_probs(rank: int, size: int, folder: str, init: str, train_vision: bool) -> None:
+    sp = _joined(rank, size, init)
+    policy = tiny_policy(folder, cache_video=True, train_vision=train_vision)
+    enable(policy.model, sp)
+    policy.sp = sp
+    prompt, responses, mask = case(policy)
+    prompt.video_tokens = encode_video(policy.model, prompt.video, sp)
+    torch.save(_gradients(policy, prompt, responses, mask), os.path.join(folder, f"sp{rank}.pt"))
+
+
+def _check_against_one_process(folder: Path, size: int, train_vision: bool) -> None:
+    """Every rank's log-probs, entropies and summed gradients against the pixel path of one
+    process (the model's own forward over the whole sequence)."""
+    policy = tiny_policy(str(folder), cache_video=train_vision, train_vision=train_vision)
+    if not train_vision:  # the same trainable set as the cached runs: the tower frozen
+        for name, parameter in policy.model.named_parameters():
+            parameter.requires_grad_("visual" not in name)
+    prompt, responses, mask = case(policy)
+    whole = _gradients(policy, prompt, responses, mask)
+    assert any("visual" in name for name in whole["grads"]) == train_vision
+    for rank in range(size):
+        part = torch.load(folder / f"sp{rank}.pt")
+        assert torch.allclose(part["logp"], whole["logp"], atol=1e-6, rtol=0)
+        assert torch.allclose(part["entropy"], whole["entropy"], atol=1e-5, rtol=0)
+        assert part["grads"].keys() == whole["grads"].keys()
+        worst = max((part["grads"][n] - g).abs().max().item() for n, g in whole["grads"].items())
+        assert worst < 1e-6, f"rank {rank}: gradient differs by {worst}"
+
+
+@pytest.mark.parametrize("train_vision", [False, True], ids=["frozen-vision", "trainable-vision"])
+def test_sp2_log_probs_and_gradients_equal_one_process(tmp_path, train_vision):
+    """sp=2 (gloo, two processes): the sequence (prompt with 20 video tokens, 3 responses)
+    in two shards, Ulysses attention, the 5 temporal patches encoded 3 + 2; log-probs equal the
+    pixel path's and the summed gradients agree within 1e-6, the vision tower's too when it
+    trains (its tokens gathered with a gradient)."""
+    tiny_policy(str(tmp_path))
+    spawn(_sp_log_probs, 2, tmp_path, train_vision)
+    _check_against_one_process(tmp_path, 2, train_vision)
+
+
+@pytest.mark.slow
+def test_sp4_replicates_key_value_heads_and_stays_exact(tmp_path):
+    """sp=4 with 2 KV heads (each rank gets a copy of its group's KV head), 4 processes."""
+    tiny_policy(str(tmp_path))
+    spawn(_sp_log_probs, 4, tmp_path, False)
+    _check_against_one_process(tmp_path, 4, False)
+
+
+def test_head_counts_that_cannot_be_split_are_refused_with_the_sizes_that_work(tmp_path):
     from vdata.trainers.mrsp import check_heads, valid_sp_sizes
 
     assert valid_sp_sizes(28, 4) == [1, 2, 4, 28]  # Qwen2.5-VL-7B: sp 1, 2, 4 (KV heads 4)
@@ -126,14 +244,99 @@ def test_head_counts_that_cannot_be_split_are_refused_with_the_sizes_that_work()
         ValueError, match="sp=8: the language model's 28 attention heads .* sp can be 1, 2, 4, 28"
     ):
         check_heads(SimpleNamespace(num_attention_heads=28, num_key_value_heads=4), 8)
+    with pytest.raises(ValueError, match="sp=3: .* sp can be 1, 2, 4"):
+        enable(tiny_policy(str(tmp_path)).model, SPGroup(0, 3))
+    with pytest.raises(ConfigError, match="group_size 6 cannot be split over sp=4"):
+        GRPOConfig(model="m", sp=4, group_size=6)
+    with pytest.raises(ConfigError, match="leave cache_video on"):
+        GRPOConfig(model="m", sp=2, cache_video=False)
+
+
+# ---------------------------------------------------------------- whole steps
+
+
+def _groups(policy, rewards: list[list[float]]):
+    from vdata.trainers.grpo import Group
+    from vdata.trainers.rewards import Reward
+
+    groups = []
+    for index, totals in enumerate(rewards):
+        prompt, responses, mask = case(policy)
+        prompt.video_tokens = encode_video(policy.model, prompt.video, policy.sp)
+        responses = responses.roll(index, 0)
+        row = {"id": f"q{index}"}
+        rewards_ = [Reward(t, 0.0, t) for t in totals]
+        groups.append(Group(row, prompt, responses, mask.roll(index, 0), [""] * 3, rewards_))
+    return groups
+
+
+def _step(policy, config) -> dict:
+    from vdata.trainers.grpo import grpo_step
+    from vdata.trainers.train import _reference
+
+    torch.manual_seed(0)
+    reference = _reference(policy) if config.kl_coef > 0 else None
+    trainable = [p for p in policy.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr)
+    metrics = grpo_step(policy, reference, optimizer, _groups(policy, [[1, 0, 0], [0, 1, 1]]), config)
+    weights = {n: p.detach().clone() for n, p in policy.model.named_parameters() if p.requires_grad}
+    return {"metrics": metrics, "weights": weights}
+
+
+STEP = dict(lr=1e-3, kl_coef=0.1, ppo_epochs=2, response_micro_batch=2, group_size=4)
+
+
+def _sp_step(rank: int, size: int, folder: str, init: str) -> None:
+    sp = _joined(rank, size, init)
+    config = GRPOConfig(model_spec=TINY_QWEN2_5_VL, tokenizer=f"{folder}/tok", sp=size, **STEP)
+    policy = tiny_policy(folder, cache_video=True)
+    enable(policy.model, sp)
+    policy.sp = sp
+    torch.save(_step(policy, config), os.path.join(folder, f"step{rank}.pt"))
+
+
+def test_a_grpo_step_under_sp2_equals_one_process(tmp_path):
+    """One whole grpo_step (two updates of two micro-batches of responses, KL to a frozen
+    copy, old log-probs from the second update on) with sp=2 against one process over the
+    same groups: the same loss, KL, gradient norm and weights after the step; the replicas'
+    weights identical (replica_spread 0)."""
+    tiny_policy(str(tmp_path))
+    spawn(_sp_step, 2, tmp_path)
+    config = GRPOConfig(model_spec=TINY_QWEN2_5_VL, tokenizer=f"{tmp_path}/tok", **STEP)
+    one = _step(tiny_policy(str(tmp_path), cache_video=True), config)
+    for rank in range(2):
+        part = torch.load(tmp_path / f"step{rank}.pt")
+        for key in ("loss", "kl", "entropy", "grad_norm", "clip_fraction", "ratio_deviation"):
+            assert part["metrics"][key] == pytest.approx(one["metrics"][key], rel=1e-5, abs=1e-7), key
+        assert part["metrics"]["updates"] == one["metrics"]["updates"] == 2
+        assert part["metrics"]["replica_spread"] == 0.0
+        assert one["metrics"]["ratio_deviation"] > 0  # the second update saw a changed policy
+        worst = max((part["weights"][n] - w).abs().max().item() for n, w in one["weights"].items())
+        assert worst < 1e-6, f"rank {rank}: weights differ by {worst}"
+
+
+def test_micro_batches_of_responses_give_the_same_step(tmp_path):
+    """response_micro_batch splits each group's forwards; the step is the same as with the
+    whole group in one forward (the pixel path, cache off, to rule out the cache)."""
+    results = {}
+    for micro in (0, 1):
+        config = GRPOConfig(
+            model_spec=TINY_QWEN2_5_VL, tokenizer=f"{tmp_path}/tok", **{**STEP, "response_micro_batch": micro}
+        )
+        policy = tiny_policy(str(tmp_path))
+        results[micro] = _step(policy, config)
+    for key in ("loss", "kl", "grad_norm"):
+        assert results[1]["metrics"][key] == pytest.approx(results[0]["metrics"][key], rel=1e-5)
+    worst = max((results[1]["weights"][n] - w).abs().max().item() for n, w in results[0]["weights"].items())
+    assert worst < 1e-6
 
 
 def test_cache_video_encodes_each_video_once_and_trains_the_same(tmp_path):
-    """`cache_video: true` (stage 1 in the rollout): the vision tower sees each prompt's
-    patches once instead of group_size times, and two steps of training (tiny Qwen2-VL, real
-    updates) give the same metrics as the pixel path."""
-    import json
-
+    """`cache_video: true`: the vision tower sees each prompt's patches once instead of
+    group_size times in the rollout, and three steps of LoRA training (the tower untouched
+    either way; 4-token responses; one prompt per step, since generate draws a batch of
+    prompts from one random stream and the cached rollout one prompt at a time) give the same
+    metrics as the pixel path."""
     from vdata.trainers.grpo import rollout
     from vdata.trainers.policy import load_policy
     from vdata.trainers.rewards import reward
@@ -143,21 +346,25 @@ def test_cache_video_encodes_each_video_once_and_trains_the_same(tmp_path):
 
     runs = {}
     for cached in (False, True):
-        config = tiny_config(tmp_path, out=str(tmp_path / f"run-{cached}"), cache_video=cached, steps=2)
+        out = tmp_path / f"run-{cached}"
+        config = tiny_config(
+            tmp_path,
+            out=str(out),
+            cache_video=cached,
+            steps=3,
+            prompts_per_step=1,
+            max_new_tokens=4,
+            lora_rank=4,
+            lr=5e-2,
+        )
         train(config, log=lambda line: None)
-        lines = [
-            json.loads(line)
-            for line in (tmp_path / f"run-{cached}" / "metrics.jsonl").read_text().splitlines()
-        ]
-        runs[cached] = [
-            {
-                k: v
-                for k, v in m.items()
-                if not k.endswith("_s") and k not in ("tokens_per_s", "peak_memory_gb")
-            }
-            for m in lines
-        ]
-    assert runs[True] == runs[False] and runs[True][0]["groups"] >= 1
+        runs[cached] = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for plain, cached in zip(runs[False], runs[True], strict=True):
+        for key, value in plain.items():
+            if key.endswith("_s") or key in ("tokens_per_s", "peak_memory_gb"):
+                continue
+            assert cached[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+    assert runs[True][-1]["groups"] >= 1 and runs[True][-1]["response_length"] > 1
 
     patches = {}
     for cached in (False, True):
@@ -170,4 +377,70 @@ def test_cache_video_encodes_each_video_once_and_trains_the_same(tmp_path):
         visual.register_forward_hook(lambda module, args, out, seen=seen: seen.append(args[0].shape[0]))
         rollout(policy, data.rows[:2], [frames(r) for r in data.rows[:2]], lambda t, r: reward(t, r), config)
         patches[cached] = sum(seen)
+        if cached:  # frozen: the cached tokens carry no gradient
+            assert not any(p.requires_grad for n, p in policy.model.named_parameters() if "visual" in n)
     assert patches[False] == config.group_size * patches[True]
+
+
+def _sp_train(rank: int, size: int, folder: str, init: str) -> None:
+    from test_grpo import tiny_config
+
+    _joined(rank, size, init)
+    from vdata.trainers.train import train
+
+    config = tiny_config(Path(folder), out=f"{folder}/run-sp", sp=size, steps=2, max_new_tokens=4)
+    train(config, log=lambda line: None)
+
+
+def test_training_under_sp2_runs_and_only_the_first_rank_writes(tmp_path):
+    """`vdata train grpo` with sp=2 in two processes (gloo): two steps, one metrics file
+    written by rank 0, replicas identical after each step."""
+    from test_grpo import tiny_config
+
+    tiny_config(tmp_path)  # tokenizer and data, before the ranks start
+    spawn(_sp_train, 2, tmp_path)
+    lines = [json.loads(line) for line in (tmp_path / "run-sp" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2]
+    assert all(m["replica_spread"] == 0.0 for m in lines if "skipped" not in m)
+    assert (tmp_path / "run-sp" / "checkpoint").is_dir()
+
+
+@pytest.mark.slow
+def test_torchrun_launches_an_sp2_run_from_the_command_line(tmp_path):
+    """The documented launch: torchrun --nproc-per-node 2 -m vdata train grpo ... sp=2."""
+    from test_grpo import tiny_config
+
+    config = tiny_config(tmp_path, out=str(tmp_path / "run"), sp=2, steps=1, max_new_tokens=3, device="cpu")
+    values = {k: v for k, v in config.to_dict().items() if v is not None}
+    (tmp_path / "run.yaml").write_text(json.dumps(values))
+    torchrun = Path(sys.executable).parent / "torchrun"
+    result = subprocess.run(
+        [
+            str(torchrun),
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "vdata",
+            "train",
+            "grpo",
+            "--config",
+            str(tmp_path / "run.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["replica_spread"] == 0.0
+    assert result.stderr.count("step 1:") == 1  # one rank logs
+
+
+def test_sp_without_a_launcher_says_how_to_launch(tmp_path):
+    from vdata.trainers.train import train
+
+    from test_grpo import tiny_config
+
+    with pytest.raises(ConfigError, match="torchrun --nproc-per-node 2 -m vdata train grpo"):
+        train(tiny_config(tmp_path, sp=2), log=lambda line: None)

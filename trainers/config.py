@@ -41,9 +41,19 @@ class GRPOConfig:
     # video: frames per sample from the kernel's sampler (qwen-vl-utils conventions)
     frames: int = 16
     max_pixels: int = 128 * 28 * 28
-    # MR-SP stage 1 (issue 23, in progress): encode each prompt's video once for its G rollouts
-    # instead of G times (the vision tower on G copies); the log-prob forwards still read pixels
-    cache_video: bool = False
+    # MR-SP (trainers/mrsp.py; README "Long videos: MR-SP"). cache_video: each prompt's video
+    # goes through the vision tower once per step, and its tokens serve the rollout (prompt
+    # prefilled once for the group) and every log-prob forward; the vision tower is then
+    # frozen unless train_vision (the update encodes again, with gradients). None: on when sp > 1
+    cache_video: bool | None = None
+    train_vision: bool = False
+    # sequence-parallel ranks for the long forwards (Ulysses attention); one process per rank:
+    # torchrun --nproc-per-node SP -m vdata train grpo ... sp=SP
+    sp: int = 1
+    # responses per forward in the log-prob and update passes (0: the whole group at once);
+    # smaller bounds activation memory on long videos at the same result (reg-grpo, whose loss
+    # couples a group's responses, always takes the whole group)
+    response_micro_batch: int = 0
     # a policy that reads no video gets each row's evidence notes before its question (the
     # difficulty filter's `describe`: the same text, so its pass rates are this prompt's)
     describe: bool = True
@@ -130,6 +140,21 @@ class GRPOConfig:
             raise ConfigError(f"temperature {self.temperature}: sampling needs a temperature > 0")
         if self.group_size < 2:
             raise ConfigError(f"group_size {self.group_size}: GRPO compares at least 2 responses per prompt")
+        if self.cache_video is None:
+            self.cache_video = self.sp > 1
+        if self.sp < 1:
+            raise ConfigError(f"sp {self.sp}: the number of sequence-parallel ranks, at least 1")
+        if self.sp > 1 and not self.cache_video:
+            raise ConfigError("sp > 1 reads each video's tokens from stage 1: leave cache_video on")
+        if self.group_size % self.sp:
+            raise ConfigError(
+                f"group_size {self.group_size} cannot be split over sp={self.sp} ranks in the rollout; "
+                "make it a multiple of sp"
+            )
+        if self.train_vision and not self.cache_video:
+            raise ConfigError("train_vision is a cache_video setting (without the cache the tower trains)")
+        if self.response_micro_batch < 0:
+            raise ConfigError(f"response_micro_batch {self.response_micro_batch}: 0 (whole group) or more")
         if not self.model and not self.model_spec:
             raise ConfigError("give model (a directory or Hub id) or model_spec with tokenizer (random init)")
         if self.model_spec and not (self.tokenizer or self.model):

@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from vdata.trainers.mrsp import reduce_gradients, replica_spread
 from vdata.trainers.policy import Policy, Prompt
 from vdata.trainers.rewards import Reward
 
@@ -62,14 +63,25 @@ def rollout(
     less DAPO's overlong penalty, plus T-GRPO's temporal bonus when it is on."""
     started = time.perf_counter()
     prompts = [policy.prompt(row, row_frames) for row, row_frames in zip(rows, frames, strict=True)]
-    tokens = None
-    if config.cache_video and all(p.video is not None for p in prompts):  # MR-SP stage 1: once
-        from vdata.trainers.mrsp import encode_video
+    if config.cache_video:  # MR-SP: each video through the vision tower once, a prefill per group
+        from vdata.trainers.mrsp import encode_video, sample_group
 
-        tokens = [encode_video(policy.model, prompt.video) for prompt in prompts]
-    sampled = policy.sample(
-        prompts, config.group_size, max_new_tokens=config.max_new_tokens, video_tokens=tokens
-    )
+        for prompt in prompts:
+            if prompt.video is not None:
+                prompt.video_tokens = encode_video(policy.model, prompt.video, policy.sp)
+        sampled = [
+            sample_group(
+                policy,
+                prompt,
+                prompt.video_tokens,
+                config.group_size,
+                max_new_tokens=config.max_new_tokens,
+                sp=policy.sp,
+            )
+            for prompt in prompts
+        ]
+    else:
+        sampled = policy.sample(prompts, config.group_size, max_new_tokens=config.max_new_tokens)
     texts = [policy.decode(responses, mask) for responses, mask in sampled]
     bonus = [0.0] * len(rows)
     if config.temporal_bonus > 0 and policy.is_vl:
@@ -233,15 +245,27 @@ def grpo_step(
     started = time.perf_counter()
     old: list[torch.Tensor | None] = [None] * len(groups)  # one update: the ratio's base is logp itself
     weights: list[torch.Tensor | None] = [None] * len(groups)
+    micro = 0 if config.algorithm == "reg-grpo" else config.response_micro_batch  # its loss couples rows
     with torch.no_grad():
         if several or tw:
             for i, g in enumerate(groups):
-                taken, _, *dists = policy.log_probs(g.prompt, g.responses, distributions=tw)
-                old[i] = taken if several else None
+                parts = [
+                    policy.log_probs(g.prompt, g.responses[rows], distributions=tw)
+                    for rows in _row_slices(g.responses.shape[0], micro)
+                ]
+                old[i] = torch.cat([part[0] for part in parts]) if several else None
                 if tw:
-                    weights[i] = divergence_weights(dists[0], g.mask, config.tw_alpha)
+                    distributions = torch.cat([part[2] for part in parts])
+                    weights[i] = divergence_weights(distributions, g.mask, config.tw_alpha)
         refs = [
-            policy.log_probs(g.prompt, g.responses, model=reference)[0] if config.kl_coef > 0 else None
+            torch.cat(
+                [
+                    policy.log_probs(g.prompt, g.responses[rows], model=reference)[0]
+                    for rows in _row_slices(g.responses.shape[0], micro)
+                ]
+            )
+            if config.kl_coef > 0
+            else None
             for g in groups
         ]
     _sync(device)
@@ -262,28 +286,32 @@ def grpo_step(
             optimizer.zero_grad(set_to_none=True)
             policy.model.train()  # gradient checkpointing acts only in training mode
             for i in batch:
-                group, mask = groups[i], masks[i]
-                logp, entropy = policy.log_probs(group.prompt, group.responses, entropy=True)
-                base = old[i] if old[i] is not None else logp.detach()
-                if config.algorithm == "reg-grpo":
-                    per_token = regression_loss(logp, base, advantages[i], mask, beta=config.reg_beta)
-                    clipped = torch.zeros_like(per_token)
-                else:
-                    per_token, clipped = clipped_policy_loss(
-                        logp, base, advantages[i], clip_low=config.clip_low, clip_high=config.clip_high
-                    )
-                if weights[i] is not None:
-                    per_token = per_token * weights[i].to(device)
-                ref_logp = refs[i]
-                kl = k3_kl(logp, ref_logp) if ref_logp is not None else torch.zeros_like(logp)
-                loss = aggregate(per_token + config.kl_coef * kl, mask, config.loss_aggregation, totals)
-                loss.backward()
-                sums["loss"] += loss.item()
-                sums["kl"] += float((kl.detach() * mask).sum())
-                sums["entropy"] += float((entropy.detach() * mask).sum())
-                sums["clip"] += float((clipped * mask).sum())
-                sums["ratio_dev"] += float(((logp.detach() - base).exp() - 1).abs().mul(mask).sum())
-                sums["tokens"] += float(mask.sum())
+                group = groups[i]
+                for rows in _row_slices(group.responses.shape[0], micro):
+                    mask = masks[i][rows]
+                    logp, entropy = policy.log_probs(group.prompt, group.responses[rows], entropy=True)
+                    base = old[i][rows] if old[i] is not None else logp.detach()
+                    advantage = advantages[i][rows]
+                    if config.algorithm == "reg-grpo":
+                        per_token = regression_loss(logp, base, advantage, mask, beta=config.reg_beta)
+                        clipped = torch.zeros_like(per_token)
+                    else:
+                        per_token, clipped = clipped_policy_loss(
+                            logp, base, advantage, clip_low=config.clip_low, clip_high=config.clip_high
+                        )
+                    if weights[i] is not None:
+                        per_token = per_token * weights[i][rows].to(device)
+                    ref_logp = refs[i][rows] if refs[i] is not None else None
+                    kl = k3_kl(logp, ref_logp) if ref_logp is not None else torch.zeros_like(logp)
+                    loss = aggregate(per_token + config.kl_coef * kl, mask, config.loss_aggregation, totals)
+                    loss.backward()
+                    sums["loss"] += loss.item()
+                    sums["kl"] += float((kl.detach() * mask).sum())
+                    sums["entropy"] += float((entropy.detach() * mask).sum())
+                    sums["clip"] += float((clipped * mask).sum())
+                    sums["ratio_dev"] += float(((logp.detach() - base).exp() - 1).abs().mul(mask).sum())
+                    sums["tokens"] += float(mask.sum())
+            reduce_gradients(parameters, policy.sp)  # MR-SP: each rank's backward saw its shard
             policy.model.eval()
             grad_norm = torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
             if not torch.isfinite(grad_norm):  # a NaN or inf gradient never reaches the weights
@@ -305,6 +333,7 @@ def grpo_step(
         "grad_norm": sum(norms) / len(norms) if norms else float("nan"),
         "updates": updates,
         "skipped_updates": skipped,
+        **({"replica_spread": replica_spread(parameters, policy.sp)} if policy.sp.size > 1 else {}),
         **timings,
     }
 
@@ -313,6 +342,11 @@ def _mini_batches(n: int, size: int) -> list[list[int]]:
     """Group indices in mini-batches of `size` (0: one batch of all)."""
     size = size if size > 0 else n
     return [list(range(start, min(start + size, n))) for start in range(0, n, size)]
+
+
+def _row_slices(n: int, size: int) -> list[slice]:
+    """A group's responses in forwards of `size` (0: all in one)."""
+    return [slice(rows[0], rows[-1] + 1) for rows in _mini_batches(n, size)]
 
 
 def _sync(device: torch.device) -> None:

@@ -1,27 +1,52 @@
 """MR-SP for the GRPO trainer (Long-RL's multi-modal sequence parallelism; ../shared/MRSP.md).
 
-Stage 1, encode once: a video's temporal patches are split over the sequence-parallel
-ranks (contiguous, uneven counts allowed), each rank runs the vision tower on its own
-patches, and the merged tokens are all-gathered in rank order. Qwen-VL's vision tower is
-frame-local (one attention segment per temporal patch, spatial-only rotary positions), so
-the gathered tokens equal the whole video's, which the tests check; the embeddings then
-serve the whole step instead of being recomputed per response and per forward.
+Three pieces, each exact against the plain path (tests/test_mrsp.py):
 
-Status (issue 23): stage 1, and the rollout from its tokens (`cache_video: true`: each
-prompt's video goes through the vision tower once instead of group_size times, same
-metrics as the pixel path). Prefill once for G decodes, the log-prob forwards from the
-tokens, Ulysses attention in the long forward (`sp`), `train_vision`, the torchrun launch
-and the GPU measurements are still to come.
+1. Stage 1, encode once. A video's temporal patches are split over the sequence-parallel
+   ranks (contiguous, uneven counts allowed), each rank runs the vision tower on its own
+   patches, and the merged tokens are all-gathered in rank order. Qwen-VL's vision tower is
+   frame-local (one attention segment per temporal patch, spatial-only rotary positions),
+   so the gathered tokens equal the whole video's. They serve the whole step: the rollout
+   and the old, reference and update forwards (`cache_video`). The vision tower is frozen
+   then; with `train_vision` the update encodes again, with gradients through the gather.
+2. The rollout from the cached tokens: one prompt at a time, its prompt prefilled once and
+   its key/value cache repeated for the G responses (instead of G prefills), decoded by
+   our own loop with explicit positions (the reference rule of trainers/positions.py; no
+   position is ever derived from transformers' rope deltas), group_size / sp responses
+   per rank, gathered in rank order.
+3. Stage 2, Ulysses. In the long forwards each rank holds one contiguous, equal shard of
+   the sequence [prompt | response] (right-padded to a multiple of sp); an attention
+   function registered with transformers' AttentionInterface (on the language model only)
+   exchanges the shards for head groups by an all-to-all, runs causal SDPA over the whole
+   sequence, and exchanges back; both exchanges are autograd functions whose backward is
+   the inverse exchange. Each rank computes logits only at the response positions of its
+   shard; the log-probs are assembled on every rank (the backward returns each rank its own
+   part), every rank computes the same loss, and the parameter gradients are summed over
+   the ranks before clipping, so the replicas stay identical (checked by a checksum).
+
+Launch with torchrun (README: "Long videos: MR-SP"): one process per rank, `sp` ranks.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from vdata.trainers.video_inputs import VideoInputs
+
+ATTENTION = "vdata_ulysses"  # the name registered with transformers' AttentionInterface
+
+# proof counters for the benchmark: vision-tower patches, prefill tokens, decode steps and
+# all-to-all exchanges (their seconds only while `timed` is set: timing synchronises the GPU)
+STATS: Counter = Counter()
+TIMED = {"on": False}
 
 
 @dataclass(frozen=True)
@@ -40,6 +65,9 @@ class SPGroup:
         if not (dist.is_available() and dist.is_initialized()):
             return cls()
         return cls(dist.get_rank(), dist.get_world_size())
+
+
+# ---------------------------------------------------------------- setup
 
 
 def valid_sp_sizes(heads: int, kv_heads: int) -> list[int]:
@@ -61,43 +89,94 @@ def check_heads(text_config: Any, size: int) -> None:
         )
 
 
+def start(size: int, device: str) -> tuple[SPGroup, str]:
+    """The sequence-parallel group of a run of `size` ranks, and this rank's device. Under
+    torchrun (or in a test that made the process group) the world is the group; size 1 is no
+    parallelism and needs no launcher."""
+    if size == 1:
+        return SPGroup(), device
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        if "WORLD_SIZE" not in os.environ:
+            raise ValueError(
+                f"sp={size} runs one process per rank: launch with "
+                f"`torchrun --nproc-per-node {size} -m vdata train grpo ...`"
+            )
+        use_cuda = torch.cuda.is_available() and device != "cpu"
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    world = dist.get_world_size()
+    if world != size:
+        raise ValueError(
+            f"sp={size} but {world} processes were started; sequence parallelism uses every process "
+            f"(torchrun --nproc-per-node {size}); data parallelism beside it is not supported"
+        )
+    if torch.cuda.is_available() and device != "cpu":
+        local = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    return SPGroup(dist.get_rank(), world), device
+
+
+def enable(model: Any, sp: SPGroup) -> None:
+    """Puts Ulysses attention on the language model (the vision tower keeps its own), after
+    checking that its heads can be split over `sp`."""
+    text_config = _base(model).config.text_config if hasattr(_base(model).config, "text_config") else None
+    config = text_config or _base(model).config
+    check_heads(config, sp.size)
+    _register()
+    config._attn_implementation = ATTENTION
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTENTION, ulysses_attention)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)  # the rollout's masks, as for sdpa
+
+
+# ---------------------------------------------------------------- 1. encode once
+
+
 def frame_shards(temporal_patches: int, size: int) -> list[tuple[int, int]]:
     """Each rank's [start, end) of a video's temporal patches: contiguous, the first
     `temporal_patches % size` ranks one more; a rank past the end gets an empty range."""
     if size < 1:
         raise ValueError(f"sequence-parallel size {size}: at least 1")
     base, extra = divmod(temporal_patches, size)
-    shards, start = [], 0
+    shards, first = [], 0
     for rank in range(size):
-        end = start + base + (rank < extra)
-        shards.append((start, end))
-        start = end
+        end = first + base + (rank < extra)
+        shards.append((first, end))
+        first = end
     return shards
 
 
-def _vision_model(model: Any) -> Any:
-    """The model that has `get_video_features` (under LoRA, peft's base model)."""
+def _base(model: Any) -> Any:
+    """The transformers model under a peft wrapper (or the model itself)."""
     return getattr(model, "get_base_model", lambda: model)()
 
 
-def encode_patches(model: Any, video: VideoInputs, start: int, end: int) -> torch.Tensor:
-    """The merged video tokens of temporal patches [start, end) of `video` (rows of
+def encode_patches(model: Any, video: VideoInputs, first: int, end: int) -> torch.Tensor:
+    """The merged video tokens of temporal patches [first, end) of `video` (rows of
     `pixel_values_videos` are temporal-patch major, so they are one contiguous block)."""
     t, h, w = (int(x) for x in video.video_grid_thw[0].tolist())
-    if not 0 <= start <= end <= t:
-        raise ValueError(f"temporal patches [{start}, {end}) outside the video's {t}")
-    base = _vision_model(model)
+    if not 0 <= first <= end <= t:
+        raise ValueError(f"temporal patches [{first}, {end}) outside the video's {t}")
+    base = _base(model)
     merge = base.config.vision_config.spatial_merge_size
     device = next(base.parameters()).device
-    if end == start:
+    if end == first:
         return torch.zeros(0, _hidden(model), dtype=_dtype(model), device=device)
-    rows = video.pixel_values_videos[start * h * w : end * h * w].to(device)
-    grid = torch.tensor([[end - start, h, w]], device=device)
+    rows = video.pixel_values_videos[first * h * w : end * h * w].to(device)
+    grid = torch.tensor([[end - first, h, w]], device=device)
     tokens = base.get_video_features(rows, grid).pooler_output[0]
-    if tokens.shape[0] != (end - start) * h * w // merge**2:
+    if tokens.shape[0] != (end - first) * h * w // merge**2:
         raise RuntimeError(
-            f"the vision tower gave {tokens.shape[0]} tokens for {end - start} temporal patches"
+            f"the vision tower gave {tokens.shape[0]} tokens for {end - first} temporal patches"
         )
+    STATS["vision_patches"] += (end - first) * h * w
     return tokens
 
 
@@ -106,33 +185,421 @@ def encode_video(
 ) -> torch.Tensor:
     """Stage 1: the video's merged tokens (tokens, hidden), each rank encoding its share of
     the temporal patches, gathered in rank order on every rank. `grad=False` (a frozen
-    vision tower) encodes without autograd."""
+    vision tower) encodes without autograd; `grad=True` keeps the graph, and the gather's
+    backward sums every rank's gradient for this rank's tokens."""
     sp = sp or SPGroup()
-    t = int(video.video_grid_thw[0, 0])
+    t, h, w = (int(x) for x in video.video_grid_thw[0].tolist())
     shards = frame_shards(t, sp.size)
-    start, end = shards[sp.rank]
+    first, end = shards[sp.rank]
     with torch.set_grad_enabled(grad):
-        local = encode_patches(model, video, start, end)
-    if sp.size == 1:
-        return local
-    if grad:
-        raise NotImplementedError("a trainable vision tower under sequence parallelism is still to come")
-    import torch.distributed as dist
+        local = encode_patches(model, video, first, end)
+        if sp.size == 1:
+            return local
+        per_patch = h * w // _base(model).config.vision_config.spatial_merge_size ** 2
+        counts = [(e - s) * per_patch for s, e in shards]
+        return _GatherTokens.apply(local, counts, sp)
 
-    _, h, w = (int(x) for x in video.video_grid_thw[0].tolist())
-    per_patch = h * w // _vision_model(model).config.vision_config.spatial_merge_size ** 2
-    longest = max(e - s for s, e in shards) * per_patch
-    padded = torch.zeros(longest, _hidden(model), dtype=local.dtype, device=local.device)
-    padded[: local.shape[0]] = local
-    gathered = [torch.empty_like(padded) for _ in range(sp.size)]
-    dist.all_gather(gathered, padded, group=sp.group)
-    return torch.cat([part[: (e - s) * per_patch] for part, (s, e) in zip(gathered, shards, strict=True)])
+
+class _GatherTokens(torch.autograd.Function):
+    """All-gather of each rank's tokens (uneven counts) in rank order; backward: every rank
+    used the whole tensor, so this rank's tokens get the sum of all ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx: Any, local: torch.Tensor, counts: list[int], sp: SPGroup) -> torch.Tensor:
+        import torch.distributed as dist
+
+        ctx.counts, ctx.sp = counts, sp
+        padded = local.new_zeros(max(counts), local.shape[1])
+        padded[: local.shape[0]] = local
+        gathered = [torch.empty_like(padded) for _ in counts]
+        dist.all_gather(gathered, padded.contiguous(), group=sp.group)
+        return torch.cat([part[:count] for part, count in zip(gathered, counts, strict=True)])
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        import torch.distributed as dist
+
+        total = grad.contiguous().clone()
+        dist.all_reduce(total, group=ctx.sp.group)
+        first = sum(ctx.counts[: ctx.sp.rank])
+        return total[first : first + ctx.counts[ctx.sp.rank]], None, None
 
 
 def _hidden(model: Any) -> int:
     """The width of a merged video token: the language model's (the tokens replace its embeddings)."""
-    return _vision_model(model).config.text_config.hidden_size
+    return _base(model).config.text_config.hidden_size
 
 
 def _dtype(model: Any) -> torch.dtype:
-    return next(_vision_model(model).parameters()).dtype
+    return next(_base(model).parameters()).dtype
+
+
+# ---------------------------------------------------------------- inputs of the long sequence
+
+
+def embed(model: Any, ids: torch.Tensor, video: torch.Tensor | None, first: int = 0, end: int | None = None):
+    """Input embeddings of ids[:, first:end], the video's tokens at its <|video_pad|> slots.
+    Every row shares the prompt (so its slots); `video` holds the whole video's tokens, of
+    which the slice's slots take their share (a rank's shard holds part of the video)."""
+    base = _base(model)
+    end = ids.shape[1] if end is None else end
+    local = ids[:, first:end]
+    embeds = base.get_input_embeddings()(local)
+    if video is None:
+        return embeds
+    slot = base.config.video_token_id
+    here = local == slot
+    count = int(here[0].sum())
+    if bool((here.sum(1) != count).any()):
+        raise ValueError("rows of one group place the video differently")
+    before = int((ids[0, :first] == slot).sum())
+    if before + count > video.shape[0]:
+        raise ValueError(f"{video.shape[0]} video tokens for {before + count} video positions")
+    part = video[before : before + count].to(embeds.device, embeds.dtype).repeat(local.shape[0], 1)
+    return embeds.masked_scatter(here.unsqueeze(-1).expand_as(embeds), part)
+
+
+def positions(model: Any, prompt: Any, length: int) -> torch.Tensor:
+    """Positions of [prompt | `length` more text tokens]: for a Qwen-VL model (4, 1, L), a
+    plain text row (which transformers reads for masks) then the 3D rotary rows by the
+    reference rule; for a text model (1, L)."""
+    from vdata.trainers.positions import rope_index
+
+    ids = prompt.input_ids
+    total = ids.shape[1] + length
+    text = torch.arange(total).unsqueeze(0)
+    if prompt.video is None and not hasattr(_base(model).config, "vision_config"):
+        return text
+    filler = ids[:, -1:].expand(1, length)  # the prompt ends in text: more text
+    full = torch.cat([ids, filler], dim=1)
+    video = prompt.video
+    seconds = None
+    if video is not None and prompt.seconds:
+        seconds = torch.tensor([video.second_per_grid or 1.0])
+    rotary, _ = rope_index(
+        _base(model),
+        full,
+        video_grid_thw=video.video_grid_thw if video is not None else None,
+        second_per_grid_ts=seconds,
+    )
+    return torch.cat([text.unsqueeze(0), rotary])
+
+
+def _cache_keyword(model: Any) -> str:
+    """transformers 5.24 names the key/value cache `cache`, 5.17 `past_key_values`."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(_base(model).forward).parameters else "past_key_values"
+
+
+def _cache_of(output: Any) -> Any:
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values
+
+
+# ---------------------------------------------------------------- 2. rollout: prefill once
+
+
+@torch.no_grad()
+def sample_group(
+    policy: Any,
+    prompt: Any,
+    video: torch.Tensor | None,
+    n: int,
+    *,
+    max_new_tokens: int,
+    sp: SPGroup | None = None,
+    greedy: bool = False,
+    temperature: float | None = None,
+    with_logprobs: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    """n responses to one prompt from the policy's distribution (Policy.sample's contract for
+    one prompt): the prompt, with `video`'s tokens in place, is prefilled once, its cache
+    repeated, and n / sp responses decoded on each rank (seeded apart), gathered in rank
+    order. Returns (ids (n, L), mask (n, L)[, log-probs of the tokens (n, L)])."""
+    sp = sp or SPGroup()
+    if n % sp.size:
+        raise ValueError(f"{n} responses cannot be split over {sp.size} ranks")
+    model, device = policy.model, policy.device
+    local = n // sp.size
+    ids = prompt.input_ids.to(device)
+    position = positions(model, prompt, 0).to(device)
+    generator = None
+    if sp.size > 1 and not greedy:  # the ranks draw apart, from the run's seeded stream
+        seed = int(torch.randint(0, 2**62, (1,)).item()) + sp.rank
+        generator = torch.Generator(device).manual_seed(seed)
+    model.eval()
+    output = model(
+        inputs_embeds=embed(model, ids, video),
+        position_ids=position,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    STATS["prefill_tokens"] += ids.shape[1]
+    cache = _cache_of(output)
+    cache.batch_repeat_interleave(local)
+    logits = output.logits[:, -1].float().expand(local, -1)
+    step_position = position[..., -1:].expand(-1, local, -1) + 1
+    keyword = _cache_keyword(model)
+    pad = policy.tokenizer.pad_token_id
+    stops = torch.tensor(sorted(policy.stop_ids), device=device)
+    done = torch.zeros(local, dtype=torch.bool, device=device)
+    drawn, scores = [], []
+    for step in range(max_new_tokens):
+        processed = _processed(policy, logits, greedy, temperature)
+        if greedy:
+            token = processed.argmax(-1)
+        else:
+            token = torch.multinomial(processed.softmax(-1), 1, generator=generator).squeeze(1)
+        token = torch.where(done, torch.full_like(token, pad), token)
+        drawn.append(token)
+        if with_logprobs:
+            scores.append(torch.log_softmax(processed, -1).gather(-1, token.unsqueeze(-1)).squeeze(-1))
+        done |= torch.isin(token, stops)
+        STATS["decode_steps"] += 1
+        if bool(done.all()) or step == max_new_tokens - 1:
+            break
+        output = model(
+            input_ids=token.unsqueeze(1),
+            position_ids=step_position + step,
+            use_cache=True,
+            **{keyword: cache},
+        )
+        cache = _cache_of(output)
+        logits = output.logits[:, -1].float()
+    responses = torch.stack(drawn, 1)
+    parts = [responses] + ([torch.stack(scores, 1)] if with_logprobs else [])
+    if sp.size > 1:
+        parts = [_gather_rows(part, sp, pad if i == 0 else 0.0) for i, part in enumerate(parts)]
+    responses = parts[0].cpu()
+    from vdata.trainers.policy import stop_lengths
+
+    ends = stop_lengths(responses, policy.stop_ids, policy.tokenizer, policy.stop)
+    mask = (torch.arange(responses.shape[1]).unsqueeze(0) < ends.unsqueeze(1)).int()
+    result = [responses.masked_fill(mask == 0, pad), mask]
+    if with_logprobs:
+        result.append(parts[1].cpu())
+    return tuple(result)
+
+
+def _processed(policy: Any, logits: torch.Tensor, greedy: bool, temperature: float | None) -> torch.Tensor:
+    """The sampler's scores, as transformers' generate makes them for Policy.sample: banned
+    (vision) tokens out, then temperature, top-k and top-p when sampling."""
+    scores = logits.clone()
+    if policy.banned:
+        scores[:, [ids[0] for ids in policy.banned]] = float("-inf")
+    if greedy:
+        return scores
+    from transformers import TopKLogitsWarper, TopPLogitsWarper
+
+    scores = scores / (temperature or policy.temperature)
+    if policy.top_k:
+        scores = TopKLogitsWarper(policy.top_k)(None, scores)
+    if policy.top_p < 1.0:
+        scores = TopPLogitsWarper(policy.top_p)(None, scores)
+    return scores
+
+
+def _gather_rows(part: torch.Tensor, sp: SPGroup, fill: Any) -> torch.Tensor:
+    """Every rank's rows (uneven widths padded with `fill`) stacked in rank order."""
+    import torch.distributed as dist
+
+    width = torch.tensor([part.shape[1]], device=part.device)
+    widths = [torch.zeros_like(width) for _ in range(sp.size)]
+    dist.all_gather(widths, width, group=sp.group)
+    longest = int(max(w.item() for w in widths))
+    padded = F.pad(part, (0, longest - part.shape[1]), value=fill)
+    gathered = [torch.empty_like(padded) for _ in range(sp.size)]
+    dist.all_gather(gathered, padded.contiguous(), group=sp.group)
+    return torch.cat(gathered)
+
+
+# ---------------------------------------------------------------- 3. Ulysses
+
+
+def _exchange(x: torch.Tensor, sp: SPGroup, scatter: int, gather: int) -> torch.Tensor:
+    """All-to-all: x split in sp parts along `scatter`, part j sent to rank j; the parts
+    received concatenated in rank order along `gather`."""
+    import torch.distributed as dist
+
+    started = time.perf_counter()
+    if TIMED["on"] and x.is_cuda:
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+    sent = torch.stack(x.chunk(sp.size, dim=scatter)).contiguous()
+    received = torch.empty_like(sent)
+    dist.all_to_all_single(received, sent, group=sp.group)
+    result = torch.cat(received.unbind(0), dim=gather)
+    STATS["all_to_all"] += 1
+    if TIMED["on"]:
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        STATS["all_to_all_us"] += int((time.perf_counter() - started) * 1e6)
+    return result
+
+
+class _Exchange(torch.autograd.Function):
+    """The all-to-all as an autograd function: its backward is the inverse exchange."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, sp: SPGroup, scatter: int, gather: int) -> torch.Tensor:
+        ctx.sp, ctx.scatter, ctx.gather = sp, scatter, gather
+        return _exchange(x, sp, scatter, gather)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        return _exchange(grad.contiguous(), ctx.sp, ctx.gather, ctx.scatter), None, None, None
+
+
+def ulysses_attention(
+    module: Any,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    ulysses: SPGroup | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers' attention-function contract (q (b, H, s, d), k and v (b, Hkv, s, d) ->
+    (b, s, H, d)). With `ulysses` (the long forwards pass it), the shards become head groups
+    over the whole sequence, causal SDPA runs, and they go back; without it (the rollout,
+    evaluation), plain SDPA with transformers' mask."""
+    if ulysses is None or ulysses.size == 1:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+        )
+    size = ulysses.size
+    if key.shape[1] < size:  # fewer KV heads than ranks: each rank gets a copy of its group's
+        key = key.repeat_interleave(size // key.shape[1], dim=1)
+        value = value.repeat_interleave(size // value.shape[1], dim=1)
+    q, k, v = (_Exchange.apply(t, ulysses, 1, 2) for t in (query, key, value))
+    out = F.scaled_dot_product_attention(
+        q, k, v, is_causal=True, scale=scaling, enable_gqa=q.shape[1] != k.shape[1]
+    )
+    return _Exchange.apply(out, ulysses, 2, 1).transpose(1, 2).contiguous(), None
+
+
+class _Assemble(torch.autograd.Function):
+    """Each rank's columns [offset, offset + width) of a (rows, total, ...) tensor, summed into
+    the whole on every rank (the parts do not overlap); backward: this rank's columns."""
+
+    @staticmethod
+    def forward(ctx: Any, local: torch.Tensor, offset: int, total: int, sp: SPGroup) -> torch.Tensor:
+        import torch.distributed as dist
+
+        ctx.offset, ctx.width = offset, local.shape[1]
+        whole = local.new_zeros(local.shape[0], total, *local.shape[2:])
+        whole[:, offset : offset + local.shape[1]] = local
+        dist.all_reduce(whole, group=sp.group)
+        return whole
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        return grad[:, ctx.offset : ctx.offset + ctx.width], None, None, None
+
+
+def log_probs(
+    policy: Any,
+    prompt: Any,
+    responses: torch.Tensor,
+    *,
+    model: Any = None,
+    entropy: bool = False,
+    distributions: bool = False,
+) -> tuple[torch.Tensor, ...]:
+    """Policy.log_probs from the prompt's cached video tokens, the sequence sharded over the
+    policy's sp ranks (one shard: the whole sequence). `model` is the reference when given
+    (a model, or the policy with its adapters off)."""
+    sp = policy.sp
+    model = model if model is not None else policy.model
+    from vdata.trainers.policy import AdaptersOff
+
+    adapters_off = model.off if isinstance(model, AdaptersOff) else None
+    network = model.model if adapters_off else model
+    video = prompt.video_tokens
+    if prompt.video is not None and (video is None or (policy.train_vision and torch.is_grad_enabled())):
+        video = encode_video(network, prompt.video, sp, grad=policy.train_vision and torch.is_grad_enabled())
+    elif prompt.video is not None and policy.train_vision and network is not policy.model:
+        video = encode_video(network, prompt.video, sp)  # a separate reference has its own tower
+    n, length = responses.shape
+    device = policy.device
+    ids = torch.cat([prompt.input_ids.expand(n, -1), responses.cpu()], dim=1).to(device)
+    real = ids.shape[1]
+    total = -(-real // sp.size) * sp.size  # right-padded to a multiple of sp
+    ids = F.pad(ids, (0, total - real), value=policy.tokenizer.pad_token_id)
+    shard = total // sp.size
+    first, end = sp.rank * shard, (sp.rank + 1) * shard
+    position = positions(network, prompt, total - prompt.input_ids.shape[1]).to(device)
+    position = position[..., first:end].expand(*position.shape[:-2], n, -1)
+    base = _base(network)
+    language = base.model.language_model if hasattr(base.model, "language_model") else base.model
+    extra = {"ulysses": sp} if sp.size > 1 else {}
+    with adapters_off() if adapters_off else contextlib.nullcontext():
+        hidden = language(
+            inputs_embeds=embed(network, ids, video, first, end),
+            position_ids=position,
+            use_cache=False,
+            **extra,
+        ).last_hidden_state
+        # position p predicts token p + 1: the responses are predicted from P - 1 to P + L - 2
+        prompt_length = prompt.input_ids.shape[1]
+        low, high = max(first, prompt_length - 1), min(end, prompt_length + length - 1)
+        low = min(low, high)
+        logits = base.lm_head(hidden[:, low - first : high - first])
+    taken, spread, *dists = policy.token_log_probs(
+        logits, responses[:, low - prompt_length + 1 : high - prompt_length + 1], entropy, distributions
+    )
+    if sp.size == 1:
+        return (taken, spread, *dists)
+    offset = low - prompt_length + 1
+    parts = [_Assemble.apply(taken, offset, length, sp)]
+    for extra_part in (spread, *dists):
+        parts.append(None if extra_part is None else _Assemble.apply(extra_part.detach(), offset, length, sp))
+    return tuple(parts)
+
+
+# ---------------------------------------------------------------- the replicas
+
+
+def reduce_gradients(parameters: list[torch.Tensor], sp: SPGroup, bucket_mb: int = 256) -> None:
+    """Sums the parameters' gradients over the ranks (each rank's backward saw its shard), in
+    buckets of one dtype; a parameter no rank reached keeps no gradient, alike on every rank."""
+    import torch.distributed as dist
+
+    if sp.size == 1:
+        return
+    buckets: list[list[torch.Tensor]] = []
+    size = 0
+    for grad in (p.grad for p in parameters if p.grad is not None):
+        if not buckets or grad.dtype != buckets[-1][0].dtype or size >= bucket_mb * 2**20:
+            buckets.append([])
+            size = 0
+        buckets[-1].append(grad)
+        size += grad.numel() * grad.element_size()
+    for bucket in buckets:
+        flat = torch.cat([g.reshape(-1) for g in bucket])
+        dist.all_reduce(flat, group=sp.group)
+        offset = 0
+        for grad in bucket:
+            grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+            offset += grad.numel()
+
+
+def replica_spread(parameters: list[torch.Tensor], sp: SPGroup) -> float:
+    """How far apart the ranks' copies of the trainable weights are: the largest difference
+    between the ranks' sums of them (0.0 while the replicas are identical)."""
+    import torch.distributed as dist
+
+    if sp.size == 1:
+        return 0.0
+    total = torch.zeros(1, dtype=torch.float64, device=parameters[0].device)
+    for parameter in parameters:
+        total += parameter.detach().double().sum()
+    sums = [torch.empty_like(total) for _ in range(sp.size)]
+    dist.all_gather(sums, total, group=sp.group)
+    values = [float(s.item()) for s in sums]
+    return max(values) - min(values)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from vdata.trainers.mrsp import SPGroup
 from vdata.trainers.prompts import described_question, question_text
 from vdata.trainers.video_inputs import VideoInputs, video_inputs
 
@@ -32,6 +33,8 @@ class Prompt:
     video_token_id: int | None = None
     token_types: bool = False  # the model wants mm_token_type_ids (2 marks video tokens)
     seconds: bool = False  # the model places time by second_per_grid_ts (Qwen2.5-VL)
+    # the video's tokens from the vision tower (MR-SP stage 1), once encoded for the step
+    video_tokens: torch.Tensor | None = None
 
     def repeated(
         self, n: int, device: torch.device, responses: torch.Tensor | None = None
@@ -89,6 +92,8 @@ class Policy:
         self.is_vl = getattr(model.config, "model_type", "") in VL_TYPES
         self.describe = describe and not self.is_vl  # evidence notes in the video's place
         self.response_prefix = response_prefix  # the assistant turn's given start
+        self.sp = SPGroup()  # MR-SP: this process's sequence-parallel group (mrsp.start)
+        self.train_vision = False  # with cached video tokens: encode again, with gradients, to train
         self.stop_ids = _stop_ids(model, tokenizer)
         forward = inspect.signature(getattr(model, "get_base_model", lambda: model)().forward).parameters
         self._token_types = "mm_token_type_ids" in forward
@@ -232,19 +237,46 @@ class Policy:
         only (`logits_to_keep`), not the long video prefix. With `entropy`, also each position's
         entropy (else None); with `distributions`, also every position's full log-distribution
         (n, L, V), detached (TW-GRPO's weights read it)."""
+        if prompt.video_tokens is not None or self.sp.size > 1:
+            from vdata.trainers import mrsp
+
+            return mrsp.log_probs(
+                self, prompt, responses, model=model, entropy=entropy, distributions=distributions
+            )
         model = model or self.model
         n, length = responses.shape
         inputs = prompt.repeated(n, self.device, responses)
-        logits = model(**inputs, logits_to_keep=length + 1, use_cache=False).logits[:, :-1].float()
-        logits = logits / self.temperature
+        logits = model(**inputs, logits_to_keep=length + 1, use_cache=False).logits[:, :-1]
+        return self.token_log_probs(logits, responses, entropy, distributions)
+
+    def token_log_probs(
+        self, logits: torch.Tensor, responses: torch.Tensor, entropy: bool, distributions: bool
+    ) -> tuple[torch.Tensor, ...]:
+        """(log-probability of each response token, its position's entropy or None[, the full
+        log-distributions, detached]) from the logits that predict the tokens (n, L, V)."""
+        logits = logits.float() / self.temperature
         if self.banned:  # the sampler never draws vision tokens: the same distribution here
             logits[..., [ids[0] for ids in self.banned]] = float("-inf")
         log_softmax = torch.log_softmax(logits, dim=-1)
-        taken = log_softmax.gather(-1, responses.to(self.device).unsqueeze(-1)).squeeze(-1)
+        taken = log_softmax.gather(-1, responses.to(logits.device).unsqueeze(-1)).squeeze(-1)
         spread = -(log_softmax.exp() * log_softmax).nan_to_num(0.0).sum(-1) if entropy else None
         if distributions:
             return taken, spread, log_softmax.detach()
         return taken, spread
+
+
+class AdaptersOff:
+    """The policy's base model with its LoRA adapters off: the reference of a LoRA run."""
+
+    def __init__(self, model: Any):
+        self.model = model
+
+    def off(self) -> Any:
+        return self.model.disable_adapter()
+
+    def __call__(self, **inputs: Any) -> Any:
+        with self.off():
+            return self.model(**inputs)
 
 
 def _stop_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -343,6 +375,11 @@ def load_policy(config: Any) -> Policy:
         # checkpointing acts only in training mode: the update pass runs the model in train()
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
+    if config.cache_video and not config.train_vision and model_config.model_type in VL_TYPES:
+        # MR-SP: the cached video tokens carry no gradient, so the tower must not pretend to train
+        visual = next(m for name, m in model.named_modules() if name.split(".")[-1] == "visual")
+        for parameter in visual.parameters():
+            parameter.requires_grad_(False)
     if config.lora_rank > 0:
         from peft import LoraConfig, get_peft_model
 
@@ -354,7 +391,7 @@ def load_policy(config: Any) -> Policy:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
-    return Policy(
+    policy = Policy(
         model,
         tokenizer,
         device,
@@ -365,3 +402,5 @@ def load_policy(config: Any) -> Policy:
         describe=config.describe,
         response_prefix=config.response_prefix,
     )
+    policy.train_vision = config.train_vision
+    return policy

@@ -29,7 +29,7 @@ import torch
 
 from vdata.trainers.config import ConfigError, GRPOConfig
 from vdata.trainers.grpo import Group, grpo_step, rollout
-from vdata.trainers.policy import Policy, load_policy
+from vdata.trainers.policy import AdaptersOff, Policy, load_policy
 from vdata.trainers.rewards import PROBLEM_TYPES_WITH_REWARDS, RewardConfig, reward
 
 Frames = Callable[[Mapping[str, Any]], Any]
@@ -218,13 +218,25 @@ def train(
         log(f"training on {len(data.rows)} rows; left out, no reward for them: {shown}")
     stages = curriculum_stages(data.rows) if config.curriculum else None
     held_out = load_eval_data(config) if config.eval_data else None
+    sp, device = _sequence_parallel(config)
+    if device != config.device:
+        config = dataclasses.replace(config, device=device)
+    main = sp.rank == 0  # under MR-SP every rank trains alike; the first alone writes and logs
+    if not main:
+        log = lambda line: None  # noqa: E731
     policy = load_policy(config)
+    if sp.size > 1:
+        from vdata.trainers.mrsp import enable
+
+        enable(policy.model, sp)
+        policy.sp = sp
     reference = _reference(policy) if config.kl_coef > 0 else None
     trainable = [p for p in policy.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(config))
     state = _resume(out, policy, optimizer, scheduler, config)
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1, default=str))
+    if main:
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1, default=str))
     reward_config = RewardConfig(
         config.accuracy_weight,
         config.format_weight,
@@ -240,15 +252,16 @@ def train(
         eval_frames = frame_source(config, held_out.media_root)
     prompts = prompt_stream(data.rows, config.seed, state["prompts_drawn"], stages)
     metrics_path = out / "metrics.jsonl"
-    board = _tensorboard(out) if config.tensorboard else None
+    board = _tensorboard(out) if config.tensorboard and main else None
     written = []
     if held_out is not None and config.eval_every and state["step"] == 0:
         # the baseline: the model before any update, on the same rows
         result = evaluate(policy, held_out.rows, eval_frames, score, config, step=0)
-        with metrics_path.open("a") as handle:
-            handle.write(
-                json.dumps(_rounded({"step": 0, **{f"eval_{k}": v for k, v in result.items()}})) + "\n"
-            )
+        if main:
+            with metrics_path.open("a") as handle:
+                handle.write(
+                    json.dumps(_rounded({"step": 0, **{f"eval_{k}": v for k, v in result.items()}})) + "\n"
+                )
         shown = f"{result['accuracy_greedy']:.3f} greedy, {result['accuracy_sampled']:.3f} sampled"
         log(f"step 0: eval acc {shown}")
     while state["step"] < config.steps:
@@ -270,7 +283,8 @@ def train(
         else:
             metrics = _step_metrics(policy, reference, optimizer, groups, sampled, zero_variance, config)
             metrics.update(step=state["step"] + 1, generate_s=generate_s, score_s=score_s)
-            _write_samples(out / "samples.jsonl", metrics["step"], groups, config.log_samples)
+            if main:
+                _write_samples(out / "samples.jsonl", metrics["step"], groups, config.log_samples)
         metrics["groups_short"] = config.prompts_per_step - len(groups)
         metrics["lr"] = scheduler.get_last_lr()[0]
         scheduler.step()
@@ -282,10 +296,11 @@ def train(
         if held_out is not None and (last or (config.eval_every and state["step"] % config.eval_every == 0)):
             result = evaluate(policy, held_out.rows, eval_frames, score, config, step=state["step"])
             metrics.update({f"eval_{key}": value for key, value in result.items()})
-            if last:
+            if last and main:
                 (out / "eval.json").write_text(json.dumps({"step": state["step"], **result}, indent=1) + "\n")
-        with metrics_path.open("a") as handle:
-            handle.write(json.dumps(_rounded(metrics)) + "\n")
+        if main:
+            with metrics_path.open("a") as handle:
+                handle.write(json.dumps(_rounded(metrics)) + "\n")
         written.append(metrics)
         if board is not None:
             for key, value in metrics.items():
@@ -293,9 +308,19 @@ def train(
                     board.add_scalar(key, value, metrics["step"])
             board.flush()
         log(_one_line(metrics))
-        if config.save_every and state["step"] % config.save_every == 0 or last:
+        if main and (config.save_every and state["step"] % config.save_every == 0 or last):
             _save(out, policy, optimizer, scheduler, state)
     return RunSummary(out, state["step"], written)
+
+
+def _sequence_parallel(config: GRPOConfig) -> tuple[Any, str]:
+    """MR-SP's group of this process and its device (one rank per process, torchrun)."""
+    from vdata.trainers.mrsp import start
+
+    try:
+        return start(config.sp, config.device)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def lr_factor(config: GRPOConfig) -> Callable[[int], float]:
@@ -440,20 +465,11 @@ def _reference(policy: Policy) -> Any:
     """The frozen model that KL is measured against: the base model without adapters under
     LoRA, else a copy of the initial weights."""
     if hasattr(policy.model, "disable_adapter"):
-        return _AdaptersOff(policy.model)
+        return AdaptersOff(policy.model)
     reference = copy.deepcopy(policy.model).eval()
     for parameter in reference.parameters():
         parameter.requires_grad_(False)
     return reference
-
-
-class _AdaptersOff:
-    def __init__(self, model: Any):
-        self.model = model
-
-    def __call__(self, **inputs: Any) -> Any:
-        with self.model.disable_adapter():
-            return self.model(**inputs)
 
 
 # ---------------------------------------------------------------- checkpoints
