@@ -67,6 +67,13 @@ class SPGroup:
         return cls(dist.get_rank(), dist.get_world_size())
 
 
+def _clock(device: Any = None) -> float:
+    """perf_counter, after the GPU's queued work when the counters are timed."""
+    if TIMED["on"] and torch.cuda.is_available():
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 # ---------------------------------------------------------------- setup
 
 
@@ -188,16 +195,18 @@ def encode_video(
     vision tower) encodes without autograd; `grad=True` keeps the graph, and the gather's
     backward sums every rank's gradient for this rank's tokens."""
     sp = sp or SPGroup()
+    started = _clock()
     t, h, w = (int(x) for x in video.video_grid_thw[0].tolist())
     shards = frame_shards(t, sp.size)
     first, end = shards[sp.rank]
     with torch.set_grad_enabled(grad):
-        local = encode_patches(model, video, first, end)
-        if sp.size == 1:
-            return local
-        per_patch = h * w // _base(model).config.vision_config.spatial_merge_size ** 2
-        counts = [(e - s) * per_patch for s, e in shards]
-        return _GatherTokens.apply(local, counts, sp)
+        tokens = encode_patches(model, video, first, end)
+        if sp.size > 1:
+            per_patch = h * w // _base(model).config.vision_config.spatial_merge_size ** 2
+            counts = [(e - s) * per_patch for s, e in shards]
+            tokens = _GatherTokens.apply(tokens, counts, sp)
+    STATS["encode_us"] += int((_clock() - started) * 1e6)
+    return tokens
 
 
 class _GatherTokens(torch.autograd.Function):
@@ -329,6 +338,7 @@ def sample_group(
         seed = int(torch.randint(0, 2**62, (1,)).item()) + sp.rank
         generator = torch.Generator(device).manual_seed(seed)
     model.eval()
+    started = _clock()
     output = model(
         inputs_embeds=embed(model, ids, video),
         position_ids=position,
@@ -339,6 +349,8 @@ def sample_group(
     cache = _cache_of(output)
     cache.batch_repeat_interleave(local)
     logits = output.logits[:, -1].float().expand(local, -1)
+    STATS["prefill_us"] += int((_clock() - started) * 1e6)
+    started = _clock()
     step_position = position[..., -1:].expand(-1, local, -1) + 1
     keyword = _cache_keyword(model)
     pad = policy.tokenizer.pad_token_id
@@ -367,6 +379,7 @@ def sample_group(
         )
         cache = _cache_of(output)
         logits = output.logits[:, -1].float()
+    STATS["decode_us"] += int((_clock() - started) * 1e6)
     responses = torch.stack(drawn, 1)
     parts = [responses] + ([torch.stack(scores, 1)] if with_logprobs else [])
     if sp.size > 1:

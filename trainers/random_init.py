@@ -32,6 +32,22 @@ QWEN25_VL_3B: dict[str, Any] = {
     },
 }  # fmt: skip
 
+# Qwen2.5-VL-7B-Instruct's shapes (the MR-SP benchmark's larger model)
+QWEN25_VL_7B: dict[str, Any] = {
+    "model_type": "qwen2_5_vl",
+    "text_config": {
+        "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+        "num_attention_heads": 28, "num_key_value_heads": 4, "max_position_embeddings": 128000,
+        "rope_theta": 1000000.0, "rms_norm_eps": 1e-6, "vocab_size": 152064, "tie_word_embeddings": False,
+        "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]},
+    },
+    "vision_config": {
+        "depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16, "out_hidden_size": 3584,
+        "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2, "window_size": 112,
+        "fullatt_block_indexes": [7, 15, 23, 31], "in_chans": 3,
+    },
+}  # fmt: skip
+
 TINY_QWEN2_5_VL: dict[str, Any] = {
     "model_type": "qwen2_5_vl",
     "text_config": {

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The MR-SP GPU runs, as they were made on an nvidia-h200-x2 machine (issue 23), in parts that
+# each fit one 10-minute device call: bash benchmarks/mrsp_gpu_runs.sh PART OUTDIR.
+# Then: python benchmarks/mrsp_gpu.py --report OUTDIR/runs
+set -u
+part=$1
+out=${2:-benchmarks/results/mrsp_gpu_h200}
+runs=$out/runs
+mkdir -p "$runs"
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1
+bench=benchmarks/mrsp_gpu.py
+limit=${LIMIT:-540}
+case $part in
+  1)  # A and B side by side, one GPU each (3B shapes)
+    CUDA_VISIBLE_DEVICES=0 timeout "$limit" python3 $bench --configuration A --shape 3b \
+      --frames 16,256,512 --sweep 1024,2048 --out "$runs" >"$out/A_3b.log" 2>&1 &
+    CUDA_VISIBLE_DEVICES=1 timeout "$limit" python3 $bench --configuration B --shape 3b \
+      --frames 16,256,512 --sweep 1024 --out "$runs" >"$out/B_3b.log" 2>&1 &
+    wait ;;
+  2)  # C (sp=2) and D (data parallel) on both GPUs, one after the other
+    timeout $((limit / 2)) torchrun --nproc-per-node 2 $bench --configuration C --shape 3b \
+      --frames 256,512 --out "$runs" >"$out/C_3b.log" 2>&1
+    timeout $((limit / 2)) torchrun --nproc-per-node 2 $bench --configuration D --shape 3b \
+      --frames 256,512 --out "$runs" >"$out/D_3b.log" 2>&1 ;;
+  3)  # C's frame ceiling, one step a point
+    timeout "$limit" torchrun --nproc-per-node 2 $bench --configuration C --shape 3b \
+      --sweep 1024,2048,3600 --out "$runs" >"$out/C_3b_sweep.log" 2>&1 ;;
+esac
+tail -n 5 "$out"/*.log
