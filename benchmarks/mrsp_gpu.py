@@ -239,6 +239,12 @@ def run(args: argparse.Namespace) -> None:
                     }
                 )
                 print(f"[{tag} rank {rank}] {frames} frames step {step}: {step_s:.2f}s", flush=True)
+                if rank == 0 and step < steps - 1:  # what a time limit cuts short is kept
+                    partial = {**point, "partial": True}
+                    if gpu:
+                        partial["peak_allocated_gb"] = torch.cuda.max_memory_allocated() / 2**30
+                    partial = _summary(partial, name, world, args.group_size, 0, torch)
+                    _write(args, tag, rank, [*results, partial], config, torch, language_parameters)
             if gpu:
                 point["peak_allocated_gb"] = torch.cuda.max_memory_allocated() / 2**30
                 point["peak_reserved_gb"] = torch.cuda.max_memory_reserved() / 2**30
@@ -291,6 +297,7 @@ def _sp_against_one(policy, group, mrsp) -> dict:
 
 def _summary(point: dict, name: str, world: int, group: int, parameters: int, torch) -> dict:
     """Means and ranges over the measured steps (the first is warm-up when there are more)."""
+    point = {**point, "steps": list(point["steps"])}
     steps = point["steps"][1:] if len(point["steps"]) > 1 else point["steps"]
     if not steps:
         return point
@@ -311,7 +318,9 @@ def _summary(point: dict, name: str, world: int, group: int, parameters: int, to
         gpu_seconds_per_prompt_group=mean["step_s"] * world / groups,
         tokens_per_s_per_gpu=easyr1 * groups / mean["step_s"] / world,
         tokens_per_s_per_gpu_prompt_once=once * groups / mean["step_s"] / world,
-        mfu=(8 * parameters * easyr1 * groups / mean["step_s"] / world / peak) if peak else None,
+        mfu=(8 * parameters * easyr1 * groups / mean["step_s"] / world / peak)
+        if peak and parameters
+        else None,
     )
     return point
 

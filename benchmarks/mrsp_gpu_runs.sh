@@ -22,7 +22,13 @@ case $part in
       --frames 256,512 --out "$runs" >"$out/C_3b.log" 2>&1
     timeout $((limit / 2)) torchrun --nproc-per-node 2 $bench --configuration D --shape 3b \
       --frames 256,512 --out "$runs" >"$out/D_3b.log" 2>&1 ;;
-  3)  # C's frame ceiling, one step a point
+  3)  # one step each: A at 512 frames (GPU 0), B at 2048 (GPU 1)
+    CUDA_VISIBLE_DEVICES=0 timeout "$limit" python3 $bench --configuration A --shape 3b \
+      --sweep 512 --out "$runs" >"$out/A_3b_512.log" 2>&1 &
+    CUDA_VISIBLE_DEVICES=1 timeout "$limit" python3 $bench --configuration B --shape 3b \
+      --sweep 2048 --out "$runs" >"$out/B_3b_2048.log" 2>&1 &
+    wait ;;
+  4)  # C's frame ceiling, one step a point
     timeout "$limit" torchrun --nproc-per-node 2 $bench --configuration C --shape 3b \
       --sweep 1024,2048,3600 --out "$runs" >"$out/C_3b_sweep.log" 2>&1 ;;
 esac
