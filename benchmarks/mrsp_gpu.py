@@ -3,8 +3,11 @@
 Configurations (the same random-init Qwen2.5-VL shapes, bf16, full fine-tuning with AdamW,
 gradient checkpointing, the vision tower frozen, KL to a frozen copy (a reference forward
 per step), the same G, prompt and response length; a random-init model never stops early,
-so every response runs to --new-tokens; rewards are a hash of the response text, so groups
-have variance and every update moves the weights):
+so every response runs to --new-tokens; rewards alternate 1, 0 within each group, so groups
+have variance and every update moves the weights. The H200 runs of 2026-11-30 scored by a
+hash of the response text instead, which was constant: the random model's tokens lie past
+the word tokenizer's vocabulary and decode to nothing, so their gradients were zero; the
+forward and backward work timed is the same):
 
   A  today's code path: pixels to every forward (the vision tower runs on G copies in the
      rollout, the reference and the update), G prefills, the whole group per forward;
@@ -16,7 +19,7 @@ have variance and every update moves the weights):
 
     python benchmarks/mrsp_gpu.py --configuration A --shape 3b --frames 16,512 --sweep 1024,2048
     torchrun --nproc-per-node 2 benchmarks/mrsp_gpu.py --configuration C --frames 512
-    python benchmarks/mrsp_gpu.py --report DIR      # the runs of DIR into one JSON with ratios
+    python benchmarks/mrsp_gpu.py --report OUT/runs  # OUT's runs into OUT.json, with ratios
 
 --frames are measured (--steps, the first a warm-up); --sweep frames run one step each, in
 order, until a real torch.cuda.OutOfMemoryError, which is recorded (the frame ceiling).
@@ -32,13 +35,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import platform
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +73,7 @@ def main() -> None:
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "mrsp_gpu")
-    parser.add_argument("--report", type=Path, help="combine the runs in this folder")
+    parser.add_argument("--report", type=Path, help="combine the runs in this folder (OUT/runs -> OUT.json)")
     args = parser.parse_args()
     if args.report:
         report(args.report)
@@ -167,8 +170,10 @@ def run(args: argparse.Namespace) -> None:
     language.register_forward_pre_hook(tokens_in, with_kwargs=True)
     mrsp.TIMED["on"] = True
 
-    def score(text, row):  # a random-init model answers nothing: rewards from the text's hash
-        value = float(zlib.crc32(text.encode()) % 2)  # vary in a group, so the updates are real
+    calls = itertools.count()
+
+    def score(text, row):  # a random-init model answers nothing: alternate 1 and 0 in each group,
+        value = float(next(calls) % 2)  # so groups have variance and every update moves the weights
         return Reward(value, 0.0, value)
 
     results = []
@@ -376,6 +381,9 @@ def report(folder: Path) -> None:
             if point.get("mean"):
                 entry["step_s"] = point["mean"]["step_s"]
                 entry["step_s_range"] = point["range"]["step_s"]
+                entry["phases_s"] = {
+                    k: round(v, 3) for k, v in point["mean"].items() if k.endswith("_s") and k != "step_s"
+                }
             table.setdefault(tag, {})[point["frames"]] = entry
     ratios = {}
     for shape in sorted({tag.split("_", 1)[1] for tag in runs}):
@@ -387,6 +395,7 @@ def report(folder: Path) -> None:
                 ("A_over_B_gpu_s_per_group", a, b, "gpu_seconds_per_prompt_group"),
                 ("B_over_A_tokens_per_s", b, a, "tokens_per_s_per_gpu"),
                 ("B_over_C_gpu_s_per_group", b, c, "gpu_seconds_per_prompt_group"),
+                ("B_over_C_step_s", b, c, "step_s"),
                 ("C_over_D_gpu_s_per_group", c, d, "gpu_seconds_per_prompt_group"),
                 ("A_over_C_gpu_s_per_group", a, c, "gpu_seconds_per_prompt_group"),
             ):
@@ -406,7 +415,7 @@ def report(folder: Path) -> None:
                 }
         if ceilings:
             ratios[f"{shape} frame ceilings"] = ceilings
-    (folder.parent / f"{folder.name}.json").write_text(
+    folder.parent.with_suffix(".json").write_text(
         json.dumps({"benchmark": "mrsp_gpu", "ratios": ratios, "runs": table, "raw": runs}, indent=1) + "\n"
     )
     print(json.dumps({"ratios": ratios, "runs": table}, indent=1))

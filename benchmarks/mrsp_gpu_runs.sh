@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The MR-SP GPU runs, as they were made on an nvidia-h200-x2 machine (issue 23), in parts that
 # each fit one 10-minute device call: bash benchmarks/mrsp_gpu_runs.sh PART OUTDIR.
-# Then: python benchmarks/mrsp_gpu.py --report OUTDIR/runs
+# Then: python benchmarks/mrsp_gpu.py --report OUTDIR/runs (writes OUTDIR.json). The 7B point:
+#   torchrun --nproc-per-node 2 benchmarks/mrsp_gpu.py --configuration C --shape 7b --frames 512 --steps 2
 set -u
 part=$1
 out=${2:-benchmarks/results/mrsp_gpu_h200}
