@@ -15,7 +15,10 @@ forward and backward work timed is the same):
      the prompt prefilled once for G decodes, one response per forward (micro-batch 1);
   C  B with sp=2 (Ulysses attention over 2 GPUs; torchrun, 2 processes);
   D  B data-parallel on 2 GPUs (torchrun, 2 processes, a prompt each, the gradients
-     all-reduced after the step: its time is added): the fair 2-GPU baseline.
+     all-reduced after the step: its time is added): the fair 2-GPU baseline;
+  E  B with shared_prefix: each forward is [prompt | r1 | ... | rG], the long prompt
+     computed once instead of G times (not yet measured on a GPU);
+  F  E with sp=2 (torchrun, 2 processes; not yet measured).
 
     python benchmarks/mrsp_gpu.py --configuration A --shape 3b --frames 16,512 --sweep 1024,2048
     torchrun --nproc-per-node 2 benchmarks/mrsp_gpu.py --configuration C --frames 512
@@ -57,6 +60,8 @@ CONFIGURATIONS = {
     "B": dict(cache_video=True, response_micro_batch=1),
     "C": dict(cache_video=True, response_micro_batch=1, sp=2),
     "D": dict(cache_video=True, response_micro_batch=1),
+    "E": dict(cache_video=True, response_micro_batch=0, shared_prefix=True),
+    "F": dict(cache_video=True, response_micro_batch=0, shared_prefix=True, sp=2),
 }
 
 
@@ -95,7 +100,7 @@ def run(args: argparse.Namespace) -> None:
 
     name = args.configuration
     gpu = torch.cuda.is_available()
-    distributed = name in ("C", "D")
+    distributed = name in ("C", "D", "F")
     if distributed:
         import torch.distributed as dist
 
@@ -125,8 +130,8 @@ def run(args: argparse.Namespace) -> None:
         **CONFIGURATIONS[name],
     )
     policy = load_policy(config)
-    if name == "C":
-        sp = mrsp.SPGroup(rank, world)
+    if name in ("C", "E", "F"):
+        sp = mrsp.SPGroup(rank, world) if distributed else mrsp.SPGroup()
         mrsp.enable(policy.model, sp)
         policy.sp = sp
     for parameter_name, parameter in policy.model.named_parameters():  # frozen vision in every run
@@ -253,7 +258,7 @@ def run(args: argparse.Namespace) -> None:
             if gpu:
                 point["peak_allocated_gb"] = torch.cuda.max_memory_allocated() / 2**30
                 point["peak_reserved_gb"] = torch.cuda.max_memory_reserved() / 2**30
-            if name == "C" and steps > 1:
+            if name in ("C", "F") and steps > 1:
                 point["exactness"] = _sp_against_one(policy, groups[0], mrsp)
         except torch.cuda.OutOfMemoryError as exc:
             point["oom"] = str(exc).splitlines()[0][:300]

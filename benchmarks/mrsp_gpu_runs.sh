@@ -32,5 +32,10 @@ case $part in
   4)  # C's frame ceiling, one step a point
     timeout "$limit" torchrun --nproc-per-node 2 $bench --configuration C --shape 3b \
       --sweep 1024,2048,3600 --out "$runs" >"$out/C_3b_sweep.log" 2>&1 ;;
+  5)  # not yet run: the shared-prefix forward, one GPU (E) and sp=2 (F), against B and C above
+    CUDA_VISIBLE_DEVICES=0 timeout "$limit" python3 $bench --configuration E --shape 3b \
+      --frames 256,512 --sweep 1024,2048 --out "$runs" >"$out/E_3b.log" 2>&1
+    timeout "$limit" torchrun --nproc-per-node 2 $bench --configuration F --shape 3b \
+      --frames 512 --sweep 1024,2048,3600 --out "$runs" >"$out/F_3b.log" 2>&1 ;;
 esac
 tail -n 5 "$out"/*.log

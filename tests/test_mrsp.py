@@ -186,9 +186,11 @@ def _gradients(policy, prompt, responses, mask) -> dict:
     return {"logp": logp.detach(), "entropy": entropy.detach(), "grads": grads}
 
 
-def _sp_log_probs(rank: int, size: int, folder: str, init: str, train_vision: bool) -> None:
+def _sp_log_probs(
+    rank: int, size: int, folder: str, init: str, train_vision: bool, shared: bool = False
+) -> None:
     sp = _joined(rank, size, init)
-    policy = tiny_policy(folder, cache_video=True, train_vision=train_vision)
+    policy = tiny_policy(folder, cache_video=True, train_vision=train_vision, shared_prefix=shared)
     enable(policy.model, sp)
     policy.sp = sp
     prompt, responses, mask = case(policy)
@@ -215,15 +217,48 @@ def _check_against_one_process(folder: Path, size: int, train_vision: bool) -> N
         assert worst < 1e-6, f"rank {rank}: gradient differs by {worst}"
 
 
-@pytest.mark.parametrize("train_vision", [False, True], ids=["frozen-vision", "trainable-vision"])
-def test_sp2_log_probs_and_gradients_equal_one_process(tmp_path, train_vision):
+@pytest.mark.parametrize(
+    "train_vision,shared",
+    [(False, False), (True, False), (False, True)],
+    ids=["frozen-vision", "trainable-vision", "shared-prefix"],
+)
+def test_sp2_log_probs_and_gradients_equal_one_process(tmp_path, train_vision, shared):
     """sp=2 (gloo, two processes): the sequence (prompt with 20 video tokens, 3 responses)
     in two shards, Ulysses attention, the 5 temporal patches encoded 3 + 2; log-probs equal the
     pixel path's and the summed gradients agree within 1e-6, the vision tower's too when it
-    trains (its tokens gathered with a gradient)."""
+    trains (its tokens gathered with a gradient), and with the three responses packed after
+    one copy of the prompt (shared_prefix)."""
     tiny_policy(str(tmp_path))
-    spawn(_sp_log_probs, 2, tmp_path, train_vision)
+    spawn(_sp_log_probs, 2, tmp_path, train_vision, shared)
     _check_against_one_process(tmp_path, 2, train_vision)
+
+
+def test_shared_prefix_forward_equals_separate_forwards(tmp_path):
+    """One process: [prompt | r1 | r2 | r3] in one sequence, each response attending to the
+    prompt and itself only, gives each response's log-probs, entropies and the gradients of
+    three separate [prompt | r_i] forwards (the pixel path); full distributions too."""
+    policy = tiny_policy(str(tmp_path), cache_video=True, shared_prefix=True)
+    enable(policy.model, SPGroup())
+    prompt, responses, mask = case(policy)
+    prompt.video_tokens = encode_video(policy.model, prompt.video)
+    packed = _gradients(policy, prompt, responses, mask)
+    with torch.no_grad():
+        dist_packed = policy.log_probs(prompt, responses, distributions=True)[2]
+    for parameter in policy.model.parameters():
+        parameter.grad = None
+    plain = tiny_policy(str(tmp_path), cache_video=True)
+    plain_prompt, _, _ = case(plain)
+    separate = _gradients(plain, plain_prompt, responses, mask)
+    with torch.no_grad():
+        dist_separate = plain.log_probs(plain_prompt, responses, distributions=True)[2]
+    assert torch.allclose(packed["logp"], separate["logp"], atol=1e-6, rtol=0)
+    assert torch.allclose(packed["entropy"], separate["entropy"], atol=1e-5, rtol=0)
+    assert torch.allclose(
+        dist_packed.nan_to_num(0.0, neginf=0.0), dist_separate.nan_to_num(0.0, neginf=0.0), atol=1e-5
+    )
+    assert packed["grads"].keys() == separate["grads"].keys()
+    worst = max((packed["grads"][k] - g).abs().max().item() for k, g in separate["grads"].items())
+    assert worst < 1e-6, worst
 
 
 @pytest.mark.slow
@@ -250,6 +285,8 @@ def test_head_counts_that_cannot_be_split_are_refused_with_the_sizes_that_work(t
         GRPOConfig(model="m", sp=4, group_size=6)
     with pytest.raises(ConfigError, match="leave cache_video on"):
         GRPOConfig(model="m", sp=2, cache_video=False)
+    with pytest.raises(ConfigError, match="set cache_video"):
+        GRPOConfig(model="m", shared_prefix=True)
 
 
 # ---------------------------------------------------------------- whole steps
@@ -315,20 +352,27 @@ def test_a_grpo_step_under_sp2_equals_one_process(tmp_path):
         assert worst < 1e-6, f"rank {rank}: weights differ by {worst}"
 
 
-def test_micro_batches_of_responses_give_the_same_step(tmp_path):
-    """response_micro_batch splits each group's forwards; the step is the same as with the
-    whole group in one forward (the pixel path, cache off, to rule out the cache)."""
+@pytest.mark.parametrize(
+    "micro,shared", [(1, False), (0, True), (2, True)], ids=["micro-1", "shared-group", "shared-micro-2"]
+)
+def test_micro_batches_and_shared_prefix_give_the_same_step(tmp_path, micro, shared):
+    """response_micro_batch splits each group's forwards, shared_prefix packs them after one
+    prompt; a whole step (two updates, KL, old log-probs) is the same as with each group's
+    responses in one plain forward."""
     results = {}
-    for micro in (0, 1):
-        config = GRPOConfig(
-            model_spec=TINY_QWEN2_5_VL, tokenizer=f"{tmp_path}/tok", **{**STEP, "response_micro_batch": micro}
-        )
-        policy = tiny_policy(str(tmp_path))
-        results[micro] = _step(policy, config)
+    for key, (size, packed) in {"plain": (0, False), "other": (micro, shared)}.items():
+        values = {**STEP, "response_micro_batch": size}
+        config = GRPOConfig(model_spec=TINY_QWEN2_5_VL, tokenizer=f"{tmp_path}/tok", **values)
+        policy = tiny_policy(str(tmp_path), cache_video=True, shared_prefix=packed)
+        if packed:
+            enable(policy.model, SPGroup())
+        results[key] = _step(policy, config)
     for key in ("loss", "kl", "grad_norm"):
-        assert results[1]["metrics"][key] == pytest.approx(results[0]["metrics"][key], rel=1e-5)
-    worst = max((results[1]["weights"][n] - w).abs().max().item() for n, w in results[0]["weights"].items())
-    assert worst < 1e-6
+        assert results["other"]["metrics"][key] == pytest.approx(results["plain"]["metrics"][key], rel=1e-5)
+    assert results["plain"]["metrics"]["grad_norm"] > 0
+    weights = results["plain"]["weights"]
+    worst = max((results["other"]["weights"][n] - w).abs().max().item() for n, w in weights.items())
+    assert worst < 1e-5  # 1% of one Adam step at lr 1e-3 (Adam rescales float noise of tiny gradients)
 
 
 def test_cache_video_encodes_each_video_once_and_trains_the_same(tmp_path):

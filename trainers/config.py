@@ -54,6 +54,10 @@ class GRPOConfig:
     # smaller bounds activation memory on long videos at the same result (reg-grpo, whose loss
     # couples a group's responses, always takes the whole group)
     response_micro_batch: int = 0
+    # with cache_video: each log-prob and update forward packs [prompt | r1 | ... | rK] into
+    # one sequence (K = response_micro_batch, or the group), each response attending to the
+    # one prompt and itself: the long prompt computed once per forward instead of K times
+    shared_prefix: bool = False
     # a policy that reads no video gets each row's evidence notes before its question (the
     # difficulty filter's `describe`: the same text, so its pass rates are this prompt's)
     describe: bool = True
@@ -153,6 +157,8 @@ class GRPOConfig:
             )
         if self.train_vision and not self.cache_video:
             raise ConfigError("train_vision is a cache_video setting (without the cache the tower trains)")
+        if self.shared_prefix and not self.cache_video:
+            raise ConfigError("shared_prefix packs responses after a cached video's prompt: set cache_video")
         if self.response_micro_batch < 0:
             raise ConfigError(f"response_micro_batch {self.response_micro_batch}: 0 (whole group) or more")
         if not self.model and not self.model_spec:

@@ -473,46 +473,104 @@ def ulysses_attention(
     dropout: float = 0.0,
     scaling: float | None = None,
     ulysses: SPGroup | None = None,
+    shared_prefix: tuple[int, int, int] | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, None]:
     """transformers' attention-function contract (q (b, H, s, d), k and v (b, Hkv, s, d) ->
     (b, s, H, d)). With `ulysses` (the long forwards pass it), the shards become head groups
-    over the whole sequence, causal SDPA runs, and they go back; without it (the rollout,
+    over the whole sequence, attention runs, and they go back; with `shared_prefix`, the
+    sequence is one prompt then several responses (`_attend`); with neither (the rollout,
     evaluation), plain SDPA with transformers' mask."""
     if ulysses is None or ulysses.size == 1:
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+        if shared_prefix is None:
+            from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-        return sdpa_attention_forward(
-            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
-        )
+            return sdpa_attention_forward(
+                module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
+            )
+        return _attend(query, key, value, scaling, shared_prefix).transpose(1, 2).contiguous(), None
     size = ulysses.size
     if key.shape[1] < size:  # fewer KV heads than ranks: each rank gets a copy of its group's
         key = key.repeat_interleave(size // key.shape[1], dim=1)
         value = value.repeat_interleave(size // value.shape[1], dim=1)
     q, k, v = (_Exchange.apply(t, ulysses, 1, 2) for t in (query, key, value))
-    out = F.scaled_dot_product_attention(
-        q, k, v, is_causal=True, scale=scaling, enable_gqa=q.shape[1] != k.shape[1]
-    )
+    out = _attend(q, k, v, scaling, shared_prefix)
     return _Exchange.apply(out, ulysses, 2, 1).transpose(1, 2).contiguous(), None
 
 
-class _Assemble(torch.autograd.Function):
-    """Each rank's columns [offset, offset + width) of a (rows, total, ...) tensor, summed into
-    the whole on every rank (the parts do not overlap); backward: this rank's columns."""
+def _attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scaling: float | None,
+    layout: tuple[int, int, int] | None,
+) -> torch.Tensor:
+    """Causal attention over whole sequences (b, H, S, d). With `layout` (P, n, L), one
+    sequence [prompt (P) | response 1 (L) | ... | response n (L) | padding]: the prompt attends
+    causally to itself, each response to the whole prompt and causally to itself (never to
+    another response), the padding to itself; the same as n separate [prompt | response]
+    sequences, with the prompt computed once."""
+    gqa = q.shape[1] != k.shape[1]
+
+    def causal(part: slice) -> torch.Tensor:
+        return F.scaled_dot_product_attention(
+            q[:, :, part], k[:, :, part], v[:, :, part], is_causal=True, scale=scaling, enable_gqa=gqa
+        )
+
+    if layout is None:
+        return causal(slice(None))
+    prompt, n, length = layout
+    if q.shape[0] != 1:
+        raise ValueError("a shared-prefix forward holds one sequence")
+    body = prompt + n * length
+    parts = [
+        F.scaled_dot_product_attention(
+            q[:, :, :prompt],
+            k[:, :, :prompt],
+            v[:, :, :prompt],
+            is_causal=True,
+            scale=scaling,
+            enable_gqa=gqa,
+        )
+    ]
+
+    def per_response(x: torch.Tensor) -> torch.Tensor:  # (1, h, nL, d) -> (n, h, L, d)
+        return x[:, :, prompt:body].unflatten(2, (n, length)).transpose(1, 2).flatten(0, 1)
+
+    keys = torch.cat([k[:, :, :prompt].expand(n, -1, -1, -1), per_response(k)], dim=2)
+    values = torch.cat([v[:, :, :prompt].expand(n, -1, -1, -1), per_response(v)], dim=2)
+    column = torch.arange(prompt + length, device=q.device)
+    allowed = (column < prompt).unsqueeze(0) | (
+        column.unsqueeze(0) - prompt <= torch.arange(length, device=q.device).unsqueeze(1)
+    )
+    out = F.scaled_dot_product_attention(
+        per_response(q), keys, values, attn_mask=allowed, scale=scaling, enable_gqa=gqa
+    )
+    parts.append(out.unflatten(0, (1, n)).transpose(1, 2).flatten(2, 3))
+    if q.shape[2] > body:
+        parts.append(causal(slice(body, None)))
+    return torch.cat(parts, dim=2)
+
+
+class _Place(torch.autograd.Function):
+    """Values for the `own` entries of an (n, L, ...) tensor, the other entries coming from the
+    other ranks (each entry is one rank's): the whole on every rank; backward: own entries."""
 
     @staticmethod
-    def forward(ctx: Any, local: torch.Tensor, offset: int, total: int, sp: SPGroup) -> torch.Tensor:
-        import torch.distributed as dist
+    def forward(ctx: Any, values: torch.Tensor, own: torch.Tensor, sp: SPGroup) -> torch.Tensor:
+        ctx.save_for_backward(own)
+        whole = values.new_zeros(*own.shape, *values.shape[1:])
+        whole[own] = values
+        if sp.size > 1:
+            import torch.distributed as dist
 
-        ctx.offset, ctx.width = offset, local.shape[1]
-        whole = local.new_zeros(local.shape[0], total, *local.shape[2:])
-        whole[:, offset : offset + local.shape[1]] = local
-        dist.all_reduce(whole, group=sp.group)
+            dist.all_reduce(whole, group=sp.group)
         return whole
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
-        return grad[:, ctx.offset : ctx.offset + ctx.width], None, None, None
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (own,) = ctx.saved_tensors
+        return grad[own], None, None
 
 
 def log_probs(
@@ -526,7 +584,8 @@ def log_probs(
 ) -> tuple[torch.Tensor, ...]:
     """Policy.log_probs from the prompt's cached video tokens, the sequence sharded over the
     policy's sp ranks (one shard: the whole sequence). `model` is the reference when given
-    (a model, or the policy with its adapters off)."""
+    (a model, or the policy with its adapters off). With the policy's `shared_prefix`, the n
+    responses ride one sequence after one copy of the prompt (`_attend`), else each its own."""
     sp = policy.sp
     model = model if model is not None else policy.model
     from vdata.trainers.policy import AdaptersOff
@@ -540,38 +599,57 @@ def log_probs(
         video = encode_video(network, prompt.video, sp)  # a separate reference has its own tower
     n, length = responses.shape
     device = policy.device
-    ids = torch.cat([prompt.input_ids.expand(n, -1), responses.cpu()], dim=1).to(device)
+    prompt_length = prompt.input_ids.shape[1]
+    packed = policy.shared_prefix and n > 1
+    responses = responses.to(device)
+    prompt_ids = prompt.input_ids.to(device)
+    base_position = positions(network, prompt, length).to(device)
+    step = torch.arange(length, device=device)
+    if packed:  # [prompt | r1 | ... | rn]: r_i's token j is predicted at P - 1 (j = 0) or P + iL + j - 1
+        ids = torch.cat([prompt_ids[0], responses.reshape(-1)]).unsqueeze(0)
+        position = torch.cat(
+            [base_position[..., :prompt_length], base_position[..., prompt_length:].tile((n,))], dim=-1
+        )
+        starts = prompt_length + torch.arange(n, device=device).unsqueeze(1) * length
+        index = torch.where(step == 0, prompt_length - 1, starts + step - 1)
+        rows = torch.zeros_like(index)
+        layout = {"shared_prefix": (prompt_length, n, length)}
+    else:
+        ids = torch.cat([prompt_ids.expand(n, -1), responses], dim=1)
+        position = base_position
+        index = (prompt_length - 1 + step).expand(n, -1)
+        rows = torch.arange(n, device=device).unsqueeze(1).expand(-1, length)
+        layout = {}
     real = ids.shape[1]
     total = -(-real // sp.size) * sp.size  # right-padded to a multiple of sp
     ids = F.pad(ids, (0, total - real), value=policy.tokenizer.pad_token_id)
+    position = torch.cat(
+        [position, position[..., -1:] + torch.arange(1, total - real + 1, device=device)], -1
+    )
+    if position.dim() == 3:  # transformers reads the text row for masks: keep it a plain count
+        position[0] = torch.arange(total, device=device)
     shard = total // sp.size
     first, end = sp.rank * shard, (sp.rank + 1) * shard
-    position = positions(network, prompt, total - prompt.input_ids.shape[1]).to(device)
-    position = position[..., first:end].expand(*position.shape[:-2], n, -1)
+    position = position[..., first:end].expand(*position.shape[:-2], ids.shape[0], -1)
     base = _base(network)
     language = base.model.language_model if hasattr(base.model, "language_model") else base.model
     extra = {"ulysses": sp} if sp.size > 1 else {}
+    own = (index >= first) & (index < end)
     with adapters_off() if adapters_off else contextlib.nullcontext():
         hidden = language(
             inputs_embeds=embed(network, ids, video, first, end),
             position_ids=position,
             use_cache=False,
             **extra,
+            **layout,
         ).last_hidden_state
-        # position p predicts token p + 1: the responses are predicted from P - 1 to P + L - 2
-        prompt_length = prompt.input_ids.shape[1]
-        low, high = max(first, prompt_length - 1), min(end, prompt_length + length - 1)
-        low = min(low, high)
-        logits = base.lm_head(hidden[:, low - first : high - first])
+        logits = base.lm_head(hidden[rows[own], index[own] - first])
     taken, spread, *dists = policy.token_log_probs(
-        logits, responses[:, low - prompt_length + 1 : high - prompt_length + 1], entropy, distributions
+        logits.unsqueeze(0), responses[own].unsqueeze(0), entropy, distributions
     )
-    if sp.size == 1:
-        return (taken, spread, *dists)
-    offset = low - prompt_length + 1
-    parts = [_Assemble.apply(taken, offset, length, sp)]
-    for extra_part in (spread, *dists):
-        parts.append(None if extra_part is None else _Assemble.apply(extra_part.detach(), offset, length, sp))
+    parts = [_Place.apply(taken[0], own, sp)]
+    for part in (spread, *dists):
+        parts.append(None if part is None else _Place.apply(part[0].detach(), own, sp))
     return tuple(parts)
 
 

@@ -94,6 +94,7 @@ class Policy:
         self.response_prefix = response_prefix  # the assistant turn's given start
         self.sp = SPGroup()  # MR-SP: this process's sequence-parallel group (mrsp.start)
         self.train_vision = False  # with cached video tokens: encode again, with gradients, to train
+        self.shared_prefix = False  # with cached video tokens: a group's responses after one prompt
         self.stop_ids = _stop_ids(model, tokenizer)
         forward = inspect.signature(getattr(model, "get_base_model", lambda: model)().forward).parameters
         self._token_types = "mm_token_type_ids" in forward
@@ -403,4 +404,5 @@ def load_policy(config: Any) -> Policy:
         response_prefix=config.response_prefix,
     )
     policy.train_vision = config.train_vision
+    policy.shared_prefix = config.shared_prefix
     return policy

@@ -225,7 +225,7 @@ def train(
     if not main:
         log = lambda line: None  # noqa: E731
     policy = load_policy(config)
-    if sp.size > 1:
+    if sp.size > 1 or config.shared_prefix:  # MR-SP's attention on the language model
         from vdata.trainers.mrsp import enable
 
         enable(policy.model, sp)
