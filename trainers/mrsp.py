@@ -1,6 +1,6 @@
 """MR-SP for the GRPO trainer (Long-RL's multi-modal sequence parallelism; ../shared/MRSP.md).
 
-Three pieces, each exact against the plain path (tests/test_mrsp.py):
+Four pieces, each exact against the plain path (tests/test_mrsp.py):
 
 1. Stage 1, encode once. A video's temporal patches are split over the sequence-parallel
    ranks (contiguous, uneven counts allowed), each rank runs the vision tower on its own
@@ -23,6 +23,10 @@ Three pieces, each exact against the plain path (tests/test_mrsp.py):
    shard; the log-probs are assembled on every rank (the backward returns each rank its own
    part), every rank computes the same loss, and the parameter gradients are summed over
    the ranks before clipping, so the replicas stay identical (checked by a checksum).
+4. Shared prefix (`shared_prefix`): a forward packs [prompt | r1 | ... | rK], each response
+   attending to the one prompt and causally to itself, so the long prompt is computed once
+   per forward instead of once per response; it composes with Ulysses (the layout is
+   applied after the exchange, over the whole sequence).
 
 Launch with torchrun (README: "Long videos: MR-SP"): one process per rank, `sp` ranks.
 """
