@@ -488,3 +488,31 @@ def test_sp_without_a_launcher_says_how_to_launch(tmp_path):
 
     with pytest.raises(ConfigError, match="torchrun --nproc-per-node 2 -m vdata train grpo"):
         train(tiny_config(tmp_path, sp=2), log=lambda line: None)
+
+
+@pytest.mark.parametrize("count", [4, 64], ids=["short", "long"])
+def test_positions_follow_qwens_rule_after_the_video(tmp_path, count):
+    """The long forwards' explicit positions (text after the video at the video's largest
+    position + 1, then one more per token on every axis; time at tokens_per_second x seconds
+    per temporal patch), for a 4-frame video and a 64-frame one whose time axis runs far
+    past its 2 x 2 spatial grid (where transformers 5 would restart the text too early)."""
+    from vdata.trainers.mrsp import positions
+
+    policy = tiny_policy(str(tmp_path))
+    frames = SimpleNamespace(
+        frames=np.zeros((count, 56, 56, 3), dtype=np.uint8), timestamps=[i * 0.5 for i in range(count)]
+    )
+    prompt = policy.prompt({"problem": "Which A?", "problem_type": "free-form"}, frames)
+    position = positions(policy.model, prompt, 5)
+    ids = prompt.input_ids[0]
+    video = (ids == policy.model.config.video_token_id).nonzero().flatten()
+    start, last = int(video[0]), int(video[-1])
+    assert position.shape == (4, 1, ids.shape[0] + 5)
+    assert torch.equal(position[0, 0], torch.arange(ids.shape[0] + 5))  # the text row: a plain count
+    rotary = position[1:, 0]
+    per_second = policy.model.config.vision_config.tokens_per_second
+    interval = per_second * 1.0  # tokens_per_second x seconds per temporal patch (2 frames at 2 fps)
+    assert int(rotary[0, last]) - int(rotary[0, start]) == int((count // 2 - 1) * interval)
+    after = rotary[:, last + 1 :]
+    assert torch.equal(after[:, 0], torch.full((3,), int(rotary[:, start : last + 1].max()) + 1))
+    assert torch.equal(after - after[:, :1], torch.arange(after.shape[1]).expand(3, -1))
