@@ -432,20 +432,24 @@ def _sp_train(rank: int, size: int, folder: str, init: str) -> None:
     _joined(rank, size, init)
     from vdata.trainers.train import train
 
-    config = tiny_config(Path(folder), out=f"{folder}/run-sp", sp=size, steps=2, max_new_tokens=4)
+    config = tiny_config(
+        Path(folder), out=f"{folder}/run-sp", sp=size, steps=3, max_new_tokens=1, lora_rank=4, kl_coef=0.1
+    )
     train(config, log=lambda line: None)
 
 
 def test_training_under_sp2_runs_and_only_the_first_rank_writes(tmp_path):
-    """`vdata train grpo` with sp=2 in two processes (gloo): two steps, one metrics file
-    written by rank 0, replicas identical after each step."""
+    """`vdata train grpo` with sp=2 in two processes (gloo), LoRA with KL to the adapters-off
+    reference: three steps, one metrics file written by rank 0, replicas identical after each
+    step, the weights moved (a gradient, then KL to the reference)."""
     from test_grpo import tiny_config
 
     tiny_config(tmp_path)  # tokenizer and data, before the ranks start
     spawn(_sp_train, 2, tmp_path)
     lines = [json.loads(line) for line in (tmp_path / "run-sp" / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in lines] == [1, 2]
+    assert [m["step"] for m in lines] == [1, 2, 3]
     assert all(m["replica_spread"] == 0.0 for m in lines if "skipped" not in m)
+    assert any(m.get("grad_norm", 0) > 0 for m in lines) and any(m.get("kl", 0) > 0 for m in lines)
     assert (tmp_path / "run-sp" / "checkpoint").is_dir()
 
 
