@@ -191,8 +191,10 @@ def split_videos(
     *,
     quiet: bool = False,
     command: str = "",
+    shard_rows: int = 64,
 ) -> RunResult:
-    """Clips of every video under `paths` into OUT/clips.parquet; rejects into OUT/rejects/."""
+    """Clips of every video under `paths` into OUT/clips.parquet; rejects into OUT/rejects/.
+    `shard_rows` files make one unit of work (resumed whole; one task on the Ray engine)."""
     inputs = discover_videos(paths)
     stages = split_stages(config, len(inputs), out)
     with RunStore(out).lock():
@@ -202,7 +204,7 @@ def split_videos(
             inputs,
             stages,
             config={**config.segment_config(), "materialize": config.materialize},
-            shard_rows=64,
+            shard_rows=shard_rows,
             quiet=quiet,
             command=command,
         )

@@ -9,11 +9,12 @@ sends a MapStage's rows through a process pool when the stage asks for workers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -94,9 +95,74 @@ class LocalEngine:
                 ctx.advance(1)
         return stage.collect(rows, results, ctx)
 
+    def run_shards(
+        self,
+        stage: Stage,
+        stage_dir: Path,
+        pending: list[tuple[int, Path]],
+        context: Callable[[int], StageContext],
+        done: Callable[[int, dict[str, Any]], None],
+    ) -> None:
+        """Each pending (index, input shard) through the stage, its output written, then
+        `done(index, manifest entry)`, one shard after another."""
+        for index, shard_path in pending:
+            done(index, process_shard(self, stage, stage_dir, index, shard_path, context(index)))
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def process_shard(
+    engine: Any, stage: Stage, stage_dir: Path, index: int, shard_path: Path, ctx: StageContext
+) -> dict[str, Any]:
+    """One shard: its rows read, the stage applied, rejects and rows written atomically
+    (rejects first: a shard file means the shard is whole); returns its manifest entry. Every
+    engine's unit of work, on whatever machine runs it."""
+    store = RunStore(ctx.run_dir)
+    rows = store.read_rows(shard_path)
+    out = engine.apply(stage, rows, ctx)
+    store.write_rejects(stage_dir, index, reject_rows(out.rejects, stage.name))
+    store.write_shard(stage_dir, index, out.rows, stage.schema)
+    return _shard_entry(len(rows), out)
+
 
 def _silent(_: Any) -> None:
     """Progress that reports nowhere (picklable, for pool workers)."""
+
+
+_DEFAULT: list[Any] = []
+
+
+def default_engine() -> Any:
+    """The engine a run uses when its caller names none: the one `using_engine` set (the
+    CLI's --engine), else the local engine."""
+    return _DEFAULT[-1] if _DEFAULT else LocalEngine()
+
+
+@contextlib.contextmanager
+def using_engine(engine: Any, *, close: bool = True) -> Iterator[Any]:
+    """Runs started inside use `engine`; it is closed at the end unless `close` is False."""
+    _DEFAULT.append(engine)
+    try:
+        yield engine
+    finally:
+        _DEFAULT.pop()
+        if close:
+            engine.close()
+
+
+def engine_for(name: str, address: str | None = None) -> Any:
+    """The engine a command's --engine names: local, or ray (a local cluster sized to this
+    machine, or the cluster at `address`)."""
+    if name == "local":
+        if address:
+            raise RunError("--ray-address goes with --engine ray")
+        return LocalEngine()
+    if name == "ray":
+        from vdata.ray_engine import RayEngine
+
+        return RayEngine(address)
+    raise RunError(f"--engine {name!r}: local or ray")
 
 
 @dataclass
@@ -109,7 +175,7 @@ class _Run:
     quiet: bool
     console: Console
     resources: dict[str, Any]
-    engine: LocalEngine
+    engine: Any  # LocalEngine, or vdata.ray_engine.RayEngine
     invocation: int = 0
     reports: list[StageReport] = field(default_factory=list)
 
@@ -128,7 +194,7 @@ def run_pipeline(
     resources: Mapping[str, Any] | None = None,
     dataset_splits: Sequence[str] | None = None,
     command: str = "",
-    engine: LocalEngine | None = None,
+    engine: Any = None,
 ) -> RunResult:
     """Runs `stages` over `inputs` in `out`, resuming whatever an earlier run finished. With
     `dataset_splits`, the final rows become the run's dataset (OUT/dataset, those splits
@@ -142,7 +208,7 @@ def run_pipeline(
         quiet,
         console or log_console(),
         dict(resources or {}),
-        engine or LocalEngine(),
+        engine or default_engine(),
     )
     with store.lock():
         result = _run_locked(run, recipe, inputs, stages, dict(config or {}), command)
@@ -386,18 +452,22 @@ def _run_stage(run: _Run, stage: Stage, stage_dir: Path, input_dir: Path, link: 
                 store.write_shard(stage_dir, index, part, stage.schema)
             store.write_rejects(stage_dir, 0, reject_rows(out.rejects, stage.name))
             manifest["shards"]["all"] = _shard_entry(len(rows), out)
-        for index, shard_path in enumerate([] if stage.whole_dataset else input_shards):
-            key = f"{index:05d}"
-            if key in manifest["shards"]:
-                continue
-            rows = store.read_rows(shard_path)
-            out = run.engine.apply(stage, rows, context(index))
-            store.write_rejects(stage_dir, index, reject_rows(out.rejects, stage.name))
-            store.write_shard(stage_dir, index, out.rows, stage.schema)
-            manifest["shards"][key] = _shard_entry(len(rows), out)
+        pending = [
+            (index, shard_path)
+            for index, shard_path in enumerate([] if stage.whole_dataset else input_shards)
+            if f"{index:05d}" not in manifest["shards"]
+        ]
+
+        def done(index: int, entry: dict[str, Any]) -> None:
+            nonlocal started
+            manifest["shards"][f"{index:05d}"] = entry
+            # in shard order whatever order the engine finished them in: the same bytes
+            manifest["shards"] = dict(sorted(manifest["shards"].items()))
             manifest["seconds"] = round(manifest["seconds"] + time.monotonic() - started, 3)
             started = time.monotonic()
             store.write_manifest(stage_dir, manifest)
+
+        run.engine.run_shards(stage, stage_dir, pending, context, done)
     manifest["seconds"] = round(manifest["seconds"] + time.monotonic() - started, 3)
     _finish(store, stage, stage_dir, manifest)
     return _report(run, stage, stage_dir, status, manifest)
@@ -479,4 +549,16 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-__all__ = ["LocalEngine", "Reject", "RunError", "RunResult", "StageFailed", "StageReport", "run_pipeline"]
+__all__ = [
+    "LocalEngine",
+    "Reject",
+    "RunError",
+    "RunResult",
+    "StageFailed",
+    "StageReport",
+    "default_engine",
+    "engine_for",
+    "process_shard",
+    "run_pipeline",
+    "using_engine",
+]

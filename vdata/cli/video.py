@@ -54,6 +54,13 @@ def split(
     ] = MaterializeMode["none"],
     workers: Annotated[int, typer.Option(help="Processes over files; default: one per core.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")] = False,
+    engine: Annotated[
+        str, typer.Option("--engine", help="local, or ray: each shard of files a Ray task (same output).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="A running Ray cluster; default: start one on this machine."),
+    ] = None,
 ) -> None:
     """Cut videos into clips: OUT/clips.parquet (time ranges) and OUT/rejects/*.parquet.
 
@@ -79,9 +86,12 @@ def split(
         materialize=materialize.value,
         workers=workers or (os.cpu_count() or 1),
     )
+    from vdata.runner import RunError, engine_for, using_engine
+
     try:
-        result = split_videos(videos, out, config, quiet=quiet, command=command_line())
-    except ValueError as exc:
+        with using_engine(engine_for(engine, ray_address)):
+            result = split_videos(videos, out, config, quiet=quiet, command=command_line())
+    except (ValueError, RunError) as exc:
         fail(str(exc))
     clips = result.stages[-1].rows_out
     rejected = sum(r.rejected for r in result.stages)

@@ -1,0 +1,88 @@
+"""The Ray engine's overhead on one machine: `vdata split` of 20 videos, local engine
+against Ray (issue 24, first part).
+
+Both runs cut the same 20 synthetic videos (vdata.synth's shot videos, 12-20 s, hard cuts)
+into scene clips, in shards of 4 files: the local engine with a process pool of one worker
+per core, Ray with one task per shard on a local cluster of as many CPUs. Ray's start
+(`ray.init`) is timed apart from the run. Each is run twice (fresh run directories); the
+outputs are compared byte for byte. Writes benchmarks/results/ray_engine.json.
+
+    python benchmarks/ray_engine.py [--videos 20] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--videos", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "ray_engine.json")
+    args = parser.parse_args()
+
+    import ray
+
+    from vdata.clips import SplitConfig, split_videos
+    from vdata.ray_engine import RayEngine
+    from vdata.runner import LocalEngine, using_engine
+    from vdata.synth.cuts import write_shots_video
+
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        videos = root / "videos"
+        videos.mkdir()
+        for i in range(args.videos):
+            write_shots_video(videos / f"v{i:02d}.mp4", [4.0 + i % 3, 5.0, 3.0 + i % 5], seed=i)
+        config = SplitConfig(mode="scene", workers=cores)
+        started = time.perf_counter()
+        engine = RayEngine(num_cpus=cores)
+        ray_start_s = time.perf_counter() - started
+        times: dict[str, list[float]] = {"local": [], "ray": []}
+        outputs = {}
+        try:
+            for repeat in range(args.repeats):
+                for name, chosen in (("local", LocalEngine()), ("ray", engine)):
+                    out = root / f"{name}-{repeat}"
+                    started = time.perf_counter()
+                    with using_engine(chosen, close=False):
+                        result = split_videos([videos], out, config, quiet=True, shard_rows=4)
+                    times[name].append(time.perf_counter() - started)
+                    outputs[name] = (out / "clips.parquet").read_bytes()
+                    clips = result.stages[-1].rows_out
+        finally:
+            engine.close()
+        assert not ray.is_initialized()
+    mean = {name: sum(values) / len(values) for name, values in times.items()}
+    result = {
+        "benchmark": "ray_engine",
+        "baseline": "the local engine (a process pool of one worker per core)",
+        "what": f"vdata split --mode scene of {args.videos} videos, shards of 4 files",
+        "cores": cores,
+        "clips": clips,
+        "identical_clips_parquet": outputs["local"] == outputs["ray"],
+        "ray_start_s": round(ray_start_s, 2),
+        "seconds": {name: [round(v, 2) for v in values] for name, values in times.items()},
+        "mean_s": {name: round(v, 2) for name, v in mean.items()},
+        "ray_over_local": round(mean["ray"] / mean["local"], 3),
+        "ray_over_local_with_start": round((mean["ray"] + ray_start_s) / mean["local"], 3),
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""`--engine ray` (issue 24, first part): the toy recipe's shards as Ray tasks on a local
+cluster give the same bytes as the local engine. One Ray start for the module (a real local
+cluster of 2 CPUs); stopped at the end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from toy_recipe import build
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+
+from vdata.runner import RunError, engine_for, using_engine  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_engine():
+    from vdata.ray_engine import RayEngine
+
+    engine = RayEngine(num_cpus=2)
+    yield engine
+    engine.close()
+    assert not ray.is_initialized()
+
+
+def files(out: Path) -> dict[str, bytes]:
+    """Every Parquet file of a run (stages, rejects, dataset), by path in the run."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.parquet"))}
+
+
+def manifests(out: Path) -> dict[str, str]:
+    """Every stage manifest as its text, less its seconds (wall time differs between runs)."""
+    found = {}
+    for path in sorted(out.glob("stages/*/manifest.json")):
+        manifest = json.loads(path.read_text())
+        manifest.pop("seconds", None)
+        found[str(path.relative_to(out))] = json.dumps(manifest)  # key order kept: the bytes' order
+    return found
+
+
+def test_the_toy_recipe_on_ray_writes_the_local_engines_bytes(tmp_path, ray_engine):
+    """40 rows in 8 shards of 5: import and annotate (per row, one Ray task per shard, done in
+    whatever order) and split (the whole dataset, on the driver). Every Parquet file, the
+    dataset's included, is byte for byte the local run's; the manifests list the shards in
+    order and equal the local ones; a rerun on Ray skips every stage."""
+    local = build(tmp_path / "local")
+    with using_engine(ray_engine, close=False):
+        on_ray = build(tmp_path / "ray")
+        again = build(tmp_path / "ray")
+    assert [s.rows_out for s in on_ray.stages] == [s.rows_out for s in local.stages]
+    assert on_ray.stages[1].rows_out > 0 and on_ray.stages[1].rejected > 0
+    ours, theirs = files(tmp_path / "ray"), files(tmp_path / "local")
+    assert len(ours) >= 20 and ours.keys() == theirs.keys()
+    assert [name for name in ours if ours[name] != theirs[name]] == []
+    assert manifests(tmp_path / "ray") == manifests(tmp_path / "local")
+    shards = json.loads((tmp_path / "ray" / "stages" / "02-annotate" / "manifest.json").read_text())["shards"]
+    assert list(shards) == sorted(shards) and len(shards) == 8
+    assert [s.status for s in again.stages] == ["skipped"] * 3
+
+
+def test_stages_with_model_pools_are_refused_not_run_elsewhere(tmp_path, ray_engine):
+    from vdata.runner import run_pipeline
+    from vdata.stages import MapStage
+
+    stage = MapStage("ask", lambda row, ctx: row)
+    with using_engine(ray_engine, close=False), pytest.raises(RunError, match="--engine local"):
+        run_pipeline(tmp_path / "run", "x@1", [{"a": 1}], [stage], resources={"models": object()}, quiet=True)
+
+
+def test_engine_names():
+    assert type(engine_for("local")).__name__ == "LocalEngine"
+    with pytest.raises(RunError, match="local or ray"):
+        engine_for("spark")
+    with pytest.raises(RunError, match="goes with --engine ray"):
+        engine_for("local", "ray://head:10001")
+
+
+def _mark_worker(row, ctx):
+    """Notes which process did the row; a shard's first attempt at row 7 kills its worker;
+    row 0 takes a while, so shard 0 finishes after others."""
+    import os
+    import time
+
+    if row["n"] == 0:
+        time.sleep(1.0)
+
+    run = Path(ctx.run_dir)
+    with open(run / f"pids-{ctx.shard}.txt", "a") as handle:
+        handle.write(f"{os.getpid()}\n")
+    if row["n"] == 7 and (run / "arm-kill").exists() and not (run / "killed").exists():
+        (run / "killed").write_text("once")
+        os._exit(9)  # the worker process dies mid-shard, as a crash or an OOM kill would
+    return {**row, "square": row["n"] ** 2}
+
+
+def _numbers_run(out: Path):
+    from vdata.runner import run_pipeline
+    from vdata.stages import MapStage
+
+    rows = [{"n": n} for n in range(20)]
+    return run_pipeline(out, "numbers@1", rows, [MapStage("square", _mark_worker)], shard_rows=4, quiet=True)
+
+
+def test_shards_run_in_worker_processes_and_a_killed_worker_is_retried(tmp_path, ray_engine):
+    """The rows are done in Ray's worker processes, not the driver; a worker killed in the
+    middle of shard 1 is retried by Ray, shard 0 finishes late, and the run's files and
+    manifests (shards in order) equal a local run's."""
+    import os
+
+    _numbers_run(tmp_path / "local")
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "arm-kill").write_text("the first attempt at row 7 kills its worker")
+    with using_engine(ray_engine, close=False):
+        _numbers_run(tmp_path / "ray")
+    assert (tmp_path / "ray" / "killed").exists()
+    pids = {int(p) for f in (tmp_path / "ray").glob("pids-*.txt") for p in f.read_text().split()}
+    assert os.getpid() not in pids and pids
+    assert files(tmp_path / "ray") == files(tmp_path / "local")
+    assert manifests(tmp_path / "ray") == manifests(tmp_path / "local")
+
+
+def test_vdata_split_with_engine_ray_writes_the_local_runs_bytes(tmp_path, ray_engine):
+    """`vdata split --engine ray` (joining the module's cluster, as --ray-address would) on
+    three real videos and a file that is not a video: clips.parquet, the stages' files and
+    the rejects are the local engine's bytes."""
+    from typer.testing import CliRunner
+
+    from vdata.cli import app
+
+    from videos import make_video
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(3):
+        make_video(videos / f"v{i}.mp4", [3.0, 4.0 + i], seed=i)
+    (videos / "notes.mp4").write_text("not a video")
+    runner = CliRunner()
+    for engine in ("local", "ray"):
+        result = runner.invoke(
+            app,
+            [
+                "split",
+                str(videos),
+                "--out",
+                str(tmp_path / engine),
+                "--mode",
+                "scene",
+                "--quiet",
+                "--engine",
+                engine,
+            ],
+        )
+        assert result.exit_code == 0, result.output
+    ours, theirs = files(tmp_path / "ray"), files(tmp_path / "local")
+    assert "clips.parquet" in ours and any(name.startswith("rejects/") for name in ours)
+    assert ours == theirs
+    assert ray.is_initialized()  # a cluster the command joined is left running
+    bad = runner.invoke(app, ["split", str(videos), "--out", str(tmp_path / "x"), "--engine", "spark"])
+    assert bad.exit_code == 2 and "local or ray" in bad.output
