@@ -162,3 +162,34 @@ def test_vdata_split_with_engine_ray_writes_the_local_runs_bytes(tmp_path, ray_e
     assert ray.is_initialized()  # a cluster the command joined is left running
     bad = runner.invoke(app, ["split", str(videos), "--out", str(tmp_path / "x"), "--engine", "spark"])
     assert bad.exit_code == 2 and "local or ray" in bad.output
+
+
+def test_vdata_filter_with_engine_ray_writes_the_local_runs_bytes(tmp_path, ray_engine):
+    """`vdata filter validate` and `vdata filter balance-letters` on a Video-R1-shaped file
+    with bad rows, --engine ray against local: the same files; a model filter on Ray is
+    refused with the way out."""
+    from typer.testing import CliRunner
+
+    from vdata.cli import app
+
+    from toy_recipe import toy_inputs
+
+    data = tmp_path / "rows.json"
+    data.write_text(json.dumps(toy_inputs(60)))
+    runner = CliRunner()
+    for name in ("validate", "balance-letters"):
+        for engine in ("local", "ray"):
+            out = tmp_path / f"{name}-{engine}"
+            result = runner.invoke(
+                app, ["filter", name, str(data), "--out", str(out), "--quiet", "--engine", engine]
+            )
+            assert result.exit_code == 0, result.output
+        assert files(tmp_path / f"{name}-ray") == files(tmp_path / f"{name}-local")
+        assert manifests(tmp_path / f"{name}-ray") == manifests(tmp_path / f"{name}-local")
+    assert any(name.startswith("rejects/") for name in files(tmp_path / "validate-ray"))
+    refused = runner.invoke(
+        app,
+        ["filter", "difficulty", str(data), "--out", str(tmp_path / "d"), "--quiet", "--engine", "ray"]
+        + ["--policy", "http://127.0.0.1:9/v1@none"],
+    )
+    assert refused.exit_code == 2 and "--engine local" in refused.output

@@ -102,6 +102,49 @@ def endpoints_from_options(models: Path | None, roles: dict[str, str | None]) ->
     return endpoints
 
 
+EngineOption = Annotated[
+    str,
+    typer.Option("--engine", help="local, or ray: each shard a Ray task, the same output (README: cluster)."),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="A running Ray cluster for --engine ray; default: start one here."),
+]
+
+
+def with_engine(command: Any) -> Any:
+    """Gives a command --engine and --ray-address: its runs use that engine (vdata.runner's
+    using_engine), which is closed when the command ends."""
+    import functools
+    import inspect
+    import typing
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, engine: str = "local", ray_address: str | None = None, **kwargs: Any) -> Any:
+        from vdata.runner import RunError, engine_for, using_engine
+
+        try:
+            chosen = engine_for(engine, ray_address)
+        except RunError as exc:
+            fail(str(exc))
+        with using_engine(chosen):
+            return command(*args, **kwargs)
+
+    hints = typing.get_type_hints(command, include_extras=True)  # the command's own names resolved
+    signature = inspect.signature(command)
+    own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()]
+    extra = [
+        inspect.Parameter("engine", inspect.Parameter.KEYWORD_ONLY, default="local", annotation=EngineOption),
+        inspect.Parameter(
+            "ray_address", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=RayAddressOption
+        ),
+    ]
+    wrapper.__signature__ = signature.replace(parameters=[*own, *extra])
+    wrapper.__annotations__ = {**hints, "engine": EngineOption, "ray_address": RayAddressOption}
+    del wrapper.__wrapped__  # typer reads the signature above, not the command's
+    return wrapper
+
+
 def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
     """A command-line choice made from a module's own constant, so the two never drift apart."""
     return Enum(name, {value: value for value in values}, type=str)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from vdata.cli import app, choices, command_line, err, fail, filter_app, load, out
+from vdata.cli import app, choices, command_line, err, fail, filter_app, load, out, with_engine
 from vdata.filters import DEDUP_METHODS
 from vdata.formats import FILE_TYPES, SHAPES
 
@@ -276,6 +276,7 @@ def _filter(
 
 
 @filter_app.command("validate")
+@with_engine
 def filter_validate(
     dataset: DatasetArg,
     out_dir: OutOption,
@@ -299,6 +300,7 @@ def filter_validate(
 
 
 @filter_app.command("balance-letters")
+@with_engine
 def filter_balance_letters(
     dataset: DatasetArg,
     out_dir: OutOption,
@@ -318,6 +320,7 @@ DedupMethod = choices("DedupMethod", DEDUP_METHODS)
 
 
 @filter_app.command("dedup")
+@with_engine
 def filter_dedup(
     dataset: DatasetArg,
     out_dir: OutOption,
@@ -354,6 +357,7 @@ def filter_dedup(
 
 
 @filter_app.command("decontaminate")
+@with_engine
 def filter_decontaminate(
     dataset: DatasetArg,
     out_dir: OutOption,
@@ -465,6 +469,7 @@ def _band(text: str) -> tuple[float, float]:
 
 
 @filter_app.command("difficulty")
+@with_engine
 def filter_difficulty(
     dataset: DatasetArg,
     out_dir: OutOption,
@@ -520,6 +525,7 @@ def filter_difficulty(
 
 
 @filter_app.command("blind")
+@with_engine
 def filter_blind(
     dataset: DatasetArg,
     out_dir: OutOption,
@@ -600,6 +606,7 @@ for _name, _doc in JUDGED.items():
 
 
 @filter_app.command("augment")
+@with_engine
 def filter_augment(
     dataset: DatasetArg,
     out_dir: OutOption,
@@ -614,6 +621,7 @@ def filter_augment(
 
 
 @filter_app.command("length")
+@with_engine
 def filter_length(
     dataset: DatasetArg,
     out_dir: OutOption,
@@ -641,6 +649,7 @@ def filter_length(
 
 
 @filter_app.command("sample")
+@with_engine
 def filter_sample(
     dataset: DatasetArg,
     out_dir: OutOption,

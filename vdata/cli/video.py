@@ -8,7 +8,7 @@ from typing import Annotated, get_args
 
 import typer
 
-from vdata.cli import app, choices, command_line, err, fail
+from vdata.cli import app, choices, command_line, err, fail, with_engine
 from vdata.segment import Materialize, Mode, SceneOptions
 
 SplitMode = choices("SplitMode", get_args(Mode))
@@ -18,6 +18,7 @@ MaterializeMode = choices("MaterializeMode", get_args(Materialize))
 
 
 @app.command()
+@with_engine
 def split(
     videos: Annotated[
         list[Path],
@@ -54,13 +55,6 @@ def split(
     ] = MaterializeMode["none"],
     workers: Annotated[int, typer.Option(help="Processes over files; default: one per core.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")] = False,
-    engine: Annotated[
-        str, typer.Option("--engine", help="local, or ray: each shard of files a Ray task (same output).")
-    ] = "local",
-    ray_address: Annotated[
-        str | None,
-        typer.Option("--ray-address", help="A running Ray cluster; default: start one on this machine."),
-    ] = None,
 ) -> None:
     """Cut videos into clips: OUT/clips.parquet (time ranges) and OUT/rejects/*.parquet.
 
@@ -86,11 +80,10 @@ def split(
         materialize=materialize.value,
         workers=workers or (os.cpu_count() or 1),
     )
-    from vdata.runner import RunError, engine_for, using_engine
+    from vdata.runner import RunError
 
     try:
-        with using_engine(engine_for(engine, ray_address)):
-            result = split_videos(videos, out, config, quiet=quiet, command=command_line())
+        result = split_videos(videos, out, config, quiet=quiet, command=command_line())
     except (ValueError, RunError) as exc:
         fail(str(exc))
     clips = result.stages[-1].rows_out
