@@ -92,6 +92,8 @@ def _mark_worker(row, ctx):
     run = Path(ctx.run_dir)
     with open(run / f"pids-{ctx.shard}.txt", "a") as handle:
         handle.write(f"{os.getpid()}\n")
+    if row["n"] == 7 and (run / "always-kill").exists():
+        os._exit(9)
     if row["n"] == 7 and (run / "arm-kill").exists() and not (run / "killed").exists():
         (run / "killed").write_text("once")
         os._exit(9)  # the worker process dies mid-shard, as a crash or an OOM kill would
@@ -193,3 +195,14 @@ def test_vdata_filter_with_engine_ray_writes_the_local_runs_bytes(tmp_path, ray_
         + ["--policy", "http://127.0.0.1:9/v1@none"],
     )
     assert refused.exit_code == 2 and "--engine local" in refused.output
+
+
+def test_a_shard_whose_worker_always_dies_stops_the_run_with_a_clear_error(tmp_path, ray_engine):
+    """Every attempt at shard 1 kills its worker: after Ray's retries the run stops with a
+    RunError naming the stage and shard and how to resume; the other shards are kept."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "always-kill").write_text("row 7 kills its worker every time")
+    with using_engine(ray_engine, close=False), pytest.raises(RunError, match="square, shard 1: .*rerun"):
+        _numbers_run(tmp_path / "run")
+    kept = json.loads((tmp_path / "run" / "stages" / "01-square" / "manifest.json").read_text())["shards"]
+    assert "00001" not in kept and len(kept) >= 1

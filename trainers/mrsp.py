@@ -47,8 +47,8 @@ from vdata.trainers.video_inputs import VideoInputs
 
 ATTENTION = "vdata_ulysses"  # the name registered with transformers' AttentionInterface
 
-# proof counters for the benchmark: vision-tower patches, prefill tokens, decode steps and
-# all-to-all exchanges (their seconds only while `timed` is set: timing synchronises the GPU)
+# the benchmark's clocks (microseconds of encode, prefill, decode and all-to-all, kept only
+# while TIMED is on: timing synchronises the GPU) and the number of all-to-all exchanges
 STATS: Counter = Counter()
 TIMED = {"on": False}
 
@@ -187,7 +187,6 @@ def encode_patches(model: Any, video: VideoInputs, first: int, end: int) -> torc
         raise RuntimeError(
             f"the vision tower gave {tokens.shape[0]} tokens for {end - first} temporal patches"
         )
-    STATS["vision_patches"] += (end - first) * h * w
     return tokens
 
 
@@ -349,7 +348,6 @@ def sample_group(
         use_cache=True,
         logits_to_keep=1,
     )
-    STATS["prefill_tokens"] += ids.shape[1]
     cache = _cache_of(output)
     cache.batch_repeat_interleave(local)
     logits = output.logits[:, -1].float().expand(local, -1)
@@ -372,7 +370,6 @@ def sample_group(
         if with_logprobs:
             scores.append(torch.log_softmax(processed, -1).gather(-1, token.unsqueeze(-1)).squeeze(-1))
         done |= torch.isin(token, stops)
-        STATS["decode_steps"] += 1
         if bool(done.all()) or step == max_new_tokens - 1:
             break
         output = model(
@@ -439,19 +436,14 @@ def _exchange(x: torch.Tensor, sp: SPGroup, scatter: int, gather: int) -> torch.
     received concatenated in rank order along `gather`."""
     import torch.distributed as dist
 
-    started = time.perf_counter()
-    if TIMED["on"] and x.is_cuda:
-        torch.cuda.synchronize()
-        started = time.perf_counter()
+    started = _clock()
     sent = torch.stack(x.chunk(sp.size, dim=scatter)).contiguous()
     received = torch.empty_like(sent)
     dist.all_to_all_single(received, sent, group=sp.group)
     result = torch.cat(received.unbind(0), dim=gather)
     STATS["all_to_all"] += 1
     if TIMED["on"]:
-        if x.is_cuda:
-            torch.cuda.synchronize()
-        STATS["all_to_all_us"] += int((time.perf_counter() - started) * 1e6)
+        STATS["all_to_all_us"] += int((_clock() - started) * 1e6)
     return result
 
 

@@ -24,12 +24,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vdata.runner import LocalEngine, RunError, process_shard
+from vdata.runner import LocalEngine, RunError, portable, process_shard
 from vdata.stages import Stage, StageContext
-
-
-def _silent(_: Any) -> None:
-    """Progress that reports nowhere (workers; the driver advances per finished shard)."""
 
 
 class RayEngine:
@@ -85,14 +81,24 @@ class RayEngine:
         worker_stage = replace(stage, workers=1) if hasattr(stage, "workers") else stage
         waiting = {}
         for index, shard_path in pending:
-            portable = replace(context(index), advance=_silent, status=_silent, resources={})
-            ref = self._task.remote(worker_stage, str(stage_dir), index, str(shard_path), portable)
+            ref = self._task.remote(
+                worker_stage, str(stage_dir), index, str(shard_path), portable(context(index))
+            )
             waiting[ref] = index
         while waiting:
             ready, _ = ray.wait(list(waiting), num_returns=1)
             for ref in ready:
                 index = waiting.pop(ref)
-                entry = ray.get(ref)
+                try:
+                    entry = ray.get(ref)
+                except ray.exceptions.RayError as exc:  # retries spent, or Ray itself failed
+                    for other in waiting:
+                        ray.cancel(other)
+                    raise RunError(
+                        f"stage {stage.name}, shard {index}: the Ray task failed after {self.retries} "
+                        f"retries ({type(exc).__name__}: {str(exc).splitlines()[0]}); rerun the command "
+                        "to resume (finished shards are kept), or use --engine local"
+                    ) from exc
                 done(index, entry)
                 context(index).advance(entry["rows_in"])
 

@@ -34,6 +34,7 @@ from vdata.stages import (
     StageContext,
     StageFailed,
     StageOutput,
+    _no_progress,
     call_row,
     reject_rows,
 )
@@ -86,9 +87,8 @@ class LocalEngine:
             return stage.apply(rows, ctx)
         from vdata.orphans import worker_pool
 
-        portable = replace(ctx, advance=_silent, status=_silent, resources={})
         with worker_pool(workers) as pool:
-            futures = [pool.submit(call_row, stage.fn, row, portable) for row in rows]
+            futures = [pool.submit(call_row, stage.fn, row, portable(ctx)) for row in rows]
             results = []
             for future in futures:
                 results.append(future.result())
@@ -126,8 +126,10 @@ def process_shard(
     return _shard_entry(len(rows), out)
 
 
-def _silent(_: Any) -> None:
-    """Progress that reports nowhere (picklable, for pool workers)."""
+def portable(ctx: StageContext) -> StageContext:
+    """The context a stage gets in another process (a pool worker, a Ray task): progress that
+    reports nowhere (the caller advances the bar) and no resources (they do not travel)."""
+    return replace(ctx, advance=_no_progress, status=_no_progress, resources={})
 
 
 _DEFAULT: list[Any] = []
