@@ -32,10 +32,20 @@ case $part in
   4)  # C's frame ceiling, one step a point
     timeout "$limit" torchrun --nproc-per-node 2 $bench --configuration C --shape 3b \
       --sweep 1024,2048,3600 --out "$runs" >"$out/C_3b_sweep.log" 2>&1 ;;
-  5)  # not yet run: the shared-prefix forward, one GPU (E) and sp=2 (F), against B and C above
+  5)  # the shared-prefix forward on one GPU (E, 3B) beside B with 7B shapes
     CUDA_VISIBLE_DEVICES=0 timeout "$limit" python3 $bench --configuration E --shape 3b \
-      --frames 256,512 --sweep 1024,2048 --out "$runs" >"$out/E_3b.log" 2>&1
+      --frames 256,512 --sweep 1024,2048,3600 --out "$runs" >"$out/E_3b.log" 2>&1 &
+    CUDA_VISIBLE_DEVICES=1 timeout "$limit" python3 $bench --configuration B --shape 7b \
+      --frames 256 --sweep 512,1024 --out "$runs" >"$out/B_7b.log" 2>&1 &
+    wait ;;
+  6)  # the shared-prefix forward with sp=2 (F), up to the hour-long video
     timeout "$limit" torchrun --nproc-per-node 2 $bench --configuration F --shape 3b \
       --frames 512 --sweep 1024,2048,3600 --out "$runs" >"$out/F_3b.log" 2>&1 ;;
+  7)  # 7B: today's code (A) and the shared prefix (E), one GPU each
+    CUDA_VISIBLE_DEVICES=0 timeout "$limit" python3 $bench --configuration A --shape 7b \
+      --frames 64 --sweep 256,512 --out "$runs" >"$out/A_7b.log" 2>&1 &
+    CUDA_VISIBLE_DEVICES=1 timeout "$limit" python3 $bench --configuration E --shape 7b \
+      --frames 512 --sweep 1024,2048 --out "$runs" >"$out/E_7b.log" 2>&1 &
+    wait ;;
 esac
 tail -n 5 "$out"/*.log
