@@ -47,5 +47,16 @@ case $part in
     CUDA_VISIBLE_DEVICES=1 timeout "$limit" python3 $bench --configuration E --shape 7b \
       --frames 512 --sweep 1024,2048 --out "$runs" >"$out/E_7b.log" 2>&1 &
     wait ;;
+  8)  # one step each: F with 7B shapes at 2048 and 3,600 frames, then C (3B) at 2048
+    timeout 430 torchrun --nproc-per-node 2 $bench --configuration F --shape 7b \
+      --sweep 2048,3600 --out "$runs" >"$out/F_7b.log" 2>&1
+    timeout 390 torchrun --nproc-per-node 2 $bench --configuration C --shape 3b \
+      --sweep 2048 --out "$runs" >"$out/C_3b_2048.log" 2>&1 ;;
+  9)  # 16 frames: the shared prefix (E) beside today's code (A), one GPU each
+    CUDA_VISIBLE_DEVICES=0 timeout "$limit" python3 $bench --configuration E --shape 3b \
+      --frames 16 --out "$runs" >"$out/E_3b_16.log" 2>&1 &
+    CUDA_VISIBLE_DEVICES=1 timeout "$limit" python3 $bench --configuration A --shape 3b \
+      --frames 16 --out "$runs" >"$out/A_3b_16.log" 2>&1 &
+    wait ;;
 esac
 tail -n 5 "$out"/*.log
