@@ -109,7 +109,7 @@ def main() -> None:
         "response_length",
     )
     mean = {k: round(sum(m[k] for m in measured) / len(measured), 3) for k in keys}
-    peak = PEAK_BF16_FLOPS.get(_gpu_kind(torch))
+    peak = peak_flops(torch.cuda.get_device_name() if torch.cuda.is_available() else "")
     mfu = {}
     if peak:
         for phase, factor in (("update_s", 6), ("logprob_s", 2), ("generate_s", 2)):
@@ -153,9 +153,9 @@ def main() -> None:
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12}  # dense bf16, SXM
 
 
-def _gpu_kind(torch) -> str:
-    name = torch.cuda.get_device_name() if torch.cuda.is_available() else ""
-    return next((kind for kind in PEAK_BF16_FLOPS if kind in name), "")
+def peak_flops(device_name: str) -> float | None:
+    """The dense bf16 peak of a GPU named so (None: a kind not listed, or no GPU)."""
+    return next((flops for kind, flops in PEAK_BF16_FLOPS.items() if kind in device_name), None)
 
 
 def _parameters(spec, here: Path) -> int:

@@ -16,9 +16,9 @@ forward and backward work timed is the same):
   C  B with sp=2 (Ulysses attention over 2 GPUs; torchrun, 2 processes);
   D  B data-parallel on 2 GPUs (torchrun, 2 processes, a prompt each, the gradients
      all-reduced after the step: its time is added): the fair 2-GPU baseline;
-  E  B with shared_prefix: each forward is [prompt | r1 | ... | rG], the long prompt
-     computed once instead of G times (not yet measured on a GPU);
-  F  E with sp=2 (torchrun, 2 processes; not yet measured).
+  E  B with shared_prefix (the trainer's default with cache_video): each forward is
+     [prompt | r1 | ... | rG], the long prompt computed once instead of G times;
+  F  E with sp=2 (torchrun, 2 processes).
 
     python benchmarks/mrsp_gpu.py --configuration A --shape 3b --frames 16,512 --sweep 1024,2048
     torchrun --nproc-per-node 2 benchmarks/mrsp_gpu.py --configuration C --frames 512
@@ -30,8 +30,9 @@ Counters per step prove the work done: vision-tower patches, prefill tokens, all
 Tokens/s/GPU is counted EasyR1's way (the prompt, video included, once per response, plus
 the responses: benchmarks/results/grpo_gpu_h200.json counts so) and with the prompt once
 per group. MFU: (6 for the update + 2 for the reference forward) x the language model's
-parameters x EasyR1's tokens, over the step and the GPUs' dense bf16 peak (attention and
-the vision tower left out: a lower bound; checkpointing's recomputation not counted).
+parameters x the tokens each GPU's update forward took in, over the step and the GPU's dense
+bf16 peak (attention and the vision tower left out: a lower bound; checkpointing's
+recomputation not counted; the shared prefix's prompt counted once, as computed).
 """
 
 from __future__ import annotations
@@ -52,14 +53,14 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from grpo_gpu import PEAK_BF16_FLOPS, _gpu_kind, _importable_checkout  # noqa: E402
+from grpo_gpu import _importable_checkout, peak_flops  # noqa: E402
 
 SIDE = 308  # 11 x 11 merged tokens per 2-frame patch: 60.5 tokens a frame (Long-RL uses 60)
 CONFIGURATIONS = {
     "A": dict(cache_video=False, response_micro_batch=0),
-    "B": dict(cache_video=True, response_micro_batch=1),
-    "C": dict(cache_video=True, response_micro_batch=1, sp=2),
-    "D": dict(cache_video=True, response_micro_batch=1),
+    "B": dict(cache_video=True, response_micro_batch=1, shared_prefix=False),
+    "C": dict(cache_video=True, response_micro_batch=1, sp=2, shared_prefix=False),
+    "D": dict(cache_video=True, response_micro_batch=1, shared_prefix=False),
     "E": dict(cache_video=True, response_micro_batch=0, shared_prefix=True),
     "F": dict(cache_video=True, response_micro_batch=0, shared_prefix=True, sp=2),
 }
@@ -319,7 +320,6 @@ def _summary(point: dict, name: str, world: int, group: int, parameters: int, to
     easyr1 = mean["prompt_tokens"] * group + mean["response_tokens"]
     once = mean["prompt_tokens"] + mean["response_tokens"]
     groups = world if name == "D" else 1  # data parallel: a prompt group per GPU at once
-    peak = PEAK_BF16_FLOPS.get(_gpu_kind(torch))
     point.update(
         measured_steps=len(steps),
         mean=mean,
@@ -328,11 +328,22 @@ def _summary(point: dict, name: str, world: int, group: int, parameters: int, to
         gpu_seconds_per_prompt_group=mean["step_s"] * world / groups,
         tokens_per_s_per_gpu=easyr1 * groups / mean["step_s"] / world,
         tokens_per_s_per_gpu_prompt_once=once * groups / mean["step_s"] / world,
-        mfu=(8 * parameters * easyr1 * groups / mean["step_s"] / world / peak)
-        if peak and parameters
-        else None,
+        mfu=_mfu(mean, parameters, torch.cuda.get_device_name() if torch.cuda.is_available() else ""),
     )
     return point
+
+
+def _mfu(mean: dict, parameters: int, device: str) -> float | None:
+    """The language model's dense FLOPs done per GPU over the step and the GPU's bf16 peak:
+    (6 for the update + 2 for the reference forward) x parameters x the tokens this GPU's
+    update forward took in (its shard under sp; the prompt once per forward with the shared
+    prefix, so work not done is not counted). Attention, the vision tower, the rollout and
+    checkpointing's recomputation are left out: a lower bound."""
+    peak = peak_flops(device)
+    tokens = mean.get("train_forward_tokens")
+    if not (peak and parameters and tokens):
+        return None
+    return 8 * parameters * tokens / mean["step_s"] / peak
 
 
 def _write(args, tag, rank, results, config, torch, parameters) -> None:
@@ -384,6 +395,7 @@ def report(folder: Path) -> None:
                 )
             }
             if point.get("mean"):
+                entry["mfu"] = _mfu(point["mean"], run["language_parameters"], run["device"])
                 entry["step_s"] = point["mean"]["step_s"]
                 entry["step_s_range"] = point["range"]["step_s"]
                 entry["phases_s"] = {
@@ -392,8 +404,8 @@ def report(folder: Path) -> None:
             table.setdefault(tag, {})[point["frames"]] = entry
     ratios = {}
     for shape in sorted({tag.split("_", 1)[1] for tag in runs}):
-        a, b, c, d = (table.get(f"{x}_{shape}", {}) for x in "ABCD")
-        for frames in sorted(set(a) | set(b) | set(c) | set(d)):
+        a, b, c, d, e, f = (table.get(f"{x}_{shape}", {}) for x in "ABCDEF")
+        for frames in sorted(set(a) | set(b) | set(c) | set(d) | set(e) | set(f)):
             pick = lambda t, key, frames=frames: (t.get(frames) or {}).get(key)  # noqa: E731
             entry = {}
             for label, top, bottom, key in (
@@ -403,6 +415,12 @@ def report(folder: Path) -> None:
                 ("B_over_C_step_s", b, c, "step_s"),
                 ("C_over_D_gpu_s_per_group", c, d, "gpu_seconds_per_prompt_group"),
                 ("A_over_C_gpu_s_per_group", a, c, "gpu_seconds_per_prompt_group"),
+                ("A_over_E_gpu_s_per_group", a, e, "gpu_seconds_per_prompt_group"),
+                ("E_over_A_tokens_per_s", e, a, "tokens_per_s_per_gpu"),
+                ("B_over_E_gpu_s_per_group", b, e, "gpu_seconds_per_prompt_group"),
+                ("C_over_F_gpu_s_per_group", c, f, "gpu_seconds_per_prompt_group"),
+                ("E_over_F_step_s", e, f, "step_s"),
+                ("E_over_F_gpu_s_per_group", e, f, "gpu_seconds_per_prompt_group"),
             ):
                 x, y = pick(top, key), pick(bottom, key)
                 if x and y:
@@ -410,7 +428,7 @@ def report(folder: Path) -> None:
             if entry:
                 ratios[f"{shape} {frames} frames"] = entry
         ceilings = {}
-        for x, t in zip("ABCD", (a, b, c, d), strict=True):
+        for x, t in zip("ABCDEF", (a, b, c, d, e, f), strict=True):
             fine = [f for f, e in t.items() if not e.get("oom")]
             failed = [f for f, e in t.items() if e.get("oom")]
             if fine or failed:

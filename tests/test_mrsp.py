@@ -246,7 +246,7 @@ def test_shared_prefix_forward_equals_separate_forwards(tmp_path):
         dist_packed = policy.log_probs(prompt, responses, distributions=True)[2]
     for parameter in policy.model.parameters():
         parameter.grad = None
-    plain = tiny_policy(str(tmp_path), cache_video=True)
+    plain = tiny_policy(str(tmp_path), cache_video=True, shared_prefix=False)
     plain_prompt, _, _ = case(plain)
     separate = _gradients(plain, plain_prompt, responses, mask)
     with torch.no_grad():
@@ -287,6 +287,23 @@ def test_head_counts_that_cannot_be_split_are_refused_with_the_sizes_that_work(t
         GRPOConfig(model="m", sp=2, cache_video=False)
     with pytest.raises(ConfigError, match="set cache_video"):
         GRPOConfig(model="m", shared_prefix=True)
+    # the packed forward is on wherever the video is cached, off when asked
+    assert GRPOConfig(model="m", sp=2).shared_prefix is True
+    assert GRPOConfig(model="m", cache_video=True).shared_prefix is True
+    assert GRPOConfig(model="m").shared_prefix is False
+    assert GRPOConfig(model="m", sp=2, shared_prefix=False).shared_prefix is False
+
+
+def test_packed_forward_refuses_a_model_without_mrsp_attention(tmp_path):
+    """A packed forward under plain SDPA would let each response attend to the ones before it:
+    refused with the way out, never computed."""
+    policy = tiny_policy(str(tmp_path), cache_video=True)
+    assert policy.model.config.text_config._attn_implementation == "vdata_ulysses"  # load_policy set it
+    policy.model.config.text_config._attn_implementation = "sdpa"
+    prompt, responses, _ = case(policy)
+    prompt.video_tokens = encode_video(policy.model, prompt.video)
+    with pytest.raises(RuntimeError, match="needs MR-SP's attention"):
+        policy.log_probs(prompt, responses)
 
 
 # ---------------------------------------------------------------- whole steps
@@ -333,10 +350,10 @@ def _sp_step(rank: int, size: int, folder: str, init: str) -> None:
 
 
 def test_a_grpo_step_under_sp2_equals_one_process(tmp_path):
-    """One whole grpo_step (two updates of two micro-batches of responses, KL to a frozen
-    copy, old log-probs from the second update on) with sp=2 against one process over the
-    same groups: the same loss, KL, gradient norm and weights after the step; the replicas'
-    weights identical (replica_spread 0)."""
+    """One whole grpo_step (two updates of two micro-batches of responses, each packed after
+    one prompt as by default, KL to a frozen copy, old log-probs from the second update on)
+    with sp=2 against one process over the same groups: the same loss, KL, gradient norm and
+    weights after the step; the replicas' weights identical (replica_spread 0)."""
     tiny_policy(str(tmp_path))
     spawn(_sp_step, 2, tmp_path)
     config = GRPOConfig(model_spec=TINY_QWEN2_5_VL, tokenizer=f"{tmp_path}/tok", **STEP)
@@ -364,8 +381,6 @@ def test_micro_batches_and_shared_prefix_give_the_same_step(tmp_path, micro, sha
         values = {**STEP, "response_micro_batch": size}
         config = GRPOConfig(model_spec=TINY_QWEN2_5_VL, tokenizer=f"{tmp_path}/tok", **values)
         policy = tiny_policy(str(tmp_path), cache_video=True, shared_prefix=packed)
-        if packed:
-            enable(policy.model, SPGroup())
         results[key] = _step(policy, config)
     for key in ("loss", "kl", "grad_norm"):
         assert results["other"]["metrics"][key] == pytest.approx(results["plain"]["metrics"][key], rel=1e-5)

@@ -56,8 +56,9 @@ class GRPOConfig:
     response_micro_batch: int = 0
     # with cache_video: each log-prob and update forward packs [prompt | r1 | ... | rK] into
     # one sequence (K = response_micro_batch, or the group), each response attending to the
-    # one prompt and itself: the long prompt computed once per forward instead of K times
-    shared_prefix: bool = False
+    # one prompt and itself: the long prompt computed once per forward instead of K times.
+    # None: on with cache_video (3.4x faster steps at 512 frames on an H200: README, MR-SP)
+    shared_prefix: bool | None = None
     # a policy that reads no video gets each row's evidence notes before its question (the
     # difficulty filter's `describe`: the same text, so its pass rates are this prompt's)
     describe: bool = True
@@ -146,6 +147,8 @@ class GRPOConfig:
             raise ConfigError(f"group_size {self.group_size}: GRPO compares at least 2 responses per prompt")
         if self.cache_video is None:
             self.cache_video = self.sp > 1
+        if self.shared_prefix is None:
+            self.shared_prefix = bool(self.cache_video)
         if self.sp < 1:
             raise ConfigError(f"sp {self.sp}: the number of sequence-parallel ranks, at least 1")
         if self.sp > 1 and not self.cache_video:

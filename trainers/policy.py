@@ -405,4 +405,8 @@ def load_policy(config: Any) -> Policy:
     )
     policy.train_vision = config.train_vision
     policy.shared_prefix = config.shared_prefix
+    if config.shared_prefix:  # the packed forward needs MR-SP's attention (train.py sets the sp group)
+        from vdata.trainers.mrsp import SPGroup, enable
+
+        enable(policy.model, SPGroup())
     return policy
