@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vdata.annotators.cache import RequestCache
 from vdata.annotators.client import ModelClient
@@ -27,13 +29,16 @@ class ModelPool:
         cache_path: str | Path | None = None,
         refresh: bool = False,
         log_dir: str | Path | None = None,
+        local_server: Callable[[], Any] | None = None,
     ):
         self.endpoints = endpoints or Endpoints()
+        self.cache_path = str(cache_path) if cache_path else None
         self.cache = RequestCache(cache_path) if cache_path else None
         self.refresh = refresh
         self.log_dir = Path(log_dir) if log_dir else None
         self.modes: dict[str, str] = {}  # structured-output mode found per endpoint
         self._local = None
+        self._shared_local = local_server  # the embedded server someone else runs (a node's)
         self._lock = threading.Lock()
 
     def endpoint(self, role: str) -> Endpoint:
@@ -82,15 +87,24 @@ class ModelPool:
 
         with self._lock:
             if self._local is None:
-                log = self.log_dir / "local-server.log" if self.log_dir else None
-                self._local = LocalServer(log_path=log).start()
+                if self._shared_local is not None:
+                    self._local = self._shared_local()
+                else:
+                    log = self.log_dir / "local-server.log" if self.log_dir else None
+                    self._local = LocalServer(log_path=log).start()
             return self._local
+
+    def portable(self) -> PoolSpec:
+        """What another process needs to open this pool again (a Ray task on any node)."""
+        return PoolSpec(
+            self.endpoints, self.cache_path, self.refresh, str(self.log_dir) if self.log_dir else None
+        )
 
     def close(self) -> None:
         with self._lock:
-            if self._local is not None:
+            if self._local is not None and self._shared_local is None:
                 self._local.stop()
-                self._local = None
+            self._local = None
         if self.cache is not None:
             self.cache.close()
 
@@ -99,6 +113,29 @@ class ModelPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """A run's model pool as it travels to a worker process: endpoints, the request cache's
+    path (the run directory's: one per node unless that directory is shared), refresh, and
+    where server logs go. `open` gives the worker its own pool; `local_server`, when given,
+    hands it the embedded server that another process runs (one per node) instead of
+    starting one."""
+
+    endpoints: Endpoints
+    cache_path: str | None
+    refresh: bool
+    log_dir: str | None
+
+    def open(self, local_server: Callable[[], Any] | None = None) -> ModelPool:
+        return ModelPool(
+            self.endpoints,
+            cache_path=self.cache_path,
+            refresh=self.refresh,
+            log_dir=self.log_dir,
+            local_server=local_server,
+        )
 
 
 class RunModels:

@@ -63,12 +63,15 @@ def test_the_toy_recipe_on_ray_writes_the_local_engines_bytes(tmp_path, ray_engi
     assert [s.status for s in again.stages] == ["skipped"] * 3
 
 
-def test_stages_with_model_pools_are_refused_not_run_elsewhere(tmp_path, ray_engine):
+def test_a_resource_that_cannot_travel_is_refused_not_run_without_it(tmp_path, ray_engine):
     from vdata.runner import run_pipeline
     from vdata.stages import MapStage
 
     stage = MapStage("ask", lambda row, ctx: row)
-    with using_engine(ray_engine, close=False), pytest.raises(RunError, match="--engine local"):
+    with (
+        using_engine(ray_engine, close=False),
+        pytest.raises(RunError, match="cannot be sent .*--engine local"),
+    ):
         run_pipeline(tmp_path / "run", "x@1", [{"a": 1}], [stage], resources={"models": object()}, quiet=True)
 
 
@@ -167,11 +170,13 @@ def test_vdata_split_with_engine_ray_writes_the_local_runs_bytes(tmp_path, ray_e
 
 
 def test_vdata_filter_with_engine_ray_writes_the_local_runs_bytes(tmp_path, ray_engine):
-    """`vdata filter validate` and `vdata filter balance-letters` on a Video-R1-shaped file
-    with bad rows, --engine ray against local: the same files; a model filter on Ray is
-    refused with the way out."""
+    """`vdata filter validate`, `balance-letters` and `difficulty` (a model filter: its pool
+    travels to the Ray tasks) on a Video-R1-shaped file with bad rows, --engine ray against
+    local: the same files. The policy is a scripted stand-in server that always answers A
+    (no competent model runs here; the real embedded model's path is the annotate test's)."""
     from typer.testing import CliRunner
 
+    from vdata.annotators.testing import FaultProxy
     from vdata.cli import app
 
     from toy_recipe import toy_inputs
@@ -189,12 +194,50 @@ def test_vdata_filter_with_engine_ray_writes_the_local_runs_bytes(tmp_path, ray_
         assert files(tmp_path / f"{name}-ray") == files(tmp_path / f"{name}-local")
         assert manifests(tmp_path / f"{name}-ray") == manifests(tmp_path / f"{name}-local")
     assert any(name.startswith("rejects/") for name in files(tmp_path / "validate-ray"))
-    refused = runner.invoke(
-        app,
-        ["filter", "difficulty", str(data), "--out", str(tmp_path / "d"), "--quiet", "--engine", "ray"]
-        + ["--policy", "http://127.0.0.1:9/v1@none"],
+    with FaultProxy(None, latency_s=0.0, reply_text="<answer>A</answer>") as stand_in:
+        for engine in ("local", "ray"):
+            result = runner.invoke(
+                app,
+                ["filter", "difficulty", str(data), "--out", str(tmp_path / f"difficulty-{engine}")]
+                + ["--policy", f"{stand_in.base_url}@stand-in", "--samples", "2", "--no-video", "--quiet"]
+                + ["--engine", engine],
+            )
+            assert result.exit_code == 0, result.output
+        asked = len(stand_in.seen)
+    ours, theirs = files(tmp_path / "difficulty-ray"), files(tmp_path / "difficulty-local")
+    assert ours == theirs and any("difficulty" in name for name in ours)
+    assert asked >= 2 * 40  # both runs asked about every valid question
+
+
+def test_vdata_annotate_on_ray_with_the_embedded_model(tmp_path, ray_engine):
+    """`vdata annotate --engine ray` with the real embedded model (SmolLM2-135M through
+    llama.cpp): the model pool travels to the Ray tasks, the embedded server runs once on the
+    node, in the engine's actor (its log in the run directory), and stops with the command;
+    the annotated rows are the local engine's bytes."""
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from vdata.cli import app
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(
+        "".join(json.dumps({"id": f"r{i}", "q": f"What is {i} plus {i}?"}) + "\n" for i in range(6))
     )
-    assert refused.exit_code == 2 and "--engine local" in refused.output
+    runner = CliRunner()
+    for engine in ("local", "ray"):
+        result = runner.invoke(
+            app,
+            ["annotate", str(rows), "--out", str(tmp_path / engine), "--prompt", "{q}", "--max-tokens", "12"]
+            + ["--quiet", "--engine", engine],
+        )
+        assert result.exit_code == 0, result.output
+        assert "6 rows annotated" in result.output
+    assert files(tmp_path / "ray") == files(tmp_path / "local")
+    assert len(list((tmp_path / "ray").glob("local-server-*.log"))) == 1  # one server, on the node
+    assert not (tmp_path / "ray" / "local-server.log").exists()  # the driver started none
+    left = subprocess.run(["pgrep", "-f", "vdata.annotators.local_server"], capture_output=True, text=True)
+    assert left.stdout.strip() == "", "an embedded server outlived the command"
 
 
 def test_a_shard_whose_worker_always_dies_stops_the_run_with_a_clear_error(tmp_path, ray_engine):

@@ -11,15 +11,17 @@ shards skipped.
 
 The workers must see the run directory at the same path (one machine, or a shared
 filesystem) and import vdata (installed on every node; the driver's sys.path is passed).
-Stages that need model pools (`ctx.resources`) do not travel yet: such a run is refused
-with a message, not run differently.
+A stage's resources travel as their `portable()` description (the model pool: endpoints,
+the run's request cache, refresh): each task opens its own pool and closes it after the
+shard. The embedded model server runs once per node, in an actor the driver places there,
+started on the first request; it stops with the run (or with the driver, if that dies).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,7 @@ class RayEngine:
             self.started = True
         self._local = LocalEngine()
         self._task = ray.remote(max_retries=retries, retry_exceptions=False)(_shard_task)
+        self._servers: list[Any] = []  # the embedded server actors, one per node
 
     def apply(self, stage: Stage, rows: list[dict[str, Any]], ctx: StageContext) -> Any:
         """A whole-dataset stage, on the driver (the local engine's way)."""
@@ -71,18 +74,13 @@ class RayEngine:
     ) -> None:
         if not pending:
             return
-        probe = context(pending[0][0])
-        if probe.resources:
-            raise RunError(
-                f"stage {stage.name} uses {', '.join(sorted(probe.resources))}, which the Ray engine does "
-                "not carry to its workers yet; run it with --engine local"
-            )
+        specs = self._portable(stage, context(pending[0][0]).resources)
         ray = self._ray
         worker_stage = replace(stage, workers=1) if hasattr(stage, "workers") else stage
         waiting = {}
         for index, shard_path in pending:
             ref = self._task.remote(
-                worker_stage, str(stage_dir), index, str(shard_path), portable(context(index))
+                worker_stage, str(stage_dir), index, str(shard_path), portable(context(index)), specs
             )
             waiting[ref] = index
         while waiting:
@@ -102,14 +100,108 @@ class RayEngine:
                 done(index, entry)
                 context(index).advance(entry["rows_in"])
 
+    def _portable(self, stage: Stage, resources: Mapping[str, Any]) -> dict[str, Any]:
+        """The stage's resources as they travel; for a model pool, the embedded server's
+        actor placed on every node. A resource that cannot travel stops the run, naming it."""
+        specs = {}
+        for name, resource in resources.items():
+            if not hasattr(resource, "portable"):
+                raise RunError(
+                    f"stage {stage.name} uses the resource {name!r} ({type(resource).__name__}), which "
+                    "cannot be sent to Ray workers; run it with --engine local"
+                )
+            specs[name] = resource.portable()
+        pools = [spec for spec in specs.values() if hasattr(spec, "endpoints")]
+        if pools and not self._servers:  # a role may use the embedded model: it starts when asked
+            self._servers = _place_servers(self._ray, pools[0].log_dir)
+        return specs
+
     def close(self) -> None:
-        """Stops the local cluster this engine started (one it joined keeps running)."""
-        if self.started and self._ray.is_initialized():
-            self._ray.shutdown()
+        """Stops the embedded servers, and the local cluster this engine started (one it
+        joined keeps running)."""
+        ray = self._ray
+        if self._servers and ray.is_initialized():
+            ray.get([server.stop.remote() for server in self._servers])
+            for server in self._servers:
+                ray.kill(server)
+        self._servers = []
+        if self.started and ray.is_initialized():
+            ray.shutdown()
             self.started = False
 
 
+SERVER_ACTOR = "vdata-embedded-server-{node}"
+
+
+class NodeServer:
+    """The embedded model server of one node, shared by every task there; it starts on the
+    first request for it and ends with this actor (the server watches its parent)."""
+
+    def __init__(self, log_dir: str | None, node: str):
+        self.log_path = Path(log_dir) / f"local-server-{node[:12]}.log" if log_dir else None
+        self.server = None
+
+    def address(self) -> tuple[str, str]:
+        from vdata.annotators.local_server import LocalServer
+
+        if self.server is None:
+            self.server = LocalServer(log_path=self.log_path).start()
+        return self.server.base_url, self.server.model
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+def _place_servers(ray: Any, log_dir: str | None) -> list[Any]:
+    """One NodeServer actor on each alive node, owned by the driver (so it lives as long as
+    the run does), taking no CPU slot from the shard tasks."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    actor = ray.remote(num_cpus=0)(NodeServer)
+    servers = []
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        node_id = node["NodeID"]
+        servers.append(
+            actor.options(
+                name=SERVER_ACTOR.format(node=node_id),
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            ).remote(log_dir, node_id)
+        )
+    return servers
+
+
+class _SharedServer:
+    """What a pool needs of a server (base_url, model) that another process runs."""
+
+    def __init__(self, base_url: str, model: str):
+        self.base_url, self.model = base_url, model
+
+
+def _node_server() -> _SharedServer:
+    """This node's embedded server, started by its actor on first use."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    server = ray.get_actor(SERVER_ACTOR.format(node=node))
+    return _SharedServer(*ray.get(server.address.remote()))
+
+
 def _shard_task(
-    stage: Stage, stage_dir: str, index: int, shard_path: str, ctx: StageContext
+    stage: Stage,
+    stage_dir: str,
+    index: int,
+    shard_path: str,
+    ctx: StageContext,
+    specs: Mapping[str, Any],
 ) -> dict[str, Any]:
-    return process_shard(LocalEngine(), stage, Path(stage_dir), index, Path(shard_path), ctx)
+    resources = {name: spec.open(local_server=_node_server) for name, spec in specs.items()}
+    try:
+        ctx = replace(ctx, resources=resources)
+        return process_shard(LocalEngine(), stage, Path(stage_dir), index, Path(shard_path), ctx)
+    finally:
+        for resource in resources.values():
+            resource.close()

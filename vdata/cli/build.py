@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from vdata.cli import app, command_line, endpoints_from_options, err, fail
+from vdata.cli import app, command_line, endpoints_from_options, err, fail, with_engine
 from vdata.cli.hub import push_command
 from vdata.runstore import RunStore
 
@@ -36,6 +36,7 @@ Wait = Annotated[
 
 
 @build_app.command("longvideo-reason")
+@with_engine
 def build_longvideo_reason(
     videos: Annotated[
         list[Path] | None, typer.Option("--videos", help="Video files or folders (repeatable).")
@@ -115,6 +116,7 @@ def build_longvideo_reason(
 
 
 @build_app.command("qa-inversion")
+@with_engine
 def build_qa_inversion(
     source: Annotated[
         Path | None,
@@ -204,6 +206,7 @@ def build_qa_inversion(
 
 
 @build_app.command("video-thinker")
+@with_engine
 def build_video_thinker(
     source: Annotated[
         list[str] | None,
@@ -301,6 +304,7 @@ def build_video_thinker(
 
 
 @build_app.command("counterexample")
+@with_engine
 def build_counterexample(
     out: Out = None,
     synth: Annotated[
@@ -400,6 +404,7 @@ def build_counterexample(
 
 
 @build_app.command("streaming-cot")
+@with_engine
 def build_streaming_cot(
     videos: Annotated[list[Path] | None, typer.Option(help="Video files or folders (repeatable).")] = None,
     out: Out = None,

@@ -9,10 +9,11 @@ from typing import Annotated
 
 import typer
 
-from vdata.cli import app, command_line, endpoints_from_options, err, fail, serve_app
+from vdata.cli import app, command_line, endpoints_from_options, err, fail, serve_app, with_engine
 
 
 @app.command()
+@with_engine
 def annotate(
     data: Annotated[
         Path, typer.Argument(help="Rows to annotate: .jsonl, .json, .parquet, or a folder of them.")
