@@ -3,8 +3,11 @@ counting proxy: a broken video among the inputs, SIGKILL and resume, the dataset
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.util
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -65,7 +68,7 @@ def inputs(tmp_path_factory) -> Path:
     return folder
 
 
-def build(folder: Path, out: Path, proxy: FaultProxy) -> list[str]:
+def build(folder: Path, out: Path, proxy: FaultProxy, engine: str = "local") -> list[str]:
     """The build command through the proxy, whose endpoint waits as long as a slow machine needs
     (a loaded 2-core machine makes the model slow, not the test red)."""
     models = out.parent / f"{out.name}-models.yaml"
@@ -91,6 +94,8 @@ def build(folder: Path, out: Path, proxy: FaultProxy) -> list[str]:
         "--out",
         str(out),
         "--quiet",
+        "--engine",
+        engine,
     ]
 
 
@@ -262,3 +267,81 @@ def frame_times(body: dict) -> list[float]:
         for p in parts
         if p["type"] == "text" and p["text"].startswith("Frame")
     ]
+
+
+def parquet_files(out: Path) -> dict[str, bytes]:
+    """Every Parquet file of a run (stage shards, rejects, the dataset), by path in the run."""
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.parquet"))}
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes below `pid` now (a Ray driver's local cluster)."""
+    found, todo = set(), [pid]
+    while todo:
+        listed = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(todo.pop())], capture_output=True, text=True
+        )
+        children = {int(p) for p in listed.stdout.split()}
+        found |= children
+        todo.extend(children)
+    return found
+
+
+ray_needed = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="the ray extra is not installed"
+)
+
+
+@ray_needed
+def test_the_build_on_ray_writes_the_local_engines_bytes(inputs, tmp_path, proxy, reference):
+    """`vdata build longvideo-reason --engine ray` (a local Ray cluster, each shard a task, the
+    model pool opened in the tasks): every Parquet file of the run, the dataset's included, is
+    the local run's, and it asked the model about the same items."""
+    reference_out, _, reference_items = reference
+    out = tmp_path / "ray"
+    began = time.monotonic()
+    result = subprocess.run(
+        build(inputs, out, proxy, engine="ray"), capture_output=True, text=True, timeout=900, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ours, theirs = parquet_files(out), parquet_files(reference_out)
+    assert any(name.startswith("dataset/") for name in ours) and ours.keys() == theirs.keys()
+    assert [name for name in ours if ours[name] != theirs[name]] == []
+    assert asked(proxy, began) == reference_items
+
+
+@ray_needed
+def test_sigkill_of_the_ray_driver_then_resume_on_ray_repeats_no_request(inputs, tmp_path, proxy, reference):
+    """The driver of a Ray run is SIGKILLed once two answers are cached; its local cluster
+    dies with it (no task goes on asking); the rerun on Ray finishes with the reference's
+    dataset, asking again only what was in flight (counted at the proxy in front of the real
+    embedded model)."""
+    reference_out, _, reference_items = reference
+    out = tmp_path / "killed"
+    began = time.monotonic()
+    process = subprocess.Popen(build(inputs, out, proxy, engine="ray"), stderr=subprocess.DEVNULL)
+    cluster: set[int] = set()
+    try:
+        wait_for(
+            lambda: cached_replies(out / "cache.sqlite") >= 2, "two cached answers", process, every_s=0.05
+        )
+        cluster = descendants(process.pid)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        time.sleep(3)  # the cluster's workers notice their driver is gone
+        killed_at = time.monotonic()
+        finished = cached_replies(out / "cache.sqlite")
+        before = asked(proxy, began, killed_at)
+        resumed = subprocess.run(
+            build(inputs, out, proxy, engine="ray"), capture_output=True, text=True, timeout=900, check=False
+        )
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        after = asked(proxy, killed_at)
+    finally:
+        for pid in descendants(process.pid) | cluster:  # what is left, ours to stop
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert dataset(out) == dataset(reference_out)
+    assert parquet_files(out) == parquet_files(reference_out)
+    assert before | after == reference_items
+    assert len(after & before) == len(before) - finished  # only those in flight at the kill again
