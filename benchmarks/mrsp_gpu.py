@@ -375,6 +375,28 @@ def _write(args, tag, rank, results, config, torch, parameters) -> None:
     )
 
 
+# the ratios the report gives, each where both configurations ran at a frame count
+RATIOS = [
+    ("A", "B", "gpu_seconds_per_prompt_group"),
+    ("B", "A", "tokens_per_s_per_gpu"),
+    ("B", "C", "gpu_seconds_per_prompt_group"),
+    ("B", "C", "step_s"),
+    ("C", "D", "gpu_seconds_per_prompt_group"),
+    ("A", "C", "gpu_seconds_per_prompt_group"),
+    ("A", "E", "gpu_seconds_per_prompt_group"),
+    ("E", "A", "tokens_per_s_per_gpu"),
+    ("B", "E", "gpu_seconds_per_prompt_group"),
+    ("C", "F", "gpu_seconds_per_prompt_group"),
+    ("E", "F", "step_s"),
+    ("E", "F", "gpu_seconds_per_prompt_group"),
+]
+RATIO_NAMES = {
+    "gpu_seconds_per_prompt_group": "gpu_s_per_group",
+    "tokens_per_s_per_gpu": "tokens_per_s",
+    "step_s": "step_s",
+}
+
+
 def report(folder: Path) -> None:
     """One JSON of every run in `folder`, with the ratios the issue asks for."""
     runs = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if "_rank" not in p.stem}
@@ -404,31 +426,17 @@ def report(folder: Path) -> None:
             table.setdefault(tag, {})[point["frames"]] = entry
     ratios = {}
     for shape in sorted({tag.split("_", 1)[1] for tag in runs}):
-        a, b, c, d, e, f = (table.get(f"{x}_{shape}", {}) for x in "ABCDEF")
-        for frames in sorted(set(a) | set(b) | set(c) | set(d) | set(e) | set(f)):
-            pick = lambda t, key, frames=frames: (t.get(frames) or {}).get(key)  # noqa: E731
+        runs_of = {x: table.get(f"{x}_{shape}", {}) for x in "ABCDEF"}
+        for frames in sorted(set().union(*runs_of.values())):
             entry = {}
-            for label, top, bottom, key in (
-                ("A_over_B_gpu_s_per_group", a, b, "gpu_seconds_per_prompt_group"),
-                ("B_over_A_tokens_per_s", b, a, "tokens_per_s_per_gpu"),
-                ("B_over_C_gpu_s_per_group", b, c, "gpu_seconds_per_prompt_group"),
-                ("B_over_C_step_s", b, c, "step_s"),
-                ("C_over_D_gpu_s_per_group", c, d, "gpu_seconds_per_prompt_group"),
-                ("A_over_C_gpu_s_per_group", a, c, "gpu_seconds_per_prompt_group"),
-                ("A_over_E_gpu_s_per_group", a, e, "gpu_seconds_per_prompt_group"),
-                ("E_over_A_tokens_per_s", e, a, "tokens_per_s_per_gpu"),
-                ("B_over_E_gpu_s_per_group", b, e, "gpu_seconds_per_prompt_group"),
-                ("C_over_F_gpu_s_per_group", c, f, "gpu_seconds_per_prompt_group"),
-                ("E_over_F_step_s", e, f, "step_s"),
-                ("E_over_F_gpu_s_per_group", e, f, "gpu_seconds_per_prompt_group"),
-            ):
-                x, y = pick(top, key), pick(bottom, key)
+            for top, bottom, key in RATIOS:
+                x, y = ((runs_of[t].get(frames) or {}).get(key) for t in (top, bottom))
                 if x and y:
-                    entry[label] = round(x / y, 3)
+                    entry[f"{top}_over_{bottom}_{RATIO_NAMES[key]}"] = round(x / y, 3)
             if entry:
                 ratios[f"{shape} {frames} frames"] = entry
         ceilings = {}
-        for x, t in zip("ABCDEF", (a, b, c, d, e, f), strict=True):
+        for x, t in runs_of.items():
             fine = [f for f, e in t.items() if not e.get("oom")]
             failed = [f for f, e in t.items() if e.get("oom")]
             if fine or failed:
