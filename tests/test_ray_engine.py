@@ -169,44 +169,53 @@ def test_vdata_split_with_engine_ray_writes_the_local_runs_bytes(tmp_path, ray_e
     assert bad.exit_code == 2 and "local or ray" in bad.output
 
 
-def test_vdata_filter_with_engine_ray_writes_the_local_runs_bytes(tmp_path, ray_engine):
-    """`vdata filter validate`, `balance-letters` and `difficulty` (a model filter: its pool
-    travels to the Ray tasks) on a Video-R1-shaped file with bad rows, --engine ray against
-    local: the same files. The policy is a scripted stand-in server that always answers A
-    (no competent model runs here; the real embedded model's path is the annotate test's)."""
+def test_every_vdata_filter_with_engine_ray_writes_the_local_runs_bytes(tmp_path, ray_engine):
+    """Every `vdata filter` on a Video-R1-shaped file with bad rows (and videos that are not
+    there), --engine ray against local: the same Parquet files and manifests. The model
+    filters' policy and judge are a scripted stand-in server that always answers A (no
+    competent model runs here; the real embedded model's path is the annotate test's): their
+    pools travel to the Ray tasks."""
     from typer.testing import CliRunner
 
     from vdata.annotators.testing import FaultProxy
     from vdata.cli import app
+    from vdata.cli.data import filter_app
 
     from toy_recipe import toy_inputs
 
     data = tmp_path / "rows.json"
     data.write_text(json.dumps(toy_inputs(60)))
+    (tmp_path / "eval.json").write_text(json.dumps(toy_inputs(60)[:5]))
     runner = CliRunner()
-    for name in ("validate", "balance-letters"):
-        for engine in ("local", "ray"):
-            out = tmp_path / f"{name}-{engine}"
-            result = runner.invoke(
-                app, ["filter", name, str(data), "--out", str(out), "--quiet", "--engine", engine]
-            )
-            assert result.exit_code == 0, result.output
-        assert files(tmp_path / f"{name}-ray") == files(tmp_path / f"{name}-local")
-        assert manifests(tmp_path / f"{name}-ray") == manifests(tmp_path / f"{name}-local")
-    assert any(name.startswith("rejects/") for name in files(tmp_path / "validate-ray"))
     with FaultProxy(None, latency_s=0.0, reply_text="<answer>A</answer>") as stand_in:
-        for engine in ("local", "ray"):
-            result = runner.invoke(
-                app,
-                ["filter", "difficulty", str(data), "--out", str(tmp_path / f"difficulty-{engine}")]
-                + ["--policy", f"{stand_in.base_url}@stand-in", "--samples", "2", "--no-video", "--quiet"]
-                + ["--engine", engine],
-            )
-            assert result.exit_code == 0, result.output
+        model = f"{stand_in.base_url}@stand-in"
+        extra = {
+            "decontaminate": ["--eval", str(tmp_path / "eval.json")],
+            "length": ["--min-question", "20"],
+            "sample": ["--n", "10"],
+            "difficulty": ["--policy", model, "--samples", "2", "--no-video"],
+            "blind": ["--policy", model],
+            "sufficiency": ["--judge", model],
+            "consistency": ["--judge", model],
+            "boundary": ["--judge", model],
+        }
+        names = [command.name for command in filter_app.registered_commands]
+        assert len(names) >= 12
+        for name in names:
+            for engine in ("local", "ray"):
+                out = tmp_path / f"{name}-{engine}"
+                result = runner.invoke(
+                    app,
+                    ["filter", name, str(data), "--out", str(out), "--quiet", "--engine", engine]
+                    + extra.get(name, []),
+                )
+                assert result.exit_code == 0, (name, engine, result.output)
+            ours, theirs = files(tmp_path / f"{name}-ray"), files(tmp_path / f"{name}-local")
+            assert ours and ours == theirs, name
+            assert manifests(tmp_path / f"{name}-ray") == manifests(tmp_path / f"{name}-local"), name
         asked = len(stand_in.seen)
-    ours, theirs = files(tmp_path / "difficulty-ray"), files(tmp_path / "difficulty-local")
-    assert ours == theirs and any("difficulty" in name for name in ours)
-    assert asked >= 2 * 40  # both runs asked about every valid question
+    assert any(name.startswith("rejects/") for name in files(tmp_path / "validate-ray"))
+    assert asked >= 2 * 40  # the model filters asked on both engines
 
 
 def test_vdata_annotate_on_ray_with_the_embedded_model(tmp_path, ray_engine):

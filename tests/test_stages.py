@@ -187,3 +187,22 @@ def test_editing_a_constant_a_prompt_reads_reruns_the_stage_and_says_why(tmp_pat
     assert "stage 01-describe code changed (STYLE): rerunning 01-describe" in said
     assert len(proxy.bodies) == 4 and "poetic" in json.dumps(proxy.bodies[-1])  # asked again, anew
     assert [r["word"] for r in second] == [r["word"] for r in first]
+
+
+def test_runtime_state_a_stage_reads_does_not_change_its_code_hash(tmp_path):
+    """A module's RUNTIME_STATE (the run directories this process holds, the engine in use)
+    counts by name: holding another run directory, or running under another engine, leaves
+    a stage's fingerprint as it was (it did not, and two output folders differed)."""
+    from vdata import runstore
+    from vdata.codehash import code_hashes
+    from vdata.runner import LocalEngine, default_engine, using_engine
+
+    def stage(row, ctx):
+        with runstore.RunStore(ctx.run_dir).lock():
+            return {**row, "engine": type(default_engine()).__name__}
+
+    before = code_hashes(stage, runstore.RunStore.lock, default_engine)
+    with runstore.RunStore(tmp_path / "elsewhere").lock(), using_engine(LocalEngine(), close=False):
+        during = code_hashes(stage, runstore.RunStore.lock, default_engine)
+    assert during == before
+    assert before["vdata.runstore._HELD"] == "state" and before["vdata.runner._DEFAULT"] == "state"

@@ -7,7 +7,9 @@ every function and class of the project's own code that it reaches, and the
 value of every module-level constant read on the way; library code (the
 standard library, site-packages other than vdata) counts by name only, its
 version is in run.json. Names map to short hashes, so a rerun can say which
-one changed.
+one changed. A module's runtime state (a registry of held locks, the engine in use),
+listed in its `RUNTIME_STATE`, counts by name only: its value is where the run happens,
+not what it computes.
 """
 
 from __future__ import annotations
@@ -100,13 +102,19 @@ def _visit_reads(function: Any, found: dict[str, str]) -> None:
     except (TypeError, ValueError):
         return
     module = getattr(function, "__module__", "?")
+    state = function.__globals__.get("RUNTIME_STATE", ())
     for label, values in (("", reads.globals), (f"{function.__qualname__}.", reads.nonlocals)):
         for read, value in sorted(values.items()):
+            if label == "" and read in state:
+                found[f"{module}.{read}"] = "state"
+                continue
             _visit(value, f"{module}.{label}{read}", found)
     for code in _nested_code(function.__code__):  # functions defined inside this one
         for read in code.co_names:
             value = function.__globals__.get(read)
-            if value is not None:
+            if read in state:
+                found[f"{module}.{read}"] = "state"
+            elif value is not None:
                 _visit(value, f"{module}.{read}", found)
 
 

@@ -133,6 +133,7 @@ def portable(ctx: StageContext) -> StageContext:
 
 
 _DEFAULT: list[Any] = []
+RUNTIME_STATE = ("_DEFAULT",)  # the engine in use does not change what a stage computes (codehash)
 
 
 def default_engine() -> Any:

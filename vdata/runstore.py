@@ -98,6 +98,7 @@ class RunLocked(RuntimeError):
 
 
 _HELD: dict[Path, list[Any]] = {}  # run directories this process holds: [lock file, depth]
+RUNTIME_STATE = ("_HELD", "_HELD_GUARD")  # where a run happens, not what it computes (codehash)
 _HELD_GUARD = threading.Lock()
 
 

@@ -598,7 +598,7 @@ def _judged_command(name: str, doc: str) -> None:
         _model_filter(name, dataset, out_dir, fmt, seed, quiet, judge, models, **media)
 
     command.__doc__ = doc
-    filter_app.command(name)(command)
+    filter_app.command(name)(with_engine(command))
 
 
 for _name, _doc in JUDGED.items():
