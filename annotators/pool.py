@@ -128,6 +128,14 @@ class PoolSpec:
     refresh: bool
     log_dir: str | None
 
+    def node_server(self, node: str) -> Any:
+        """Starts the embedded server of one node (the Ray engine's per-node actor calls this),
+        its log in the run directory under the node's name."""
+        from vdata.annotators.local_server import LocalServer
+
+        log = Path(self.log_dir) / f"local-server-{node[:12]}.log" if self.log_dir else None
+        return LocalServer(log_path=log).start()
+
     def open(self, local_server: Callable[[], Any] | None = None) -> ModelPool:
         return ModelPool(
             self.endpoints,

@@ -101,8 +101,9 @@ class RayEngine:
                 context(index).advance(entry["rows_in"])
 
     def _portable(self, stage: Stage, resources: Mapping[str, Any]) -> dict[str, Any]:
-        """The stage's resources as they travel; for a model pool, the embedded server's
-        actor placed on every node. A resource that cannot travel stops the run, naming it."""
+        """The stage's resources as they travel; for one that runs a server per node (the
+        model pool's embedded model), that server's actor placed on every node. A resource
+        that cannot travel stops the run, naming it."""
         specs = {}
         for name, resource in resources.items():
             if not hasattr(resource, "portable"):
@@ -111,9 +112,9 @@ class RayEngine:
                     "cannot be sent to Ray workers; run it with --engine local"
                 )
             specs[name] = resource.portable()
-        pools = [spec for spec in specs.values() if hasattr(spec, "endpoints")]
-        if pools and not self._servers:  # a role may use the embedded model: it starts when asked
-            self._servers = _place_servers(self._ray, pools[0].log_dir)
+        served = [spec for spec in specs.values() if hasattr(spec, "node_server")]
+        if served and not self._servers:  # a role may use the embedded model: it starts when asked
+            self._servers = _place_servers(self._ray, served[0].node_server)
         return specs
 
     def close(self) -> None:
@@ -134,18 +135,17 @@ SERVER_ACTOR = "vdata-embedded-server-{node}"
 
 
 class NodeServer:
-    """The embedded model server of one node, shared by every task there; it starts on the
-    first request for it and ends with this actor (the server watches its parent)."""
+    """A resource's server on one node (the embedded model), shared by every task there; it
+    starts on the first request for it (`start(node)` gives an object with base_url, model
+    and stop) and ends with this actor (the server watches its parent)."""
 
-    def __init__(self, log_dir: str | None, node: str):
-        self.log_path = Path(log_dir) / f"local-server-{node[:12]}.log" if log_dir else None
+    def __init__(self, start: Callable[[str], Any], node: str):
+        self.start, self.node = start, node
         self.server = None
 
     def address(self) -> tuple[str, str]:
-        from vdata.annotators.local_server import LocalServer
-
         if self.server is None:
-            self.server = LocalServer(log_path=self.log_path).start()
+            self.server = self.start(self.node)
         return self.server.base_url, self.server.model
 
     def stop(self) -> None:
@@ -154,7 +154,7 @@ class NodeServer:
             self.server = None
 
 
-def _place_servers(ray: Any, log_dir: str | None) -> list[Any]:
+def _place_servers(ray: Any, start: Callable[[str], Any]) -> list[Any]:
     """One NodeServer actor on each alive node, owned by the driver (so it lives as long as
     the run does), taking no CPU slot from the shard tasks."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -169,7 +169,7 @@ def _place_servers(ray: Any, log_dir: str | None) -> list[Any]:
             actor.options(
                 name=SERVER_ACTOR.format(node=node_id),
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-            ).remote(log_dir, node_id)
+            ).remote(start, node_id)
         )
     return servers
 
