@@ -32,7 +32,6 @@ class ModelPool:
         local_server: Callable[[], Any] | None = None,
     ):
         self.endpoints = endpoints or Endpoints()
-        self.cache_path = str(cache_path) if cache_path else None
         self.cache = RequestCache(cache_path) if cache_path else None
         self.refresh = refresh
         self.log_dir = Path(log_dir) if log_dir else None
@@ -96,9 +95,8 @@ class ModelPool:
 
     def portable(self) -> PoolSpec:
         """What another process needs to open this pool again (a Ray task on any node)."""
-        return PoolSpec(
-            self.endpoints, self.cache_path, self.refresh, str(self.log_dir) if self.log_dir else None
-        )
+        cache = str(self.cache.path) if self.cache else None
+        return PoolSpec(self.endpoints, cache, self.refresh, str(self.log_dir) if self.log_dir else None)
 
     def close(self) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ started on the first request; it stops with the run (or with the driver, if that
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -122,8 +123,9 @@ class RayEngine:
         joined keeps running)."""
         ray = self._ray
         if self._servers and ray.is_initialized():
-            ray.get([server.stop.remote() for server in self._servers])
-            for server in self._servers:
+            for server in self._servers:  # a server's actor that already died has nothing to stop
+                with contextlib.suppress(ray.exceptions.RayError):
+                    ray.get(server.stop.remote())
                 ray.kill(server)
         self._servers = []
         if self.started and ray.is_initialized():
