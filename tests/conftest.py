@@ -35,11 +35,17 @@ def row() -> dict[str, Any]:
 
 def cached_replies(path: Path) -> int:
     """How many answers a run's request cache holds (read-only, while the run may write)."""
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            return db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
-    except sqlite3.OperationalError:
+    if not path.exists():
         return 0
+    # a plain connection (it never creates the file: checked above): a read-only one cannot
+    # read a WAL database whose writer was killed, nor always one that other processes hold
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        return db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+    except sqlite3.OperationalError:  # the run has not made its table yet
+        return 0
+    finally:
+        db.close()
 
 
 def wait_for(happened, what: str, process=None, every_s: float = 0.02, cap_s: float = 1800.0) -> None:
