@@ -78,7 +78,8 @@ class RequestCache:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO notes VALUES (?, ?)", (key, value))
 
-    def __len__(self) -> int:
+    def count(self) -> int:
+        """How many answers are kept (a method, not __len__: an empty cache must not be falsy)."""
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
 

@@ -95,8 +95,11 @@ class ModelPool:
 
     def portable(self) -> PoolSpec:
         """What another process needs to open this pool again (a Ray task on any node)."""
-        cache = str(self.cache.path) if self.cache else None
-        return PoolSpec(self.endpoints, cache, self.refresh, str(self.log_dir) if self.log_dir else None)
+        # absolute: a worker on another node has another working directory. `is not None`: an
+        # empty cache has len 0, and a spec without a cache would pay every request again
+        cache = str(self.cache.path.resolve()) if self.cache is not None else None
+        log_dir = str(self.log_dir.resolve()) if self.log_dir is not None else None
+        return PoolSpec(self.endpoints, cache, self.refresh, log_dir)
 
     def close(self) -> None:
         with self._lock:

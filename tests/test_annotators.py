@@ -101,6 +101,24 @@ def test_cache_keys_hash_media_and_cover_everything_that_changes_the_reply(tmp_p
     assert RequestCache(tmp_path / "cache.sqlite").get(base) == {"text": "hi"}  # it persists
 
 
+def test_a_pools_portable_spec_keeps_its_empty_cache_as_an_absolute_path(tmp_path, monkeypatch):
+    """What travels to a Ray task names the run's cache even while it is empty (an empty cache
+    once read as no cache, so Ray workers cached nothing and a resumed run paid again), and
+    names it absolutely (a worker on another node has another working directory)."""
+    from vdata.annotators.pool import ModelPool
+
+    monkeypatch.chdir(tmp_path)
+    with ModelPool(cache_path="run/cache.sqlite", log_dir="run") as pool:
+        spec = pool.portable()
+    assert spec.cache_path == str(tmp_path / "run" / "cache.sqlite")
+    assert spec.log_dir == str(tmp_path / "run")
+    with spec.open() as worker_pool:
+        worker_pool.cache.put("k", "m", {"text": "hi"})
+    assert RequestCache(tmp_path / "run" / "cache.sqlite").count() == 1
+    with ModelPool(cache_path=None).portable().open() as uncached:
+        assert uncached.cache is None
+
+
 def test_token_bucket_holds_the_rate():
     # On a clock of its own: a loaded machine must not decide this test.
     clock = [100.0]

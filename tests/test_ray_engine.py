@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import cached_replies
 from toy_recipe import build
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
@@ -200,6 +201,7 @@ def test_every_vdata_filter_with_engine_ray_writes_the_local_runs_bytes(tmp_path
             "boundary": ["--judge", model],
         }
         names = [command.name for command in filter_app.registered_commands]
+        cached: dict[str, int] = {}
         assert len(names) >= 12
         for name in names:
             for engine in ("local", "ray"):
@@ -213,9 +215,17 @@ def test_every_vdata_filter_with_engine_ray_writes_the_local_runs_bytes(tmp_path
             ours, theirs = files(tmp_path / f"{name}-ray"), files(tmp_path / f"{name}-local")
             assert ours and ours == theirs, name
             assert manifests(tmp_path / f"{name}-ray") == manifests(tmp_path / f"{name}-local"), name
+            kept = [
+                cached_replies(tmp_path / f"{name}-{engine}" / "cache.sqlite") for engine in ("ray", "local")
+            ]
+            assert kept[0] == kept[1], (name, kept)  # the Ray tasks' answers are in the run's cache
+            cached[name] = kept[0]
         asked = len(stand_in.seen)
     assert any(name.startswith("rejects/") for name in files(tmp_path / "validate-ray"))
     assert asked >= 2 * 40  # the model filters asked on both engines
+    # the judged filters (sufficiency, consistency, boundary) reject these rows' missing videos
+    # before asking; difficulty and blind ask about text
+    assert cached["difficulty"] > 0 and cached["blind"] > 0
 
 
 def test_vdata_annotate_on_ray_with_the_embedded_model(tmp_path, ray_engine):
@@ -243,6 +253,13 @@ def test_vdata_annotate_on_ray_with_the_embedded_model(tmp_path, ray_engine):
         assert result.exit_code == 0, result.output
         assert "6 rows annotated" in result.output
     assert files(tmp_path / "ray") == files(tmp_path / "local")
+    # the tasks keep their answers in the run's cache, as the local engine does: a resumed run
+    # does not pay for them again
+    assert (
+        cached_replies(tmp_path / "ray" / "cache.sqlite")
+        == cached_replies(tmp_path / "local" / "cache.sqlite")
+        == 6
+    )
     assert len(list((tmp_path / "ray").glob("local-server-*.log"))) == 1  # one server, on the node
     assert not (tmp_path / "ray" / "local-server.log").exists()  # the driver started none
     left = subprocess.run(["pgrep", "-f", "vdata.annotators.local_server"], capture_output=True, text=True)

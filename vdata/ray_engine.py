@@ -80,8 +80,11 @@ class RayEngine:
         worker_stage = replace(stage, workers=1) if hasattr(stage, "workers") else stage
         waiting = {}
         for index, shard_path in pending:
+            # absolute paths: a worker on another node runs in another working directory
+            ctx = portable(context(index))
+            ctx = replace(ctx, run_dir=Path(ctx.run_dir).resolve())
             ref = self._task.remote(
-                worker_stage, str(stage_dir), index, str(shard_path), portable(context(index)), specs
+                worker_stage, str(stage_dir.resolve()), index, str(shard_path.resolve()), ctx, specs
             )
             waiting[ref] = index
         while waiting:
