@@ -83,6 +83,80 @@ class RequestCache:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
 
+    def absorb(self, other: str | Path) -> int:
+        """Copies in the answers and notes of another cache file that this one lacks (a node's,
+        under the Ray engine); returns how many answers were new."""
+        with self._lock:
+            before = self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+            self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
+            try:
+                self._db.execute("INSERT OR IGNORE INTO replies SELECT * FROM other.replies")
+                self._db.execute("INSERT OR IGNORE INTO notes SELECT * FROM other.notes")
+            finally:
+                self._db.execute("DETACH DATABASE other")
+            return self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0] - before
+
+    def checkpoint(self) -> None:
+        """Moves the write-ahead log into the file, so that readers which ignore the log
+        (`NodeCache`'s immutable view of the run's cache) find every answer."""
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class NodeCache:
+    """The request cache as one node of a cluster sees it: answers are written to the node's
+    own file (only this node's processes open it, so no two machines lock one SQLite file
+    over a network filesystem) and read from it, then from the run's cache, which is opened
+    immutable: the driver writes that one only between stages (`RequestCache.absorb`), never
+    while tasks run."""
+
+    def __init__(self, own: str | Path, run_cache: str | Path):
+        self.own = RequestCache(own)
+        self.path = self.own.path
+        self._run = None
+        if Path(run_cache).exists():
+            uri = f"file:{Path(run_cache).resolve()}?immutable=1"
+            self._run = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        self._lock = threading.Lock()
+
+    def _read(self, sql: str, key: str) -> Any:
+        if self._run is None:
+            return None
+        with self._lock:
+            try:
+                return self._run.execute(sql, (key,)).fetchone()
+            except sqlite3.OperationalError:  # a run cache with no tables yet
+                return None
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        found = self.own.get(key)
+        if found is None:
+            row = self._read("SELECT reply FROM replies WHERE key = ?", key)
+            found = json.loads(row[0]) if row else None
+        return found
+
+    def put(self, key: str, model: str, reply: dict[str, Any]) -> None:
+        self.own.put(key, model, reply)
+
+    def note(self, key: str) -> str | None:
+        found = self.own.note(key)
+        if found is None:
+            row = self._read("SELECT value FROM notes WHERE key = ?", key)
+            found = row[0] if row else None
+        return found
+
+    def set_note(self, key: str, value: str) -> None:
+        self.own.set_note(key, value)
+
+    def count(self) -> int:
+        return self.own.count()
+
+    def close(self) -> None:
+        self.own.close()
+        if self._run is not None:
+            with self._lock:
+                self._run.close()

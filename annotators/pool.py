@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from vdata.annotators.cache import RequestCache
+from vdata.annotators.cache import NodeCache, RequestCache
 from vdata.annotators.client import ModelClient
 from vdata.annotators.endpoints import Endpoint, EndpointError, Endpoints
 from vdata.usage import Usage
@@ -30,9 +30,10 @@ class ModelPool:
         refresh: bool = False,
         log_dir: str | Path | None = None,
         local_server: Callable[[], Any] | None = None,
+        cache: RequestCache | NodeCache | None = None,
     ):
         self.endpoints = endpoints or Endpoints()
-        self.cache = RequestCache(cache_path) if cache_path else None
+        self.cache = cache if cache is not None else RequestCache(cache_path) if cache_path else None
         self.refresh = refresh
         self.log_dir = Path(log_dir) if log_dir else None
         self.modes: dict[str, str] = {}  # structured-output mode found per endpoint
@@ -101,6 +102,17 @@ class ModelPool:
         log_dir = str(self.log_dir.resolve()) if self.log_dir is not None else None
         return PoolSpec(self.endpoints, cache, self.refresh, log_dir)
 
+    def gather_node_caches(self) -> int:
+        """Copies the answers the cluster's nodes kept in their own cache files
+        (RUN/node-caches/, `PoolSpec.per_node`) into the run's cache, and checkpoints it for
+        the nodes' immutable readers; the Ray engine's driver calls this before and after each
+        stage's tasks. Returns how many answers were new."""
+        if not isinstance(self.cache, RequestCache):
+            return 0
+        new = sum(self.cache.absorb(path) for path in node_cache_files(self.cache.path))
+        self.cache.checkpoint()
+        return new
+
     def close(self) -> None:
         with self._lock:
             if self._local is not None and self._shared_local is None:
@@ -128,6 +140,11 @@ class PoolSpec:
     cache_path: str | None
     refresh: bool
     log_dir: str | None
+    per_node_cache: bool = False  # write answers to the node's own file, read the run's too
+
+    def per_node(self) -> PoolSpec:
+        """This spec with a cache file per node (for a cluster of several machines)."""
+        return replace(self, per_node_cache=True)
 
     def node_server(self, node: str) -> Any:
         """Starts the embedded server of one node (the Ray engine's per-node actor calls this),
@@ -137,14 +154,30 @@ class PoolSpec:
         log = Path(self.log_dir) / f"local-server-{node[:12]}.log" if self.log_dir else None
         return LocalServer(log_path=log).start()
 
-    def open(self, local_server: Callable[[], Any] | None = None) -> ModelPool:
+    def open(self, local_server: Callable[[], Any] | None = None, node: str = "") -> ModelPool:
+        """The pool in a worker process on `node` (its cluster node id, for a per-node cache)."""
+        cache = None
+        if self.cache_path and self.per_node_cache:
+            if not node:
+                raise ValueError("a per-node cache needs the worker's node id")
+            cache = NodeCache(node_cache_dir(self.cache_path) / f"{node[:12]}.sqlite", self.cache_path)
         return ModelPool(
             self.endpoints,
             cache_path=self.cache_path,
             refresh=self.refresh,
             log_dir=self.log_dir,
             local_server=local_server,
+            cache=cache,
         )
+
+
+def node_cache_dir(run_cache: str | Path) -> Path:
+    """Where the nodes of a cluster keep their own cache files, beside the run's cache."""
+    return Path(run_cache).parent / "node-caches"
+
+
+def node_cache_files(run_cache: str | Path) -> list[Path]:
+    return sorted(node_cache_dir(run_cache).glob("*.sqlite"))
 
 
 class RunModels:

@@ -119,6 +119,38 @@ def test_a_pools_portable_spec_keeps_its_empty_cache_as_an_absolute_path(tmp_pat
         assert uncached.cache is None
 
 
+def test_a_node_cache_writes_its_own_file_reads_the_runs_and_is_gathered_back(tmp_path):
+    """A cluster node's view of the request cache (the Ray engine on several machines): answers
+    go to the node's own file; the run's cache, opened immutable, answers what the node lacks;
+    the driver's gathering copies the nodes' answers into the run's cache, once."""
+    from vdata.annotators.cache import NodeCache
+    from vdata.annotators.pool import ModelPool, node_cache_files
+
+    run_cache = tmp_path / "cache.sqlite"
+    with ModelPool(cache_path=run_cache) as driver:
+        driver.cache.put("old", "m", {"text": "from an earlier run"})
+        driver.cache.set_note("mode", "json_schema")
+        spec = driver.portable().per_node()
+        assert driver.gather_node_caches() == 0  # the engine's call before a stage's tasks
+        with pytest.raises(ValueError, match="node id"):
+            spec.open()
+        with spec.open(node="a1b2c3d4e5f6a7b8") as worker:
+            assert isinstance(worker.cache, NodeCache)
+            assert worker.cache.get("old") == {"text": "from an earlier run"}  # the run's, read-through
+            assert worker.cache.note("mode") == "json_schema"
+            worker.cache.put("new", "m", {"text": "asked on the node"})
+            worker.cache.set_note("other", "x")
+        assert [p.name for p in node_cache_files(run_cache)] == ["a1b2c3d4e5f6.sqlite"]
+        assert driver.cache.get("new") is None  # not in the run's file until gathered
+        assert driver.gather_node_caches() == 1
+        assert driver.gather_node_caches() == 0  # gathering again adds nothing
+        assert driver.cache.get("new") == {"text": "asked on the node"} and driver.cache.note("other") == "x"
+        assert driver.cache.count() == 2
+    alone = NodeCache(tmp_path / "n" / "x.sqlite", tmp_path / "no-run-cache-yet.sqlite")
+    assert alone.get("old") is None and alone.note("mode") is None
+    alone.close()
+
+
 def test_token_bucket_holds_the_rate():
     # On a clock of its own: a loaded machine must not decide this test.
     clock = [100.0]

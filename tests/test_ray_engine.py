@@ -275,3 +275,44 @@ def test_a_shard_whose_worker_always_dies_stops_the_run_with_a_clear_error(tmp_p
         _numbers_run(tmp_path / "run")
     kept = json.loads((tmp_path / "run" / "stages" / "01-square" / "manifest.json").read_text())["shards"]
     assert "00001" not in kept and len(kept) >= 1
+
+
+def test_a_cache_per_node_keeps_every_answer_and_a_rerun_pays_for_none(tmp_path, ray_engine):
+    """The cache layout for a cluster of several machines, forced on this one node: the tasks
+    write their answers to the node's own file (RUN/node-caches/), read the run's cache for
+    what an earlier run paid for, and the driver gathers the nodes' answers into the run's
+    cache after the stage. The model is a scripted stand-in server (a verdict per word)."""
+    import shutil
+
+    from annotate_recipe import WORDS
+    from annotate_recipe import build as colours
+
+    from vdata.annotators.endpoints import Endpoint
+    from vdata.annotators.testing import FaultProxy
+    from vdata.ray_engine import RayEngine
+
+    per_node = RayEngine(cache_per_node=True)  # joins the module's cluster
+    assert not per_node.started
+    with FaultProxy(None, latency_s=0.0, reply_json={"colour": "blue"}) as stand_in:
+        endpoint = Endpoint(base_url=stand_in.base_url, model="stand-in", structured="json_object")
+        with using_engine(per_node, close=False):
+            first = colours(tmp_path / "run", endpoint, shard_rows=3)
+        assert first.stages[0].rows_out == len(WORDS)
+        asked = len(stand_in.seen)
+        assert asked == len(WORDS)
+        nodes = list((tmp_path / "run" / "node-caches").glob("*.sqlite"))
+        assert len(nodes) == 1 and cached_replies(nodes[0]) == len(WORDS)
+        assert cached_replies(tmp_path / "run" / "cache.sqlite") == len(WORDS)  # gathered
+        # the stage's output lost: the rerun reads every answer from a cache, the node's
+        shutil.rmtree(tmp_path / "run" / "stages")
+        with using_engine(per_node, close=False):
+            colours(tmp_path / "run", endpoint, shard_rows=3)
+        assert len(stand_in.seen) == asked
+        # answers only the run's cache holds (a local run's) are read through by the node
+        colours(tmp_path / "local", endpoint, shard_rows=3)
+        asked = len(stand_in.seen)
+        shutil.rmtree(tmp_path / "local" / "stages")
+        with using_engine(per_node, close=False):
+            colours(tmp_path / "local", endpoint, shard_rows=3)
+        assert len(stand_in.seen) == asked
+    assert files(tmp_path / "run") == files(tmp_path / "local")

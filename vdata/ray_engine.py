@@ -13,8 +13,10 @@ The workers must see the run directory at the same path (one machine, or a share
 filesystem) and import vdata (installed on every node; the driver's sys.path is passed).
 A stage's resources travel as their `portable()` description (the model pool: endpoints,
 the run's request cache, refresh): each task opens its own pool and closes it after the
-shard. The embedded model server runs once per node, in an actor the driver places there,
-started on the first request; it stops with the run (or with the driver, if that dies).
+shard. On a cluster of several nodes each node writes its answers to a cache file of its
+own, which the driver gathers into the run's cache between stages. The embedded model
+server runs once per node, in an actor the driver places there, started on the first
+request; it stops with the run (or with the driver, if that dies).
 """
 
 from __future__ import annotations
@@ -36,7 +38,14 @@ class RayEngine:
     (`ray start --head` prints it), or None to start a local one sized to this machine,
     stopped again by `close`."""
 
-    def __init__(self, address: str | None = None, *, num_cpus: int | None = None, retries: int = 3):
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        num_cpus: int | None = None,
+        retries: int = 3,
+        cache_per_node: bool | None = None,
+    ):
         try:
             import ray
         except ImportError as exc:
@@ -60,6 +69,11 @@ class RayEngine:
         self._local = LocalEngine()
         self._task = ray.remote(max_retries=retries, retry_exceptions=False)(_shard_task)
         self._servers: list[Any] = []  # the embedded server actors, one per node
+        # a request cache file per node (no SQLite file locked by two machines over a network
+        # filesystem), gathered into the run's by the driver between stages; by default when
+        # the cluster has more than one node
+        alive = [node for node in ray.nodes() if node.get("Alive")]
+        self.cache_per_node = len(alive) > 1 if cache_per_node is None else cache_per_node
 
     def apply(self, stage: Stage, rows: list[dict[str, Any]], ctx: StageContext) -> Any:
         """A whole-dataset stage, on the driver (the local engine's way)."""
@@ -75,7 +89,29 @@ class RayEngine:
     ) -> None:
         if not pending:
             return
-        specs = self._portable(stage, context(pending[0][0]).resources)
+        resources = context(pending[0][0]).resources
+        specs = self._portable(stage, resources)
+        self._gather(resources)  # what the nodes kept in a run killed before it could gather
+        try:
+            self._run_tasks(stage, stage_dir, pending, context, done, specs)
+        finally:
+            self._gather(resources)
+
+    def _gather(self, resources: Mapping[str, Any]) -> None:
+        if self.cache_per_node:
+            for resource in resources.values():
+                if hasattr(resource, "gather_node_caches"):
+                    resource.gather_node_caches()
+
+    def _run_tasks(
+        self,
+        stage: Stage,
+        stage_dir: Path,
+        pending: list[tuple[int, Path]],
+        context: Callable[[int], StageContext],
+        done: Callable[[int, dict[str, Any]], None],
+        specs: Mapping[str, Any],
+    ) -> None:
         ray = self._ray
         worker_stage = replace(stage, workers=1) if hasattr(stage, "workers") else stage
         waiting = {}
@@ -116,6 +152,8 @@ class RayEngine:
                     "cannot be sent to Ray workers; run it with --engine local"
                 )
             specs[name] = resource.portable()
+            if self.cache_per_node and hasattr(specs[name], "per_node"):
+                specs[name] = specs[name].per_node()
         served = [spec for spec in specs.values() if hasattr(spec, "node_server")]
         if served and not self._servers:  # a role may use the embedded model: it starts when asked
             self._servers = _place_servers(self._ray, served[0].node_server)
@@ -203,7 +241,10 @@ def _shard_task(
     ctx: StageContext,
     specs: Mapping[str, Any],
 ) -> dict[str, Any]:
-    resources = {name: spec.open(local_server=_node_server) for name, spec in specs.items()}
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    resources = {name: spec.open(local_server=_node_server, node=node) for name, spec in specs.items()}
     try:
         ctx = replace(ctx, resources=resources)
         return process_shard(LocalEngine(), stage, Path(stage_dir), index, Path(shard_path), ctx)
