@@ -714,3 +714,50 @@ def export_command(
             err.print(f"  {count} x {kind} (e.g. {example['id']}: {example['reason']})", highlight=False)
     if report.refused:
         raise typer.Exit(1)
+
+
+@app.command()
+def view(
+    path: Annotated[
+        Path, typer.Argument(help="A dataset directory, a run directory, or any file vdata reads.")
+    ],
+    port: Annotated[int, typer.Option(help="Port to listen on; 0: a free one.")] = 0,
+    host: Annotated[
+        str, typer.Option(help="Address to bind; anything but loopback shows the data to the network.")
+    ] = "127.0.0.1",
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+) -> None:
+    """Browse a dataset in a local web page: rows with their video segments, evidence and
+    reasoning, and (for a run) every reject with its reason. Read-only; stops on Ctrl-C."""
+    from vdata.view import ViewData, ViewError, is_loopback, serve
+
+    try:
+        data = ViewData(path, audit=_audit_for_view)
+    except ViewError as exc:
+        fail(str(exc))
+    if not is_loopback(host):
+        err.print(
+            f"[yellow]warning:[/yellow] listening on {host}: anyone who can reach this machine can read "
+            f"{data.path} and its videos",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    def ready(url: str) -> None:
+        out.print(f"vdata view: {data.rows.height:,} rows, {data.rejects.height:,} rejects", highlight=False)
+        out.print(f"serving {data.path} at {url} (Ctrl-C stops)", highlight=False, soft_wrap=True)
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    try:
+        serve(data, host, port, ready)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); give another --port")
+
+
+def _audit_for_view(path: Path) -> dict[str, Any]:
+    from vdata.filters.audit import audit as run_audit
+
+    return run_audit(path).to_json()

@@ -1,0 +1,548 @@
+"""`vdata view`: a local, read-only web page over a dataset or a run.
+
+The server reads pages of rows from Parquet (polars) and sends the browser one page at a
+time, never the whole dataset; a row's video is served with HTTP range requests so the
+page can play just the row's segment. What it serves, and nothing else: files inside the
+viewed path, and the resolved sources of its rows' and rejects' videos (each by its row's
+number, never by a path the browser names). The page itself (vdata/view_page/) loads no
+asset from the internet.
+
+The audit is handed in by the command line (`vdata view` composes the filters' audit); the
+viewer only shows its findings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from vdata.record import rebased_path
+from vdata.runstore import RunStore
+from vdata.video import VIDEO_SUFFIXES
+
+PAGE_DIR = Path(__file__).with_name("view_page")
+# how reports name a row (record.source_ref): 'KEY VALUE (POSITION)', POSITION '[FILE ]row N'
+_REF = re.compile(r"^(?:(?P<key>\S+) (?P<id>\S+) \()?(?:(?P<file>\S+) )?row (?P<n>\d+)\)?$")
+FACETS = ("split", "category", "problem_type", "recipe")
+MAX_PAGE = 200
+VIDEO_KEYS = ("video", "path", "source_video", "clip", "file")  # where a reject's payload names one
+
+
+class ViewError(ValueError):
+    """A path the viewer cannot show; the message says what to do."""
+
+
+class ViewData:
+    """What `vdata view PATH` shows: the rows (a dataset directory, a run, or any file vdata
+    reads), the run's rejects, the card's plots, and where their videos are."""
+
+    def __init__(self, path: str | Path, audit: Callable[[Path], dict[str, Any]] | None = None):
+        given = Path(path)
+        if not given.exists():
+            raise ViewError(
+                f"{path}: no such file or directory; give a dataset directory, a run or a data file"
+            )
+        self.path = given.resolve()
+        self.root = self.path if self.path.is_dir() else self.path.parent  # files are served from here
+        self.run = self._run_of(self.path)
+        self.rows_path = self._rows_path()
+        self._file_starts: dict[str, int] = {}  # a Parquet file's first row number, for report refs
+        self.media_root = self._media_root()
+        self.rows, self.read_as = self._read_rows()
+        self.index = self._index(self.rows)
+        self.rejects = self._read_rejects()
+        self._audit = audit
+        self._audit_result: dict[str, Any] | None = None
+        self._audit_lock = threading.Lock()
+
+    # ------------------------------------------------------------ reading
+
+    @staticmethod
+    def _run_of(path: Path) -> RunStore | None:
+        if path.is_dir() and RunStore(path).is_run():
+            return RunStore(path)
+        return RunStore.of_dataset(path) if path.is_dir() else None
+
+    def _rows_path(self) -> Path | None:
+        if self.run is not None and self.run.root == self.path:
+            return self.run.rows_path()  # None: a run that makes no question rows (split, annotate)
+        return self.path
+
+    def _media_root(self) -> Path:
+        if self.rows_path is None:
+            return self.root
+        if not self.rows_path.is_dir():
+            return self.rows_path.parent
+        return RunStore(self.rows_path).media_root() if (self.rows_path / "data").is_dir() else self.rows_path
+
+    def _read_rows(self) -> tuple[pl.DataFrame, str]:
+        from vdata.record import SCHEMA
+
+        if self.rows_path is None:
+            return pl.from_arrow(SCHEMA.empty_table()), "no question rows (this run makes none)"
+        parquet = sorted((self.rows_path / "data").glob("*.parquet")) if self.rows_path.is_dir() else []
+        if parquet:
+            try:
+                parts = [pl.read_parquet(p) for p in parquet]
+                frame = pl.concat(parts, how="diagonal_relaxed")
+            except pl.exceptions.PolarsError as exc:
+                raise ViewError(f"{self.rows_path}: cannot read its Parquet files ({exc})") from exc
+            if {"id", "problem"} <= set(frame.columns):
+                starts = itertools.accumulate((len(part) for part in parts), initial=0)
+                names = (str(p.relative_to(self.rows_path)) for p in parquet)
+                self._file_starts = dict(zip(names, starts, strict=False))
+                return frame, f"vdata rows from {len(parquet)} Parquet file(s)"
+        return self._read_any()
+
+    def _read_any(self) -> tuple[pl.DataFrame, str]:
+        """Any file or folder vdata reads, mapped onto the record."""
+        from vdata.formats import DatasetReadError, load_rows
+        from vdata.runstore import rows_to_table
+
+        try:
+            loaded = load_rows(self.rows_path)
+        except DatasetReadError as exc:
+            raise ViewError(str(exc)) from exc
+        rows = [
+            {**row, "split": row.get("split") or split or None}
+            for row, split in zip(loaded.rows, loaded.splits, strict=True)
+        ]
+        return pl.from_arrow(rows_to_table(rows)), loaded.read_as
+
+    @staticmethod
+    def _index(rows: pl.DataFrame) -> pl.DataFrame:
+        """The columns the filters read, one row per dataset row, `_i` its number."""
+        columns = rows.columns
+        text = [pl.col("problem").fill_null("")]
+        if "options" in columns and rows.schema["options"] == pl.List(pl.String):
+            text.append(pl.col("options").list.join(" ").fill_null(""))
+        pass_rate = (
+            pl.col("difficulty").struct.field("pass_rate")
+            if "difficulty" in columns and isinstance(rows.schema["difficulty"], pl.Struct)
+            else pl.lit(None, dtype=pl.Float64)
+        )
+        facets = [
+            (pl.col(name).cast(pl.String) if name in columns else pl.lit(None, dtype=pl.String)).alias(name)
+            for name in FACETS
+        ]
+        return rows.select(
+            pl.int_range(pl.len(), dtype=pl.Int64).alias("_i"),
+            *facets,
+            pass_rate.alias("pass_rate"),
+            pl.concat_str(text, separator=" ").str.to_lowercase().alias("_text"),
+        )
+
+    def _read_rejects(self) -> pl.DataFrame:
+        empty = pl.DataFrame(
+            schema={"stage": pl.String, "reason": pl.String, "detail": pl.String, "input_ref": pl.String}
+            | {"payload_json": pl.String}
+        )
+        if self.run is None or not self.run.rejects_dir.is_dir():
+            return empty.with_row_index("_i")
+        parts = []
+        for path in sorted(self.run.rejects_dir.glob("*.parquet")):
+            part = pl.read_parquet(path)
+            for name in empty.columns:
+                if name not in part.columns:
+                    part = part.with_columns(pl.lit(None, dtype=pl.String).alias(name))
+            parts.append(part.select([pl.col(c).cast(pl.String) for c in empty.columns]))
+        frame = pl.concat(parts) if parts else empty
+        return frame.with_row_index("_i")
+
+    # ------------------------------------------------------------ rows
+
+    def summary(self) -> dict[str, Any]:
+        plots = sorted(self.root.glob("**/plots/*.png")) if self.path.is_dir() else []
+        return {
+            "path": str(self.path),
+            "read_as": self.read_as,
+            "rows": self.rows.height,
+            "is_run": self.run is not None,
+            "rejects": self.rejects.height,
+            "facets": self._counts(self.index),
+            "plots": [str(p.relative_to(self.root)) for p in plots],
+            "has_audit": self._audit is not None and self.rows_path is not None,
+        }
+
+    @staticmethod
+    def _counts(frame: pl.DataFrame) -> dict[str, list[list[Any]]]:
+        counts = {}
+        for name in FACETS:
+            grouped = frame.group_by(name).len().sort(["len", name], descending=[True, False])
+            counts[name] = [[value, n] for value, n in grouped.iter_rows()]
+        return counts
+
+    def page(self, filters: dict[str, str], offset: int = 0, limit: int = 50) -> dict[str, Any]:
+        """One page of rows matching `filters` (facet values, difficulty range, text `q`), with
+        the counts per facet value among the matches."""
+        offset, limit = max(0, offset), min(max(1, limit), MAX_PAGE)
+        chosen = self.index
+        for name in FACETS:
+            value = filters.get(name)
+            if value:
+                chosen = chosen.filter(pl.col(name).is_null() if value == "(none)" else pl.col(name) == value)
+        low, high = _number(filters.get("difficulty_min")), _number(filters.get("difficulty_max"))
+        if low is not None:
+            chosen = chosen.filter(pl.col("pass_rate") >= low)
+        if high is not None:
+            chosen = chosen.filter(pl.col("pass_rate") <= high)
+        query = (filters.get("q") or "").strip().lower()
+        if query:
+            chosen = chosen.filter(pl.col("_text").str.contains(query, literal=True))
+        numbers = chosen["_i"].slice(offset, limit).to_list()
+        shown = self.rows[numbers] if numbers else self.rows.head(0)
+        rows = [_brief(i, row) for i, row in zip(numbers, shown.iter_rows(named=True), strict=True)]
+        return {"total": chosen.height, "offset": offset, "rows": rows, "counts": self._counts(chosen)}
+
+    def row(self, number: int) -> dict[str, Any] | None:
+        if not 0 <= number < self.rows.height:
+            return None
+        row = _jsonable(self.rows.row(number, named=True))
+        for key in ("meta_json",):
+            row[key.removesuffix("_json")] = _loads(row.pop(key, None))
+        if isinstance(row.get("provenance"), dict):
+            row["provenance"]["params"] = _loads(row["provenance"].pop("params_json", None))
+        video = self.row_video(number)
+        return {
+            "number": number,
+            "row": row,
+            "trace": _trace(row.get("process"), row.get("solution")),
+            "video": f"/media/row/{number}" if video else None,
+            "video_missing": None if video or not row.get("path") else f"{row['path']}: no video file here",
+            "window": _window(row),
+        }
+
+    def find(self, ref: str) -> int | None:
+        """The number of the row that `ref` names: its id, or a report's name for it
+        (`record.source_ref`: 'id X (FILE row N)', 'problem_id 7 (row 6)')."""
+        named = _REF.match(ref)
+        for key in (ref, named.group("id") if named and named.group("key") == "id" else None):
+            if key and "id" in self.rows.columns:
+                hits = self.rows.select(pl.arg_where(pl.col("id").cast(pl.String) == key)).to_series()
+                if len(hits):
+                    return int(hits[0])
+        if named and named.group("n") is not None:
+            start = self._file_starts.get(named.group("file") or "", None if self._file_starts else 0)
+            if start is not None and 0 <= start + int(named.group("n")) < self.rows.height:
+                return start + int(named.group("n"))
+        return None
+
+    def row_video(self, number: int) -> Path | None:
+        if not 0 <= number < self.rows.height or "path" not in self.rows.columns:
+            return None
+        return self._video(self.rows["path"][number])
+
+    def _video(self, name: Any) -> Path | None:
+        """A video a row or reject names, resolved (absolute, or under the media root)."""
+        if not isinstance(name, str) or not name.strip():
+            return None
+        candidate = Path(name)
+        if not candidate.is_absolute():
+            candidate = self.media_root / rebased_path(name, self.media_root)
+        try:
+            real = candidate.resolve(strict=True)
+        except (OSError, RuntimeError):
+            return None
+        return real if real.is_file() and real.suffix.lower() in VIDEO_SUFFIXES else None
+
+    # ------------------------------------------------------------ rejects
+
+    def reject_groups(self) -> list[dict[str, Any]]:
+        grouped = self.rejects.group_by(["stage", "reason"], maintain_order=True).len()
+        return [{"stage": s, "reason": r, "count": n} for s, r, n in grouped.iter_rows()]
+
+    def reject_page(self, stage: str, reason: str, offset: int = 0, limit: int = 20) -> dict[str, Any]:
+        chosen = self.rejects
+        if stage:
+            chosen = chosen.filter(pl.col("stage") == stage)
+        if reason:
+            chosen = chosen.filter(pl.col("reason") == reason)
+        offset, limit = max(0, offset), min(max(1, limit), MAX_PAGE)
+        shown = []
+        for item in chosen.slice(offset, limit).iter_rows(named=True):
+            number = item.pop("_i")
+            payload = _loads(item.pop("payload_json"))
+            video = self.reject_video(number)
+            link = f"/media/reject/{number}" if video else None
+            shown.append({**item, "number": number, "payload": payload, "video": link})
+        return {"total": chosen.height, "offset": offset, "rejects": shown}
+
+    def reject_video(self, number: int) -> Path | None:
+        if not 0 <= number < self.rejects.height:
+            return None
+        payload = _loads(self.rejects["payload_json"][number])
+        names = [payload.get(key) for key in VIDEO_KEYS] if isinstance(payload, dict) else []
+        names.append(self.rejects["input_ref"][number])
+        for name in names:
+            if isinstance(name, str) and Path(name).suffix.lower() in VIDEO_SUFFIXES:
+                found = self._video(name)
+                if found:
+                    return found
+        return None
+
+    # ------------------------------------------------------------ audit and files
+
+    def audit(self) -> dict[str, Any] | None:
+        """The audit's findings (run once, on first request), each example with the number of
+        the row it cites where one has that id."""
+        if self._audit is None or self.rows_path is None:
+            return None
+        with self._audit_lock:
+            if self._audit_result is None:
+                result = self._audit(self.rows_path)
+                for finding in result.get("findings", []):
+                    finding["examples"] = [
+                        {"ref": e["row"], "what": e["what"], "number": self.find(str(e["row"]))}
+                        for e in finding.get("examples", [])
+                    ]
+                self._audit_result = result
+        return self._audit_result
+
+    def file(self, relative: str) -> Path | None:
+        """A file inside the viewed path, or None: no absolute paths, no '..', nothing a
+        symlink leads out to."""
+        if not relative or relative.startswith(("/", "\\")) or "\\" in relative:
+            return None
+        if any(part in ("..", "") for part in relative.split("/")):
+            return None
+        try:
+            real = (self.root / relative).resolve(strict=True)
+        except (OSError, RuntimeError):
+            return None
+        return real if real.is_file() and real.is_relative_to(self.root) else None
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _loads(text: Any) -> Any:
+    if not isinstance(text, str) or not text:
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
+
+
+def _brief(number: int, row: dict[str, Any]) -> dict[str, Any]:
+    difficulty = row.get("difficulty") or {}
+    problem = row.get("problem") or ""
+    return {
+        "number": number,
+        "id": row.get("id"),
+        "split": row.get("split"),
+        "category": row.get("category"),
+        "problem_type": row.get("problem_type"),
+        "recipe": row.get("recipe"),
+        "problem": problem if len(problem) <= 300 else problem[:299] + "…",
+        "solution": row.get("solution"),
+        "pass_rate": difficulty.get("pass_rate") if isinstance(difficulty, dict) else None,
+    }
+
+
+def _window(row: dict[str, Any]) -> dict[str, float | None]:
+    """The part of the video a row is about: its segment, else the whole video."""
+    segment = row.get("segment") or {}
+    video = row.get("video") or {}
+    return {
+        "start_s": segment.get("start_s") or 0.0,
+        "end_s": segment.get("end_s") if segment.get("end_s") is not None else video.get("duration_s"),
+    }
+
+
+def _trace(process: Any, solution: Any) -> list[dict[str, Any]] | None:
+    """A Video-Thinker trace's blocks (the recipe's own parser), for clickable times."""
+    from vdata.thinker import parse
+
+    if not isinstance(process, str) or "<time>" not in process:
+        return None
+    for text in (process, f"{process} {solution or ''}"):
+        parsed = parse(text)
+        if not isinstance(parsed, str):
+            return [
+                {"start_s": b.start_s, "end_s": b.end_s, "caption": b.caption, "think": b.think}
+                for b in parsed.blocks
+            ]
+    return None
+
+
+# ---------------------------------------------------------------- the server
+
+
+def make_app(data: ViewData) -> Any:
+    """The viewer's HTTP app: the page, its JSON API, and the files it may serve."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, JSONResponse, Response
+    from starlette.routing import Route
+
+    def not_found() -> Response:
+        return Response("not found", status_code=404, media_type="text/plain")
+
+    def number(request: Request) -> int | None:
+        try:
+            return int(request.path_params["number"])
+        except ValueError:
+            return None
+
+    def query_int(request: Request, name: str, default: int) -> int:
+        try:
+            return int(request.query_params.get(name, default))
+        except ValueError:
+            return default
+
+    async def page(request: Request) -> Response:
+        return FileResponse(PAGE_DIR / "index.html", headers={"cache-control": "no-store"})
+
+    async def asset(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in ASSETS:
+            return not_found()
+        return FileResponse(PAGE_DIR / name, media_type=ASSETS[name])
+
+    async def summary(request: Request) -> Response:
+        return JSONResponse(data.summary())
+
+    async def rows(request: Request) -> Response:
+        offset, limit = query_int(request, "offset", 0), query_int(request, "limit", 50)
+        return JSONResponse(data.page(dict(request.query_params), offset, limit))
+
+    async def row(request: Request) -> Response:
+        found = data.row(number(request) if number(request) is not None else -1)
+        return JSONResponse(found) if found else not_found()
+
+    async def find(request: Request) -> Response:
+        found = data.find(request.query_params.get("id", ""))
+        return JSONResponse({"number": found}) if found is not None else not_found()
+
+    async def rejects(request: Request) -> Response:
+        params = request.query_params
+        return JSONResponse(
+            {
+                "groups": data.reject_groups(),
+                **data.reject_page(
+                    params.get("stage", ""),
+                    params.get("reason", ""),
+                    query_int(request, "offset", 0),
+                    query_int(request, "limit", 20),
+                ),
+            }
+        )
+
+    async def audit(request: Request) -> Response:
+        import anyio
+
+        found = await anyio.to_thread.run_sync(data.audit)
+        return JSONResponse(found) if found is not None else not_found()
+
+    def media(find_video: Callable[[int], Path | None]) -> Callable[[Request], Any]:
+        async def serve(request: Request) -> Response:
+            found = number(request)
+            video = find_video(found) if found is not None else None
+            return FileResponse(video) if video else not_found()
+
+        return serve
+
+    async def file(request: Request) -> Response:
+        found = data.file(request.path_params["path"])
+        return FileResponse(found) if found else not_found()
+
+    routes = [
+        Route("/", page),
+        Route("/assets/{name}", asset),
+        Route("/api/summary", summary),
+        Route("/api/rows", rows),
+        Route("/api/row/{number}", row),
+        Route("/api/find", find),
+        Route("/api/rejects", rejects),
+        Route("/api/audit", audit),
+        Route("/media/row/{number}", media(data.row_video)),
+        Route("/media/reject/{number}", media(data.reject_video)),
+        Route("/files/{path:path}", file),
+    ]
+    return Starlette(routes=routes)
+
+
+ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    data: ViewData, host: str = "127.0.0.1", port: int = 0, ready: Callable[[str], None] | None = None
+) -> None:
+    """Serves until Ctrl-C or SIGTERM; `ready` hears the URL once the socket listens (port 0:
+    a free one)."""
+    import socket
+
+    import uvicorn
+
+    _Server = _server_class()
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if ":" in host else host
+    server = _Server(uvicorn.Config(make_app(data), log_level="warning", access_log=False))
+    if ready is not None:
+        ready(f"http://{shown}:{bound}/")
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def _server_class() -> Any:
+    import uvicorn
+
+    class QuietExit(uvicorn.Server):
+        """uvicorn's server, but Ctrl-C and SIGTERM end it cleanly (exit status 0) instead of
+        being raised again once it has shut down."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            import signal
+
+            wanted = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in wanted}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    return QuietExit
