@@ -45,6 +45,8 @@ def test_a_wheel_installs_and_imports_all_six(tmp_path):
     for name in NAMES:
         assert f"{name.replace('.', '/')}/__init__.py" in names
     assert not any(n.startswith("tests/") for n in names)
+    for page in ("index.html", "app.js", "style.css"):  # `vdata view` serves them from the package
+        assert f"vdata/view_page/{page}" in names
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)

@@ -19,7 +19,7 @@ from vdata.record import SCHEMA
 from vdata.runner import run_pipeline
 from vdata.runstore import RunStore
 from vdata.stages import MapStage, Reject
-from vdata.view import ViewData, ViewError
+from vdata.view import HEADLESS_CHROMIUM_ARGS, ViewData, ViewError
 
 from videos import make_video
 
@@ -56,7 +56,8 @@ def _check(row: dict, ctx) -> dict | Reject:
 def viewed(tmp_path_factory) -> Path:
     """A run with a dataset: 14 rows over two real H.264 videos (12 s), one with a segment,
     evidence and a Video-Thinker trace, one with a stream, two exact duplicates; three rows
-    rejected, one reject naming its source video; a file outside and a symlink leading to it."""
+    rejected, one naming an empty video file by its absolute path; a file outside the run and
+    a symlink inside leading to it."""
     base = tmp_path_factory.mktemp("view")
     sources = base / "sources"
     sources.mkdir()
@@ -83,7 +84,8 @@ def viewed(tmp_path_factory) -> Path:
     rows[5]["problem"] = rows[4]["problem"]  # an exact duplicate the audit cites
     for i in (11, 12):
         rows[i]["problem"] = f"Something vague {i}?"
-    rows[13] |= {"problem": "A vague one about the source?", "path": str(videos[1])}
+    (sources / "broken.mp4").write_bytes(b"")  # a reject's video that cannot play
+    rows[13] |= {"problem": "A vague one about the source?", "path": str(sources / "broken.mp4")}
     out = base / "run"
     result = run_pipeline(out, "view-test@1", rows, [MapStage("check", _check, schema=SCHEMA)], quiet=True)
     RunStore(out).write_dataset(result.final_table(), splits=("rl", "sft"))
@@ -272,15 +274,7 @@ def browser():
     with playwright.sync_playwright() as driver:
         launched = driver.chromium.launch(
             executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
+            args=list(HEADLESS_CHROMIUM_ARGS),
         )
         yield launched
         launched.close()
@@ -336,6 +330,8 @@ def test_the_page_in_chromium_filters_plays_the_segment_and_shows_rejects(server
     page.wait_for_selector(".reject video")
     assert page.locator(".reject").count() == 3
     page.wait_for_function("document.querySelector('.reject video').readyState >= 1")  # its video loads
+    page.wait_for_selector(".reject .video-error")  # the empty file says it does not play
+    assert page.locator(".reject video").count() == 2
     page.screenshot(path=str(shots / "view-rejects.png"), full_page=True)
 
     page.click("#nav-audit")

@@ -486,6 +486,17 @@ def make_app(data: ViewData) -> Any:
 
 
 ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
+# how a test or a script drives the page in Debian's headless Chromium on a closed network
+# (its background services would each try the internet and fail)
+HEADLESS_CHROMIUM_ARGS = (
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--autoplay-policy=no-user-gesture-required",
+)
 
 
 def is_loopback(host: str) -> bool:

@@ -35,6 +35,7 @@ A typical session:
   vdata audit train.json --eval test.json   find a dataset's defects (letters, duplicates, leaks)
   vdata filter dedup data.jsonl --out runs/dedup   curate: validate, balance-letters, dedup, ...
   vdata inspect runs/demo           splits, sizes and field statistics of a dataset or run
+  vdata view runs/lvr               browse rows with their video segments, and every reject, in a web page
   vdata card runs/lvr/dataset       write the dataset card; vdata push ... to the Hub
   vdata export runs/lvr/dataset --format easyr1 --out train.jsonl   rows for other trainers
   vdata train grpo --config run.yaml steps=20   a short GRPO run to check a data change

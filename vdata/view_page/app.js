@@ -128,6 +128,15 @@ function goldLetters(solution) {
   return new Set(text.length && /^[A-Z](\s*[,;]?\s*[A-Z])*$/.test(text) ? text.match(/[A-Z]/g) : []);
 }
 
+function playable(src, attrs) {
+  // a video the browser cannot decode (an empty or broken file, a codec it lacks) says so
+  const video = h("video", { controls: true, preload: "metadata", src, ...attrs });
+  video.addEventListener("error", () => {
+    video.replaceWith(h("p", { class: "warning video-error" }, `this video does not play here (${src}): the file is empty, broken or in a codec the browser lacks`));
+  });
+  return video;
+}
+
 function timeButton(video, start, end) {
   return h("button", { class: "time", onclick: () => seek(video, start) }, `${clock(start)}–${clock(end)}`);
 }
@@ -172,7 +181,7 @@ async function showRow(number) {
   const left = h("div", {});
   if (found.video) {
     const fragment = window.end_s ? `#t=${window.start_s},${window.end_s}` : `#t=${window.start_s}`;
-    video = h("video", { id: "player", controls: true, preload: "metadata", src: found.video + fragment });
+    video = playable(found.video + fragment, { id: "player" });
     keepInWindow(video, window);
     left.append(video, h("p", { class: "muted", id: "window" },
       `segment ${clock(window.start_s)}–${clock(window.end_s)} of ${clock((row.video || {}).duration_s)}`));
@@ -244,8 +253,8 @@ async function showRejects(params) {
     list.append(h("div", { class: "card reject" },
       h("div", {}, h("strong", {}, `${item.stage} · ${item.reason}`), " ", h("span", { class: "muted" }, item.input_ref ?? "")),
       h("p", {}, item.detail ?? ""),
-      item.video ? h("video", { controls: true, preload: "metadata", src: item.video, style: "max-width:420px" }) : null,
-      h("pre", {}, JSON.stringify(item.payload, null, 1))));
+      item.video ? playable(item.video, { style: "max-width:420px" }) : null,
+      h("details", {}, h("summary", {}, "payload"), h("pre", {}, JSON.stringify(item.payload, null, 1)))));
   }
   const last = offset + page.rejects.length;
   const more = new URLSearchParams({ stage, reason, offset: offset + 20 });
