@@ -162,6 +162,16 @@ def test_audit_findings_link_to_the_rows_they_cite(viewed):
     assert data.find("row 99") is None and data.find("id nope (row 1)") is None
 
 
+def test_a_run_without_question_rows_shows_its_rejects_only(tmp_path, viewed):
+    run = tmp_path / "clips-run"
+    shutil.copytree(viewed / "rejects", run / "rejects")
+    shutil.copy(viewed / "run.json", run / "run.json")  # a run whose recipe makes no rows (split)
+    data = ViewData(run)
+    summary = data.summary()
+    assert summary["rows"] == 0 and summary["rejects"] == 3 and "no question rows" in summary["read_as"]
+    assert data.page({}, 0, 50)["total"] == 0 and data.audit() is None
+
+
 def test_any_file_vdata_reads_is_viewable_and_a_missing_video_is_said(tmp_path):
     from toy_recipe import toy_inputs
 
@@ -292,7 +302,11 @@ def test_the_page_in_chromium_filters_plays_the_segment_and_shows_rejects(server
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
-    page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
+    # a media request the browser drops itself when seeking (ERR_ABORTED) is not a failure
+    page.on(
+        "requestfailed",
+        lambda request: "ERR_ABORTED" in (request.failure or "") or problems.append(f"failed: {request.url}"),
+    )
     page.goto(server + "#/rows")
     page.wait_for_selector("#rows tbody tr")
     assert page.inner_text("#shown") == "rows 1–11 of 11"
@@ -322,6 +336,15 @@ def test_the_page_in_chromium_filters_plays_the_segment_and_shows_rejects(server
     assert page.inner_text("#trace").count("00:04.0–00:06.0") == 1
     page.evaluate("document.querySelector('#player').pause()")
     page.screenshot(path=str(shots / "view-row.png"), full_page=True)
+
+    stream_row = page.evaluate("fetch('/api/find?id=row01').then(r => r.json()).then(j => j.number)")
+    page.goto(f"{server}#/row/{stream_row}")
+    page.wait_for_selector("#stream")
+    assert "Q: Where is it? — A: right" in page.inner_text("#stream")
+    page.wait_for_function("document.querySelector('#player').readyState >= 1")
+    page.click("#stream .block:nth-of-type(2) button.time")  # the question at 3 s
+    page.wait_for_function("Math.abs(document.querySelector('#player').currentTime - 3) < 0.5")
+    page.evaluate("document.querySelector('#player').pause()")
 
     page.click("#nav-rejects")
     page.wait_for_selector("#reject-groups")
