@@ -93,7 +93,7 @@ class RayEngine:
         specs = self._portable(stage, resources)
         self._gather(resources)  # what the nodes kept in a run killed before it could gather
         try:
-            self._run_tasks(stage, stage_dir, pending, context, done, specs)
+            self._dispatch(stage, stage_dir, pending, context, done, specs)
         finally:
             self._gather(resources)
 
@@ -103,15 +103,10 @@ class RayEngine:
                 if hasattr(resource, "gather_node_caches"):
                     resource.gather_node_caches()
 
-    def _run_tasks(
-        self,
-        stage: Stage,
-        stage_dir: Path,
-        pending: list[tuple[int, Path]],
-        context: Callable[[int], StageContext],
-        done: Callable[[int, dict[str, Any]], None],
-        specs: Mapping[str, Any],
+    def _dispatch(
+        self, stage: Stage, stage_dir: Path, pending: Any, context: Any, done: Any, specs: Any
     ) -> None:
+        """One Ray task per pending shard; each finished one reported to `done` (run_shards)."""
         ray = self._ray
         worker_stage = replace(stage, workers=1) if hasattr(stage, "workers") else stage
         waiting = {}
