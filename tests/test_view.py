@@ -89,6 +89,9 @@ def viewed(tmp_path_factory) -> Path:
     out = base / "run"
     result = run_pipeline(out, "view-test@1", rows, [MapStage("check", _check, schema=SCHEMA)], quiet=True)
     RunStore(out).write_dataset(result.final_table(), splits=("rl", "sft"))
+    from vdata.cards.card import write_card
+
+    write_card(out / "dataset")  # its README.md and plots/*.png
     (out / "dataset" / "leak.txt").symlink_to(base / "secret.txt")
     return out
 
@@ -226,7 +229,7 @@ def raw_get(url: str, path: str, headers: dict | None = None) -> tuple[int, dict
 
 
 def test_only_files_inside_the_path_and_the_rows_videos_are_served(server, viewed):
-    assert raw_get(server, "/files/run.json")[0] == 200  # inside: served
+    assert raw_get(server, "/files/dataset/README.md")[0] == 200  # inside: served
     for path in (
         "/files/../secret.txt",
         "/files/%2e%2e/secret.txt",
@@ -366,6 +369,9 @@ def test_the_page_in_chromium_filters_plays_the_segment_and_shows_rejects(server
     assert cited.startswith("id row04") and " · row04 · " in page.inner_text("main")  # the cited row
     page.click("#nav-audit")
     page.wait_for_selector("#findings")
+    page.wait_for_function("[...document.querySelectorAll('.plots img')].every(i => i.complete)")
+    widths = page.evaluate("[...document.querySelectorAll('.plots img')].map(i => i.naturalWidth)")
+    assert len(widths) >= 2 and min(widths) > 0, widths  # the card's plots, served from inside the run
     page.screenshot(path=str(shots / "view-audit.png"), full_page=True)
     assert problems == []
     page.close()

@@ -160,7 +160,8 @@ class ViewData:
     # ------------------------------------------------------------ rows
 
     def summary(self) -> dict[str, Any]:
-        plots = sorted(self.root.glob("**/plots/*.png")) if self.path.is_dir() else []
+        folders = (self.root / "plots", self.root / "dataset" / "plots")  # the card's, in a dataset or run
+        plots = sorted(p for folder in folders for p in folder.glob("*.png")) if self.path.is_dir() else []
         return {
             "path": str(self.path),
             "read_as": self.read_as,
