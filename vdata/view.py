@@ -58,6 +58,7 @@ class ViewData:
         self.media_root = self._media_root()
         self.rows, self.read_as = self._read_rows()
         self.index = self._index(self.rows)
+        self._all_counts = self._counts(self.index)  # an unfiltered page's, counted once
         self.rejects = self._read_rejects()
         self._audit = audit
         self._audit_result: dict[str, Any] | None = None
@@ -168,7 +169,7 @@ class ViewData:
             "rows": self.rows.height,
             "is_run": self.run is not None,
             "rejects": self.rejects.height,
-            "facets": self._counts(self.index),
+            "facets": self._all_counts,
             "plots": [str(p.relative_to(self.root)) for p in plots],
             "has_audit": self._audit is not None and self.rows_path is not None,
         }
@@ -198,10 +199,11 @@ class ViewData:
         query = (filters.get("q") or "").strip().lower()
         if query:
             chosen = chosen.filter(pl.col("_text").str.contains(query, literal=True))
+        counts = self._all_counts if chosen is self.index else self._counts(chosen)
         numbers = chosen["_i"].slice(offset, limit).to_list()
         shown = self.rows[numbers] if numbers else self.rows.head(0)
         rows = [_brief(i, row) for i, row in zip(numbers, shown.iter_rows(named=True), strict=True)]
-        return {"total": chosen.height, "offset": offset, "rows": rows, "counts": self._counts(chosen)}
+        return {"total": chosen.height, "offset": offset, "rows": rows, "counts": counts}
 
     def row(self, number: int) -> dict[str, Any] | None:
         if not 0 <= number < self.rows.height:
