@@ -254,7 +254,7 @@ def test_only_files_inside_the_path_and_the_rows_videos_are_served(server, viewe
     assert status == 206 and len(body) == 100 and headers["content-range"].startswith("bytes 0-99/")
 
 
-def test_the_command_refuses_a_missing_path_and_warns_off_loopback(tmp_path, viewed):
+def test_the_command_refuses_a_missing_path_or_a_busy_port_and_warns_off_loopback(tmp_path, viewed):
     bad = subprocess.run(
         [sys.executable, "-m", "vdata", "view", str(tmp_path / "absent")],
         capture_output=True,
@@ -274,6 +274,23 @@ def test_the_command_refuses_a_missing_path_and_warns_off_loopback(tmp_path, vie
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     assert "warning: listening on 0.0.0.0" in process.stderr.read()
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = str(taken.getsockname()[1])
+        busy = subprocess.run(
+            [sys.executable, "-m", "vdata", "view", str(viewed), "--port", port],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert (
+        busy.returncode == 2
+        and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+        and "--port" in busy.stderr
+    )
 
 
 # ---------------------------------------------------------------- the page, in a real browser
@@ -310,6 +327,8 @@ def test_the_page_in_chromium_filters_plays_the_segment_and_shows_rejects(server
         "requestfailed",
         lambda request: "ERR_ABORTED" in (request.failure or "") or problems.append(f"failed: {request.url}"),
     )
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
     page.goto(server + "#/rows")
     page.wait_for_selector("#rows tbody tr")
     assert page.inner_text("#shown") == "rows 1–11 of 11"
@@ -374,6 +393,7 @@ def test_the_page_in_chromium_filters_plays_the_segment_and_shows_rejects(server
     assert len(widths) >= 2 and min(widths) > 0, widths  # the card's plots, served from inside the run
     page.screenshot(path=str(shots / "view-audit.png"), full_page=True)
     assert problems == []
+    assert asked and [url for url in asked if not url.startswith(server)] == []  # nothing from the internet
     page.close()
 
 
