@@ -183,7 +183,15 @@ def test_any_file_vdata_reads_is_viewable_and_a_missing_video_is_said(tmp_path):
     data = ViewData(path)
     assert data.rows.height == 10 and "video-r1" in data.read_as and data.rejects.height == 0
     shown = data.row(0)
-    assert shown["video"] is None and shown["video_missing"] == "videos/v0.mp4: no video file here"
+    assert shown["video"] is None
+    assert shown["video_missing"].startswith(f"videos/v0.mp4: not found at {tmp_path}/videos/v0.mp4")
+    # a release's paths under another folder: --media-root
+    (tmp_path / "media" / "videos").mkdir(parents=True)
+    make_video(tmp_path / "media" / "videos" / "v0.mp4", [1.0])
+    rooted = ViewData(path, media_root=tmp_path / "media")
+    assert rooted.row(0)["video"] == "/media/row/0" and rooted.row(1)["video"] is None
+    with pytest.raises(ViewError, match="--media-root .*: not a directory"):
+        ViewData(path, media_root=tmp_path / "nowhere")
     with pytest.raises(ViewError, match="no such file"):
         ViewData(tmp_path / "absent")
     (tmp_path / "bad.json").write_text("{not json")

@@ -44,7 +44,12 @@ class ViewData:
     """What `vdata view PATH` shows: the rows (a dataset directory, a run, or any file vdata
     reads), the run's rejects, the card's plots, and where their videos are."""
 
-    def __init__(self, path: str | Path, audit: Callable[[Path], dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        audit: Callable[[Path], dict[str, Any]] | None = None,
+        media_root: str | Path | None = None,
+    ):
         given = Path(path)
         if not given.exists():
             raise ViewError(
@@ -55,7 +60,11 @@ class ViewData:
         self.run = self._run_of(self.path)
         self.rows_path = self._rows_path()
         self._file_starts: dict[str, int] = {}  # a Parquet file's first row number, for report refs
-        self.media_root = self._media_root()
+        if media_root is not None and not Path(media_root).is_dir():
+            raise ViewError(f"--media-root {media_root}: not a directory")
+        # a given root reads every path under it, absolute ones too (a release's '/MVBench/x.mp4')
+        self.given_root = Path(media_root).resolve() if media_root is not None else None
+        self.media_root = self.given_root or self._media_root()
         self.rows, self.read_as = self._read_rows()
         self.index = self._index(self.rows)
         self._all_counts = self._counts(self.index)  # an unfiltered page's, counted once
@@ -219,9 +228,16 @@ class ViewData:
             "row": row,
             "trace": _trace(row.get("process"), row.get("solution")),
             "video": f"/media/row/{number}" if video else None,
-            "video_missing": None if video or not row.get("path") else f"{row['path']}: no video file here",
+            "video_missing": None if video or not row.get("path") else self._why_no_video(row["path"]),
             "window": _window(row),
         }
+
+    def _why_no_video(self, name: str) -> str:
+        where = Path(name) if Path(name).is_absolute() and self.given_root is None else None
+        where = where or self.media_root / rebased_path(name, self.media_root)
+        if where.is_file():
+            return f"{name}: not a video file ({where.suffix or 'no suffix'})"
+        return f"{name}: not found at {where} (vdata view --media-root DIR reads paths under DIR)"
 
     def find(self, ref: str) -> int | None:
         """The number of the row that `ref` names: its id, or a report's name for it
@@ -248,7 +264,7 @@ class ViewData:
         if not isinstance(name, str) or not name.strip():
             return None
         candidate = Path(name)
-        if not candidate.is_absolute():
+        if self.given_root is not None or not candidate.is_absolute():
             candidate = self.media_root / rebased_path(name, self.media_root)
         try:
             real = candidate.resolve(strict=True)

@@ -726,13 +726,17 @@ def view(
         str, typer.Option(help="Address to bind; anything but loopback shows the data to the network.")
     ] = "127.0.0.1",
     open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+    media_root: Annotated[
+        Path | None,
+        typer.Option(help="Folder the rows' video paths are under (absolute ones too); default: the data's."),
+    ] = None,
 ) -> None:
     """Browse a dataset in a local web page: rows with their video segments, evidence and
     reasoning, and (for a run) every reject with its reason. Read-only; stops on Ctrl-C."""
     from vdata.view import ViewData, ViewError, is_loopback, serve
 
     try:
-        data = ViewData(path, audit=_audit_for_view)
+        data = ViewData(path, audit=_audit_for_view, media_root=media_root)
     except ViewError as exc:
         fail(str(exc))
     if not is_loopback(host):
