@@ -379,8 +379,8 @@ def test_the_page_in_chromium_filters_plays_the_segment_and_shows_rejects(server
     page.click("#nav-rejects")
     page.wait_for_selector("#reject-groups")
     assert "too_vague" in page.inner_text("#reject-groups")
-    page.click("#reject-groups tbody tr")
-    page.wait_for_selector(".reject video")
+    page.click("#reject-groups tbody tr")  # the group's own list replaces the list of all rejects
+    page.wait_for_function("document.querySelector('#reject-list h3')?.textContent == 'check: too_vague (3)'")
     assert page.locator(".reject").count() == 3
     page.wait_for_function("document.querySelector('.reject video').readyState >= 1")  # its video loads
     page.wait_for_selector(".reject .video-error")  # the empty file says it does not play
