@@ -282,6 +282,14 @@ def test_the_command_refuses_a_missing_path_or_a_busy_port_and_warns_off_loopbac
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
     assert "warning: listening on 0.0.0.0" in process.stderr.read()
+    # Ctrl-C the moment the URL is printed stops it cleanly too (no traceback, status 0)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vdata", "view", str(viewed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    while b"serving" not in process.stdout.readline():
+        pass
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 0, process.stderr.read()[-1000:]
     import socket
 
     with socket.socket() as taken:

@@ -534,11 +534,10 @@ def serve(
 ) -> None:
     """Serves until Ctrl-C or SIGTERM; `ready` hears the URL once the socket listens (port 0:
     a free one)."""
+    import signal
     import socket
 
     import uvicorn
-
-    _Server = _server_class()
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -547,32 +546,28 @@ def serve(
     sock.listen(128)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    server = _Server(uvicorn.Config(make_app(data), log_level="warning", access_log=False))
-    if ready is not None:
-        ready(f"http://{shown}:{bound}/")
+    server = _server_class()(uvicorn.Config(make_app(data), log_level="warning", access_log=False))
+    # Ctrl-C and SIGTERM stop it from the moment the URL is printed, and end it with status 0
+    # (uvicorn would raise the signal again after shutting down)
+    previous = {sig: signal.signal(sig, server.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if ready is not None:
+            ready(f"http://{shown}:{bound}/")
         server.run(sockets=[sock])
     finally:
         sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _server_class() -> Any:
     import uvicorn
 
-    class QuietExit(uvicorn.Server):
-        """uvicorn's server, but Ctrl-C and SIGTERM end it cleanly (exit status 0) instead of
-        being raised again once it has shut down."""
+    class OwnSignals(uvicorn.Server):
+        """uvicorn's server leaving the signal handlers to `serve`."""
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
-            import signal
+            yield
 
-            wanted = (signal.SIGINT, signal.SIGTERM)
-            previous = {sig: signal.signal(sig, self.handle_exit) for sig in wanted}
-            try:
-                yield
-            finally:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
-
-    return QuietExit
+    return OwnSignals
