@@ -61,3 +61,20 @@ def wait_for(happened, what: str, process=None, every_s: float = 0.02, cap_s: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not happen within {cap_s:.0f}s")
         time.sleep(every_s)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` now, from /proc (a pool's workers, a Ray driver's local cluster)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found

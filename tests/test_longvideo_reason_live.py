@@ -25,7 +25,7 @@ from vdata.annotators.testing import FaultProxy
 from vdata.cards.exports import to_easyr1
 from vdata.record import validate
 
-from conftest import cached_replies, wait_for
+from conftest import cached_replies, descendants, wait_for
 
 pytestmark = pytest.mark.slow
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -272,19 +272,6 @@ def frame_times(body: dict) -> list[float]:
 def parquet_files(out: Path) -> dict[str, bytes]:
     """Every Parquet file of a run (stage shards, rejects, the dataset), by path in the run."""
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*.parquet"))}
-
-
-def descendants(pid: int) -> set[int]:
-    """The processes below `pid` now (a Ray driver's local cluster)."""
-    found, todo = set(), [pid]
-    while todo:
-        listed = subprocess.run(
-            ["ps", "-o", "pid=", "--ppid", str(todo.pop())], capture_output=True, text=True
-        )
-        children = {int(p) for p in listed.stdout.split()}
-        found |= children
-        todo.extend(children)
-    return found
 
 
 # Ray's agents outlive a killed driver by a minute or two, then exit by themselves; they ask

@@ -14,26 +14,9 @@ import pytest
 
 from vdata.orphans import alive
 
-from conftest import wait_for
+from conftest import descendants, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below `pid`, from /proc."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
 
 
 def gone_within(pids: set[int], seconds: float) -> set[int]:
