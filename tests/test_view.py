@@ -192,6 +192,9 @@ def test_any_file_vdata_reads_is_viewable_and_a_missing_video_is_said(tmp_path):
     assert rooted.row(0)["video"] == "/media/row/0" and rooted.row(1)["video"] is None
     with pytest.raises(ViewError, match="--media-root .*: not a directory"):
         ViewData(path, media_root=tmp_path / "nowhere")
+    # a viewed file's folder is not served: only the file itself
+    (tmp_path / "private.txt").write_text("a neighbour of the viewed file")
+    assert data.file("train.json") == path.resolve() and data.file("private.txt") is None
     with pytest.raises(ViewError, match="no such file"):
         ViewData(tmp_path / "absent")
     (tmp_path / "bad.json").write_text("{not json")

@@ -56,7 +56,7 @@ class ViewData:
                 f"{path}: no such file or directory; give a dataset directory, a run or a data file"
             )
         self.path = given.resolve()
-        self.root = self.path if self.path.is_dir() else self.path.parent  # files are served from here
+        self.root = self.path if self.path.is_dir() else self.path.parent
         self.run = self._run_of(self.path)
         self.rows_path = self._rows_path()
         self._file_starts: dict[str, int] = {}  # a Parquet file's first row number, for report refs
@@ -326,9 +326,11 @@ class ViewData:
         return self._audit_result
 
     def file(self, relative: str) -> Path | None:
-        """A file inside the viewed path, or None: no absolute paths, no '..', nothing a
-        symlink leads out to."""
+        """A file inside the viewed path (a viewed file: that file alone, not its folder's
+        neighbours), or None: no absolute paths, no '..', nothing a symlink leads out to."""
         if not relative or relative.startswith(("/", "\\")) or "\\" in relative:
+            return None
+        if not self.path.is_dir() and relative != self.path.name:
             return None
         if any(part in ("..", "") for part in relative.split("/")):
             return None
