@@ -110,7 +110,6 @@ def serve_in_thread(folder: Path) -> tuple[str, object, float]:
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
     server = uvicorn.Server(uvicorn.Config(make_app(data), log_level="warning"))
-    server.install_signal_handlers = lambda: None  # uvicorn < 0.29
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     while not server.started:

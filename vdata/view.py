@@ -24,8 +24,9 @@ from typing import Any
 
 import polars as pl
 
+from vdata.formats import DatasetReadError, load_rows, media_root_of
 from vdata.record import rebased_path
-from vdata.runstore import RunStore
+from vdata.runstore import RunStore, rows_to_table
 from vdata.video import VIDEO_SUFFIXES
 
 PAGE_DIR = Path(__file__).with_name("view_page")
@@ -64,7 +65,7 @@ class ViewData:
             raise ViewError(f"--media-root {media_root}: not a directory")
         # a given root reads every path under it, absolute ones too (a release's '/MVBench/x.mp4')
         self.given_root = Path(media_root).resolve() if media_root is not None else None
-        self.media_root = self.given_root or self._media_root()
+        self.media_root = self.given_root or (media_root_of(self.rows_path) if self.rows_path else self.root)
         self.rows, self.read_as = self._read_rows()
         self.index = self._index(self.rows)
         self._all_counts = self._counts(self.index)  # an unfiltered page's, counted once
@@ -85,13 +86,6 @@ class ViewData:
         if self.run is not None and self.run.root == self.path:
             return self.run.rows_path()  # None: a run that makes no question rows (split, annotate)
         return self.path
-
-    def _media_root(self) -> Path:
-        if self.rows_path is None:
-            return self.root
-        if not self.rows_path.is_dir():
-            return self.rows_path.parent
-        return RunStore(self.rows_path).media_root() if (self.rows_path / "data").is_dir() else self.rows_path
 
     def _read_rows(self) -> tuple[pl.DataFrame, str]:
         from vdata.record import SCHEMA
@@ -114,9 +108,6 @@ class ViewData:
 
     def _read_any(self) -> tuple[pl.DataFrame, str]:
         """Any file or folder vdata reads, mapped onto the record."""
-        from vdata.formats import DatasetReadError, load_rows
-        from vdata.runstore import rows_to_table
-
         try:
             loaded = load_rows(self.rows_path)
         except DatasetReadError as exc:
@@ -218,8 +209,7 @@ class ViewData:
         if not 0 <= number < self.rows.height:
             return None
         row = _jsonable(self.rows.row(number, named=True))
-        for key in ("meta_json",):
-            row[key.removesuffix("_json")] = _loads(row.pop(key, None))
+        row["meta"] = _loads(row.pop("meta_json", None))
         if isinstance(row.get("provenance"), dict):
             row["provenance"]["params"] = _loads(row["provenance"].pop("params_json", None))
         video = self.row_video(number)
@@ -232,9 +222,15 @@ class ViewData:
             "window": _window(row),
         }
 
+    def _where(self, name: str) -> Path:
+        """Where a row's or reject's video name points: as given when absolute, else under the
+        media root (every name, with --media-root)."""
+        if Path(name).is_absolute() and self.given_root is None:
+            return Path(name)
+        return self.media_root / rebased_path(name, self.media_root)
+
     def _why_no_video(self, name: str) -> str:
-        where = Path(name) if Path(name).is_absolute() and self.given_root is None else None
-        where = where or self.media_root / rebased_path(name, self.media_root)
+        where = self._where(name)
         if where.is_file():
             return f"{name}: not a video file ({where.suffix or 'no suffix'})"
         return f"{name}: not found at {where} (vdata view --media-root DIR reads paths under DIR)"
@@ -263,11 +259,8 @@ class ViewData:
         """A video a row or reject names, resolved (absolute, or under the media root)."""
         if not isinstance(name, str) or not name.strip():
             return None
-        candidate = Path(name)
-        if self.given_root is not None or not candidate.is_absolute():
-            candidate = self.media_root / rebased_path(name, self.media_root)
         try:
-            real = candidate.resolve(strict=True)
+            real = self._where(name).resolve(strict=True)
         except (OSError, RuntimeError):
             return None
         return real if real.is_file() and real.suffix.lower() in VIDEO_SUFFIXES else None
@@ -289,18 +282,21 @@ class ViewData:
         for item in chosen.slice(offset, limit).iter_rows(named=True):
             number = item.pop("_i")
             payload = _loads(item.pop("payload_json"))
-            video = self.reject_video(number)
-            link = f"/media/reject/{number}" if video else None
+            link = f"/media/reject/{number}" if self._reject_video(payload, item["input_ref"]) else None
             shown.append({**item, "number": number, "payload": payload, "video": link})
         return {"total": chosen.height, "offset": offset, "rejects": shown}
 
     def reject_video(self, number: int) -> Path | None:
         if not 0 <= number < self.rejects.height:
             return None
-        payload = _loads(self.rejects["payload_json"][number])
+        return self._reject_video(
+            _loads(self.rejects["payload_json"][number]), self.rejects["input_ref"][number]
+        )
+
+    def _reject_video(self, payload: Any, input_ref: Any) -> Path | None:
+        """The video a reject names: in its payload (VIDEO_KEYS), else its input_ref."""
         names = [payload.get(key) for key in VIDEO_KEYS] if isinstance(payload, dict) else []
-        names.append(self.rejects["input_ref"][number])
-        for name in names:
+        for name in [*names, input_ref]:
             if isinstance(name, str) and Path(name).suffix.lower() in VIDEO_SUFFIXES:
                 found = self._video(name)
                 if found:
@@ -451,7 +447,8 @@ def make_app(data: ViewData) -> Any:
         return JSONResponse(data.page(dict(request.query_params), offset, limit))
 
     async def row(request: Request) -> Response:
-        found = data.row(number(request) if number(request) is not None else -1)
+        asked = number(request)
+        found = data.row(asked) if asked is not None else None
         return JSONResponse(found) if found else not_found()
 
     async def find(request: Request) -> Response:
