@@ -116,7 +116,13 @@ class ViewData:
             {**row, "split": row.get("split") or split or None}
             for row, split in zip(loaded.rows, loaded.splits, strict=True)
         ]
-        return pl.from_arrow(rows_to_table(rows)), loaded.read_as
+        try:
+            return pl.from_arrow(rows_to_table(rows)), loaded.read_as
+        except (ValueError, TypeError, pl.exceptions.PolarsError) as exc:  # ArrowInvalid is a ValueError
+            raise ViewError(
+                f"{self.rows_path}: its rows do not share one type per field ({exc}); "
+                "`vdata validate` names the rows"
+            ) from exc
 
     @staticmethod
     def _index(rows: pl.DataFrame) -> pl.DataFrame:
