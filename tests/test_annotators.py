@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import sqlite3
 import time
 
 import numpy as np
@@ -99,6 +100,35 @@ def test_cache_keys_hash_media_and_cover_everything_that_changes_the_reply(tmp_p
     assert cache._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     cache.close()
     assert RequestCache(tmp_path / "cache.sqlite").get(base) == {"text": "hi"}  # it persists
+
+
+def test_many_openers_of_one_new_cache_file_all_get_it(tmp_path):
+    """Eight connections opening the same new cache file at once (a node's Ray tasks creating
+    its node cache): each one opens it and writes, none is told "database is locked" (SQLite
+    refuses the losers of the switch to WAL at once; a CI run failed on it)."""
+    import threading
+
+    errors: list[str] = []
+    for trial in range(120):
+        path = tmp_path / f"c{trial}.sqlite"
+        start = threading.Barrier(8)
+
+        def open_and_write(path=path, start=start) -> None:
+            start.wait()
+            try:
+                cache = RequestCache(path)
+                cache.put(threading.current_thread().name, "m", {"text": "hi"})
+                cache.close()
+            except sqlite3.OperationalError as exc:
+                errors.append(str(exc))
+
+        threads = [threading.Thread(target=open_and_write) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert RequestCache(path).count() == 8
+    assert errors == []
 
 
 def test_a_pools_portable_spec_keeps_its_empty_cache_as_an_absolute_path(tmp_path, monkeypatch):
