@@ -112,6 +112,8 @@ class FaultProxy:
         if scope["type"] != "http":
             return
         body = await read_body(receive)
+        if body is None:  # the client went away before its request was whole: nothing was asked
+            return
         if scope["method"] == "GET":  # /v1/models
             status, headers, payload = await asyncio.to_thread(self._forward, "GET", scope["path"], None)
             await respond(send, status, headers, payload)
@@ -224,11 +226,14 @@ class FaultProxy:
             return exc.code, [], exc.read()
 
 
-async def read_body(receive: Any) -> bytes:
-    """The whole body of an ASGI request."""
+async def read_body(receive: Any) -> bytes | None:
+    """The whole body of an ASGI request; None when the client disconnected before sending it
+    all (a process killed while it wrote a request has asked nothing)."""
     body = b""
     while True:
         message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
         body += message.get("body", b"")
         if not message.get("more_body"):
             return body

@@ -35,6 +35,8 @@ class StandInHub:
         if scope["type"] != "http":
             return
         body = await read_body(receive)
+        if body is None:  # the client went away mid-request
+            return
         method, path = scope["method"], scope["path"]
         self.calls.append((method, path))
         self.headers.append(dict(scope["headers"]))

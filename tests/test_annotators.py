@@ -352,3 +352,22 @@ def test_every_answered_turn_is_cached_so_a_rerun_pays_for_no_repair_again(tmp_p
     assert paid.repairs == 2 and paid.requests == sent >= 3  # the probe of the structured mode, 3 turns
     assert len(stand_in.seen) == sent  # the rerun reached the server zero times
     assert replayed.requests == 0 and replayed.cache_hits == 3 and replayed.failures == 1
+
+
+def test_the_proxy_counts_no_request_whose_client_died_while_sending_it():
+    # A run killed while it writes a request has asked nothing; counting it (as an empty
+    # request) made the kill-and-resume test see an item that no run had asked for.
+    import socket
+
+    body = b'{"model": "stand-in", "messages": [{"role": "user", "content": "cut off"}]}'
+    head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+    head += "Content-Type: application/json\r\n\r\n"
+    with FaultProxy(None, latency_s=0.0) as stand_in:
+        for cut in (0, 20):  # killed after the headers; killed in the body
+            with socket.create_connection(("127.0.0.1", stand_in.port)) as sock:
+                sock.sendall(head.encode() + body[:cut])
+                time.sleep(0.2)  # the proxy has what was sent, then the disconnect
+        with socket.create_connection(("127.0.0.1", stand_in.port)) as sock:  # a whole one
+            sock.sendall(head.encode() + body)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    assert len(stand_in.seen) == 1
