@@ -277,8 +277,7 @@ def run(args: argparse.Namespace) -> None:
             if distributed:
                 os._exit(3)  # the other rank waits in a collective: end the run, as torchrun will
             break
-    if distributed:
-        dist.destroy_process_group()
+    mrsp.finish()  # the ranks leave together
 
 
 def _sync(torch) -> None:

@@ -130,6 +130,17 @@ def start(size: int, device: str) -> tuple[SPGroup, str]:
     return SPGroup(dist.get_rank(), world), device
 
 
+def finish() -> None:
+    """Ends this process's group, if there is one: every rank waits for the others (none leaves
+    while another still sends to it), then the group is torn down. A group left to the
+    interpreter's exit can abort the process ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def enable(model: Any, sp: SPGroup) -> None:
     """Puts Ulysses attention on the language model (the vision tower keeps its own), after
     checking that its heads can be split over `sp`."""

@@ -25,6 +25,7 @@ def train_grpo(
     """
     try:
         from vdata.trainers.config import ConfigError, GRPOConfig
+        from vdata.trainers.mrsp import finish
         from vdata.trainers.train import train
     except ImportError as exc:
         fail(
@@ -37,6 +38,7 @@ def train_grpo(
         summary = train(settings, log=lambda line: err.print(line, highlight=False))
     except ConfigError as exc:
         fail(str(exc))
+    finish()  # under torchrun (sp > 1): the ranks leave together
     where = summary.out
     out.print(
         f"{summary.steps} steps; metrics: {where / 'metrics.jsonl'}; checkpoint: {where / 'checkpoint'}"
