@@ -18,7 +18,7 @@ from vdata.annotators.pool import RunModels
 from vdata.annotators.stage import annotate_stage
 from vdata.formats import load_raw_rows
 from vdata.runner import RunResult, run_pipeline
-from vdata.runstore import RunStore, split_storable
+from vdata.runstore import RunStore, refuse_overlap, split_storable
 from vdata.stages import Reject, reject_rows
 
 ANNOTATED = "annotated.parquet"
@@ -58,7 +58,9 @@ def annotate_rows(
     refresh: bool = False,
     quiet: bool = False,
     command: str = "",
+    force: bool = False,
 ) -> AnnotateResult:
+    refuse_overlap(Path(out), [("the data", data)])
     raw = load_raw_rows(data)
     rows, unstorable = split_storable(raw)  # rows Arrow cannot hold beside the others: load rejects
     load_rejects = [Reject("wrong_type", why, f"{data}: row {i}", raw[i]) for i, why in unstorable]
@@ -78,7 +80,7 @@ def annotate_rows(
         config={"prompt": prompt, "system": system} | ({"refreshed_at": time.time()} if refresh else {}),
     )
     store = RunStore(out)
-    with store.lock(), RunModels(endpoints, out, roles=[role], no_cache=no_cache, refresh=refresh) as models:
+    with store.lock(force=force), RunModels(endpoints, out, roles=[role], no_cache=no_cache, refresh=refresh) as models:
         result = run_pipeline(
             out,
             "annotate@1",

@@ -45,6 +45,7 @@ from vdata.annotators.stage import annotate_stage
 from vdata.builders.qa_inversion import row_meta
 from vdata.record import answer_tag, rebased_path, record_id, solution_answer, validate
 from vdata.runner import RunResult, run_pipeline
+from vdata.settings import Settings
 from vdata.stages import DatasetStage, MapStage, Reject, StageContext, StageOutput
 from vdata.synth import VIOLATIONS, SynthConfig, WorldSpec, generate_video
 from vdata.synth.questions import VIOLATION_PHRASES, event_phrase
@@ -58,7 +59,7 @@ SCENE_KINDS = ("reversed_gravity", "time_reversal")
 QUESTION_TYPES = ("state", "which", "what", "when")  # yes/no, choice, free-form, temporal
 
 
-class CounterexampleConfig(BaseModel):
+class CounterexampleConfig(Settings):
     """Everything a run depends on; loadable from YAML, overridable by flags."""
 
     out: str
@@ -77,6 +78,14 @@ class CounterexampleConfig(BaseModel):
     ask_writer: bool = True  # False: the control twin's answer stands for the prior
     seed: int = 0
     max_tokens: int = 120
+
+    def inputs(self) -> list[tuple[str, Any]]:
+        return [
+            ("--from", self.from_synth),
+            ("--import", self.import_path),
+            ("--eval", self.eval_path),
+            ("--real", self.real),
+        ]
 
 
 # ---------------------------------------------------------------- world
@@ -737,6 +746,7 @@ def build(
     refresh: bool = False,
     quiet: bool = False,
     wait: bool = False,
+    force: bool = False,
     command: str = "",
 ) -> RunResult:
     """Runs the recipe in config.out, whose final rows become config.out/dataset; a rerun
@@ -760,7 +770,7 @@ def build(
     benchmark = benchmark_videos(config.eval_path, config.media_root)
     roles = ["writer"] if config.ask_writer else []
     with (
-        RunStore(config.out).lock(wait),
+        RunStore(config.out).lock(wait, force=force, inputs=config.inputs()),
         RunModels(endpoints, config.out, roles=roles, no_cache=no_cache, refresh=refresh) as models,
     ):
         return run_pipeline(

@@ -43,6 +43,7 @@ from vdata.filters.splits import split_by_video
 from vdata.record import Record, answer_tag, solution_answer, validate
 from vdata.runner import RunResult, run_pipeline
 from vdata.segment import discover_videos
+from vdata.settings import Settings
 from vdata.stages import DatasetStage, MapStage, Reject, StageContext, StageOutput
 
 RECIPE = "longvideo-reason@1"
@@ -55,7 +56,7 @@ CATEGORIES = {
 CAPTION_PROMPT = "Elaborate on the visual and narrative elements of the video in detail."
 
 
-class LongVideoReasonConfig(BaseModel):
+class LongVideoReasonConfig(Settings):
     """Everything a run depends on; loadable from YAML, overridable by flags."""
 
     videos: list[str]
@@ -76,6 +77,9 @@ class LongVideoReasonConfig(BaseModel):
     # questions it always or never answers are dropped; without one the step does not run (said)
     difficulty: bool = False
     difficulty_samples: int = Field(10, ge=1)
+
+    def inputs(self) -> list[tuple[str, Any]]:
+        return [*(("--videos", v) for v in self.videos), ("--captions", self.captions)]
 
 
 # ---------------------------------------------------------------- model replies
@@ -519,6 +523,7 @@ def build(
     refresh: bool = False,
     quiet: bool = False,
     wait: bool = False,
+    force: bool = False,
     command: str = "",
 ) -> RunResult:
     """Runs the recipe in config.out, whose final rows become config.out/dataset; a rerun
@@ -535,7 +540,7 @@ def build(
     roles += ["policy"] if config.difficulty else []
     captions = None
     with (
-        RunStore(config.out).lock(wait),
+        RunStore(config.out).lock(wait, force=force, inputs=config.inputs()),
         RunModels(
             endpoints,
             config.out,

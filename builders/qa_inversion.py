@@ -47,6 +47,7 @@ from vdata.filters.letters import balance_letters
 from vdata.filters.splits import split_by_video
 from vdata.record import answer_letters, rebased_path, record_id, solution_of, validate
 from vdata.runner import RunResult, run_pipeline
+from vdata.settings import Settings
 from vdata.stages import DatasetStage, MapStage, Reject, StageContext, StageOutput
 
 RECIPE = "qa-inversion@1"
@@ -54,7 +55,7 @@ NOT_CHOSEN = "not_chosen"
 NOT_NEGATABLE = "not_negatable"
 
 
-class QAInversionConfig(BaseModel):
+class QAInversionConfig(Settings):
     """Everything a run depends on; loadable from YAML, overridable by flags."""
 
     source: str  # any dataset vdata reads
@@ -66,6 +67,9 @@ class QAInversionConfig(BaseModel):
     negate_with_model: bool = True  # False: questions no rule negates stay single-answer
     verify_with_model: bool = True  # False: no model check (said in the summary and the card)
     max_tokens: int = 200
+
+    def inputs(self) -> list[tuple[str, Any]]:
+        return [("--from", self.source)]
 
 
 # ---------------------------------------------------------------- negation by rule
@@ -560,6 +564,7 @@ def build(
     refresh: bool = False,
     quiet: bool = False,
     wait: bool = False,
+    force: bool = False,
     command: str = "",
 ) -> RunResult:
     """Runs the recipe in config.out, whose final rows become config.out/dataset; a rerun
@@ -573,7 +578,7 @@ def build(
         ["verifier"] if config.verify_with_model else []
     )
     with (
-        RunStore(config.out).lock(wait),
+        RunStore(config.out).lock(wait, force=force, inputs=config.inputs()),
         RunModels(endpoints, config.out, roles=roles, no_cache=no_cache, refresh=refresh) as models,
     ):
         verifier = models.pool.model_name("verifier") if config.verify_with_model else ""

@@ -55,6 +55,7 @@ from vdata.record import answer_tag, record_id
 from vdata.runner import RunResult, run_pipeline
 from vdata.runstore import RunStore, atomic_write_bytes
 from vdata.segment import discover_videos
+from vdata.settings import Settings
 from vdata.stages import STAGE_ERROR, DatasetStage, MapStage, Reject, ShardStage, StageContext, StageOutput
 from vdata.usage import Usage, UsageLedger
 
@@ -65,7 +66,7 @@ _ARTICLES = re.compile(r"^(the|a|an)\s+", re.I)
 _TIMESTAMP = re.compile(r"\b\d+(\.\d+)?\s?(s|sec|seconds)\b|\b\d{1,2}:\d{2}\b")
 
 
-class StreamingCoTConfig(BaseModel):
+class StreamingCoTConfig(Settings):
     """Everything a run depends on; loadable from YAML, overridable by flags."""
 
     videos: list[str]
@@ -86,6 +87,9 @@ class StreamingCoTConfig(BaseModel):
     eval_fraction: float = Field(0.0, ge=0, lt=1)
     seed: int = 0
     max_tokens: int = 300
+
+    def inputs(self) -> list[tuple[str, Any]]:
+        return [*(("--videos", v) for v in self.videos), ("--captions", self.captions)]
 
 
 # ---------------------------------------------------------------- the bank
@@ -793,6 +797,7 @@ def build(
     refresh: bool = False,
     quiet: bool = False,
     wait: bool = False,
+    force: bool = False,
     command: str = "",
 ) -> RunResult:
     """Runs the recipe in config.out, whose final rows become config.out/dataset; a rerun
@@ -813,7 +818,7 @@ def build(
     )
     vision = () if config.captions or config.annotator_from_truth else ("annotator",)
     with (
-        RunStore(config.out).lock(wait),
+        RunStore(config.out).lock(wait, force=force, inputs=config.inputs()),
         RunModels(
             endpoints, config.out, roles=roles, vision_roles=vision, no_cache=no_cache, refresh=refresh
         ) as models,

@@ -50,6 +50,7 @@ from vdata.filters.splits import split_by_video
 from vdata.record import Provenance, answer_letters, answer_tag, record_id, validate
 from vdata.runner import RunResult, run_pipeline
 from vdata.runstore import RunStore
+from vdata.settings import Settings
 from vdata.stages import DatasetStage, MapStage, Reject, StageContext, StageOutput
 from vdata.usage import Usage, UsageLedger
 
@@ -89,7 +90,7 @@ def _is_grounding(path: Path) -> bool:
         return False
 
 
-class VideoThinkerConfig(BaseModel):
+class VideoThinkerConfig(Settings):
     """Everything a run depends on; loadable from YAML, overridable by flags."""
 
     sources: list[Source] = Field(min_length=1)
@@ -105,6 +106,9 @@ class VideoThinkerConfig(BaseModel):
     captions_from_truth: bool = False  # --captioner synth-truth
     temperature: float = 0.7
     max_tokens: int = 700
+
+    def inputs(self) -> list[tuple[str, Any]]:
+        return [(f"--source {s.name}", s.path) for s in self.sources]
 
 
 # ---------------------------------------------------------------- sources -> units
@@ -649,6 +653,7 @@ def build(
     refresh: bool = False,
     quiet: bool = False,
     wait: bool = False,
+    force: bool = False,
     command: str = "",
 ) -> RunResult:
     """Runs the recipe in config.out, whose final rows become config.out/dataset; a rerun
@@ -664,7 +669,7 @@ def build(
     roles = ["tracer", "checker"] + (["reasoner"] if "caption" in kinds else [])
     roles += ["captioner"] if "qa" in kinds and not config.captions_from_truth else []
     with (
-        RunStore(config.out).lock(wait),
+        RunStore(config.out).lock(wait, force=force, inputs=config.inputs()),
         RunModels(
             endpoints,
             config.out,

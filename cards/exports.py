@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from vdata.runstore import atomic_write_bytes, atomic_write_table
 
 from vdata.record import (
     CHOICE_TYPES,
@@ -27,6 +28,11 @@ from vdata.record import (
 
 FORMATS = ("video-r1", "easyr1", "verl", "tw-grpo", "vst", "llamafactory")
 UNSAFE_PATH_CODES = ("absolute_path", "parent_path")
+
+
+class ExportRefused(ValueError):
+    """An export that would write over a file it did not write, or where no file can be
+    written; the message names the path and what to do."""
 
 
 class CannotExpress(ValueError):
@@ -249,17 +255,25 @@ def export(
     *,
     unreadable: Iterable[tuple[str, str]] = (),
     allow_unsafe_paths: bool = False,
+    force: bool = False,
 ) -> ExportReport:
     """Writes `records` in `fmt` to `out`; the report lists every record left out, and why.
 
     A record with a validation error (a string where the options list belongs, an answer
     that names no option) is refused, never reshaped; so is a path that is absolute or
     climbs out with '..', unless `allow_unsafe_paths`. `unreadable` lines of the input
-    (where, why) are reported as refused too."""
+    (where, why) are reported as refused too. A file that exists is replaced only with `force`;
+    ExportRefused otherwise, before anything is written."""
     if fmt not in WRITERS:
         raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
     convert, kind = WRITERS[fmt]
     out = Path(out)
+    targets = [out] + ([vst_rl_path(out)] if fmt == "vst" else [])
+    for target in targets:
+        if target.is_dir():
+            raise ExportRefused(f"{target} is a folder; --out names the file to write, e.g. {target}/train.json")
+        if target.exists() and not force:
+            raise ExportRefused(f"{target} exists; give --out a new file, or --force to replace it")
     rows, report = [], ExportReport(fmt, str(out))
     accepted: list[int] = []
     report.refused += [{"id": where, "reason": f"unreadable: {why}"} for where, why in unreadable]
@@ -279,17 +293,23 @@ def export(
             accepted.append(index)
         except CannotExpress as exc:
             report.not_expressed.append({"id": ref, "reason": str(exc)})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "vst":  # VST trains in two steps: the SFT stream rows, and a parquet for its RL stage
-        rl = [item for index in accepted for item in to_vst_rl(records[index], ids[index])]
-        rl_path = out.with_name(f"{out.stem}-rl.parquet")
-        pq.write_table(pa.Table.from_pylist(rl) if rl else pa.table({}), rl_path)
-        report.also.append(str(rl_path))
-    if kind == "json":
-        out.write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
-    elif kind == "jsonl":
-        out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    else:
-        pq.write_table(pa.Table.from_pylist(rows) if rows else pa.table({}), out)
+    try:
+        if fmt == "vst":  # VST trains in two steps: the SFT stream rows, and a parquet for its RL stage
+            rl = [item for index in accepted for item in to_vst_rl(records[index], ids[index])]
+            atomic_write_table(targets[1], pa.Table.from_pylist(rl) if rl else pa.table({}))
+            report.also.append(str(targets[1]))
+        if kind == "json":
+            atomic_write_bytes(out, (json.dumps(rows, ensure_ascii=False, indent=1) + "\n").encode())
+        elif kind == "jsonl":
+            atomic_write_bytes(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode())
+        else:
+            atomic_write_table(out, pa.Table.from_pylist(rows) if rows else pa.table({}))
+    except OSError as exc:
+        raise ExportRefused(f"cannot write {out} ({exc.strerror or exc}); give --out a file you can write") from None
     report.written = len(rows)
     return report
+
+
+def vst_rl_path(out: Path) -> Path:
+    """Where the vst format writes its RL parquet, beside the SFT rows."""
+    return out.with_name(f"{out.stem}-rl.parquet")

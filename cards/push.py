@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from vdata.publish import publishable
-from vdata.runstore import RunStore
+from vdata.runstore import OutputRefused, RunStore, atomic_write_json, read_json, refuse_overlap
 
 VideoMode = Literal["reference", "upload"]  # leave videos out (rows name their paths), or upload them
 VIDEO_MODES = get_args(VideoMode)
@@ -34,37 +34,74 @@ class Staged:
     notes: list[str] = field(default_factory=list)  # what was left out or followed, and why
 
 
+STAGED = ".vdata-push.json"  # in a dry run's folder: the files vdata laid out there
+
+
 def stage_files(
     dataset_dir: str | Path,
     staging: str | Path,
     videos: VideoMode,
     show_endpoints: bool = False,
 ) -> Staged:
-    """Lays out exactly what would be uploaded, as copies (editing them never edits the dataset)."""
+    """Lays out exactly what would be uploaded, as copies (editing them never edits the dataset).
+    `staging` is a new or empty folder, or one an earlier dry run laid out (its files are
+    replaced); anything else is refused (PushError) before a file is written."""
     dataset_dir, staging = Path(dataset_dir), Path(staging)
     if not (dataset_dir / "data").is_dir():
         raise PushError(f"{dataset_dir}: no data/ folder of Parquet shards; is it a vdata dataset directory?")
     if not (dataset_dir / "README.md").exists():
         raise PushError(f"{dataset_dir}: no README.md card; write one first with `vdata card {dataset_dir}`")
-    staging.mkdir(parents=True, exist_ok=True)
+    _claim_staging(staging, dataset_dir)
     notes: list[str] = []
+    files: list[str] = []
+
+    def lay_out(source: Path, relative: str) -> None:
+        _copy(source, staging / relative)
+        files.append(relative)
+
     for pattern in ("data/*.parquet", "README.md", "plots/*.png"):
         for source in sorted(dataset_dir.glob(pattern)):
+            relative = str(source.relative_to(dataset_dir))
             if source.is_symlink() or not source.is_file():
-                relative = source.relative_to(dataset_dir)
                 notes.append(f"{relative}: not a regular file of the dataset; left out")
                 continue
-            _copy(source, staging / source.relative_to(dataset_dir))
+            lay_out(source, relative)
     store = RunStore.of_dataset(dataset_dir)
     run = store.read_run() if store else None
     if run is not None:
         text = json.dumps(publishable(run, show_endpoints), indent=2, ensure_ascii=False) + "\n"
         (staging / "run.json").write_text(text)
+        files.append("run.json")
     if videos == "upload":
         for relative, source in row_videos(dataset_dir, notes):
-            _copy(source, staging / relative)
-    files = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if p.is_file())
-    return Staged(files, notes)
+            lay_out(source, relative)
+    atomic_write_json(staging / STAGED, sorted(files))
+    return Staged(sorted(files), notes)
+
+
+def _claim_staging(staging: Path, dataset_dir: Path) -> None:
+    """A dry run writes only into a new or empty folder apart from the dataset, or one that an
+    earlier dry run laid out, whose files (and only those) it removes first."""
+    try:
+        refuse_overlap(staging, [("the dataset", dataset_dir)])
+    except OutputRefused as exc:
+        raise PushError(f"--dry-run: {exc}") from None
+    if staging.exists() and not staging.is_dir():
+        raise PushError(f"--dry-run {staging} is a file; give a new or empty folder")
+    present = sorted(str(p.relative_to(staging)) for p in staging.rglob("*") if not p.is_dir())
+    if not present:
+        staging.mkdir(parents=True, exist_ok=True)
+        return
+    earlier = set(read_json(staging / STAGED) or []) if (staging / STAGED).is_file() else None
+    foreign = [name for name in present if name != STAGED and (earlier is None or name not in earlier)]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise PushError(
+            f"--dry-run {staging} holds files that vdata did not lay out ({shown}); give a new or empty "
+            "folder (vdata never overwrites or deletes files it did not write)"
+        )
+    for name in present:
+        (staging / name).unlink()
 
 
 def row_videos(dataset_dir: Path, notes: list[str]) -> list[tuple[str, Path]]:
@@ -74,7 +111,7 @@ def row_videos(dataset_dir: Path, notes: list[str]) -> list[tuple[str, Path]]:
     row refers to stay home (said so too), and nothing outside is read by accident."""
     from vdata.formats import load_rows
     from vdata.record import path_problems
-    from vdata.video import sha256_file
+    from vdata.video import looks_like_video, sha256_file
 
     root = dataset_dir.resolve()
     expected: dict[str, tuple[str, str]] = {}  # path -> (sha256, recorded source)
@@ -100,7 +137,14 @@ def row_videos(dataset_dir: Path, notes: list[str]) -> list[tuple[str, Path]]:
                     "fix the link or rebuild the dataset"
                 )
             if not sha and not (recorded and Path(recorded).resolve() == target):
-                notes.append(f"{relative}: a link to {target}, outside the dataset, uploaded unchecked")
+                notes.append(
+                    f"{relative}: a link to {target}, outside the dataset, that no sha256 or recorded "
+                    "source vouches for; not uploaded (copy the video into the dataset, or record its sha256)"
+                )
+                continue
+        if not looks_like_video(target):
+            notes.append(f"{relative}: {target} does not start like a video file; not uploaded")
+            continue
         chosen.append((relative, target))
     referenced = {relative for relative, _ in chosen}
     for extra in sorted((dataset_dir / "videos").rglob("*")) if (dataset_dir / "videos").is_dir() else []:

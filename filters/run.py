@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from vdata.filters.rules import length_row, sample_rows, validate_row
 from vdata.formats import load_rows
 from vdata.record import SPLITS, row_ref, schema_mismatch
 from vdata.runner import RunResult, run_pipeline
-from vdata.runstore import RunStore
+from vdata.runstore import RunStore, refuse_overlap
 from vdata.stages import DatasetStage, MapStage, Reject, Stage, reject_rows
 
 FILTERS = (
@@ -131,10 +131,15 @@ def run_filter(
     command: str = "",
     endpoints: Any = None,
     no_cache: bool = False,
+    force: bool = False,
+    inputs: Sequence[tuple[str, Any]] = (),
 ) -> FilterResult:
     """Runs one filter stage over `dataset` into `out`. A filter that calls a model (its stage
-    has a role) gets the run's models: `endpoints` (default: the embedded local model)."""
+    has a role) gets the run's models: `endpoints` (default: the embedded local model). `out`
+    is an empty folder or a run of this filter (`force`: a folder of other files, untouched);
+    neither `dataset` nor `inputs` ((flag, path) pairs of other files read) may overlap it."""
     out = Path(out)
+    refuse_overlap(out, [("the dataset", dataset), *inputs])
     loaded = load_rows(dataset, shape)
     rows, load_rejects = [], [Reject("unreadable_row", why, where) for where, why in loaded.unreadable]
     for index, (row, split) in enumerate(zip(loaded.rows, loaded.splits, strict=True)):
@@ -152,7 +157,7 @@ def run_filter(
         rows.append(dict(row))
     store = RunStore(out)
     role = getattr(stage, "role", "")
-    with store.lock(), _models(role, endpoints, out, no_cache, vision=stage.name in VISION_FILTERS) as models:
+    with store.lock(force=force), _models(role, endpoints, out, no_cache, vision=stage.name in VISION_FILTERS) as models:
         config: dict[str, Any] = {"dataset": str(dataset), "shape": loaded.shape}
         if models is not None:
             config["models"] = models.described

@@ -56,8 +56,8 @@ def _check(row: dict, ctx) -> dict | Reject:
 def viewed(tmp_path_factory) -> Path:
     """A run with a dataset: 14 rows over two real H.264 videos (12 s), one with a segment,
     evidence and a Video-Thinker trace, one with a stream, two exact duplicates; three rows
-    rejected, one naming an empty video file by its absolute path; a file outside the run and
-    a symlink inside leading to it."""
+    rejected, one naming a cut-off video file inside the dataset by its absolute path; a file
+    outside the run and a symlink inside leading to it."""
     base = tmp_path_factory.mktemp("view")
     sources = base / "sources"
     sources.mkdir()
@@ -84,11 +84,12 @@ def viewed(tmp_path_factory) -> Path:
     rows[5]["problem"] = rows[4]["problem"]  # an exact duplicate the audit cites
     for i in (11, 12):
         rows[i]["problem"] = f"Something vague {i}?"
-    (sources / "broken.mp4").write_bytes(b"")  # a reject's video that cannot play
-    rows[13] |= {"problem": "A vague one about the source?", "path": str(sources / "broken.mp4")}
     out = base / "run"
+    broken = out / "dataset" / "videos" / "broken.mp4"  # a reject's video that cannot play
+    rows[13] |= {"problem": "A vague one about the source?", "path": str(broken)}
     result = run_pipeline(out, "view-test@1", rows, [MapStage("check", _check, schema=SCHEMA)], quiet=True)
     RunStore(out).write_dataset(result.final_table(), splits=("rl", "sft"))
+    broken.write_bytes(videos[0].read_bytes()[:2000])  # starts like a video, cut off
     from vdata.cards.card import write_card
 
     write_card(out / "dataset")  # its README.md and plots/*.png

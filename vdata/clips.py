@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from vdata.runner import RunResult, run_pipeline
-from vdata.runstore import RunStore
+from vdata.runstore import RunStore, refuse_overlap
 from vdata.segment import (
     Materialize,
     Mode,
@@ -192,12 +192,14 @@ def split_videos(
     quiet: bool = False,
     command: str = "",
     shard_rows: int = 64,
+    force: bool = False,
 ) -> RunResult:
     """Clips of every video under `paths` into OUT/clips.parquet; rejects into OUT/rejects/.
     `shard_rows` files make one unit of work (resumed whole; one task on the Ray engine)."""
+    refuse_overlap(Path(out), [("the videos", path) for path in paths])
     inputs = discover_videos(paths)
     stages = split_stages(config, len(inputs), out)
-    with RunStore(out).lock():
+    with RunStore(out).lock(force=force):
         result = run_pipeline(
             out,
             "split@1",

@@ -12,7 +12,7 @@ import json
 import math
 import re
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -299,6 +299,9 @@ CODES: dict[str, tuple[str, str]] = {
     # a warning: the question stands; NExT-GQA and Charades-STA carry spans a little off the ends
     "evidence_outside_video": ("warning", "an evidence item lies outside the video's duration"),
     "process_format": ("warning", "process has no <think>...</think> block"),
+    "not_finite": ("error", "a number is NaN or infinite"),
+    "nul_character": ("error", "a text holds a NUL character (\\x00)"),
+    "bad_difficulty": ("error", "difficulty's pass_rate is not within 0..1 or n_rollouts is negative"),
 }
 
 _OPTION = re.compile(r"^([A-Z])\.\s+(\S.*)$", re.DOTALL)
@@ -365,7 +368,47 @@ def validate(row: Any) -> list[Problem]:
     process = row.get("process")
     if isinstance(process, str) and process.strip() and not re.search(r"<think>.*?</think>", process, re.S):
         problems.append(_problem("process_format", "process has no <think>...</think> block", "process"))
+    problems += _check_difficulty(row.get("difficulty"))
+    return problems + _odd_values(row)
+
+
+def _odd_values(row: Mapping[str, Any]) -> list[Problem]:
+    """NaN or infinity in any number of the record and NUL in any of its texts: values no
+    source means, which readers downstream (JSON, C strings, file systems) cannot take."""
+    problems = []
+    for name in SCHEMA.names:
+        if name == "path":
+            continue  # path_problems says it
+        for where, value in _leaves(row.get(name), name):
+            if isinstance(value, float) and not math.isfinite(value):
+                problems.append(_problem("not_finite", f"{where} is {value}, not a finite number", name))
+            elif isinstance(value, str) and "\x00" in value:
+                problems.append(_problem("nul_character", f"{where} holds a NUL character (\\x00)", name))
     return problems
+
+
+def _leaves(value: Any, where: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _leaves(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _leaves(item, f"{where}[{index}]")
+    else:
+        yield where, value
+
+
+def _check_difficulty(difficulty: Any) -> list[Problem]:
+    if difficulty is None:
+        return []
+    if not isinstance(difficulty, Mapping):
+        return [_problem("wrong_type", "'difficulty' must be a struct", "difficulty")]
+    rate, rollouts = difficulty.get("pass_rate"), difficulty.get("n_rollouts")
+    if rate is not None and _is_number(rate) and not 0 <= rate <= 1:
+        return [_problem("bad_difficulty", f"difficulty.pass_rate {rate} is not within 0..1", "difficulty")]
+    if rollouts is not None and _is_number(rollouts) and rollouts < 0:
+        return [_problem("bad_difficulty", f"difficulty.n_rollouts {rollouts} is negative", "difficulty")]
+    return []
 
 
 def path_problems(path: Any) -> list[Problem]:
@@ -387,6 +430,8 @@ def path_problems(path: Any) -> list[Problem]:
         )
     if ".." in re.split(r"[\\/]", path):
         problems.append(_problem("parent_path", f"path {path!r} climbs out with '..'", "path"))
+    if "\x00" in path:
+        problems.append(_problem("nul_character", f"path {path!r} holds a NUL character", "path"))
     return problems
 
 

@@ -97,6 +97,101 @@ class RunLocked(RuntimeError):
     """Another process is working in this run directory; the message names it."""
 
 
+class OutputRefused(RuntimeError):
+    """An output folder vdata will not write into (it holds files vdata did not write, or it
+    overlaps an input); the message names the folder and the way out."""
+
+
+# Every name a run writes at the top of its folder: the run's own files, then the outputs the
+# recipes and commands leave (question rows, tables, rendered worlds, graphs, clips). With
+# --force vdata writes beside other files, never over one of these that it did not write.
+RUN_ENTRIES = (
+    ".lock",
+    "run.json",
+    "stages",
+    "rejects",
+    "cache.sqlite",
+    "cache.sqlite-wal",
+    "cache.sqlite-shm",
+    "usage.jsonl",
+    "node-caches",
+    "dataset",
+    ".dataset.tmp",
+    ".dataset.old",
+    "questions.parquet",
+    "clips.parquet",
+    "annotated.parquet",
+    "videos.parquet",
+    "events.parquet",
+    "captions.jsonl",
+    "videos",
+    "truth",
+    "clips",
+    "world",
+    "banks",
+    "graphs",
+)
+
+
+def claim_output(root: Path, *, force: bool = False, marker: str = "run.json", owns=RUN_ENTRIES) -> None:
+    """Refuses an output folder vdata must not write into: one that is a file, cannot be made,
+    or holds files while it is not vdata's (no `marker`). With `force`, a folder of other files
+    is used as long as none of them has a name vdata writes (`owns`), so nothing of the user's
+    is ever overwritten or deleted."""
+    if root.exists() and not root.is_dir():
+        raise OutputRefused(f"{root} is a file, not a folder; give --out a new or empty folder")
+    if root.is_dir():
+        try:
+            present = sorted(entry.name for entry in root.iterdir())
+        except OSError as exc:
+            raise OutputRefused(f"cannot read the folder {root} ({exc.strerror or exc})") from None
+        if not present or marker in present:
+            return
+        if not force:
+            shown = ", ".join(present[:3]) + (f" and {len(present) - 3} more" if len(present) > 3 else "")
+            raise OutputRefused(
+                f"{root} holds files that vdata did not write ({shown}) and is not a vdata run (no "
+                f"{marker}); give --out a new or empty folder, or pass --force to write beside them "
+                "(vdata never overwrites or deletes files it did not write)"
+            )
+        taken = [name for name in present if name in owns]
+        if taken:
+            raise OutputRefused(
+                f"{root} already holds {', '.join(taken)}, which vdata would write but did not; "
+                "move them away or give --out another folder (--force never overwrites them)"
+            )
+        return
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputRefused(
+            f"cannot create the folder {root} ({exc.strerror or exc}); give --out a folder you can write"
+        ) from None
+
+
+def refuse_overlap(out: Path, inputs: Iterable[tuple[str, str | Path | None]]) -> None:
+    """Refuses inputs that are the output (a folder or a file), lie inside it or contain it: a
+    command that reads what it writes loses the user's rows. `inputs` are (what to call it,
+    path)."""
+    where = Path(out).resolve()
+    for label, path in inputs:
+        if path is None or str(path) == "":
+            continue
+        given = Path(path).resolve()
+        if given == where:
+            relation = "is the output"
+        elif given.is_relative_to(where):
+            relation = "lies inside the output"
+        elif where.is_relative_to(given):
+            relation = "contains the output"
+        else:
+            continue
+        raise OutputRefused(
+            f"{label} {path} {relation} {out}: a command never writes where it reads; "
+            "give --out a place apart from its inputs"
+        )
+
+
 _HELD: dict[Path, list[Any]] = {}  # run directories this process holds: [lock file, depth]
 RUNTIME_STATE = ("_HELD", "_HELD_GUARD")  # where a run happens, not what it computes (codehash)
 _HELD_GUARD = threading.Lock()
@@ -177,17 +272,22 @@ class RunStore:
         }
 
     @contextlib.contextmanager
-    def lock(self, wait: bool = False) -> Iterator[None]:
+    def lock(
+        self, wait: bool = False, *, force: bool = False, inputs: Iterable[tuple[str, Any]] = ()
+    ) -> Iterator[None]:
         """Holds the run directory for this process, so two invocations never work in it at
         once. Re-entrant within a process (a recipe holds it around its run_pipeline); a
-        second process gets RunLocked naming the holder, or waits when `wait`."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        second process gets RunLocked naming the holder, or waits when `wait`. The first hold
+        claims the folder (`claim_output`: only an empty folder or a vdata run, unless `force`)
+        and refuses `inputs` ((flag, path) pairs) that overlap it: OutputRefused."""
+        refuse_overlap(self.root, inputs)
         key = self.root.resolve()
         with _HELD_GUARD:
             held = _HELD.get(key)
             if held is not None:
                 held[1] += 1
         if held is None:
+            claim_output(self.root, force=force)
             handle = open(self.lock_file, "a+")  # noqa: SIM115 - held until released below
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -255,7 +355,10 @@ class RunStore:
 
     def remove_stale_temp_files(self) -> int:
         """Deletes temp files that a killed run left half-written; returns how many."""
-        stale = [p for p in self.root.rglob(".*.tmp-*") if p.is_file()]
+        # only vdata's own: a user's file beside a run (--force) is never touched
+        stale = [p for p in self.root.glob(".*.tmp-*") if p.name[1:].split(".tmp-")[0] in RUN_ENTRIES]
+        folders = [self.root / name for name in RUN_ENTRIES if (self.root / name).is_dir()]
+        stale = [p for p in stale + [p for d in folders for p in d.rglob(".*.tmp-*")] if p.is_file()]
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)

@@ -98,7 +98,7 @@ def open_video(path: str | Path) -> tuple[av.container.InputContainer, av.video.
     except PermissionError as exc:
         raise VideoError("permission_denied", path, "permission denied; make the file readable") from exc
     except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as exc:
-        if _looks_like_video(path):
+        if looks_like_video(path):
             raise VideoError(
                 "truncated", path, "starts like a video file but cannot be read: it was probably cut off"
             ) from exc
@@ -113,16 +113,27 @@ def open_video(path: str | Path) -> tuple[av.container.InputContainer, av.video.
 
 _SIGNATURES = (
     (4, b"ftyp"),  # MP4, MOV, 3GP
+    (4, b"moov"),  # QuickTime files that start with their other boxes
+    (4, b"mdat"),
+    (4, b"wide"),
+    (4, b"free"),
     (0, b"\x1a\x45\xdf\xa3"),  # Matroska, WebM
     (0, b"RIFF"),  # AVI
     (0, b"FLV"),
     (0, b"\x00\x00\x01\xba"),  # MPEG program stream
+    (0, b"\x00\x00\x01\xb3"),  # MPEG-1/2 video
+    (0, b"\x30\x26\xb2\x75"),  # ASF (WMV)
 )
 
 
-def _looks_like_video(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(200)
+def looks_like_video(path: str | Path) -> bool:
+    """Whether a file starts as a video container does (not whether it plays): what a file
+    must show before vdata serves or uploads it as a row's video. False when unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(200)
+    except (OSError, ValueError):  # ValueError: a NUL in the path
+        return False
     transport_stream = head[:1] == head[188:189] == b"\x47"  # a sync byte every 188 bytes
     return transport_stream or any(
         head[offset : offset + len(magic)] == magic for offset, magic in _SIGNATURES

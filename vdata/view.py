@@ -2,10 +2,14 @@
 
 The server reads pages of rows from Parquet (polars) and sends the browser one page at a
 time, never the whole dataset; a row's video is served with HTTP range requests so the
-page can play just the row's segment. What it serves, and nothing else: files inside the
-viewed path, and the resolved sources of its rows' and rejects' videos (each by its row's
-number, never by a path the browser names). The page itself (vdata/view_page/) loads no
-asset from the internet.
+page can play just the row's segment. What it serves, and nothing else: the dataset's data
+files, its card and the card's plots (never run.json, the request cache, logs or anything
+else a run holds), and the videos its rows and rejects name, each by its row's number, never
+by a path the browser names, and only where the name leads inside the dataset (or
+--media-root) to a file that starts like a video. It answers only requests addressed to the
+host it listens on (a page elsewhere that points a name of its own at 127.0.0.1 gets 400),
+and renders odd values (NaN, NUL) instead of failing. The page itself (vdata/view_page/)
+loads no asset from the internet.
 
 The audit is handed in by the command line (`vdata view` composes the filters' audit); the
 viewer only shows its findings.
@@ -16,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -27,7 +33,7 @@ import polars as pl
 from vdata.formats import DatasetReadError, load_rows, media_root_of
 from vdata.record import rebased_path
 from vdata.runstore import RunStore, rows_to_table
-from vdata.video import VIDEO_SUFFIXES
+from vdata.video import VIDEO_SUFFIXES, looks_like_video
 
 PAGE_DIR = Path(__file__).with_name("view_page")
 # how reports name a row (record.source_ref): 'KEY VALUE (POSITION)', POSITION '[FILE ]row N'
@@ -70,6 +76,7 @@ class ViewData:
         self.index = self._index(self.rows)
         self._all_counts = self._counts(self.index)  # an unfiltered page's, counted once
         self.rejects = self._read_rejects()
+        self._served = self._servable_files()
         self._audit = audit
         self._audit_result: dict[str, Any] | None = None
         self._audit_lock = threading.Lock()
@@ -166,9 +173,30 @@ class ViewData:
 
     # ------------------------------------------------------------ rows
 
-    def summary(self) -> dict[str, Any]:
+    def _plots(self) -> list[Path]:
         folders = (self.root / "plots", self.root / "dataset" / "plots")  # the card's, in a dataset or run
-        plots = sorted(p for folder in folders for p in folder.glob("*.png")) if self.path.is_dir() else []
+        return sorted(p for folder in folders for p in folder.glob("*.png")) if self.path.is_dir() else []
+
+    def _servable_files(self) -> dict[str, Path]:
+        """What /files/ may serve, by its path under the viewed root: the data files, the card
+        and its plots; never a run's own files (run.json can hold an endpoint's password, the
+        cache every prompt and answer)."""
+        if not self.path.is_dir():
+            return {self.path.name: self.path}
+        rows = self.rows_path if self.rows_path is not None and self.rows_path.is_dir() else None
+        found = self._plots()
+        if rows is not None:
+            found += sorted((rows / "data").glob("*.parquet")) + [rows / "README.md"]
+        served = {}
+        for path in found:
+            with contextlib.suppress(OSError, RuntimeError):
+                real = path.resolve(strict=True)
+                if real.is_file() and real.is_relative_to(self.root) and not path.is_symlink():
+                    served[path.relative_to(self.root).as_posix()] = real
+        return served
+
+    def summary(self) -> dict[str, Any]:
+        plots = self._plots()
         return {
             "path": str(self.path),
             "read_as": self.read_as,
@@ -191,7 +219,7 @@ class ViewData:
     def page(self, filters: dict[str, str], offset: int = 0, limit: int = 50) -> dict[str, Any]:
         """One page of rows matching `filters` (facet values, difficulty range, text `q`), with
         the counts per facet value among the matches."""
-        offset, limit = max(0, offset), min(max(1, limit), MAX_PAGE)
+        limit = min(max(1, limit), MAX_PAGE)
         chosen = self.index
         for name in FACETS:
             value = filters.get(name)
@@ -206,6 +234,7 @@ class ViewData:
         if query:
             chosen = chosen.filter(pl.col("_text").str.contains(query, literal=True))
         counts = self._all_counts if chosen is self.index else self._counts(chosen)
+        offset = min(max(0, offset), chosen.height)  # past the end: an empty page, whatever the number
         numbers = chosen["_i"].slice(offset, limit).to_list()
         shown = self.rows[numbers] if numbers else self.rows.head(0)
         rows = [_brief(i, row) for i, row in zip(numbers, shown.iter_rows(named=True), strict=True)]
@@ -214,7 +243,7 @@ class ViewData:
     def row(self, number: int) -> dict[str, Any] | None:
         if not 0 <= number < self.rows.height:
             return None
-        row = _jsonable(self.rows.row(number, named=True))
+        row = self.rows.row(number, named=True)
         row["meta"] = _loads(row.pop("meta_json", None))
         if isinstance(row.get("provenance"), dict):
             row["provenance"]["params"] = _loads(row["provenance"].pop("params_json", None))
@@ -229,14 +258,21 @@ class ViewData:
         }
 
     def _where(self, name: str) -> Path:
-        """Where a row's or reject's video name points: as given when absolute, else under the
-        media root (every name, with --media-root)."""
+        """Where a row's or reject's video name points, without following links: as given when
+        absolute, else under the media root (every name, with --media-root)."""
         if Path(name).is_absolute() and self.given_root is None:
-            return Path(name)
-        return self.media_root / rebased_path(name, self.media_root)
+            return Path(os.path.normpath(name))
+        return Path(os.path.normpath(self.media_root / rebased_path(name, self.media_root)))
 
     def _why_no_video(self, name: str) -> str:
+        if "\x00" in name:
+            return f"{name!r}: a path with a NUL character names no file"
         where = self._where(name)
+        if not where.is_relative_to(self.media_root):
+            return (
+                f"{name}: outside {self.media_root}, which the viewer does not serve from "
+                "(vdata view --media-root DIR serves the videos under DIR)"
+            )
         if where.is_file():
             return f"{name}: not a video file ({where.suffix or 'no suffix'})"
         return f"{name}: not found at {where} (vdata view --media-root DIR reads paths under DIR)"
@@ -262,14 +298,21 @@ class ViewData:
         return self._video(self.rows["path"][number])
 
     def _video(self, name: Any) -> Path | None:
-        """A video a row or reject names, resolved (absolute, or under the media root)."""
-        if not isinstance(name, str) or not name.strip():
+        """The video a row or reject names, resolved: only where the name leads inside the media
+        root (a link the dataset holds may lead on, to its source) to a file with a video's
+        suffix that starts like a video, never to whatever a '..' or an absolute path reaches."""
+        if not isinstance(name, str) or not name.strip() or "\x00" in name:
+            return None
+        where = self._where(name)
+        if not where.is_relative_to(self.media_root):
             return None
         try:
-            real = self._where(name).resolve(strict=True)
+            real = where.resolve(strict=True)
         except (OSError, RuntimeError):
             return None
-        return real if real.is_file() and real.suffix.lower() in VIDEO_SUFFIXES else None
+        if not real.is_file() or real.suffix.lower() not in VIDEO_SUFFIXES or not looks_like_video(real):
+            return None
+        return real
 
     # ------------------------------------------------------------ rejects
 
@@ -283,7 +326,7 @@ class ViewData:
             chosen = chosen.filter(pl.col("stage") == stage)
         if reason:
             chosen = chosen.filter(pl.col("reason") == reason)
-        offset, limit = max(0, offset), min(max(1, limit), MAX_PAGE)
+        offset, limit = min(max(0, offset), chosen.height), min(max(1, limit), MAX_PAGE)
         shown = []
         for item in chosen.slice(offset, limit).iter_rows(named=True):
             number = item.pop("_i")
@@ -328,19 +371,9 @@ class ViewData:
         return self._audit_result
 
     def file(self, relative: str) -> Path | None:
-        """A file inside the viewed path (a viewed file: that file alone, not its folder's
-        neighbours), or None: no absolute paths, no '..', nothing a symlink leads out to."""
-        if not relative or relative.startswith(("/", "\\")) or "\\" in relative:
-            return None
-        if not self.path.is_dir() and relative != self.path.name:
-            return None
-        if any(part in ("..", "") for part in relative.split("/")):
-            return None
-        try:
-            real = (self.root / relative).resolve(strict=True)
-        except (OSError, RuntimeError):
-            return None
-        return real if real.is_file() and real.is_relative_to(self.root) else None
+        """One of the files the viewer serves (`_servable_files`: a viewed file alone, or the
+        dataset's data files, card and plots), by its path under the viewed root; else None."""
+        return self._served.get(relative)
 
 
 def _number(text: str | None) -> float | None:
@@ -355,17 +388,19 @@ def _loads(text: Any) -> Any:
         return text
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # shown as the text it is
         return text
 
 
 def _jsonable(value: Any) -> Any:
+    """A value JSON can carry: NaN and infinities (which JSON has no word for) as their text,
+    so the page shows them instead of failing."""
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     return value
 
 
@@ -386,12 +421,18 @@ def _brief(number: int, row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _window(row: dict[str, Any]) -> dict[str, float | None]:
-    """The part of the video a row is about: its segment, else the whole video."""
+    """The part of the video a row is about: its segment, else the whole video (a time that
+    is not a finite number counts as not given: the player cannot seek to it)."""
+
+    def finite(value: Any) -> float | None:
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
     segment = row.get("segment") or {}
     video = row.get("video") or {}
+    end = finite(segment.get("end_s"))
     return {
-        "start_s": segment.get("start_s") or 0.0,
-        "end_s": segment.get("end_s") if segment.get("end_s") is not None else video.get("duration_s"),
+        "start_s": finite(segment.get("start_s")) or 0.0,
+        "end_s": end if end is not None else finite(video.get("duration_s")),
     }
 
 
@@ -414,11 +455,38 @@ def _trace(process: Any, solution: Any) -> list[dict[str, Any]] | None:
 # ---------------------------------------------------------------- the server
 
 
-def make_app(data: ViewData) -> Any:
-    """The viewer's HTTP app: the page, its JSON API, and the files it may serve."""
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """The Host headers the viewer answers: the loopback names, and the address it was told
+    to listen on (with every interface, this machine's name too). Any other name pointed at
+    the server (DNS rebinding: a web page's own name resolved to 127.0.0.1) gets 400."""
+    import socket
+
+    names = [*LOOPBACK_NAMES, f"[{host}]" if ":" in host else host]
+    if host in ("0.0.0.0", "::"):
+        names.append(socket.gethostname())
+    return sorted(set(names))
+
+
+def json_response(content: Any) -> Any:
+    """A JSON answer that carries NaN and infinities as text (starlette's JSONResponse refuses
+    them, and the page would fail on one odd value)."""
+    from starlette.responses import Response
+
+    body = json.dumps(_jsonable(content), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return Response(body, media_type="application/json")
+
+
+def make_app(data: ViewData, hosts: list[str] | None = None) -> Any:
+    """The viewer's HTTP app: the page, its JSON API, and the files it may serve, answering
+    requests addressed to `hosts` only (default: the loopback names)."""
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.requests import Request
-    from starlette.responses import FileResponse, JSONResponse, Response
+    from starlette.responses import FileResponse, Response
     from starlette.routing import Route
 
     def not_found() -> Response:
@@ -446,24 +514,24 @@ def make_app(data: ViewData) -> Any:
         return FileResponse(PAGE_DIR / name, media_type=ASSETS[name])
 
     async def summary(request: Request) -> Response:
-        return JSONResponse(data.summary())
+        return json_response(data.summary())
 
     async def rows(request: Request) -> Response:
         offset, limit = query_int(request, "offset", 0), query_int(request, "limit", 50)
-        return JSONResponse(data.page(dict(request.query_params), offset, limit))
+        return json_response(data.page(dict(request.query_params), offset, limit))
 
     async def row(request: Request) -> Response:
         asked = number(request)
         found = data.row(asked) if asked is not None else None
-        return JSONResponse(found) if found else not_found()
+        return json_response(found) if found else not_found()
 
     async def find(request: Request) -> Response:
         found = data.find(request.query_params.get("id", ""))
-        return JSONResponse({"number": found}) if found is not None else not_found()
+        return json_response({"number": found}) if found is not None else not_found()
 
     async def rejects(request: Request) -> Response:
         params = request.query_params
-        return JSONResponse(
+        return json_response(
             {
                 "groups": data.reject_groups(),
                 **data.reject_page(
@@ -479,7 +547,7 @@ def make_app(data: ViewData) -> Any:
         import anyio
 
         found = await anyio.to_thread.run_sync(data.audit)
-        return JSONResponse(found) if found is not None else not_found()
+        return json_response(found) if found is not None else not_found()
 
     def media(find_video: Callable[[int], Path | None]) -> Callable[[Request], Any]:
         async def serve(request: Request) -> Response:
@@ -506,7 +574,11 @@ def make_app(data: ViewData) -> Any:
         Route("/media/reject/{number}", media(data.reject_video)),
         Route("/files/{path:path}", file),
     ]
-    return Starlette(routes=routes)
+    allowed = list(hosts or LOOPBACK_NAMES)
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed, www_redirect=False)],
+    )
 
 
 ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
@@ -521,6 +593,22 @@ HEADLESS_CHROMIUM_ARGS = (
     "--no-first-run",
     "--autoplay-policy=no-user-gesture-required",
 )
+
+
+def listen_address(host: str) -> str:
+    """The IP address `--host` names ('localhost' is 127.0.0.1), checked as text before anything
+    binds or looks a name up: a host name would be resolved, over the network."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(host.strip().strip("[]")))
+    except ValueError:
+        raise ViewError(
+            f"--host {host!r} is not an IP address; give one of this machine's (127.0.0.1, the default; "
+            "::1; 0.0.0.0 for every interface)"
+        ) from None
 
 
 def is_loopback(host: str) -> bool:
@@ -551,7 +639,8 @@ def serve(
     sock.listen(128)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    server = _server_class()(uvicorn.Config(make_app(data), log_level="warning", access_log=False))
+    app = make_app(data, allowed_hosts(host))
+    server = _server_class()(uvicorn.Config(app, log_level="warning", access_log=False))
     # Ctrl-C and SIGTERM stop it from the moment the URL is printed, and end it with status 0
     # (uvicorn would raise the signal again after shutting down)
     previous = {sig: signal.signal(sig, server.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -103,6 +103,13 @@ def endpoints_from_options(models: Path | None, roles: dict[str, str | None]) ->
     return endpoints
 
 
+ForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Write into an --out folder that holds other files (never over or deleting them)."
+    ),
+]
+
 EngineOption = Annotated[
     str,
     typer.Option("--engine", help="local, or ray: each shard a Ray task, the same output (README: cluster)."),
@@ -158,17 +165,41 @@ def command_line() -> str:
     return shlex.join(["vdata", *sys.argv[1:]])
 
 
+def finite_numbers(command: Any) -> Any:
+    """The command refusing nan and inf for every number it is given (`--minutes nan` would
+    run, or fail later with a worse message): exit 2 naming the option."""
+    import functools
+    import math
+
+    @functools.wraps(command)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        for name, value in kwargs.items():
+            values = value if isinstance(value, (list, tuple)) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                fail(f"--{name.replace('_', '-')} {value}: give a finite number")
+        return command(*args, **kwargs)
+
+    return checked
+
+
+def _check_numbers_everywhere(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        info.callback = finite_numbers(info.callback)
+    for group in typer_app.registered_groups:
+        _check_numbers_everywhere(group.typer_instance)
+
+
 def main() -> None:
 
     from vdata.annotators.endpoints import EndpointError
     from vdata.annotators.local_server import LocalModelError
     from vdata.runner import RunError
-    from vdata.runstore import RunLocked, RunStoreError
+    from vdata.runstore import OutputRefused, RunLocked, RunStoreError
     from vdata.stages import StageFailed
 
     try:
         app()
-    except (RunLocked, RunError) as exc:
+    except (RunLocked, RunError, OutputRefused) as exc:
         _say_failed(str(exc), 2)
     except (StageFailed, LocalModelError, EndpointError, RunStoreError) as exc:
         _say_failed(str(exc), 1)
@@ -186,3 +217,4 @@ if __name__ == "__main__":
 
 for _family in ("data", "build", "hub", "video", "models", "train"):  # their commands register on `app`
     importlib.import_module(f"vdata.cli.{_family}")
+_check_numbers_everywhere(app)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from vdata.cli import app, command_line, endpoints_from_options, err, fail, with_engine
+from vdata.cli import ForceOption, app, command_line, endpoints_from_options, err, fail, with_engine
 from vdata.cli.hub import push_command
 from vdata.runstore import RunStore
 
@@ -70,6 +70,7 @@ def build_longvideo_reason(
     push_to_hub: PushToHub = None,
     allow_empty: AllowEmpty = False,
     wait: Wait = False,
+    force: ForceOption = False,
 ) -> None:
     """LongVideo-Reason: long videos -> four-option reasoning questions for SFT and RL.
 
@@ -104,13 +105,13 @@ def build_longvideo_reason(
         fail(str(exc))
     roles = {role: settings.pop(role, None) for role in ("captioner", "reasoner", "rewriter", "policy")}
     settings["difficulty"] = bool(roles["policy"])
-    recipe = recipe_config(LongVideoReasonConfig, settings)
+    recipe = recipe_config(LongVideoReasonConfig, settings, config)
     endpoints = endpoints_from_options(models, roles)
     run_build(
         build,
         recipe,
         endpoints,
-        RunOptions(no_cache, refresh, quiet, wait, allow_empty, push_to_hub),
+        RunOptions(no_cache, refresh, quiet, wait, allow_empty, push_to_hub, force),
         errors=(CaptionsError, ValueError),
     )
 
@@ -156,6 +157,7 @@ def build_qa_inversion(
     push_to_hub: PushToHub = None,
     allow_empty: AllowEmpty = False,
     wait: Wait = False,
+    force: ForceOption = False,
 ) -> None:
     """QA inversion (TW-GRPO): single-answer choice questions -> multi-answer ones, negation checked.
 
@@ -192,7 +194,7 @@ def build_qa_inversion(
     settings["verify_with_model"] &= "verifier" not in off
     if settings.get("media_root") and not Path(settings["media_root"]).is_dir():
         fail(f"--media-root {settings['media_root']}: not a directory")
-    recipe = recipe_config(QAInversionConfig, settings)
+    recipe = recipe_config(QAInversionConfig, settings, config)
     endpoints = endpoints_from_options(
         models, {role: value for role, value in roles.items() if role not in off}
     )
@@ -200,7 +202,7 @@ def build_qa_inversion(
         build,
         recipe,
         endpoints,
-        RunOptions(no_cache, refresh, quiet, wait, allow_empty, push_to_hub),
+        RunOptions(no_cache, refresh, quiet, wait, allow_empty, push_to_hub, force),
         errors=(DatasetReadError, ValueError),
     )
 
@@ -250,6 +252,7 @@ def build_video_thinker(
     push_to_hub: PushToHub = None,
     allow_empty: AllowEmpty = False,
     wait: Wait = False,
+    force: ForceOption = False,
 ) -> None:
     """Video-Thinker: reasoning traces with <time>, <caption>, <think> blocks, hindsight-checked.
 
@@ -292,13 +295,13 @@ def build_video_thinker(
         ]
     except ValueError as exc:
         fail(str(exc))
-    recipe = recipe_config(VideoThinkerConfig, settings)
+    recipe = recipe_config(VideoThinkerConfig, settings, config)
     endpoints = endpoints_from_options(models, roles)
     run_build(
         build,
         recipe,
         endpoints,
-        RunOptions(no_cache, refresh, quiet, wait, allow_empty, push_to_hub),
+        RunOptions(no_cache, refresh, quiet, wait, allow_empty, push_to_hub, force),
         errors=(ValueError,),
     )
 
@@ -354,6 +357,7 @@ def build_counterexample(
     push_to_hub: PushToHub = None,
     allow_empty: AllowEmpty = False,
     wait: Wait = False,
+    force: ForceOption = False,
 ) -> None:
     """Counterexamples (VideoHallu): videos that break physics, with control twins, and questions whose
     true answer contradicts the language prior.
@@ -392,13 +396,13 @@ def build_counterexample(
         settings.setdefault("synth", 0)  # --from alone: only the folder's videos
     if settings.get("media_root") and not Path(settings["media_root"]).is_dir():
         fail(f"--media-root {settings['media_root']}: not a directory")
-    recipe = recipe_config(CounterexampleConfig, settings)
+    recipe = recipe_config(CounterexampleConfig, settings, config)
     endpoints = endpoints_from_options(models, {"writer": role})
     run_build(
         build,
         recipe,
         endpoints,
-        RunOptions(no_cache, refresh, quiet, wait, allow_empty, push_to_hub),
+        RunOptions(no_cache, refresh, quiet, wait, allow_empty, push_to_hub, force),
         errors=(DatasetReadError, ValueError),
     )
 
@@ -460,6 +464,7 @@ def build_streaming_cot(
     push_to_hub: PushToHub = None,
     allow_empty: AllowEmpty = False,
     wait: Wait = False,
+    force: ForceOption = False,
 ) -> None:
     """Streaming chain-of-thought (VST): a knowledge graph per video, evidence chains, one thought
     per clip, multi-hop questions.
@@ -500,13 +505,13 @@ def build_streaming_cot(
         settings["annotator_from_truth"], roles["annotator"] = True, None
     if roles["judge"] is not None and str(roles["judge"]).lower() == "none":
         settings["ask_judge"], roles["judge"] = False, None
-    recipe = recipe_config(StreamingCoTConfig, settings)
+    recipe = recipe_config(StreamingCoTConfig, settings, config)
     endpoints = endpoints_from_options(models, roles)
     run_build(
         build,
         recipe,
         endpoints,
-        RunOptions(no_cache, refresh, quiet, wait, allow_empty, push_to_hub),
+        RunOptions(no_cache, refresh, quiet, wait, allow_empty, push_to_hub, force),
         errors=(ValueError,),
     )
 
@@ -521,6 +526,7 @@ class RunOptions:
     wait: bool
     allow_empty: bool
     push_to_hub: str | None
+    force: bool = False
 
 
 def run_build(build: Any, recipe: Any, endpoints: Any, options: RunOptions, errors: tuple[type, ...]) -> None:
@@ -533,6 +539,7 @@ def run_build(build: Any, recipe: Any, endpoints: Any, options: RunOptions, erro
             refresh=options.refresh,
             quiet=options.quiet,
             wait=options.wait,
+            force=options.force,
             command=command_line(),
         )
     except errors as exc:
@@ -540,15 +547,17 @@ def run_build(build: Any, recipe: Any, endpoints: Any, options: RunOptions, erro
     finish_build(result, options.allow_empty, options.push_to_hub)
 
 
-def recipe_config(model: Any, settings: dict[str, Any]) -> Any:
-    """The recipe's config from the settings; a bad value is one line naming the setting."""
+def recipe_config(model: Any, settings: dict[str, Any], config: Path | None) -> Any:
+    """The recipe's config from the settings; a bad value or an unknown key is one line naming
+    the setting (and the closest known key) and where it came from."""
     from pydantic import ValidationError
+
+    from vdata.settings import settings_error
 
     try:
         return model.model_validate(settings)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(f"setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']} (flags, or the YAML config)")
+        fail(str(settings_error(exc, model, f"the flags or --config {config}" if config else "the flags")))
 
 
 def finish_build(result: Any, allow_empty: bool, push_to_hub: str | None = None) -> None:

@@ -10,7 +10,18 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from vdata.cli import app, choices, command_line, err, fail, filter_app, load, out, with_engine
+from vdata.cli import (
+    ForceOption,
+    app,
+    choices,
+    command_line,
+    err,
+    fail,
+    filter_app,
+    load,
+    out,
+    with_engine,
+)
 from vdata.filters import DEDUP_METHODS
 from vdata.formats import FILE_TYPES, SHAPES
 
@@ -250,7 +261,14 @@ QuietOption = Annotated[bool, typer.Option("--quiet", help="Log lines instead of
 
 
 def _filter(
-    name: str, dataset: Path, out_dir: Path, fmt: AuditFormat, seed: int, quiet: bool, **options: Any
+    name: str,
+    dataset: Path,
+    out_dir: Path,
+    fmt: AuditFormat,
+    seed: int,
+    quiet: bool,
+    force: bool = False,
+    **options: Any,
 ):
     from vdata.filters.run import filter_stage, run_filter
     from vdata.formats import DatasetReadError
@@ -262,7 +280,15 @@ def _filter(
     try:
         stage = filter_stage(name, **options)
         result = run_filter(
-            stage, dataset, out_dir, shape=shape, seed=seed, quiet=quiet, command=command_line()
+            stage,
+            dataset,
+            out_dir,
+            shape=shape,
+            seed=seed,
+            quiet=quiet,
+            command=command_line(),
+            force=force,
+            inputs=[("--eval", path) for path in options.get("evals", [])],
         )
     except (DatasetReadError, RunError, ValueError) as exc:
         fail(str(exc))
@@ -290,13 +316,14 @@ def filter_validate(
     ] = None,
     seed: SeedOption = 0,
     quiet: QuietOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Keep rows with no validation error (the codes of `vdata validate`). Warnings (an absolute
     path, a grounding span a little past the end) keep the row."""
     if media_root is not None and not media_root.is_dir():
         fail(f"--media-root {media_root}: not a directory")
     options = {"media_root": str(media_root.resolve())} if media_root else {}
-    _filter("validate", dataset, out_dir, fmt, seed, quiet, **options)
+    _filter("validate", dataset, out_dir, fmt, seed, quiet, force, **options)
 
 
 @filter_app.command("balance-letters")
@@ -307,13 +334,14 @@ def filter_balance_letters(
     fmt: FormatOption = AuditFormat["auto"],
     seed: SeedOption = 0,
     quiet: QuietOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Reshuffle options so answer letters are uniform within each split (seeded).
 
     Options, solution and letter references in the reasoning move together; choice
     rows whose options cannot be read are rejected (invalid_choice).
     """
-    _filter("balance-letters", dataset, out_dir, fmt, seed, quiet)
+    _filter("balance-letters", dataset, out_dir, fmt, seed, quiet, force)
 
 
 DedupMethod = choices("DedupMethod", DEDUP_METHODS)
@@ -336,6 +364,7 @@ def filter_dedup(
     fmt: FormatOption = AuditFormat["auto"],
     seed: SeedOption = 0,
     quiet: QuietOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Drop repeated questions, keeping the first of each group.
 
@@ -350,6 +379,7 @@ def filter_dedup(
         fmt,
         seed,
         quiet,
+        force,
         method=method.value,
         threshold=threshold,
         across_videos=across_videos,
@@ -373,6 +403,7 @@ def filter_decontaminate(
     fmt: FormatOption = AuditFormat["auto"],
     seed: SeedOption = 0,
     quiet: QuietOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Drop rows whose video (path, file name or content) or question overlaps an eval set."""
     for path in evals:
@@ -385,6 +416,7 @@ def filter_decontaminate(
         fmt,
         seed,
         quiet,
+        force,
         evals=[str(p) for p in evals],
         media_root=str(media_root) if media_root else None,
         ngram=ngram,
@@ -421,6 +453,7 @@ def _model_filter(
     quiet: bool,
     policy: str | None,
     models: Path | None,
+    force: bool = False,
     **options: Any,
 ) -> None:
     from vdata.cli import endpoints_from_options
@@ -441,6 +474,7 @@ def _model_filter(
             quiet=quiet,
             command=command_line(),
             endpoints=endpoints,
+            force=force,
         )
     except (DatasetReadError, RunError) as exc:
         fail(str(exc))
@@ -496,6 +530,7 @@ def filter_difficulty(
     fmt: FormatOption = AuditFormat["auto"],
     seed: SeedOption = 0,
     quiet: QuietOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Keep questions the policy answers right sometimes, not always or never: N samples per
     question scored by the trainer's reward; the row gets difficulty.pass_rate. Rejects:
@@ -511,6 +546,7 @@ def filter_difficulty(
         quiet,
         policy,
         models,
+        force,
         samples=samples,
         band=_band(band),
         temperature=temperature,
@@ -539,6 +575,7 @@ def filter_blind(
     fmt: FormatOption = AuditFormat["auto"],
     seed: SeedOption = 0,
     quiet: QuietOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Drop questions answerable without the video: the policy answers from the text alone, and
     a pass rate far above guessing (one-sided binomial test) rejects answerable_without_video."""
@@ -553,6 +590,7 @@ def filter_blind(
         quiet,
         policy,
         models,
+        force,
         samples=samples,
         alpha=alpha,
         temperature=temperature,
@@ -593,9 +631,10 @@ def _judged_command(name: str, doc: str) -> None:
         fmt: FormatOption = AuditFormat["auto"],
         seed: SeedOption = 0,
         quiet: QuietOption = False,
+        force: ForceOption = False,
     ) -> None:
         media = {"media_root": _media_root(dataset)} if name in WATCHING else {}
-        _model_filter(name, dataset, out_dir, fmt, seed, quiet, judge, models, **media)
+        _model_filter(name, dataset, out_dir, fmt, seed, quiet, judge, models, force, **media)
 
     command.__doc__ = doc
     filter_app.command(name)(with_engine(command))
@@ -613,11 +652,12 @@ def filter_augment(
     fmt: FormatOption = AuditFormat["auto"],
     seed: SeedOption = 0,
     quiet: QuietOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Difficulty-aware augmentation (DeepVideo-R1) of rows that carry a pass rate: a hint from
     the evidence for questions never answered, frame noise (meta_json.frame_noise, applied by
     vdata train) for questions always answered. Rejects: no_difficulty, too_hard."""
-    _filter("augment", dataset, out_dir, fmt, seed, quiet)
+    _filter("augment", dataset, out_dir, fmt, seed, quiet, force)
 
 
 @filter_app.command("length")
@@ -632,6 +672,7 @@ def filter_length(
     fmt: FormatOption = AuditFormat["auto"],
     seed: SeedOption = 0,
     quiet: QuietOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Keep rows whose question and reasoning lengths (characters) are within bounds."""
     _filter(
@@ -641,6 +682,7 @@ def filter_length(
         fmt,
         seed,
         quiet,
+        force,
         min_question=min_question,
         max_question=max_question,
         min_reasoning=min_reasoning,
@@ -659,6 +701,7 @@ def filter_sample(
     fmt: FormatOption = AuditFormat["auto"],
     seed: SeedOption = 0,
     quiet: QuietOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Keep a seeded sample, stratified: each split x category keeps its share."""
     if (n is None) == (fraction is None):
@@ -668,7 +711,7 @@ def filter_sample(
     if n is not None and n < 0:
         fail(f"--n {n} must not be negative")
     fields = tuple(part.strip() for part in by.split(",") if part.strip())
-    _filter("sample", dataset, out_dir, fmt, seed, quiet, n=n, fraction=fraction, by=fields)
+    _filter("sample", dataset, out_dir, fmt, seed, quiet, force, n=n, fraction=fraction, by=fields)
 
 
 @app.command("export")
@@ -681,6 +724,7 @@ def export_command(
     allow_unsafe_paths: Annotated[
         bool, typer.Option("--allow-unsafe-paths", help="Write rows whose path is absolute or has '..'.")
     ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists (never the input).")] = False,
 ) -> None:
     """Write a vdata dataset in another trainer's format; every row left out is reported.
 
@@ -688,16 +732,30 @@ def export_command(
     unreadable line, a validation error, an absolute or '..' path) are refused, never
     reshaped, and the exit code is 1.
     """
-    from vdata.cards.exports import FORMATS, export
+    from vdata.cards.exports import FORMATS, ExportRefused, export, vst_rl_path
+    from vdata.runstore import OutputRefused, refuse_overlap
 
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
+    try:
+        for target in [out] + ([vst_rl_path(out)] if fmt == "vst" else []):
+            refuse_overlap(target, [("the dataset", dataset)])
+    except OutputRefused as exc:
+        fail(str(exc))
     loaded = load(dataset)
     if loaded.shape != "vdata":
         fail(f"{dataset} holds {loaded.shape} rows; export reads vdata records")
-    report = export(
-        loaded.rows, fmt, out, unreadable=loaded.unreadable, allow_unsafe_paths=allow_unsafe_paths
-    )
+    try:
+        report = export(
+            loaded.rows,
+            fmt,
+            out,
+            unreadable=loaded.unreadable,
+            allow_unsafe_paths=allow_unsafe_paths,
+            force=force,
+        )
+    except ExportRefused as exc:
+        fail(str(exc))
     err.print(f"{report.written} rows written to {out} ({fmt})", highlight=False)
     for path in report.also:
         err.print(f"also written: {path}", highlight=False)
@@ -721,9 +779,13 @@ def view(
     path: Annotated[
         Path, typer.Argument(help="A dataset directory, a run directory, or any file vdata reads.")
     ],
-    port: Annotated[int, typer.Option(help="Port to listen on; 0: a free one.")] = 0,
+    port: Annotated[int, typer.Option(help="Port to listen on; 0: a free one.", min=0, max=65535)] = 0,
     host: Annotated[
-        str, typer.Option(help="Address to bind; anything but loopback shows the data to the network.")
+        str,
+        typer.Option(
+            help="IP address to listen on (0.0.0.0: every interface); anything but loopback shows the "
+            "data to the network."
+        ),
     ] = "127.0.0.1",
     open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
     media_root: Annotated[
@@ -733,9 +795,12 @@ def view(
 ) -> None:
     """Browse a dataset in a local web page: rows with their video segments, evidence and
     reasoning, and (for a run) every reject with its reason. Read-only; stops on Ctrl-C."""
-    from vdata.view import ViewData, ViewError, is_loopback, serve
+    import errno
+
+    from vdata.view import ViewData, ViewError, is_loopback, listen_address, serve
 
     try:
+        host = listen_address(host)
         data = ViewData(path, audit=_audit_for_view, media_root=media_root)
     except ViewError as exc:
         fail(str(exc))
@@ -758,7 +823,9 @@ def view(
     try:
         serve(data, host, port, ready)
     except OSError as exc:
-        fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); give another --port")
+        taken = exc.errno == errno.EADDRINUSE
+        fix = "give another --port" if taken else f"give --host an address of this machine ({host} is not)"
+        fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); {fix}")
 
 
 def _audit_for_view(path: Path) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from vdata.cli import app, command_line, endpoints_from_options, err, fail, serve_app, with_engine
+from vdata.cli import ForceOption, app, command_line, endpoints_from_options, err, fail, serve_app, with_engine
 
 
 @app.command()
@@ -34,6 +34,7 @@ def annotate(
         bool, typer.Option("--refresh", help="Ask again, and overwrite cached answers.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")] = False,
+    force: ForceOption = False,
 ) -> None:
     """Ask a model about every row: OUT/annotated.parquet gets the rows with a `reply` field.
 
@@ -59,6 +60,7 @@ def annotate(
             refresh=refresh,
             quiet=quiet,
             command=command_line(),
+            force=force,
         )
     except DatasetReadError as exc:
         fail(str(exc))

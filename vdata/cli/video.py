@@ -8,7 +8,7 @@ from typing import Annotated, get_args
 
 import typer
 
-from vdata.cli import app, choices, command_line, err, fail, with_engine
+from vdata.cli import ForceOption, app, choices, command_line, err, fail, with_engine
 from vdata.segment import Materialize, Mode, SceneOptions
 
 SplitMode = choices("SplitMode", get_args(Mode))
@@ -55,6 +55,7 @@ def split(
     ] = MaterializeMode["none"],
     workers: Annotated[int, typer.Option(help="Processes over files; default: one per core.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")] = False,
+    force: ForceOption = False,
 ) -> None:
     """Cut videos into clips: OUT/clips.parquet (time ranges) and OUT/rejects/*.parquet.
 
@@ -83,7 +84,7 @@ def split(
     from vdata.runner import RunError
 
     try:
-        result = split_videos(videos, out, config, quiet=quiet, command=command_line())
+        result = split_videos(videos, out, config, quiet=quiet, command=command_line(), force=force)
     except (ValueError, RunError) as exc:
         fail(str(exc))
     clips = result.stages[-1].rows_out
@@ -103,6 +104,7 @@ def synth(
     fps: Annotated[int, typer.Option()] = 30,
     workers: Annotated[int, typer.Option(help="Processes; default: one per core.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")] = False,
+    force: ForceOption = False,
 ) -> None:
     """Render synthetic videos whose content is known exactly, with ground truth and questions.
 
@@ -118,5 +120,5 @@ def synth(
             "--width even and --height a multiple of 4"
         )
     config = SynthConfig(n, minutes, violations, seed, width, height, fps, workers=workers)
-    result = synthesize(out, config, quiet=quiet, command=command_line())
+    result = synthesize(out, config, quiet=quiet, command=command_line(), force=force)
     err.print(f"{result.stages[-1].rows_out} videos, their truth and questions in {out}")

@@ -96,9 +96,15 @@ def _render_row(row: dict[str, Any], ctx: StageContext, *, out: str, preset: str
 
 
 def synthesize(
-    out: str | Path, config: SynthConfig = SynthConfig(), *, quiet: bool = False, command: str = ""
+    out: str | Path,
+    config: SynthConfig = SynthConfig(),
+    *,
+    quiet: bool = False,
+    command: str = "",
+    force: bool = False,
 ) -> RunResult:
-    """The whole set: videos and truth, then the set's tables. A rerun resumes."""
+    """The whole set: videos and truth, then the set's tables. A rerun resumes; `out` is an
+    empty folder or a synth run (`force`: beside other files, which stay untouched)."""
     import functools
 
     out = Path(out)
@@ -109,7 +115,7 @@ def synthesize(
         config={"preset": config.preset},
         workers=workers,
     )
-    with RunStore(out).lock():
+    with RunStore(out).lock(force=force):
         result = run_pipeline(
             out,
             "synth@1",

@@ -28,6 +28,7 @@ async function get(url) {
 
 function clock(seconds) {
   if (seconds === null || seconds === undefined) return "?";
+  if (typeof seconds !== "number") return String(seconds);  // NaN or Infinity, sent as text
   const whole = Math.max(0, seconds);
   const m = Math.floor(whole / 60), s = whole - 60 * m;
   return `${String(m).padStart(2, "0")}:${s.toFixed(1).padStart(4, "0")}`;
@@ -107,7 +108,7 @@ async function showRows(params) {
     body.append(h("tr", { class: "link", "data-number": row.number, onclick: () => { location.hash = `#/row/${row.number}`; } },
       h("td", {}, row.number), h("td", {}, row.split ?? ""), h("td", {}, row.category ?? ""),
       h("td", {}, row.problem_type ?? ""), h("td", {}, row.problem ?? ""), h("td", {}, row.solution ?? ""),
-      h("td", {}, row.pass_rate === null || row.pass_rate === undefined ? "" : row.pass_rate.toFixed(2))));
+      h("td", {}, typeof row.pass_rate === "number" ? row.pass_rate.toFixed(2) : String(row.pass_rate ?? ""))));
   }
   const last = Math.min(offset + page.rows.length, page.total);
   const pager = h("div", { class: "pager" },
