@@ -80,7 +80,10 @@ def annotate_rows(
         config={"prompt": prompt, "system": system} | ({"refreshed_at": time.time()} if refresh else {}),
     )
     store = RunStore(out)
-    with store.lock(force=force), RunModels(endpoints, out, roles=[role], no_cache=no_cache, refresh=refresh) as models:
+    with (
+        store.lock(force=force),
+        RunModels(endpoints, out, roles=[role], no_cache=no_cache, refresh=refresh) as models,
+    ):
         result = run_pipeline(
             out,
             "annotate@1",

@@ -151,7 +151,7 @@ class Endpoints(BaseModel):
                     parse_endpoint(value, named) if isinstance(value, str) else Endpoint.model_validate(value)
                 )
         except ValidationError as exc:
-            raise EndpointError(f"bad endpoint setting: {exc}") from exc
+            raise EndpointError(_endpoint_error(exc)) from None
         return cls(roles=roles, named=named)
 
     @classmethod
@@ -164,3 +164,20 @@ class Endpoints(BaseModel):
         if not isinstance(section, dict):
             raise EndpointError(f"{path}: expected a mapping of roles to endpoints")
         return cls.load(section)
+
+
+def _endpoint_error(exc: ValidationError) -> str:
+    """The first thing wrong with an endpoint setting, by its key, never with its value (a key
+    put where it does not belong is a secret, and must not reach a terminal or a log)."""
+    from vdata.settings import closest
+
+    first = exc.errors()[0]
+    key = str(first["loc"][-1]) if first["loc"] else "(the endpoint)"
+    if first["type"] == "extra_forbidden":
+        if "key" in key.lower() or "token" in key.lower() or "secret" in key.lower():
+            return (
+                f"endpoint setting {key!r} is not read: vdata takes no secret from a config file; put it "
+                "in an environment variable and name that variable with api_key_env"
+            )
+        return f"unknown endpoint setting {key!r}{closest(key, Endpoint.model_fields)}"
+    return f"endpoint setting {key}: {first['msg']}"

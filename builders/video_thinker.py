@@ -186,10 +186,17 @@ def readable(loaded: Any, name: str) -> Any:
         shown = "; ".join(f"{where}: {why}" for where, why in loaded.unreadable[:5])
         count = len(loaded.unreadable)
         raise ValueError(f"--source {name}: {count} row(s) cannot be read ({shown}); fix them")
-    rows = zip(loaded.rows, loaded.refs, strict=True)
-    bad = next((ref for row, ref in rows if not isinstance(row, dict)), None)
-    if bad is not None:
-        raise ValueError(f"--source {name}: {bad} is not an object of fields")
+    from vdata.record import schema_mismatch
+
+    for row, ref in zip(loaded.rows, loaded.refs, strict=True):
+        if not isinstance(row, dict):
+            raise ValueError(f"--source {name}: {ref} is not an object of fields")
+        field = schema_mismatch(row)
+        if field is not None:
+            raise ValueError(
+                f"--source {name}: {ref}: its {field} is a {type(row[field]).__name__}, which a "
+                "question row cannot hold; fix the row (vdata validate names every such row)"
+            )
     return loaded
 
 

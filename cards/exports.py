@@ -15,8 +15,6 @@ from typing import Any
 
 import pyarrow as pa
 
-from vdata.runstore import atomic_write_bytes, atomic_write_table
-
 from vdata.record import (
     CHOICE_TYPES,
     answer_tag,
@@ -25,6 +23,7 @@ from vdata.record import (
     solution_answer,
     validate,
 )
+from vdata.runstore import atomic_write_bytes, atomic_write_table
 
 FORMATS = ("video-r1", "easyr1", "verl", "tw-grpo", "vst", "llamafactory")
 UNSAFE_PATH_CODES = ("absolute_path", "parent_path")
@@ -271,7 +270,9 @@ def export(
     targets = [out] + ([vst_rl_path(out)] if fmt == "vst" else [])
     for target in targets:
         if target.is_dir():
-            raise ExportRefused(f"{target} is a folder; --out names the file to write, e.g. {target}/train.json")
+            raise ExportRefused(
+                f"{target} is a folder; --out names the file to write, e.g. {target}/train.json"
+            )
         if target.exists() and not force:
             raise ExportRefused(f"{target} exists; give --out a new file, or --force to replace it")
     rows, report = [], ExportReport(fmt, str(out))
@@ -305,7 +306,9 @@ def export(
         else:
             atomic_write_table(out, pa.Table.from_pylist(rows) if rows else pa.table({}))
     except OSError as exc:
-        raise ExportRefused(f"cannot write {out} ({exc.strerror or exc}); give --out a file you can write") from None
+        raise ExportRefused(
+            f"cannot write {out} ({exc.strerror or exc}); give --out a file you can write"
+        ) from None
     report.written = len(rows)
     return report
 

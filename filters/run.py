@@ -157,7 +157,10 @@ def run_filter(
         rows.append(dict(row))
     store = RunStore(out)
     role = getattr(stage, "role", "")
-    with store.lock(force=force), _models(role, endpoints, out, no_cache, vision=stage.name in VISION_FILTERS) as models:
+    with (
+        store.lock(force=force),
+        _models(role, endpoints, out, no_cache, vision=stage.name in VISION_FILTERS) as models,
+    ):
         config: dict[str, Any] = {"dataset": str(dataset), "shape": loaded.shape}
         if models is not None:
             config["models"] = models.described

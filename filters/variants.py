@@ -190,6 +190,11 @@ def _rows_of(
     for index, (name, options) in enumerate(variant.filters):
         folder = Path(config.out) / "variants" / variant.name / f"{index:02d}-{name}"
         result = _run_one_filter(name, options, config, source, folder, quiet)
+        if not result.kept:
+            raise AblationError(
+                f"variant {variant.name!r} kept no rows: filter {name} rejected all {result.rejected} "
+                f"(see {folder / 'rejects'}); nothing was trained"
+            )
         steps.append(f"{name} kept {result.kept} of {result.kept + result.rejected}")
         source = result.dataset
     if variant.filters:

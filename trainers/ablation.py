@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from vdata.settings import SettingsError, load_settings
+from vdata.settings import SettingsError, load_settings, unknown_keys
 from vdata.trainers.config import ConfigError, GRPOConfig
 
 METRICS = ("eval_accuracy_sampled", "eval_accuracy_greedy", "eval_reward_sampled", "eval_reward_greedy")
@@ -84,18 +84,24 @@ class AblationConfig:
         except SettingsError as exc:
             raise AblationError(str(exc)) from exc
         where = str(path or "the config")
-        unknown = sorted(set(values) - KEYS)
-        if unknown:
-            raise AblationError(f"{where}: unknown keys {unknown}; known: {', '.join(sorted(KEYS))}")
+        try:
+            unknown_keys(values, KEYS, where)
+        except SettingsError as exc:
+            raise AblationError(str(exc)) from None
         for key in ("base", "eval", "variants", "train"):
             if not values.get(key):
                 raise AblationError(f"{where}: `{key}` is required (see `vdata ablate --help`)")
+        for key in ("base", "eval", "eval_split", "out", "metric", "models"):
+            if key in values and not isinstance(values[key], str):
+                raise AblationError(f"{where}: `{key}` is text (a path or a name); got {values[key]!r}")
         if not isinstance(values["variants"], Mapping):
             raise AblationError(f"{where}: `variants` maps names to variants, e.g. all: {{}}")
         variants = [_variant(str(name), spec, where) for name, spec in values["variants"].items()]
         seeds = values.get("seeds", [0])
-        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        if not isinstance(seeds, list) or not seeds or not all(_whole(s) for s in seeds):
             raise AblationError(f"{where}: `seeds` is a list of integers, e.g. [0, 1, 2]; got {seeds!r}")
+        if not _whole(values.get("sample_seed", 0)):
+            raise AblationError(f"{where}: `sample_seed` is an integer; got {values['sample_seed']!r}")
         if len(set(seeds)) != len(seeds):
             raise AblationError(f"{where}: `seeds` repeats a seed: {seeds}")
         if not isinstance(values["train"], Mapping):
@@ -162,41 +168,113 @@ class AblationConfig:
         if variant.curriculum:
             values["curriculum"] = True
         try:
-            return GRPOConfig.from_values(values)
+            return GRPOConfig.from_values(values, "train")
         except (TypeError, ConfigError) as exc:
-            raise AblationError(f"{self.source}: train of variant {variant.name!r}: {exc}") from exc
+            raise AblationError(f"{self.source}: variant {variant.name!r}: {exc}") from exc
+
+    def inputs(self) -> list[tuple[str, str]]:
+        """(key, path) of everything the ablation reads: its folder must stay apart from them."""
+        added = [("add", path) for variant in self.variants for path in variant.add]
+        return [("base", self.base), ("eval", self.eval), ("models", self.models or None), *added]
+
+
+def _whole(value: Any) -> bool:
+    """An integer, and not true or false (which YAML and Python would take for 1 and 0)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _variant(name: str, spec: Any, where: str) -> Variant:
     if spec is None:
         spec = {}
+    here = f"{where}: variant {name!r}"
     if not isinstance(spec, Mapping):
-        raise AblationError(f"{where}: variant {name!r} is a mapping ({{}} for the base as it is)")
-    unknown = sorted(set(spec) - VARIANT_KEYS)
-    if unknown:
+        raise AblationError(f"{here} is a mapping ({{}} for the base as it is)")
+    try:
+        unknown_keys(spec, VARIANT_KEYS, here)
+    except SettingsError as exc:
+        raise AblationError(str(exc)) from None
+    listed = spec.get("filters") or []
+    if not isinstance(listed, list):
         raise AblationError(
-            f"{where}: variant {name!r}: unknown keys {unknown}; known: {', '.join(sorted(VARIANT_KEYS))}"
+            f"{here}: `filters` is a list, e.g. [dedup] or [{{difficulty: {{band: [0, 1]}}}}]; got {listed!r}"
         )
     filters = []
-    for item in spec.get("filters") or []:
+    for item in listed:
         if isinstance(item, str):
             item = {item: {}}
         if not isinstance(item, Mapping) or len(item) != 1:
             raise AblationError(
-                f"{where}: variant {name!r}: each filter is NAME or {{NAME: {{options}}}}, e.g. "
-                "{difficulty: {band: [0, 1]}}"
+                f"{here}: each filter is NAME or {{NAME: {{options}}}}, e.g. "
+                f"{{difficulty: {{band: [0, 1]}}}}; got {item!r}"
             )
         ((filter_name, options),) = item.items()
+        if options is not None and not isinstance(options, Mapping):
+            raise AblationError(
+                f"{here}: filter {filter_name!r} takes a mapping of options (e.g. {{{filter_name}: "
+                f"{{method: exact}}}}); got {options!r}"
+            )
         filters.append((str(filter_name), dict(options or {})))
     add = spec.get("add") or []
+    if isinstance(add, str):
+        add = [add]
+    if not isinstance(add, list) or not all(isinstance(a, str) for a in add):
+        raise AblationError(f"{here}: `add` is a dataset path or a list of them; got {add!r}")
+    if not isinstance(spec.get("sample_like") or "", str):
+        raise AblationError(f"{here}: `sample_like` names another variant; got {spec['sample_like']!r}")
+    if not isinstance(spec.get("curriculum", False), bool):
+        raise AblationError(f"{here}: `curriculum` is true or false; got {spec['curriculum']!r}")
+    train = spec.get("train") or {}
+    if not isinstance(train, Mapping):
+        raise AblationError(
+            f"{here}: `train` maps GRPO config keys to values (e.g. {{lr: 1e-6}}); got {train!r}"
+        )
     return Variant(
         name=name,
         filters=filters,
         sample_like=str(spec.get("sample_like") or ""),
-        add=[str(a) for a in ([add] if isinstance(add, str) else add)],
-        curriculum=bool(spec.get("curriculum", False)),
-        train=dict(spec.get("train") or {}),
+        add=list(add),
+        curriculum=spec.get("curriculum", False),
+        train=dict(train),
     )
+
+
+ABLATION_ENTRIES = ("ablation.json", "variants", "runs", "report.json", "report.md", "plots")
+
+
+def claim_folder(config: AblationConfig, force: bool = False) -> None:
+    """The ablation's folder: new, empty, or an ablation's (its ablation.json), apart from
+    every dataset it reads; AblationError otherwise, before anything is built."""
+    from vdata.runstore import OutputRefused, claim_output, refuse_overlap
+
+    out = Path(config.out)
+    try:
+        refuse_overlap(out, config.inputs())
+        claim_output(
+            out,
+            force=force,
+            ours=lambda folder: (folder / "ablation.json").is_file(),
+            owns=ABLATION_ENTRIES,
+            kind="an ablation's folder (it has no ablation.json)",
+        )
+    except OutputRefused as exc:
+        raise AblationError(str(exc)) from None
+
+
+def check_models(config: AblationConfig) -> None:
+    """Loads each run's model config now, so that a model that does not exist stops the
+    ablation before any variant is built (and before a filter samples it)."""
+    from vdata.trainers.policy import reads_video
+
+    models = {str(m) for v in config.variants if (m := {**config.train, **v.train}.get("model"))}
+    for model in sorted(models):
+        try:
+            reads_video(model)
+        except Exception as exc:  # transformers and the Hub client raise many kinds for a missing model
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise AblationError(
+                f"{config.source}: train.model {model!r} cannot be loaded ({first[:200]}); give a model "
+                "directory, a .gguf file or a Hub id that exists"
+            ) from None
 
 
 def build_order(variants: list[Variant], where: str = "the config") -> list[Variant]:

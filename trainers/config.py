@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vdata.settings import SettingsError, as_number, load_settings
+from vdata.settings import SettingsError, load_settings, refuse_bools, unknown_keys
 
 ALGORITHMS = ("grpo", "dapo", "tw-grpo", "reg-grpo")
 AGGREGATIONS = ("token-mean", "seq-mean-token-mean")
@@ -20,6 +21,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class GRPOConfig:
+    __pydantic_config__ = {"allow_inf_nan": False}  # read by from_values: NaN and inf are no setting
+
     # data: a vdata dataset or run directory, an export file (Video-R1, EasyR1, ...), or hf:ID
     data: str = ""
     split: str = "rl"
@@ -173,22 +176,31 @@ class GRPOConfig:
     def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> GRPOConfig:
         """From a YAML file, then `key=value` overrides (values read as YAML: 3, 1e-6, true)."""
         try:
-            return cls.from_values(load_settings(path, overrides or ()))
+            return cls.from_values(load_settings(path, overrides or ()), str(path or "the overrides"))
         except SettingsError as exc:
             raise ConfigError(str(exc)) from exc
 
     @classmethod
-    def from_values(cls, values: dict[str, Any]) -> GRPOConfig:
+    def from_values(cls, values: dict[str, Any], where: str = "the config") -> GRPOConfig:
         """From a mapping of keys to values as YAML reads them (numbers given as text, such as
-        YAML's '1e-6', converted); an unknown key is a ConfigError that lists the known ones."""
-        types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(types))
-        if unknown:
-            raise ConfigError(f"unknown config keys {unknown}; known: {', '.join(sorted(types))}")
+        YAML's '1e-6', converted), read strictly: an unknown key names the closest known one, a
+        value of the wrong type (true/false for a number, NaN) names its key; ConfigError."""
+        from pydantic import TypeAdapter, ValidationError
+
         try:
-            return cls(**{key: as_number(key, value, types[key]) for key, value in values.items()})
+            unknown_keys(values, [f.name for f in dataclasses.fields(cls)], where)
+            refuse_bools(values, typing.get_type_hints(cls))
         except SettingsError as exc:
-            raise ConfigError(str(exc)) from exc
+            raise ConfigError(f"{where}: {exc}" if str(exc).startswith("setting") else str(exc)) from None
+        try:
+            return TypeAdapter(cls).validate_python(dict(values))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(str(part) for part in first["loc"])
+            message = str(first["msg"]).removeprefix("Value error, ")
+            if first["type"] == "value_error":  # __post_init__'s own words name the key
+                raise ConfigError(message) from None
+            raise ConfigError(f"{where}: {key}: {message} (got {first.get('input')!r:.60})") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from vdata.runstore import OutputRefused, claim_output, refuse_overlap
 from vdata.trainers.config import ConfigError, GRPOConfig
 from vdata.trainers.grpo import Group, grpo_step, rollout
 from vdata.trainers.policy import AdaptersOff, Policy, load_policy
@@ -207,11 +208,43 @@ class RunSummary:
     metrics: list[dict[str, Any]]
 
 
+# what a training run writes in its folder (an ablation's run folder also holds ablation.json)
+TRAIN_ENTRIES = (
+    "config.json",
+    "metrics.jsonl",
+    "samples.jsonl",
+    "eval.json",
+    "checkpoint",
+    "checkpoint.tmp",
+    "checkpoint.old",
+    "tensorboard",
+    "train.log",
+    "train.json",
+    "ablation.json",
+)
+
+
+def is_train_run(folder: Path) -> bool:
+    """A folder a training run (or an ablation, for one of its runs) wrote."""
+    if (folder / "ablation.json").is_file():
+        return True
+    try:
+        return "group_size" in json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def train(
     config: GRPOConfig, *, data: TrainingData | None = None, log: Callable[[str], None] = print
 ) -> RunSummary:
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        claim_output(
+            out, ours=is_train_run, owns=TRAIN_ENTRIES, kind="a training run (no config.json of one)"
+        )
+        refuse_overlap(out, [("data", config.data), ("eval_data", config.eval_data)])
+    except OutputRefused as exc:
+        raise ConfigError(f"out: {exc}") from None
     data = data or load_training_data(config)
     if data.skipped:
         shown = ", ".join(f"{count} {kind}" for kind, count in sorted(data.skipped.items()))

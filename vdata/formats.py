@@ -648,6 +648,12 @@ def _iter_saved_hf(path: Path) -> Iterator[tuple[str, Any, str]]:
             yield split, row, f"{split} row {index}" if split else f"row {index}"
 
 
+def _cannot_read(path: Path, exc: OSError) -> DatasetReadError:
+    return DatasetReadError(
+        f"{path}: cannot be read ({exc.strerror or exc}); make it readable, or move it out of the dataset"
+    )
+
+
 def _read_parquet(path: Path) -> list[Any]:
     try:
         return pq.read_table(path).to_pylist()
@@ -655,15 +661,30 @@ def _read_parquet(path: Path) -> list[Any]:
         raise DatasetReadError(f"{path}: not a readable Parquet file ({exc})") from exc
 
 
+def _parse_json(text: str) -> Any:
+    """json.loads, with nesting too deep for Python's parser as a JSONDecodeError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply to read", text[:40], 0) from None
+
+
 def _read_jsonl(path: Path, loaded: LoadedRows) -> Iterator[tuple[int, Any]]:
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError as exc:
-                loaded.unreadable.append((f"{path}:{number}", f"invalid JSON: {exc.msg}"))
+    try:
+        handle = path.open(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise _cannot_read(path, exc) from None
+    with handle:
+        try:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield number, _parse_json(line)
+                except json.JSONDecodeError as exc:
+                    loaded.unreadable.append((f"{path}:{number}", f"invalid JSON: {exc.msg}"))
+        except OSError as exc:
+            raise _cannot_read(path, exc) from None
 
 
 def _read_csv(path: Path) -> list[Any]:
@@ -679,7 +700,9 @@ def _read_csv(path: Path) -> list[Any]:
 
 def _read_json(path: Path) -> list[Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = _parse_json(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise _cannot_read(path, exc) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetReadError(
             f"{path}: not valid JSON ({exc}); if it holds one row per line, name it .jsonl"

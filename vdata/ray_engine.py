@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -31,6 +32,48 @@ from typing import Any
 
 from vdata.runner import LocalEngine, RunError, portable, process_shard
 from vdata.stages import Stage, StageContext
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+
+
+def cluster_address(address: str) -> tuple[str, int] | None:
+    """The (host, port) of a --ray-address ('HOST:PORT' or 'ray://HOST:PORT'; None for 'auto'),
+    checked as text before anything resolves or connects; RunError naming it otherwise."""
+    import ipaddress
+
+    text = address.strip()
+    if text == "auto":
+        return None
+    rest = text.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    host = host.strip("[]")
+    valid_host = bool(_HOST_NAME.match(host))
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(host)
+        valid_host = True
+    if not sep or not valid_host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RunError(
+            f"--ray-address {address!r} is not a cluster address; give HOST:PORT as `ray start --head` "
+            "prints it (e.g. 10.0.0.5:6379), ray://HOST:PORT, or auto"
+        )
+    return host, int(port)
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """RunError at once when nothing answers at the address (Ray itself would retry for minutes)."""
+    import socket
+
+    found = cluster_address(address)
+    if found is None:
+        return
+    try:
+        socket.create_connection(found, timeout=timeout_s).close()
+    except OSError as exc:
+        raise RunError(
+            f"--ray-address {address}: nothing answers there ({exc.strerror or exc}); start the cluster "
+            "(ray start --head prints its address), or leave --ray-address out to start one here"
+        ) from None
 
 
 class RayEngine:
@@ -46,6 +89,8 @@ class RayEngine:
         retries: int = 3,
         cache_per_node: bool | None = None,
     ):
+        if address:
+            check_reachable(address)
         try:
             import ray
         except ImportError as exc:
@@ -64,7 +109,10 @@ class RayEngine:
                 settings["address"] = address
             else:
                 settings["num_cpus"] = num_cpus or os.cpu_count() or 1
-            ray.init(**settings)
+            try:
+                ray.init(**settings)
+            except ConnectionError as exc:  # `auto` with no cluster running here
+                raise RunError(f"--ray-address {address}: {str(exc).splitlines()[0]}") from None
             self.started = True
         self._local = LocalEngine()
         self._task = ray.remote(max_retries=retries, retry_exceptions=False)(_shard_task)

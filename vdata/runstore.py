@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,40 +133,51 @@ RUN_ENTRIES = (
 )
 
 
-def claim_output(root: Path, *, force: bool = False, marker: str = "run.json", owns=RUN_ENTRIES) -> None:
-    """Refuses an output folder vdata must not write into: one that is a file, cannot be made,
-    or holds files while it is not vdata's (no `marker`). With `force`, a folder of other files
-    is used as long as none of them has a name vdata writes (`owns`), so nothing of the user's
-    is ever overwritten or deleted."""
+def is_run(root: Path) -> bool:
+    return (root / "run.json").is_file()
+
+
+def claim_output(
+    root: Path,
+    *,
+    force: bool = False,
+    ours: Callable[[Path], bool] = is_run,
+    owns: Iterable[str] = RUN_ENTRIES,
+    kind: str = "a vdata run (it has no run.json)",
+) -> None:
+    """Refuses an output folder vdata must not write into (OutputRefused): one that is a file,
+    cannot be made, or holds files while it is not `ours` (`kind` says what it should be).
+    With `force`, a folder of other files is used as long as none of them has a name vdata
+    writes there (`owns`), so nothing of the user's is ever overwritten or deleted."""
     if root.exists() and not root.is_dir():
         raise OutputRefused(f"{root} is a file, not a folder; give --out a new or empty folder")
-    if root.is_dir():
+    if not root.is_dir():
         try:
-            present = sorted(entry.name for entry in root.iterdir())
+            root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputRefused(f"cannot read the folder {root} ({exc.strerror or exc})") from None
-        if not present or marker in present:
-            return
-        if not force:
-            shown = ", ".join(present[:3]) + (f" and {len(present) - 3} more" if len(present) > 3 else "")
             raise OutputRefused(
-                f"{root} holds files that vdata did not write ({shown}) and is not a vdata run (no "
-                f"{marker}); give --out a new or empty folder, or pass --force to write beside them "
-                "(vdata never overwrites or deletes files it did not write)"
-            )
-        taken = [name for name in present if name in owns]
-        if taken:
-            raise OutputRefused(
-                f"{root} already holds {', '.join(taken)}, which vdata would write but did not; "
-                "move them away or give --out another folder (--force never overwrites them)"
-            )
+                f"cannot create the folder {root} ({exc.strerror or exc}); give --out a folder you can write"
+            ) from None
         return
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        present = sorted(entry.name for entry in root.iterdir())
     except OSError as exc:
+        raise OutputRefused(f"cannot read the folder {root} ({exc.strerror or exc})") from None
+    if not present or ours(root):
+        return
+    if not force:
+        shown = ", ".join(present[:3]) + (f" and {len(present) - 3} more" if len(present) > 3 else "")
         raise OutputRefused(
-            f"cannot create the folder {root} ({exc.strerror or exc}); give --out a folder you can write"
-        ) from None
+            f"{root} holds files that vdata did not write ({shown}) and is not {kind}; give --out a new "
+            "or empty folder, or pass --force to write beside them (vdata never overwrites or deletes "
+            "files it did not write)"
+        )
+    taken = [name for name in present if name in set(owns)]
+    if taken:
+        raise OutputRefused(
+            f"{root} already holds {', '.join(taken)}, which vdata would write but did not; move them "
+            "away or give --out another folder (--force never overwrites them)"
+        )
 
 
 def refuse_overlap(out: Path, inputs: Iterable[tuple[str, str | Path | None]]) -> None:

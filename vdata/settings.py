@@ -51,16 +51,6 @@ def load_settings(
     return values
 
 
-def as_number(key: str, value: Any, annotation: str) -> Any:
-    """A number for a numeric key given as text ('1e-6'), or a clear error."""
-    if not isinstance(value, str) or not annotation.startswith(("float", "int")):
-        return value
-    try:
-        return float(value) if annotation.startswith("float") else int(value)
-    except ValueError as exc:
-        raise SettingsError(f"{key}: {value!r} is not a number") from exc
-
-
 def closest(name: str, known: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for the known name nearest to `name`, or ''."""
     found = difflib.get_close_matches(str(name), sorted(known), n=1, cutoff=0.6)
@@ -72,9 +62,12 @@ def unknown_keys(values: Mapping[str, Any], known: Iterable[str], where: str) ->
     known = set(known)
     for key in values:
         if key not in known:
-            raise SettingsError(
-                f"{where}: unknown setting {key!r}{closest(key, known)}; known: {', '.join(sorted(known))}"
-            )
+            raise SettingsError(f"{where}: unknown setting {key!r}{_nearest_or_all(str(key), known)}")
+
+
+def _nearest_or_all(name: str, known: Iterable[str]) -> str:
+    """' (did you mean 'x'?)', or the known names when none is near."""
+    return closest(name, known) or f"; known: {', '.join(sorted(known))}"
 
 
 def _admits_bool(annotation: Any) -> bool:
@@ -99,9 +92,9 @@ def refuse_bools(values: Mapping[str, Any], annotations: Mapping[str, Any]) -> N
         if isinstance(value, bool) and not _admits_bool(annotation):
             raise SettingsError(f"setting {key}: {value!r} is true/false, not a {_type_name(annotation)}")
         item = _items_of(annotation)
-        if isinstance(value, (list, tuple)) and item is not None and not _admits_bool(item):
-            if any(isinstance(v, bool) for v in value):
-                raise SettingsError(f"setting {key}: {value!r} holds true/false, not {_type_name(item)}s")
+        listed = isinstance(value, (list, tuple)) and item is not None and not _admits_bool(item)
+        if listed and any(isinstance(v, bool) for v in value):
+            raise SettingsError(f"setting {key}: {value!r} holds true/false, not {_type_name(item)}s")
 
 
 def _type_name(annotation: Any) -> str:
@@ -142,10 +135,8 @@ def settings_error(exc: ValidationError, model: type[BaseModel], where: str) -> 
     first = exc.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "(the settings)"
     if first["type"] == "extra_forbidden":
-        known = list(model.model_fields)
         return SettingsError(
-            f"{where}: unknown setting {key!r}{closest(str(first['loc'][-1]), known)}; "
-            f"known: {', '.join(known)}"
+            f"{where}: unknown setting {key!r}{_nearest_or_all(str(first['loc'][-1]), model.model_fields)}"
         )
     message = str(first["msg"]).removeprefix("Value error, ")
     if message.startswith("setting "):

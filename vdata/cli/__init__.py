@@ -193,13 +193,14 @@ def main() -> None:
 
     from vdata.annotators.endpoints import EndpointError
     from vdata.annotators.local_server import LocalModelError
+    from vdata.formats import DatasetReadError
     from vdata.runner import RunError
     from vdata.runstore import OutputRefused, RunLocked, RunStoreError
     from vdata.stages import StageFailed
 
     try:
         app()
-    except (RunLocked, RunError, OutputRefused) as exc:
+    except (RunLocked, RunError, OutputRefused, DatasetReadError) as exc:
         _say_failed(str(exc), 2)
     except (StageFailed, LocalModelError, EndpointError, RunStoreError) as exc:
         _say_failed(str(exc), 1)

@@ -724,7 +724,9 @@ def export_command(
     allow_unsafe_paths: Annotated[
         bool, typer.Option("--allow-unsafe-paths", help="Write rows whose path is absolute or has '..'.")
     ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists (never the input).")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace --out if it exists (never the input).")
+    ] = False,
 ) -> None:
     """Write a vdata dataset in another trainer's format; every row left out is reported.
 

@@ -9,7 +9,16 @@ from typing import Annotated
 
 import typer
 
-from vdata.cli import ForceOption, app, command_line, endpoints_from_options, err, fail, serve_app, with_engine
+from vdata.cli import (
+    ForceOption,
+    app,
+    command_line,
+    endpoints_from_options,
+    err,
+    fail,
+    serve_app,
+    with_engine,
+)
 
 
 @app.command()

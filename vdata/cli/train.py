@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vdata.cli import app, err, fail, out, train_app
+from vdata.cli import ForceOption, app, err, fail, out, train_app
 
 
 @train_app.command("grpo", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -56,6 +56,7 @@ def ablate(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Where runs and the report go.")] = None,
     gpus: Annotated[str, typer.Option("--gpus", help="auto, N (parallel runs), or 0 (CPU).")] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress display.")] = False,
+    force: ForceOption = False,
 ) -> None:
     """Data ablation: dataset variants x seeds -> short GRPO runs -> one comparison.
 
@@ -97,10 +98,12 @@ def ablate(
     try:
         from vdata.filters.variants import build_variants
         from vdata.progress import progress_display
-        from vdata.trainers.ablation import run_all, run_spec
+        from vdata.trainers.ablation import check_models, claim_folder, run_all, run_spec
 
         settings = AblationConfig.load(config, list(ctx.args), str(out_dir) if out_dir else None)
         devices = gpu_count(gpus)
+        claim_folder(settings, force)
+        check_models(settings)
         say = lambda line: err.print(line, highlight=False)  # noqa: E731
         variants = build_variants(settings, quiet=quiet, log=say)
         specs = [
