@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -70,24 +71,36 @@ def write_config(tmp_path: Path, model: Path, **changes) -> Path:
 def test_config_mistakes_are_named(tmp_path):
     model = tmp_path / "model"
     cases = {
-        "unknown keys ['bogus']": {"bogus": 1},
+        "unknown setting 'bogus'": {"bogus": 1},
+        "unknown setting 'sead' (did you mean 'seeds'?)": {"sead": [0]},
         "`eval` is required": {"eval": ""},
         "sample_like 'nope' is not a variant": {"variants": {"a": {}, "b": {"sample_like": "nope"}}},
         "in a circle": {"variants": {"a": {"sample_like": "b"}, "b": {"sample_like": "a"}}},
         "train.seed is set by the ablation": {"train": {"model": "m", "seed": 3}},
         "`seeds` repeats a seed": {"seeds": [1, 1]},
+        "`seeds` is a list of integers, e.g. [0, 1, 2]; got [True, False]": {"seeds": [True, False]},
+        "`sample_seed` is an integer; got 'abc'": {"sample_seed": "abc"},
         "metric 'loss' is not one of": {"metric": "loss"},
-        "variant 'a': unknown keys ['filter']": {"variants": {"a": {"filter": []}}},
-        "train of variant 'all'": {"train": {"model": "m", "group_size": 1}},
+        "variant 'a': unknown setting 'filter' (did you mean 'filters'?)": {"variants": {"a": {"filter": []}}},
+        "variant 'all': train: group_size 1": {"train": {"model": "m", "group_size": 1}},
+        "variant 'all': train: steps: Input should be a valid integer (got [1, 2])": {
+            "train": {"model": "m", "steps": [1, 2]}
+        },
+        "variant 'a': `add` is a dataset path or a list of them; got 5": {"variants": {"a": {"add": 5}}},
+        "variant 'a': filter 'dedup' takes a mapping of options": {
+            "variants": {"a": {"filters": [{"dedup": "exact"}]}}
+        },
+        "variant 'a': `filters` is a list, e.g. [dedup]": {"variants": {"a": {"filters": "dedup"}}},
+        "variant 'a': `train` maps GRPO config keys to values": {"variants": {"a": {"train": [1, 2]}}},
     }
     for message, change in cases.items():
         path = write_config(tmp_path, model, **change)
-        with pytest.raises(AblationError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        with pytest.raises(AblationError, match=re.escape(message)):
             AblationConfig.load(path)
 
 
 def test_an_eval_set_that_shares_a_video_stops_the_ablation_before_training(tmp_path):
-    model = tmp_path / "model"  # never loaded: nothing trains
+    model = text_lm(tmp_path)  # its config is read before anything is built; nothing trains
     path = write_config(tmp_path, model)
     held = rows_with_answers(4, prefix="held")
     held[2]["path"] = "elsewhere/v5.mp4"  # the same file name as a base row's video

@@ -285,7 +285,7 @@ def test_config_from_yaml_with_overrides_and_clear_errors(tmp_path):
     path.write_text("model: some/model\nsteps: 5\nalgorithm: dapo\n")
     config = GRPOConfig.load(path, ["steps=7", "lr=1e-5", "scale_rewards=false"])
     assert (config.steps, config.lr, config.scale_rewards, config.clip_high) == (7, 1e-5, False, 0.28)
-    with pytest.raises(ConfigError, match="unknown config keys \\['stpes'\\]"):
+    with pytest.raises(ConfigError, match="unknown setting 'stpes' \\(did you mean 'steps'\\?\\)"):
         GRPOConfig.load(path, ["stpes=3"])
     with pytest.raises(ConfigError, match="algorithm 'ppo'"):
         GRPOConfig.load(path, ["algorithm=ppo"])

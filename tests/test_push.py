@@ -30,9 +30,11 @@ def dataset(tmp_path) -> Path:
     write_card(tmp_path / "run" / "dataset")
     videos = tmp_path / "run" / "dataset" / "videos"
     videos.mkdir()
-    (tmp_path / "clip.mp4").write_bytes(b"not really a video, but a file")
-    os.symlink(tmp_path / "clip.mp4", videos / "v0.mp4")
+    (videos / "v0.mp4").write_bytes(MP4 + b"not really a video, but a file")  # a copy in the dataset
     return tmp_path / "run" / "dataset"
+
+
+MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"  # how an MP4 file starts (its first box)
 
 
 def vdata(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -55,6 +57,7 @@ def test_dry_run_lays_out_exactly_the_upload_without_the_token(dataset, tmp_path
     )
     assert result.returncode == 0, result.stderr
     files = sorted(str(p.relative_to(tmp_path / "dry")) for p in (tmp_path / "dry").rglob("*") if p.is_file())
+    files.remove(".vdata-push.json")  # the layout's own list of what it laid out (never uploaded)
     shards = sorted(f"data/{p.name}" for p in (dataset / "data").glob("*.parquet"))
     assert files == sorted(
         [*shards, "README.md", "plots/answer_letters.png", "plots/question_length.png", "run.json"]
@@ -64,7 +67,7 @@ def test_dry_run_lays_out_exactly_the_upload_without_the_token(dataset, tmp_path
         "push", str(dataset), "me/lvr", "--videos", "upload", "--dry-run", str(tmp_path / "dv"), env={}
     )
     assert with_videos.returncode == 0 and (tmp_path / "dv" / "videos" / "v0.mp4").read_bytes().startswith(
-        b"not"
+        MP4 + b"not"
     )
 
 
@@ -98,11 +101,10 @@ def test_a_video_push_cut_off_halfway_resumes(dataset, tmp_path):
     # The Hub cannot be reached from these machines: a stand-in for its API answers instead.
     videos = dataset / "videos"
     for i in range(1, 5):
-        (tmp_path / f"clip{i}.mp4").write_bytes(f"video {i}".encode())
-        os.symlink(tmp_path / f"clip{i}.mp4", videos / f"v{i}.mp4")
+        (videos / f"v{i}.mp4").write_bytes(MP4 + f"video {i}".encode())
     with StandInHub() as hub:
-        hub.files["videos/v1.mp4"] = b"video 1"  # already up from a push that was cut off
-        hub.files["videos/v2.mp4"] = b"video 2"
+        hub.files["videos/v1.mp4"] = MP4 + b"video 1"  # already up from a push that was cut off
+        hub.files["videos/v2.mp4"] = MP4 + b"video 2"
         env = {"HF_ENDPOINT": hub.url, "HF_TOKEN": TOKEN, "HF_HUB_DISABLE_TELEMETRY": "1"}
         result = vdata("push", str(dataset), "me/lvr", "--videos", "upload", env=env)
         assert result.returncode == 0, result.stderr
@@ -115,7 +117,7 @@ def test_a_video_push_cut_off_halfway_resumes(dataset, tmp_path):
         ]
     videos_sent = sorted(p for p in sent if p.startswith("videos/"))
     assert videos_sent == ["videos/v0.mp4", "videos/v3.mp4", "videos/v4.mp4"]  # not v1, v2 again
-    assert hub.files["videos/v3.mp4"] == b"video 3"
+    assert hub.files["videos/v3.mp4"] == MP4 + b"video 3"
 
 
 def test_videos_upload_takes_only_the_rows_videos_and_never_follows_a_link_out_unseen(tmp_path):
@@ -128,7 +130,7 @@ def test_videos_upload_takes_only_the_rows_videos_and_never_follows_a_link_out_u
     from conftest import VALID_ROW
 
     source = tmp_path / "source.mp4"
-    source.write_bytes(b"the row's own video")
+    source.write_bytes(MP4 + b"the row's own video")
     secret = tmp_path / "secret.txt"
     secret.write_bytes(b"a file that must never leave this machine")
     row = copy.deepcopy(VALID_ROW)
@@ -163,3 +165,65 @@ def test_videos_upload_takes_only_the_rows_videos_and_never_follows_a_link_out_u
         "push", str(dataset), "me/lvr", "--videos", "upload", "--dry-run", str(tmp_path / "d2"), env={}
     )
     assert refused.returncode == 2 and "whose content is not the rows' video" in refused.stderr
+
+
+def test_a_dry_run_writes_only_into_a_new_folder_or_its_own_earlier_layout(dataset, tmp_path):
+    mine = tmp_path / "mine"  # a folder of the user's, with names a layout has
+    (mine / "data").mkdir(parents=True)
+    (mine / "README.md").write_text("my own readme")
+    (mine / "notes.txt").write_text("my notes")
+    (mine / "data" / "train.parquet").write_bytes(b"my rows")
+    refused = vdata("push", str(dataset), "me/lvr", "--dry-run", str(mine), env={})
+    assert refused.returncode == 2 and "holds files that vdata did not lay out" in refused.stderr
+    assert (mine / "README.md").read_text() == "my own readme" and (mine / "notes.txt").exists()
+    assert (mine / "data" / "train.parquet").read_bytes() == b"my rows" and not (mine / "run.json").exists()
+    before = sorted(p.name for p in dataset.rglob("*"))
+    for inside in (dataset, dataset / "staged", dataset.parent):  # the dataset, in it, around it
+        result = vdata("push", str(dataset), "me/lvr", "--dry-run", str(inside), env={})
+        assert result.returncode == 2 and "the dataset" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in dataset.rglob("*")) == before
+    dry = tmp_path / "dry"
+    first = vdata("push", str(dataset), "me/lvr", "--dry-run", str(dry), env={})
+    again = vdata("push", str(dataset), "me/lvr", "--dry-run", str(dry), env={})  # its own: replaced
+    assert first.returncode == again.returncode == 0, again.stderr
+    laid_out = sorted(str(p.relative_to(dry)) for p in dry.rglob("*") if p.is_file())
+    assert f"{len(laid_out) - 1} files laid out" in again.stderr  # all but the layout's own list
+    (dry / "notes.txt").write_text("added by the user")
+    third = vdata("push", str(dataset), "me/lvr", "--dry-run", str(dry), env={})
+    assert third.returncode == 2 and "notes.txt" in third.stderr
+    assert (dry / "notes.txt").read_text() == "added by the user"
+
+
+def test_videos_upload_leaves_out_links_nothing_vouches_for_and_files_that_are_no_video(tmp_path):
+    import copy
+
+    from vdata.record import to_table
+    from vdata.runstore import write_dataset
+
+    from conftest import VALID_ROW
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "clip.mp4").write_bytes(MP4 + b"a video somewhere else")
+    rows = []
+    for name in ("linked", "text", "kept"):
+        row = copy.deepcopy(VALID_ROW)
+        row["path"], row["video"], row["id"] = f"videos/{name}.mp4", None, name  # no sha256
+        rows.append(row)
+    dataset = tmp_path / "ds"
+    write_dataset(to_table(rows), dataset)
+    write_card(dataset)
+    (dataset / "videos").mkdir()
+    os.symlink(outside / "clip.mp4", dataset / "videos" / "linked.mp4")  # no sha256 vouches for it
+    (dataset / "videos" / "text.mp4").write_text("hostname: a text file named like a video")
+    (dataset / "videos" / "kept.mp4").write_bytes(MP4 + b"the dataset's own copy")
+    dry = vdata(
+        "push", str(dataset), "me/lvr", "--videos", "upload", "--dry-run", str(tmp_path / "dry"), env={}
+    )
+    assert dry.returncode == 0, dry.stderr
+    staged = sorted(str(p.relative_to(tmp_path / "dry")) for p in (tmp_path / "dry" / "videos").rglob("*"))
+    assert staged == ["videos/kept.mp4"]
+    said = " ".join(dry.stderr.split())
+    assert "videos/linked.mp4: a link to" in said and "not uploaded" in said
+    assert "videos/text.mp4:" in said and "does not start like a video file; not uploaded" in said

@@ -121,7 +121,25 @@ CASES: dict[str, tuple[Callable[[dict], None], Callable[[dict], None]]] = {
         _set(evidence=[{"start_s": 0.0, "end_s": 60.0, "text": "the whole video"}]),
     ),
     "process_format": (_set(process="I think B."), _set(process="<think>I think B.</think>")),
+    "not_finite": (
+        _set(difficulty={"pass_rate": float("nan"), "n_rollouts": 8, "model": "policy"}),
+        _set(difficulty={"pass_rate": 0.5, "n_rollouts": 8, "model": "policy"}),
+    ),
+    "nul_character": (_set(path="videos/a\x00.mp4"), _set(path="videos/a0.mp4")),
+    "bad_difficulty": (
+        _set(difficulty={"pass_rate": 1.5, "n_rollouts": 8, "model": "policy"}),
+        _set(difficulty={"pass_rate": 1.0, "n_rollouts": 8, "model": "policy"}),
+    ),
 }
+
+
+def test_nan_and_nul_are_refused_wherever_they_sit():
+    row = copy.deepcopy(VALID_ROW)
+    row["evidence"][0]["end_s"] = float("inf")
+    row["problem"] = "What happens\x00 first?"
+    found = {(p.code, p.message) for p in validate(row)}
+    assert ("not_finite", "evidence[0].end_s is inf, not a finite number") in found
+    assert ("nul_character", "problem holds a NUL character (\\x00)") in found
 
 
 def test_every_code_has_a_failing_and_a_passing_case():

@@ -173,9 +173,11 @@ def test_the_python_api_resumes_and_reruns_segmentation_when_settings_change(tmp
 
 
 def test_a_process_pool_over_files_gives_the_same_clips(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
     for i in range(3):
-        make_video(tmp_path / f"v{i}.mp4", [4.0, 5.0 + i], seed=i)
-    one = split_videos([tmp_path], tmp_path / "one", SplitConfig(mode="scene", workers=1), quiet=True)
-    two = split_videos([tmp_path], tmp_path / "two", SplitConfig(mode="scene", workers=2), quiet=True)
+        make_video(videos / f"v{i}.mp4", [4.0, 5.0 + i], seed=i)
+    one = split_videos([videos], tmp_path / "one", SplitConfig(mode="scene", workers=1), quiet=True)
+    two = split_videos([videos], tmp_path / "two", SplitConfig(mode="scene", workers=2), quiet=True)
     assert one.final_table().equals(two.final_table())
     assert one.final_table().num_rows == 6

@@ -199,7 +199,7 @@ class GRPOConfig:
             key = ".".join(str(part) for part in first["loc"])
             message = str(first["msg"]).removeprefix("Value error, ")
             if first["type"] == "value_error":  # __post_init__'s own words name the key
-                raise ConfigError(message) from None
+                raise ConfigError(f"{where}: {message}") from None
             raise ConfigError(f"{where}: {key}: {message} (got {first.get('input')!r:.60})") from None
 
     def to_dict(self) -> dict[str, Any]:

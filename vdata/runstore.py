@@ -133,8 +133,14 @@ RUN_ENTRIES = (
 )
 
 
+# what a run writes before its run.json (the lock, the models' cache and usage): a folder that
+# holds nothing else is one vdata began, not the user's
+RUN_PRIVATE = (".lock", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "usage.jsonl", "node-caches")
+
+
 def is_run(root: Path) -> bool:
-    return (root / "run.json").is_file()
+    """A folder vdata ran in: it has run.json, or holds nothing but what a run writes first."""
+    return (root / "run.json").is_file() or all(entry.name in RUN_PRIVATE for entry in root.iterdir())
 
 
 def claim_output(
@@ -264,7 +270,7 @@ class RunStore:
         return self.dataset_dir if (self.dataset_dir / "data").is_dir() else self.root
 
     def is_run(self) -> bool:
-        return self.run_json.is_file()
+        return self.run_json.is_file()  # (module-level is_run also takes a run not yet begun)
 
     def rows_path(self) -> Path | None:
         """Where a run's question rows are, or None when it makes none (split, annotate)."""
