@@ -81,7 +81,9 @@ def test_config_mistakes_are_named(tmp_path):
         "`seeds` is a list of integers, e.g. [0, 1, 2]; got [True, False]": {"seeds": [True, False]},
         "`sample_seed` is an integer; got 'abc'": {"sample_seed": "abc"},
         "metric 'loss' is not one of": {"metric": "loss"},
-        "variant 'a': unknown setting 'filter' (did you mean 'filters'?)": {"variants": {"a": {"filter": []}}},
+        "variant 'a': unknown setting 'filter' (did you mean 'filters'?)": {
+            "variants": {"a": {"filter": []}}
+        },
         "variant 'all': train: group_size 1": {"train": {"model": "m", "group_size": 1}},
         "variant 'all': train: steps: Input should be a valid integer (got [1, 2])": {
             "train": {"model": "m", "steps": [1, 2]}

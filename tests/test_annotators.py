@@ -63,7 +63,7 @@ def test_endpoints_from_flags_and_yaml(tmp_path, monkeypatch):
         ({"reasoner": {"base_url": "http://h/v1", "max_concurrency": 0}}, "max_concurrency: Input should be"),
         ({"reasoner": {"base_url": "http://h/v1", "temprature": 0.2}}, "'temprature' \\(did you mean"),
         # a secret where it does not belong is refused without being repeated
-        ({"reasoner": {"base_url": "http://h/v1", "api_key": "sk-PLANTED"}}, "^(?!.*sk-PLANTED).*api_key_env"),
+        ({"reasoner": {"base_url": "http://h/v1", "api_key": "sk-PLANTED"}}, r"^(?!.*PLANTED).*api_key_env"),
     ],
 )
 def test_bad_endpoint_settings_say_what_is_wrong(data, message):
