@@ -120,7 +120,11 @@ def row_videos(dataset_dir: Path, notes: list[str]) -> list[tuple[str, Path]]:
         if not isinstance(path, str) or path_problems(path):
             continue  # an unsafe or missing path: validation reports it; nothing to upload
         video = row.get("video") or {}
-        meta = json.loads(row.get("meta_json") or "{}") if isinstance(row.get("meta_json"), str) else {}
+        try:
+            meta = json.loads(row.get("meta_json") or "{}")
+        except (TypeError, ValueError, RecursionError):
+            meta = {}
+        meta = meta if isinstance(meta, dict) else {}
         expected.setdefault(path, (video.get("sha256") or "", str(meta.get("source_video") or "")))
     chosen = []
     for relative, (sha, recorded) in sorted(expected.items()):

@@ -704,9 +704,8 @@ def _read_json(path: Path) -> list[Any]:
     except OSError as exc:
         raise _cannot_read(path, exc) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetReadError(
-            f"{path}: not valid JSON ({exc}); if it holds one row per line, name it .jsonl"
-        ) from exc
+        hint = "" if "nested too deeply" in str(exc) else "; if it holds one row per line, name it .jsonl"
+        raise DatasetReadError(f"{path}: not valid JSON ({exc}){hint}") from exc
     if isinstance(data, dict):
         lists = [v for v in data.values() if isinstance(v, list)]
         if len(lists) == 1:

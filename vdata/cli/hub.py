@@ -28,10 +28,17 @@ def card(
     from vdata.cards.card import write_card
     from vdata.formats import DatasetReadError
 
+    if not dataset.is_dir():
+        fail(
+            f"{dataset} is not a folder: the card is DATASET/README.md beside the data/ of a dataset "
+            "folder (a build's OUT/dataset; `vdata filter validate FILE --out DIR` makes one of a file)"
+        )
     try:
         warnings = write_card(dataset, license=license, tags=tuple(tag or ()), show_endpoints=show_endpoints)
     except DatasetReadError as exc:
         fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write the card into {dataset} ({exc.strerror or exc})")
     for warning in warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     err.print(f"card written to {dataset / 'README.md'}", highlight=False)
