@@ -373,13 +373,15 @@ def _check(row: dict, ctx) -> dict | Reject:
 
 @pytest.fixture(scope="module")
 def attacked(tmp_path_factory) -> Path:
-    """A run whose rows reach outside the dataset (by '..', by an absolute path, through a link to a
-    text file named .mp4), carry NaN and NUL, and whose run.json, cache and usage log hold secrets."""
+    """A run whose rows reach outside the dataset (a video, by '..' and by an absolute path; a text
+    file named .mp4 through a link), carry NaN and NUL, and whose run.json, cache and usage log
+    hold secrets."""
     base = tmp_path_factory.mktemp("attacked")
     (base / "outside").mkdir()
     (base / "outside" / "hostname.mp4").write_text("a text file named like a video")
     (base / "sources").mkdir()
     make_video(base / "sources" / "real.mp4", [2.0], seed=0, faststart=True)
+    (base / "outside" / "private.mp4").write_bytes((base / "sources" / "real.mp4").read_bytes())
     out = base / "run"
 
     def row(i: int, path: str, **fields) -> dict:
@@ -402,8 +404,8 @@ def attacked(tmp_path_factory) -> Path:
 
     rows = [
         row(0, "videos/real.mp4", meta_json=json.dumps({"source_video": str(base / "sources" / "real.mp4")})),
-        row(1, "../outside/hostname.mp4"),
-        row(2, str(base / "outside" / "hostname.mp4")),
+        row(1, "../../outside/private.mp4"),  # a real video, outside the dataset
+        row(2, str(base / "outside" / "private.mp4")),
         row(3, "videos/linked.mp4"),
         row(4, "videos/a\x00.mp4"),
         row(5, "videos/real.mp4", difficulty={"pass_rate": math.nan, "n_rollouts": 8, "model": "p"},
