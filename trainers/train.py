@@ -240,11 +240,16 @@ def train(
     out = Path(config.out)
     try:
         claim_output(
-            out, ours=is_train_run, owns=TRAIN_ENTRIES, kind="a training run (no config.json of one)"
+            out,
+            ours=is_train_run,
+            owns=TRAIN_ENTRIES,
+            kind="a training run (no config.json of one)",
+            where="out=",
+            force_flag=None,
         )
         refuse_overlap(out, [("data", config.data), ("eval_data", config.eval_data)])
     except OutputRefused as exc:
-        raise ConfigError(f"out: {exc}") from None
+        raise ConfigError(str(exc)) from None
     data = data or load_training_data(config)
     if data.skipped:
         shown = ", ".join(f"{count} {kind}" for kind, count in sorted(data.skipped.items()))

@@ -150,19 +150,22 @@ def claim_output(
     ours: Callable[[Path], bool] = is_run,
     owns: Iterable[str] = RUN_ENTRIES,
     kind: str = "a vdata run (it has no run.json)",
+    where: str = "--out",
+    force_flag: str | None = "--force",
 ) -> None:
     """Refuses an output folder vdata must not write into (OutputRefused): one that is a file,
     cannot be made, or holds files while it is not `ours` (`kind` says what it should be).
     With `force`, a folder of other files is used as long as none of them has a name vdata
     writes there (`owns`), so nothing of the user's is ever overwritten or deleted."""
     if root.exists() and not root.is_dir():
-        raise OutputRefused(f"{root} is a file, not a folder; give --out a new or empty folder")
+        raise OutputRefused(f"{root} is a file, not a folder; give {where} a new or empty folder")
     if not root.is_dir():
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputRefused(
-                f"cannot create the folder {root} ({exc.strerror or exc}); give --out a folder you can write"
+                f"cannot create the folder {root} ({exc.strerror or exc}); give {where} a folder you can "
+                "write"
             ) from None
         return
     try:
@@ -173,16 +176,16 @@ def claim_output(
         return
     if not force:
         shown = ", ".join(present[:3]) + (f" and {len(present) - 3} more" if len(present) > 3 else "")
+        beside = f", or pass {force_flag} to write beside them" if force_flag else ""
         raise OutputRefused(
-            f"{root} holds files that vdata did not write ({shown}) and is not {kind}; give --out a new "
-            "or empty folder, or pass --force to write beside them (vdata never overwrites or deletes "
-            "files it did not write)"
+            f"{root} holds files that vdata did not write ({shown}) and is not {kind}; give {where} a new "
+            f"or empty folder{beside} (vdata never overwrites or deletes files it did not write)"
         )
     taken = [name for name in present if name in set(owns)]
     if taken:
         raise OutputRefused(
             f"{root} already holds {', '.join(taken)}, which vdata would write but did not; move them "
-            "away or give --out another folder (--force never overwrites them)"
+            f"away or give {where} another folder ({force_flag} never overwrites them)"
         )
 
 
