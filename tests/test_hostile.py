@@ -152,6 +152,7 @@ def test_an_input_that_is_or_holds_or_lies_in_the_output_is_refused(qa_file, tmp
         ("export", run / "dataset", "--format", "verl", "--out", run / "dataset" / "verl.parquet"),
         ("export", run / "dataset", "--format", "verl", "--out", exported),  # a file it did not write now
         ("split", tmp_path, "--out", tmp_path / "clips"),
+        ("audit", exported, "--report", exported),
     )
     refused(results[0], "--from", "is the output")
     refused(results[1], "lies inside the output")
@@ -161,6 +162,7 @@ def test_an_input_that_is_or_holds_or_lies_in_the_output_is_refused(qa_file, tmp
     refused(results[5], "contains the output")
     refused(results[6], "exists", "--force")
     refused(results[7], "contains the output")
+    refused(results[8], "is the output", "--report")
     assert (run / "run.json").read_text() == made
     assert pq.read_table(run / "dataset" / "data" / "rl-00000-of-00001.parquet").num_rows == rows
     assert (filtered / "rejects" / "validate.parquet").read_bytes() == rejects

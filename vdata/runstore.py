@@ -189,7 +189,7 @@ def claim_output(
         )
 
 
-def refuse_overlap(out: Path, inputs: Iterable[tuple[str, str | Path | None]]) -> None:
+def refuse_overlap(out: Path, inputs: Iterable[tuple[str, str | Path | None]], flag: str = "--out") -> None:
     """Refuses inputs that are the output (a folder or a file), lie inside it or contain it: a
     command that reads what it writes loses the user's rows. `inputs` are (what to call it,
     path)."""
@@ -208,7 +208,7 @@ def refuse_overlap(out: Path, inputs: Iterable[tuple[str, str | Path | None]]) -
             continue
         raise OutputRefused(
             f"{label} {path} {relation} {out}: a command never writes where it reads; "
-            "give --out a place apart from its inputs"
+            f"give {flag} a place apart from its inputs"
         )
 
 

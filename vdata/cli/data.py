@@ -182,7 +182,13 @@ def audit(
     from vdata.filters.audit import AuditOptions, to_markdown
     from vdata.filters.audit import audit as run_audit
     from vdata.formats import DatasetReadError
+    from vdata.runstore import OutputRefused, atomic_write_bytes, refuse_overlap
 
+    if report is not None:
+        try:
+            refuse_overlap(report, [("the dataset", path), *(("--eval", e) for e in evals or [])], "--report")
+        except OutputRefused as exc:
+            fail(str(exc))
     shape, file_type = _shape_and_file_type(fmt)
     options = AuditOptions(
         evals=list(evals or []),
@@ -199,8 +205,10 @@ def audit(
     except DatasetReadError as exc:
         fail(str(exc))
     if report is not None:
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(to_markdown(result))
+        try:
+            atomic_write_bytes(report, to_markdown(result).encode())
+        except OSError as exc:
+            fail(f"cannot write {report} ({exc.strerror or exc}); give --report a file you can write")
     if as_json:
         print(json.dumps(result.to_json(), indent=2, default=str))
     else:
