@@ -3,8 +3,11 @@
 What goes up is first laid out in a staging folder, which `--dry-run DIR` keeps:
 the Parquet shards, the card and its plots, run.json with secrets stripped, and
 with `--videos upload` the videos themselves (each row's path resolves under
-videos/). The token comes from HF_TOKEN or the login cache and is never printed
-or written anywhere.
+videos/; only files that start like a video, and links out of the dataset only
+when a sha256 or the recipe's record vouches for them). A dry run's DIR is new,
+empty, or its own earlier layout (listed in DIR/.vdata-push.json, never
+uploaded). The token comes from HF_TOKEN or the login cache and is never
+printed or written anywhere.
 """
 
 from __future__ import annotations
