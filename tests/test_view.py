@@ -56,7 +56,7 @@ def _check(row: dict, ctx) -> dict | Reject:
 def viewed(tmp_path_factory) -> Path:
     """A run with a dataset: 14 rows over two real H.264 videos (12 s), one with a segment,
     evidence and a Video-Thinker trace, one with a stream, two exact duplicates; three rows
-    rejected, one naming a cut-off video file inside the dataset by its absolute path; a file
+    rejected, one naming a broken video file inside the dataset by its absolute path; a file
     outside the run and a symlink inside leading to it."""
     base = tmp_path_factory.mktemp("view")
     sources = base / "sources"
@@ -89,7 +89,7 @@ def viewed(tmp_path_factory) -> Path:
     rows[13] |= {"problem": "A vague one about the source?", "path": str(broken)}
     result = run_pipeline(out, "view-test@1", rows, [MapStage("check", _check, schema=SCHEMA)], quiet=True)
     RunStore(out).write_dataset(result.final_table(), splits=("rl", "sft"))
-    broken.write_bytes(videos[0].read_bytes()[:2000])  # starts like a video, cut off
+    broken.write_bytes(videos[0].read_bytes()[:32] + b"\xff" * 4000)  # starts like a video, then noise
     from vdata.cards.card import write_card
 
     write_card(out / "dataset")  # its README.md and plots/*.png

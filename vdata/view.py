@@ -455,19 +455,53 @@ def _trace(process: Any, solution: Any) -> list[dict[str, Any]] | None:
 # ---------------------------------------------------------------- the server
 
 
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
 
-def allowed_hosts(host: str) -> list[str]:
-    """The Host headers the viewer answers: the loopback names, and the address it was told
-    to listen on (with every interface, this machine's name too). Any other name pointed at
-    the server (DNS rebinding: a web page's own name resolved to 127.0.0.1) gets 400."""
+def host_check(host: str) -> Callable[[str], bool]:
+    """Which Host headers the viewer answers: the loopback names and the address it listens on;
+    listening on every interface (0.0.0.0, ::), also this machine's name and any IP address
+    (no page can make a browser send another machine's IP as the host of its own). Any other
+    name (DNS rebinding: a web page points a name of its own at 127.0.0.1) gets 400."""
+    import ipaddress
     import socket
 
-    names = [*LOOPBACK_NAMES, f"[{host}]" if ":" in host else host]
-    if host in ("0.0.0.0", "::"):
-        names.append(socket.gethostname())
-    return sorted(set(names))
+    names = {*LOOPBACK_NAMES, host}
+    wildcard = host in ("0.0.0.0", "::")
+    if wildcard:
+        names.add(socket.gethostname().lower())
+
+    def allowed(header: str) -> bool:
+        name = header.strip().lower()
+        if name.startswith("["):  # [::1]:8000
+            name = name[1 : name.find("]")] if "]" in name else ""
+        elif name.count(":") == 1:
+            name = name.split(":")[0]
+        if name in names:
+            return True
+        with contextlib.suppress(ValueError):
+            return wildcard and bool(ipaddress.ip_address(name))
+        return False
+
+    return allowed
+
+
+class HostCheck:
+    """ASGI middleware: 400 for a request whose Host header `allowed` refuses."""
+
+    def __init__(self, app: Any, allowed: Callable[[str], bool]):
+        self.app, self.allowed = app, allowed
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers") or [])
+            host = headers.get(b"host", b"").decode("latin-1")
+            if not self.allowed(host):
+                from starlette.responses import PlainTextResponse
+
+                await PlainTextResponse("invalid host header", status_code=400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def json_response(content: Any) -> Any:
@@ -479,12 +513,11 @@ def json_response(content: Any) -> Any:
     return Response(body, media_type="application/json")
 
 
-def make_app(data: ViewData, hosts: list[str] | None = None) -> Any:
+def make_app(data: ViewData, host: str = "127.0.0.1") -> Any:
     """The viewer's HTTP app: the page, its JSON API, and the files it may serve, answering
-    requests addressed to `hosts` only (default: the loopback names)."""
+    requests addressed to the server listening on `host` only (`host_check`)."""
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.requests import Request
     from starlette.responses import FileResponse, Response
     from starlette.routing import Route
@@ -574,11 +607,7 @@ def make_app(data: ViewData, hosts: list[str] | None = None) -> Any:
         Route("/media/reject/{number}", media(data.reject_video)),
         Route("/files/{path:path}", file),
     ]
-    allowed = list(hosts or LOOPBACK_NAMES)
-    return Starlette(
-        routes=routes,
-        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed, www_redirect=False)],
-    )
+    return Starlette(routes=routes, middleware=[Middleware(HostCheck, allowed=host_check(host))])
 
 
 ASSETS = {"app.js": "text/javascript", "style.css": "text/css"}
@@ -639,7 +668,7 @@ def serve(
     sock.listen(128)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    app = make_app(data, allowed_hosts(host))
+    app = make_app(data, host)
     server = _server_class()(uvicorn.Config(app, log_level="warning", access_log=False))
     # Ctrl-C and SIGTERM stop it from the moment the URL is printed, and end it with status 0
     # (uvicorn would raise the signal again after shutting down)
