@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vdata.publish import endpoint_label
 
@@ -54,6 +54,20 @@ class Endpoint(BaseModel):
     extra_body: dict[str, Any] = Field(default_factory=dict)
     price_in_per_mtok: float | None = None  # USD per million prompt tokens
     price_out_per_mtok: float | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        """`local`, `hf:MODEL`, or an http(s) URL whose host is written as one: checked before
+        any request resolves or connects to it."""
+        from vdata.settings import url_problem
+
+        if value == LOCAL or value.startswith("hf:"):
+            return value
+        problem = url_problem(value)
+        if problem:  # the URL itself is not repeated: it may carry a password
+            raise ValueError(f"not an address: {problem}")
+        return value
 
     @property
     def is_local(self) -> bool:
@@ -102,7 +116,10 @@ def parse_endpoint(text: str, named: dict[str, Endpoint] | None = None) -> Endpo
     head, _, tail = text.rpartition("@")
     if head.startswith(("http://", "https://")) and "/" in head[8:] and tail:
         url, model = head, tail
-    return Endpoint(base_url=url.rstrip("/"), model=model)
+    try:
+        return Endpoint(base_url=url.rstrip("/"), model=model)
+    except ValidationError as exc:
+        raise EndpointError(_endpoint_error(exc)) from None
 
 
 class Endpoints(BaseModel):
@@ -180,4 +197,4 @@ def _endpoint_error(exc: ValidationError) -> str:
                 "in an environment variable and name that variable with api_key_env"
             )
         return f"unknown endpoint setting {key!r}{closest(key, Endpoint.model_fields)}"
-    return f"endpoint setting {key}: {first['msg']}"
+    return f"endpoint setting {key}: {str(first['msg']).removeprefix('Value error, ')}"

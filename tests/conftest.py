@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 import copy
+import signal
 import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +83,26 @@ def descendants(pid: int) -> set[int]:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
+
+
+@contextlib.contextmanager
+def running_view(*args: str) -> Iterator[str]:
+    """`vdata view ARGS` as a user starts it: a free port, the URL printed (yielded); stopped by
+    SIGTERM, which must end it with status 0."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vdata", "view", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = None
+    for line in process.stdout:
+        if "serving" in line:
+            url = line.split(" at ")[1].split()[0]
+            break
+    assert url, process.stderr.read()
+    try:
+        yield url
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0

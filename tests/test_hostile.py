@@ -12,7 +12,6 @@ import http.client
 import json
 import math
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from vdata.runner import run_pipeline
 from vdata.runstore import RunStore
 from vdata.stages import MapStage, Reject
 
+from conftest import running_view
 from videos import make_video
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
@@ -317,6 +317,8 @@ def test_messages_say_what_was_wrong_with_which_input(tmp_path, qa_file):
         ("annotate", qa_file, "--out", tmp_path / "a", "--prompt", "{question}", "--models", models),
         ("filter", "validate", qa_file, "--out", tmp_path / "r", "--engine", "ray",
          "--ray-address", "127.0.0.1:1"),
+        ("annotate", qa_file, "--out", tmp_path / "b", "--prompt", "{question}",
+         "--reasoner", "http://user:pw@not a host:80/v1"),
     )  # fmt: skip
     said = refused(results[0], "--host 'not-an-address' is not an IP address")
     assert "--port" not in said
@@ -325,6 +327,8 @@ def test_messages_say_what_was_wrong_with_which_input(tmp_path, qa_file):
     assert "api_key_env" in said and "Traceback" not in said
     refused(results[2], "--ray-address 127.0.0.1:1: nothing answers there")
     assert not (tmp_path / "r").exists()
+    said = refused(results[3], "base_url: not an address: not a host is not a host name")
+    assert ":pw@" not in said and not (tmp_path / "b").exists()
 
 
 def test_an_ablation_fails_on_its_model_and_its_empty_variant_before_training(tmp_path):
@@ -429,21 +433,8 @@ def attacked(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def viewer(attacked):
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vdata", "view", str(attacked)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    port = None
-    for line in process.stdout:
-        if "serving" in line:
-            port = int(line.split(" at ")[1].split()[0].rstrip("/").rsplit(":", 1)[1])
-            break
-    assert port, process.stderr.read()
-    yield port
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0
+    with running_view(str(attacked)) as url:
+        yield int(url.rstrip("/").rsplit(":", 1)[1])
 
 
 def request(port: int, path: str, host: str | None = None) -> tuple[int, bytes]:

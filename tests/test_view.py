@@ -21,6 +21,7 @@ from vdata.runstore import RunStore
 from vdata.stages import MapStage, Reject
 from vdata.view import HEADLESS_CHROMIUM_ARGS, ViewData, ViewError
 
+from conftest import running_view
 from videos import make_video
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -208,22 +209,8 @@ def test_any_file_vdata_reads_is_viewable_and_a_missing_video_is_said(tmp_path):
 
 @pytest.fixture(scope="module")
 def server(viewed):
-    """`vdata view RUN` as a user starts it: a free port, the URL printed; stopped by SIGTERM."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vdata", "view", str(viewed)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = None
-    for line in process.stdout:
-        if "serving" in line:
-            url = line.split(" at ")[1].split()[0]
-            break
-    assert url, process.stderr.read()
-    yield url
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=30) == 0
+    with running_view(str(viewed)) as url:
+        yield url
 
 
 def raw_get(url: str, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:

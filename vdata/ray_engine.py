@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -33,26 +32,18 @@ from typing import Any
 from vdata.runner import LocalEngine, RunError, portable, process_shard
 from vdata.stages import Stage, StageContext
 
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
-
 
 def cluster_address(address: str) -> tuple[str, int] | None:
     """The (host, port) of a --ray-address ('HOST:PORT' or 'ray://HOST:PORT'; None for 'auto'),
     checked as text before anything resolves or connects; RunError naming it otherwise."""
-    import ipaddress
+    from vdata.settings import is_host
 
     text = address.strip()
     if text == "auto":
         return None
-    rest = text.removeprefix("ray://")
-    host, sep, port = rest.rpartition(":")
+    host, sep, port = text.removeprefix("ray://").rpartition(":")
     host = host.strip("[]")
-    valid_host = bool(_HOST_NAME.match(host))
-    with contextlib.suppress(ValueError):
-        ipaddress.ip_address(host)
-        valid_host = True
-    if not sep or not valid_host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not is_host(host) or not port.isdigit() or not 0 < int(port) < 65536:
         raise RunError(
             f"--ray-address {address!r} is not a cluster address; give HOST:PORT as `ray start --head` "
             "prints it (e.g. 10.0.0.5:6379), ray://HOST:PORT, or auto"

@@ -13,6 +13,8 @@ number that must be finite refuses NaN and infinity; true and false are not numb
 from __future__ import annotations
 
 import difflib
+import ipaddress
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -144,3 +146,35 @@ def settings_error(exc: ValidationError, model: type[BaseModel], where: str) -> 
     given = first.get("input")
     shown = "" if isinstance(given, Mapping) else f" (got {given!r:.60})"
     return SettingsError(f"{where}: setting {key}: {message}{shown}")
+
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*\.?$")
+
+
+def is_host(text: str) -> bool:
+    """Whether `text` is written as an IP address or a host name (RFC 1123 labels), judged as
+    text: a user's address is checked before anything resolves it or connects to it."""
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+        return True
+    except ValueError:
+        return bool(_HOST_NAME.match(text))
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with an http(s) URL a user gave (None when nothing), judged as text."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is not a number in range
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme not in ("http", "https"):
+        return "it is not an http:// or https:// URL"
+    if not parts.hostname or not is_host(parts.hostname):
+        return f"{parts.hostname or 'nothing'} is not a host name or IP address"
+    if port == 0:
+        return "port 0 is no port to connect to"
+    return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -276,8 +277,11 @@ def _filter(
     seed: int,
     quiet: bool,
     force: bool = False,
+    endpoints: Callable[[Any], Any] | None = None,
     **options: Any,
 ):
+    """Runs filter `name` and says what it kept; `endpoints(stage)` gives a filter that calls a
+    model its endpoints."""
     from vdata.filters.run import filter_stage, run_filter
     from vdata.formats import DatasetReadError
     from vdata.runner import RunError
@@ -295,6 +299,7 @@ def _filter(
             seed=seed,
             quiet=quiet,
             command=command_line(),
+            endpoints=endpoints(stage) if endpoints else None,
             force=force,
             inputs=[("--eval", path) for path in options.get("evals", [])],
         )
@@ -464,34 +469,13 @@ def _model_filter(
     force: bool = False,
     **options: Any,
 ) -> None:
+    """A filter whose stage calls a model: its role's endpoint from --models and the flag."""
     from vdata.cli import endpoints_from_options
-    from vdata.filters.run import filter_stage, run_filter
-    from vdata.formats import DatasetReadError
-    from vdata.runner import RunError
 
-    stage = filter_stage(name, **options)
-    endpoints = endpoints_from_options(models, {stage.role: policy})
-    shape, _ = _shape_and_file_type(fmt)
-    try:
-        result = run_filter(
-            stage,
-            dataset,
-            out_dir,
-            shape=shape,
-            seed=seed,
-            quiet=quiet,
-            command=command_line(),
-            endpoints=endpoints,
-            force=force,
-        )
-    except (DatasetReadError, RunError) as exc:
-        fail(str(exc))
-    out.print(
-        f"{name}: kept {result.kept:,}, rejected {result.rejected:,} (rejects/{name}.parquet); "
-        f"dataset: {result.dataset}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    def endpoints(stage: Any) -> Any:
+        return endpoints_from_options(models, {stage.role: policy})
+
+    _filter(name, dataset, out_dir, fmt, seed, quiet, force, endpoints, **options)
 
 
 def _media_root(dataset: Path) -> str:
