@@ -109,7 +109,9 @@ def _numbers_run(out: Path):
     from vdata.stages import MapStage
 
     rows = [{"n": n} for n in range(20)]
-    return run_pipeline(out, "numbers@1", rows, [MapStage("square", _mark_worker)], shard_rows=4, quiet=True)
+    stages = [MapStage("square", _mark_worker)]
+    # force: the test's switches (arm-kill, always-kill) lie in the folder before the run
+    return run_pipeline(out, "numbers@1", rows, stages, shard_rows=4, quiet=True, force=True)
 
 
 def test_shards_run_in_worker_processes_and_a_killed_worker_is_retried(tmp_path, ray_engine):

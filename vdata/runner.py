@@ -198,10 +198,12 @@ def run_pipeline(
     dataset_splits: Sequence[str] | None = None,
     command: str = "",
     engine: Any = None,
+    force: bool = False,
 ) -> RunResult:
     """Runs `stages` over `inputs` in `out`, resuming whatever an earlier run finished. With
     `dataset_splits`, the final rows become the run's dataset (OUT/dataset, those splits
-    always there). `command` is the command line that started the run, for run.json."""
+    always there). `command` is the command line that started the run, for run.json. `out`
+    is new, empty or a run (`force`: a folder of other files, which stay untouched)."""
     store = RunStore(out)
     _check_stage_names(stages)
     run = _Run(
@@ -213,7 +215,7 @@ def run_pipeline(
         dict(resources or {}),
         engine or default_engine(),
     )
-    with store.lock():
+    with store.lock(force=force):
         result = _run_locked(run, recipe, inputs, stages, dict(config or {}), command)
         if dataset_splits is not None:
             store.write_dataset(result.final_table(), dataset_splits)

@@ -138,7 +138,7 @@ RUN_ENTRIES = (
 RUN_PRIVATE = (".lock", "cache.sqlite", "cache.sqlite-wal", "cache.sqlite-shm", "usage.jsonl", "node-caches")
 
 
-def is_run(root: Path) -> bool:
+def run_began(root: Path) -> bool:
     """A folder vdata ran in: it has run.json, or holds nothing but what a run writes first."""
     return (root / "run.json").is_file() or all(entry.name in RUN_PRIVATE for entry in root.iterdir())
 
@@ -147,7 +147,7 @@ def claim_output(
     root: Path,
     *,
     force: bool = False,
-    ours: Callable[[Path], bool] = is_run,
+    ours: Callable[[Path], bool] = run_began,
     owns: Iterable[str] = RUN_ENTRIES,
     kind: str = "a vdata run (it has no run.json)",
     where: str = "--out",
@@ -273,7 +273,7 @@ class RunStore:
         return self.dataset_dir if (self.dataset_dir / "data").is_dir() else self.root
 
     def is_run(self) -> bool:
-        return self.run_json.is_file()  # (module-level is_run also takes a run not yet begun)
+        return self.run_json.is_file()
 
     def rows_path(self) -> Path | None:
         """Where a run's question rows are, or None when it makes none (split, annotate)."""
