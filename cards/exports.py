@@ -25,7 +25,7 @@ from vdata.record import (
 )
 from vdata.runstore import atomic_write_bytes, atomic_write_table
 
-FORMATS = ("video-r1", "easyr1", "verl", "tw-grpo", "vst", "llamafactory")
+FORMATS = ("video-r1", "easyr1", "long-rl", "verl", "tw-grpo", "vst", "llamafactory")
 UNSAFE_PATH_CODES = ("absolute_path", "parent_path")
 
 
@@ -55,9 +55,19 @@ def _video_r1_path(path: str) -> str:
     return path if path.startswith("/") else "./" + path
 
 
+# the problem types Video-R1's trainer has a prompt and a reward for (its TYPE_TEMPLATE: any
+# other type stops its dataset.map with a KeyError)
+VIDEO_R1_TYPES = ("multiple choice", "numerical", "OCR", "free-form", "regression")
+
+
 def to_video_r1(record: dict[str, Any], index: Any) -> dict[str, Any]:
     """Video-R1: problem without options, options "A. text", <answer> solution, ./ paths;
     `index` is the row's problem_id (the release's own for an imported row)."""
+    if record["problem_type"] not in VIDEO_R1_TYPES:
+        raise CannotExpress(
+            f"Video-R1's trainer prompts and rewards {', '.join(VIDEO_R1_TYPES)} only; this row is "
+            f"{record['problem_type']}"
+        )
     row = {
         "problem_id": index,
         "problem": record["problem"],
@@ -77,11 +87,28 @@ def to_video_r1(record: dict[str, Any], index: Any) -> dict[str, Any]:
 
 
 def to_easyr1(record: dict[str, Any], index: Any = 0) -> dict[str, Any]:
-    """EasyR1 / Long-RL: options inline in `problem`, `answer` <answer>X</answer>, `videos` paths."""
+    """EasyR1 (verl/utils/dataset.py): `problem` starts with a <video> placeholder (EasyR1 splits
+    the prompt on it and puts the video part there) then the question with its options inline;
+    `answer` the bare answer its r1v reward grades (mathruler's grade_answer against the
+    response's <answer> content: 'B', 'A,C', '3'); `videos` a list of paths."""
+    return {
+        "problem": "<video>" + _question_with_options(record),
+        "answer": _answer(record),
+        "videos": [record["path"]],
+        "problem_type": record["problem_type"],
+        "category": record.get("category", ""),
+        "data_type": record.get("data_type", "video"),
+    }
+
+
+def to_long_rl(record: dict[str, Any], index: Any = 0) -> dict[str, Any]:
+    """Long-RL (its copy of EasyR1's loader): the question with its options, no placeholder (the
+    loader puts the video first and its own instructions around the question), `videos` one
+    path, `answer` the bare answer its r1v reward grades."""
     return {
         "problem": _question_with_options(record),
-        "answer": record["solution"],
-        "videos": [record["path"]],
+        "answer": _answer(record),
+        "videos": record["path"],
         "problem_type": record["problem_type"],
         "category": record.get("category", ""),
         "data_type": record.get("data_type", "video"),
@@ -150,46 +177,64 @@ def is_negated(record: dict[str, Any]) -> bool:
     return bool(meta.get("inverted", meta.get("is_negated", False)))
 
 
-def to_vst(record: dict[str, Any], index: Any) -> dict[str, Any]:
-    """VST streaming: text_stream [[start, end, thought]] and qa_stream [[start, end, q, a]]."""
+def to_vst(record: dict[str, Any], index: Any) -> list[dict[str, Any]]:
+    """VST-SFT (VST-SFT/streaming_vlm/data/lmm_dataset.py): one conversation per line, a user turn
+    of the video (its path, video_start, video_end) and a text part, and an assistant turn whose
+    part holds text_stream [[start, end, thought]] and qa_stream [[start, end, question,
+    answer]] (a question is asked at its end time). The loader finds each line through
+    STEM_seeks.jsonl, which `export` writes beside it."""
     stream = record.get("stream")
     if not stream or not (stream.get("text_stream") or stream.get("qa_stream")):
         raise CannotExpress("the row has no stream (text_stream, qa_stream)")
-    return {
-        "id": record["id"],
-        "video": record["path"],
+    duration = (record.get("video") or {}).get("duration_s")
+    if duration is None:
+        raise CannotExpress("VST plays the video from video_start to video_end: the row has no duration")
+    video = {"type": "video", "video": record["path"], "video_start": 0.0, "video_end": float(duration)}
+    streams = {
+        "type": "text",
         "text_stream": [[t["start_s"], t["end_s"], t["text"]] for t in stream.get("text_stream") or []],
         "qa_stream": [
             [q["start_s"], q["end_s"], q["question"], q["answer"]] for q in stream.get("qa_stream") or []
         ],
     }
+    return [
+        {"role": "user", "content": [video, {"type": "text", "text": ""}]},
+        {"role": "assistant", "content": [streams]},
+    ]
+
+
+def vst_seeks(lines: list[bytes]) -> list[int]:
+    """The byte offset of each line of a JSONL file (VST's loader seeks to them)."""
+    offsets, at = [], 0
+    for line in lines:
+        offsets.append(at)
+        at += len(line)
+    return offsets
 
 
 def to_vst_rl(record: dict[str, Any], index: Any) -> list[dict[str, Any]]:
-    """VST-RL (a verl-style parquet): per question of the stream, the `prompt` messages, the
-    `video_context` its multi-turn environment plays (the video, the thoughts before the
-    question, when it is asked), `reward_model.ground_truth`, `extra_info`."""
+    """VST-RL (VST-RL/recurrent/impls/video_memory.py, a verl dataset): per question of the
+    stream, `prompt` and `question` (text it tokenizes), `video_context` the video path (its
+    video key), `extra_info` with the video's `duration` and an `index`, and
+    `reward_model.ground_truth`."""
     stream = record.get("stream") or {}
+    duration = (record.get("video") or {}).get("duration_s")
     rows = []
     for number, qa in enumerate(stream.get("qa_stream") or []):
-        thoughts = [t for t in stream.get("text_stream") or [] if t["end_s"] <= qa["start_s"] + 1e-6]
         rows.append(
             {
                 "data_source": record.get("data_source") or "vdata",
-                "prompt": [{"role": "user", "content": qa["question"]}],
-                "video_context": {
-                    "video": record["path"],
-                    "text_stream": [
-                        {"start_s": t["start_s"], "end_s": t["end_s"], "text": t["text"]} for t in thoughts
-                    ],
-                    "question_start_s": qa["start_s"],
-                    "question_end_s": qa["end_s"],
-                },
+                "prompt": qa["question"],
+                "question": qa["question"],
+                "video_context": record["path"],
                 "reward_model": {"style": "rule", "ground_truth": qa["answer"]},
                 "extra_info": {
-                    "id": str(record["id"]),
+                    "duration": float(duration) if duration is not None else 0.0,
                     "index": str(index),
+                    "id": str(record["id"]),
                     "qa": number,
+                    "question_start_s": qa["start_s"],
+                    "question_end_s": qa["end_s"],
                     "split": record.get("split") or "",
                 },
             }
@@ -210,13 +255,31 @@ def to_llamafactory(record: dict[str, Any], index: Any) -> dict[str, Any]:
     }
 
 
-WRITERS: dict[str, tuple[Callable[[dict[str, Any], Any], dict[str, Any]], str]] = {
+WRITERS: dict[str, tuple[Callable[[dict[str, Any], Any], Any], str]] = {
     "video-r1": (to_video_r1, "json"),
     "easyr1": (to_easyr1, "jsonl"),
+    "long-rl": (to_long_rl, "jsonl"),
     "verl": (to_verl, "parquet"),
     "tw-grpo": (to_tw_grpo, "json"),
     "vst": (to_vst, "jsonl"),
     "llamafactory": (to_llamafactory, "json"),
+}
+
+
+# what each format's answer field is for: the consumer's reward (or, for SFT, its target)
+REWARD_FOR = {
+    "video-r1": "`solution` <answer>X</answer> for Video-R1's accuracy reward, by problem_type",
+    "easyr1": "`answer` is the bare answer for EasyR1's r1v reward (examples/reward_function/r1v.py: "
+    "mathruler's grade_answer on the response's <answer>): a letter, 'A,C' for multi-answer, a "
+    "number; a temporal-grounding 'start, end' needs an IoU reward of your own",
+    "long-rl": "`answer` is the bare answer for Long-RL's r1v reward (examples/reward_function/r1v.py)",
+    "verl": "reward_model.ground_truth is the bare answer; verl has no built-in reward for these "
+    "sources: run with custom_reward_function.path=<vdata>/trainers/rewards.py "
+    "custom_reward_function.name=verl_compute_score (vdata's reward, by extra_info.problem_type)",
+    "tw-grpo": "`solution` <answer>A,C</answer> for TW-GRPO's multi-answer reward (partial credit)",
+    "vst": "VST-SFT reads the streams; the -rl.parquet beside it holds each question's bare answer as "
+    "reward_model.ground_truth for VST-RL, which asks for the final answer in \\boxed{}: grade the box",
+    "llamafactory": "SFT: the assistant turn (reasoning, then <answer>X</answer>) is the target",
 }
 
 
@@ -228,6 +291,8 @@ class ExportReport:
     not_expressed: list[dict[str, str]] = field(default_factory=list)  # id, reason: the format's limits
     refused: list[dict[str, str]] = field(default_factory=list)  # id, reason: defects of the input
     also: list[str] = field(default_factory=list)  # further files the format writes (vst: its RL parquet)
+    reward: str = ""  # what the format's answer field is meant for (REWARD_FOR)
+    notes: list[str] = field(default_factory=list)  # what the user must do with it
 
 
 def _row_ids(records: list[Any]) -> list[Any]:
@@ -267,7 +332,7 @@ def export(
         raise ValueError(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
     convert, kind = WRITERS[fmt]
     out = Path(out)
-    targets = [out] + ([vst_rl_path(out)] if fmt == "vst" else [])
+    targets = [out] + (vst_paths(out) if fmt == "vst" else [])
     for target in targets:
         if target.is_dir():
             raise ExportRefused(
@@ -298,7 +363,9 @@ def export(
         if fmt == "vst":  # VST trains in two steps: the SFT stream rows, and a parquet for its RL stage
             rl = [item for index in accepted for item in to_vst_rl(records[index], ids[index])]
             atomic_write_table(targets[1], pa.Table.from_pylist(rl) if rl else pa.table({}))
-            report.also.append(str(targets[1]))
+            lines = [(json.dumps(r, ensure_ascii=False) + "\n").encode() for r in rows]
+            atomic_write_bytes(targets[2], json.dumps(vst_seeks(lines)).encode())
+            report.also += [str(targets[1]), str(targets[2])]
         if kind == "json":
             atomic_write_bytes(out, (json.dumps(rows, ensure_ascii=False, indent=1) + "\n").encode())
         elif kind == "jsonl":
@@ -310,9 +377,50 @@ def export(
             f"cannot write {out} ({exc.strerror or exc}); give --out a file you can write"
         ) from None
     report.written = len(rows)
+    report.reward = REWARD_FOR[fmt]
+    if fmt == "llamafactory":
+        _register_with_llamafactory(out, report)
     return report
 
 
-def vst_rl_path(out: Path) -> Path:
-    """Where the vst format writes its RL parquet, beside the SFT rows."""
-    return out.with_name(f"{out.stem}-rl.parquet")
+def llamafactory_entry(out: Path) -> dict[str, Any]:
+    """The dataset_info.json entry by which `llamafactory-cli train` finds the export: its stem
+    as the dataset name, ShareGPT messages with videos."""
+    tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+    return {
+        out.stem: {
+            "file_name": out.name,
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages", "videos": "videos"},
+            "tags": tags,
+        }
+    }
+
+
+def _register_with_llamafactory(out: Path, report: ExportReport) -> None:
+    """Writes dataset_info.json beside the export when there is none; one that exists is the
+    user's (other datasets are in it): it is never edited, the entry to add is said instead."""
+    from vdata.runstore import RunStoreError, atomic_write_json, read_json
+
+    entry, info = llamafactory_entry(out), out.with_name("dataset_info.json")
+    if not info.exists():
+        atomic_write_json(info, entry)
+        report.also.append(str(info))
+        report.notes.append(f"llamafactory-cli train: dataset_dir={out.parent} dataset={out.stem}")
+        return
+    try:
+        present = read_json(info) or {}
+    except (RunStoreError, OSError):
+        present = {}
+    if isinstance(present, dict) and present.get(out.stem) == entry[out.stem]:
+        report.notes.append(f"{info} already names it: dataset={out.stem}")
+        return
+    report.notes.append(
+        f"{info} exists and is left as it is; add this entry to it for llamafactory-cli: {json.dumps(entry)}"
+    )
+
+
+def vst_paths(out: Path) -> list[Path]:
+    """What the vst format writes beside its SFT rows: the RL parquet, and the seek index VST's
+    loader reads (STEM_seeks.jsonl)."""
+    return [out.with_name(f"{out.stem}-rl.parquet"), out.with_name(f"{out.stem}_seeks.jsonl")]

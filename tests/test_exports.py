@@ -62,7 +62,12 @@ def test_video_r1_reads_it_and_the_round_trip_keeps_every_field(records, tmp_pat
     rows, root = records
     out = tmp_path / "video_r1.json"
     report = export(rows, "video-r1", out)
-    assert report.written == len(rows) and not report.not_expressed
+    assert [r["reason"] for r in report.not_expressed] == [  # Video-R1's trainer has no prompt for it
+        "Video-R1's trainer prompts and rewards multiple choice, numerical, OCR, free-form, regression "
+        "only; this row is multi-answer"
+    ]
+    rows = [r for r in rows if r["problem_type"] != "multi-answer"]
+    assert report.written == len(rows)
     for item in json.loads(out.read_text()):  # as Video-R1's training script reads a row
         assert (root / item["path"]).exists() and item["path"].startswith("./")
         answer = ANSWER.search(item["solution"]).group(1)
@@ -75,15 +80,26 @@ def test_video_r1_reads_it_and_the_round_trip_keeps_every_field(records, tmp_pat
         assert {f: again[f] for f in fields} == {f: original[f] for f in fields}
 
 
-def test_easyr1_reads_it(records, tmp_path):
+def test_easyr1_and_long_rl_write_what_their_loaders_read(records, tmp_path):
+    """The layouts; tests/test_interop.py drives the loaders' own code and rewards over them."""
     rows, root = records
     out = tmp_path / "easyr1.jsonl"
-    export(rows, "easyr1", out)
+    report = export(rows, "easyr1", out)
+    assert "r1v" in report.reward
     loaded = datasets.load_dataset("json", data_files=str(out), split="train")  # EasyR1 loads it like this
     for item, original in zip(loaded, rows, strict=True):
         assert all(option in item["problem"] for option in original["options"])  # options inline
-        assert ANSWER.fullmatch(item["answer"])
+        assert item["problem"].count("<video>") == len(item["videos"]) == 1  # where the video goes
+        assert item["answer"] == ANSWER.search(original["solution"]).group(1)  # the bare answer
         assert [(root / v).exists() for v in item["videos"]] == [True]
+    back = load_rows(out)  # vdata reads its own EasyR1 export (the placeholder is no question text)
+    assert [(r["problem"], r["options"], r["solution"]) for r in back.rows] == [
+        (r["problem"], r["options"], r["solution"]) for r in rows
+    ]
+    long_rl = tmp_path / "long_rl.jsonl"
+    export(rows, "long-rl", long_rl)
+    for item, original in zip(map(json.loads, long_rl.read_text().splitlines()), rows, strict=True):
+        assert item["videos"] == original["path"] and "<video>" not in item["problem"]
 
 
 def test_verl_reads_it(records, tmp_path):
@@ -132,8 +148,12 @@ def test_vst_takes_streaming_rows_only(records, tmp_path):
     report = export(rows, "vst", out)
     items = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(items) == 1 and len(report.not_expressed) == len(rows) - 1
-    assert items[0]["text_stream"] == [[0.0, 2.0, "A square moves right."]]
-    assert items[0]["qa_stream"] == [[2.0, 4.0, "Which way?", "right"]]
+    user, assistant = items[0]
+    assert user["content"][0]["video"] == rows[-1]["path"] and user["content"][0]["video_start"] == 0.0
+    assert assistant["content"][0]["text_stream"] == [[0.0, 2.0, "A square moves right."]]
+    assert assistant["content"][0]["qa_stream"] == [[2.0, 4.0, "Which way?", "right"]]
+    assert json.loads((tmp_path / "vst_seeks.jsonl").read_text()) == [0]
+    assert report.also == [str(tmp_path / "vst-rl.parquet"), str(tmp_path / "vst_seeks.jsonl")]
 
 
 def test_llamafactory_reads_it(records, tmp_path):
@@ -182,7 +202,7 @@ def test_export_refuses_defective_rows_and_says_so(tmp_path):
         for said in ("unreadable", "wrong_type", "unsafe_path"):
             assert said in done.stderr, done.stderr
         text = (tmp_path / out).read_text()
-        assert "passwd" not in text and '"B"' not in text  # nothing exploded into one-letter options
+        assert "passwd" not in text and "Closes it B. Takes" not in text  # the refused rows are absent
     allowed = subprocess.run(
         [*command, "--format", "easyr1", "--out", str(tmp_path / "a.jsonl"), "--allow-unsafe-paths"],
         capture_output=True,

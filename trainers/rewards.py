@@ -282,3 +282,18 @@ def _edit_distance(a: list[str], b: list[str]) -> int:
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
         previous = current
     return previous[-1]
+
+
+# ---------------------------------------------------------------- for other trainers
+
+
+def verl_compute_score(
+    data_source: str, solution_str: str, ground_truth: str, extra_info: Mapping[str, Any] | None = None
+) -> dict[str, float]:
+    """vdata's reward in verl's custom-reward signature, for `vdata export --format verl` rows
+    (verl has no built-in reward for their data sources): the rule by `extra_info.problem_type`
+    against `ground_truth`, the bare answer. Run verl with
+    custom_reward_function.path=<this file> custom_reward_function.name=verl_compute_score."""
+    kind = (extra_info or {}).get("problem_type") or "multiple choice"
+    scored = reward(solution_str, {"solution": f"<answer>{ground_truth}</answer>", "problem_type": kind})
+    return {"score": scored.total, "acc": scored.accuracy, "format": scored.format}

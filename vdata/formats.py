@@ -42,7 +42,7 @@ from vdata.record import (
 from vdata.runstore import RunStore
 
 VIDEO_R1_RECIPE = "video-r1-import@1"
-SHAPES = ("vdata", "video-r1", "easyr1", "tw-grpo", "nextgqa", "grounding", "qa")
+SHAPES = ("vdata", "video-r1", "easyr1", "tw-grpo", "nextgqa", "grounding", "qa", "vst")
 FILE_TYPES = ("json", "jsonl", "csv", "parquet")
 _RECORD_KEYS = set(SCHEMA.names)
 _VIDEO_R1_KEYS = {"problem", "problem_type", "solution", "path", "data_type"}
@@ -116,7 +116,8 @@ def map_rows(
     out_splits: list[str] = []
     for row, position, split in zip(rows, positions, splits, strict=True):
         own = source_id(row)
-        mapped = convert(row) if convert is not None and isinstance(row, Mapping) else row
+        readable = isinstance(row, Mapping) or (shape == "vst" and _vst_streams(row) is not None)
+        mapped = convert(row) if convert is not None and readable else row
         if isinstance(mapped, list):
             name = f"video {row.get('key')}" if isinstance(row, Mapping) else position
             for j, record in enumerate(mapped):
@@ -134,6 +135,8 @@ def map_rows(
 
 def read_as(shape: str, rows: list[Any]) -> str:
     """'read as tw-grpo: keys id, video, question, ...': the shape and the keys it was read from."""
+    if shape == "vst":
+        return "read as vst: conversations of a video and its text_stream and qa_stream"
     keys: dict[str, None] = {}
     for row in rows[:200]:
         if isinstance(row, Mapping):
@@ -173,6 +176,8 @@ def load_raw_rows(path: str | Path) -> list[dict[str, Any]]:
 
 def detect_shape(rows: list[Any]) -> str:
     """One of SHAPES from the keys of the rows; raises when none fits."""
+    if rows and all(_vst_streams(row) is not None for row in rows[:200]):
+        return "vst"
     keys: set[str] = set()
     for row in rows[:200]:
         if isinstance(row, Mapping):
@@ -458,8 +463,8 @@ def from_easyr1(row: Mapping[str, Any]) -> dict[str, Any]:
     and to process (in <think> tags).
     """
     problem, options = row.get("problem"), []
-    if isinstance(problem, str):
-        problem, options = split_inline_options(problem)
+    if isinstance(problem, str):  # EasyR1's prompt names where the video goes: not question text
+        problem, options = split_inline_options(problem.replace("<video>", "").strip())
     videos = row.get("videos", row.get("video"))
     path = videos[0] if isinstance(videos, list) and len(videos) == 1 else videos
     solution = _solution(row.get("answer"))
@@ -557,6 +562,47 @@ def _infer_type(solution: str, options: Any) -> str:
     return "numerical"
 
 
+def _vst_streams(row: Any) -> dict[str, Any] | None:
+    """The assistant part of a VST-SFT conversation (a user turn, then an assistant turn whose
+    part holds text_stream and qa_stream), or None when the row is not one."""
+    if not isinstance(row, list) or len(row) != 2 or not all(isinstance(m, Mapping) for m in row):
+        return None
+    content = row[1].get("content")
+    part = content[0] if isinstance(content, list) and content and isinstance(content[0], Mapping) else None
+    return part if part is not None and "text_stream" in part else None
+
+
+def from_vst(row: Any) -> dict[str, Any]:
+    """A VST-SFT conversation as a streaming record: the video of its user turn, its streams, and
+    its last question as the question the row asks (vdata's streaming rows ask one each)."""
+    streams = _vst_streams(row) or {}
+    user = row[0].get("content") if isinstance(row, list) and row and isinstance(row[0], Mapping) else None
+    video = next((p for p in user or [] if isinstance(p, Mapping) and p.get("type") == "video"), {})
+    text = [
+        {"start_s": item[0], "end_s": item[1], "text": item[2]}
+        for item in streams.get("text_stream") or []
+        if isinstance(item, list) and len(item) == 3
+    ]
+    qas = [
+        {"start_s": item[0], "end_s": item[1], "question": item[2], "answer": item[3]}
+        for item in streams.get("qa_stream") or []
+        if isinstance(item, list) and len(item) == 4
+    ]
+    last = qas[-1] if qas else {}
+    return _imported(
+        "vst-import@1",
+        video.get("video"),
+        last.get("question"),
+        [],
+        problem_type="free-form",
+        solution=_solution(last["answer"]) if last else None,
+        category="streaming",
+        stream={"text_stream": text, "qa_stream": qas},
+        video=_declared_video(video.get("video_end")),
+        data_source="VST",
+    )
+
+
 MAPPERS = {
     "video-r1": from_video_r1,
     "easyr1": from_easyr1,
@@ -564,6 +610,7 @@ MAPPERS = {
     "nextgqa": from_nextgqa,
     "grounding": from_grounding,
     "qa": from_qa,
+    "vst": from_vst,
 }
 
 

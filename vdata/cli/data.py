@@ -710,7 +710,8 @@ def filter_sample(
 def export_command(
     dataset: Annotated[Path, typer.Argument(help="A vdata dataset or run directory, or a data file.")],
     fmt: Annotated[
-        str, typer.Option("--format", help="video-r1 | easyr1 | verl | tw-grpo | vst | llamafactory")
+        str,
+        typer.Option("--format", help="video-r1 | easyr1 | long-rl | verl | tw-grpo | vst | llamafactory"),
     ],
     out: Annotated[Path, typer.Option("--out", help="The file to write.")],
     allow_unsafe_paths: Annotated[
@@ -726,13 +727,13 @@ def export_command(
     unreadable line, a validation error, an absolute or '..' path) are refused, never
     reshaped, and the exit code is 1.
     """
-    from vdata.cards.exports import FORMATS, ExportRefused, export, vst_rl_path
+    from vdata.cards.exports import FORMATS, ExportRefused, export, vst_paths
     from vdata.runstore import OutputRefused, refuse_overlap
 
     if fmt not in FORMATS:
         fail(f"unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
     try:
-        for target in [out] + ([vst_rl_path(out)] if fmt == "vst" else []):
+        for target in [out] + (vst_paths(out) if fmt == "vst" else []):
             refuse_overlap(target, [("the dataset", dataset)])
     except OutputRefused as exc:
         fail(str(exc))
@@ -753,6 +754,9 @@ def export_command(
     err.print(f"{report.written} rows written to {out} ({fmt})", highlight=False)
     for path in report.also:
         err.print(f"also written: {path}", highlight=False)
+    err.print(f"reward: {report.reward}", highlight=False, soft_wrap=True)
+    for note in report.notes:
+        err.print(f"note: {note}", highlight=False, soft_wrap=True)
     for items, what in (
         (report.not_expressed, f"[yellow]{len(report.not_expressed)} rows not expressible in {fmt}:"),
         (report.refused, f"[red]{len(report.refused)} rows refused:"),
