@@ -44,7 +44,6 @@ class FramesToPatches:
 
     model_input_names = ["pixel_values_videos", "video_grid_thw"]
     patch_size, temporal_patch_size, merge_size = 14, 2, 2
-    size = {"shortest_edge": FRAME_PIXELS, "longest_edge": FRAME_PIXELS}
 
     def __call__(self, videos: Any = None, images: Any = None, **kwargs: Any) -> dict[str, torch.Tensor]:
         done = [video_inputs(as_frames(video)) for video in videos]
@@ -123,15 +122,23 @@ def tiny_model(processor: Any) -> Any:
 
 
 def video_tokens(inputs: Any, processor: Any) -> int:
-    return int((inputs["input_ids"] == processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")).sum())
+    ids = torch.as_tensor(inputs["input_ids"])
+    return int((ids == processor.tokenizer.convert_tokens_to_ids("<|video_pad|>")).sum())
 
 
-def model_accepts(model: Any, inputs: Any) -> None:
+def model_accepts(model: Any, inputs: Any, processor: Any) -> None:
     """One forward pass: Qwen2-VL itself refuses inputs whose video tokens do not match the
     video features (the error a trainer meets at its first step)."""
     keep = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values_videos", "video_grid_thw")
+    given = {k: v for k, v in inputs.items() if k in keep}
+    given["input_ids"] = torch.as_tensor(given["input_ids"]).reshape(1, -1)
+    given.setdefault("attention_mask", torch.ones_like(given["input_ids"]))
+    given["attention_mask"] = torch.as_tensor(given["attention_mask"]).reshape(1, -1)
+    if "mm_token_type_ids" not in given:  # what the processor would have returned beside the ids
+        types = processor.create_mm_token_type_ids(given["input_ids"].tolist())
+        given["mm_token_type_ids"] = torch.tensor(types)
     with torch.no_grad():
-        model(**{k: v for k, v in inputs.items() if k in keep})
+        model(**given)
 
 
 def words_of(*texts: str) -> list[str]:

@@ -71,6 +71,9 @@ def test_free_form_is_the_mean_of_rouge_1_2_l():
     expected = (2 / 3 + 4 / 7 + 2 / 3) / 3
     assert free_form("<answer>the cat sat</answer>", "the cat sat on the mat") == pytest.approx(expected)
     assert free_form("<answer>dogs</answer>", "the cat") == 0.0
+    # a one-word reference has no bigram: its exact answer scores 1 (2/3 if the bigram counted)
+    assert free_form("<answer>milk</answer>", "milk") == 1.0
+    assert free_form("<answer>the milk</answer>", "milk") == pytest.approx(2 / 3)
 
 
 @pytest.mark.parametrize(

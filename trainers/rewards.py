@@ -129,17 +129,17 @@ def ocr(response: str, gold: str) -> float:
 
 
 def free_form(response: str, gold: str) -> float:
-    """Mean of ROUGE-1, ROUGE-2 and ROUGE-L F-measures."""
+    """Mean of ROUGE-1, ROUGE-2 and ROUGE-L F-measures; ROUGE-2 only for a reference of two
+    words or more (a one-word reference has no bigram, and its exact answer must score 1, not
+    the 2/3 that counting an impossible bigram gives)."""
     answer = extract_answer(response)
     if answer is None:
         return 0.0
     reference, hypothesis = _words(gold), _words(answer)
-    scores = [
-        _ngram_f(reference, hypothesis, 1),
-        _ngram_f(reference, hypothesis, 2),
-        _lcs_f(reference, hypothesis),
-    ]
-    return sum(scores) / 3
+    scores = [_ngram_f(reference, hypothesis, 1), _lcs_f(reference, hypothesis)]
+    if len(reference) >= 2:
+        scores.append(_ngram_f(reference, hypothesis, 2))
+    return sum(scores) / len(scores)
 
 
 def free_form_meaning(response: str, gold: str) -> float:
@@ -293,7 +293,8 @@ def verl_compute_score(
     """vdata's reward in verl's custom-reward signature, for `vdata export --format verl` rows
     (verl has no built-in reward for their data sources): the rule by `extra_info.problem_type`
     against `ground_truth`, the bare answer. Run verl with
-    custom_reward_function.path=<this file> custom_reward_function.name=verl_compute_score."""
+    reward.custom_reward_function.path=pkg://vdata.trainers.rewards
+    reward.custom_reward_function.name=verl_compute_score."""
     kind = (extra_info or {}).get("problem_type") or "multiple choice"
     scored = reward(solution_str, {"solution": f"<answer>{ground_truth}</answer>", "problem_type": kind})
     return {"score": scored.total, "acc": scored.accuracy, "format": scored.format}
