@@ -223,7 +223,7 @@ def test_captions_that_do_not_fit_name_their_lines(tmp_path):
 def test_every_record_converts_to_the_easyr1_row():
     row = _question()
     easy = to_easyr1(row)
-    assert easy["problem"].splitlines()[0] == row["problem"]
+    assert easy["problem"].splitlines()[0] == "<video>" + row["problem"]  # where EasyR1 puts the video
     assert easy["problem"].splitlines()[1:] == row["options"]
-    assert easy["answer"] == "<answer>B</answer>" and easy["videos"] == [row["path"]]
+    assert easy["answer"] == "B" and easy["videos"] == [row["path"]]  # the bare answer r1v grades
     random.seed(0)

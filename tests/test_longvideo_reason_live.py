@@ -142,7 +142,9 @@ def test_the_main_command_end_to_end(reference):
     for row in rows:
         assert validate(row) == [], row
         easy = to_easyr1(row)
-        assert easy["answer"] == row["solution"] and row["options"][0] in easy["problem"]
+        assert (
+            f"<answer>{easy['answer']}</answer>" == row["solution"] and row["options"][0] in easy["problem"]
+        )
         assert (out / "dataset" / row["path"]).exists()  # the path resolves to the video
         assert row["process"].startswith("<think>") and row["evidence"]
     for video in {r["path"] for r in rows}:

@@ -244,28 +244,31 @@ def test_vst_export_reads_back_by_the_sft_rules_and_the_rl_parquet_has_the_train
     loaded = load_rows(out / "dataset")
     target = tmp_path / "vst.jsonl"
     report = export(loaded.rows, "vst", target)
-    assert report.written == len(loaded.rows) and report.also == [str(tmp_path / "vst-rl.parquet")]
-    # The SFT reader's rules (VST's layout: a video and two time-stamped streams): each line an
-    # object with `video` (resolving under the dataset), `text_stream` [[start, end, thought], ...]
-    # in time order with 0 <= start < end, `qa_stream` [[start, end, question, answer], ...]; a
-    # thought comes no later than the question it precedes.
+    assert report.written == len(loaded.rows)
+    assert report.also == [str(tmp_path / "vst-rl.parquet"), str(tmp_path / "vst_seeks.jsonl")]
+    # The SFT reader's rules (VST's conversation layout, tests/test_interop.py reads it as VST
+    # does): a user turn of the video (resolving under the dataset) and a text part; the
+    # assistant's text_stream [[start, end, thought], ...] in time order with 0 <= start < end,
+    # qa_stream [[start, end, question, answer], ...]; a thought comes no later than the question.
     for line in target.read_text().splitlines():
-        item = json.loads(line)
-        assert (out / "dataset" / item["video"]).exists()
+        user, assistant = json.loads(line)
+        video, _ = user["content"]
+        streams = assistant["content"][0]
+        assert (out / "dataset" / video["video"]).exists() and video["video_end"] > 0
         starts = []
-        for start, end, thought in item["text_stream"]:
+        for start, end, thought in streams["text_stream"]:
             assert 0 <= start < end and isinstance(thought, str) and thought
             starts.append(start)
         assert starts == sorted(starts)
-        for start, end, question, answer in item["qa_stream"]:
+        for start, end, question, answer in streams["qa_stream"]:
             assert start <= end and question.endswith("?") and answer
-            assert all(t[1] <= start for t in item["text_stream"])
+            assert all(t[1] <= start for t in streams["text_stream"])
     rl = pq.read_table(tmp_path / "vst-rl.parquet").to_pylist()
     assert len(rl) == len(loaded.rows)
-    for row in rl:
-        assert row["prompt"][0]["role"] == "user" and row["prompt"][0]["content"].endswith("?")
+    for row in rl:  # the columns VST-RL's video memory dataset reads
+        assert row["prompt"].endswith("?") and row["question"] == row["prompt"]
         assert row["reward_model"]["ground_truth"] and row["extra_info"]["id"]
-        assert row["video_context"]["video"].startswith("videos/")
+        assert row["video_context"].startswith("videos/") and row["extra_info"]["duration"] > 0
 
 
 def test_sigkill_during_extract_resumes_the_stream_with_the_same_bank(synth, tmp_path):
