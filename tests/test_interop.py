@@ -27,17 +27,17 @@ from pathlib import Path
 import datasets
 import pyarrow.parquet as pq
 import pytest
-from consumers import decode, model_accepts, tiny_model, tiny_processor, video_tokens, words_of
+
+pytest.importorskip("torch", reason="the processor and model need the train extra")
+mathruler = pytest.importorskip("mathruler.grader", reason="the interop extra (.ci/run installs it)")
 
 from vdata.cards.exports import export
 from vdata.formats import load_rows
 from vdata.record import Record, solution_answer
 
 from conftest import VALID_ROW
+from consumers import decode, model_accepts, tiny_model, tiny_processor, video_tokens, words_of
 from videos import make_video
-
-pytest.importorskip("torch", reason="the processor and model need the train extra")
-mathruler = pytest.importorskip("mathruler.grader", reason="the interop extra (.ci/run installs it)")
 
 ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
