@@ -32,6 +32,43 @@ VALID_ROW: dict[str, Any] = Record(
 ).to_row()
 
 
+NEEDS = ("model", "dist", "browser", "install")  # markers that say what a test starts
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """A test that starts the model, process groups, a browser or an install is slow too, so
+    `-m "not slow"` (the quick tier) leaves it out without each test saying both."""
+    for item in items:
+        if any(item.get_closest_marker(name) for name in NEEDS) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def embedded(tmp_path_factory):
+    """The embedded model's server (the real SmolLM2-135M under llama.cpp), started once for
+    the whole session (once per worker under xdist) and stopped at its end. Tests that need
+    one request answered alike every time put a memo FaultProxy in front of it; tests that
+    start their own server say why (the server's own start and stop, a kill, the README's
+    exact command, a server on a Ray node)."""
+    pytest.importorskip("llama_cpp", reason="the embedded model needs the local extra")
+    from vdata.annotators.local_server import LocalServer
+
+    server = LocalServer(log_path=tmp_path_factory.mktemp("embedded") / "server.log").start()
+    yield server
+    server.stop()
+
+
+def models_file(path: Path, base_url: str, model: str, roles: list[str]) -> Path:
+    """A --models file giving every role one endpoint, which waits as long as a slow machine
+    needs (a loaded 2-core machine makes the model slow, not the test red)."""
+    import yaml
+
+    endpoint = {"base_url": base_url, "model": model, "timeout_s": 3600, "max_concurrency": 2}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"endpoints": {"m": endpoint}, **dict.fromkeys(roles, "m")}))
+    return path
+
+
 @pytest.fixture
 def row() -> dict[str, Any]:
     """A fresh valid record dict that a test may change."""
@@ -83,6 +120,14 @@ def descendants(pid: int) -> set[int]:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
+
+
+def cmdline(pid: int) -> bytes:
+    """A process's command line (empty once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from vdata.usage import Usage
 
 from conftest import cached_replies, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.model
 RECIPE = Path(__file__).with_name("annotate_recipe.py")
 
 
@@ -35,9 +35,8 @@ class Quiz(BaseModel):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with LocalServer(log_path=tmp_path_factory.mktemp("server") / "server.log") as running:
-        yield running
+def server(embedded):
+    return embedded  # the session's embedded server
 
 
 def upstream(server: LocalServer) -> str:

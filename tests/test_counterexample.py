@@ -289,67 +289,49 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         build(CounterexampleConfig(out=str(tmp_path / "c"), synth=0, from_synth=str(tmp_path)), quiet=True)
 
 
-@pytest.mark.slow
-def test_end_to_end_with_the_embedded_model_killed_and_resumed(tmp_path):
+@pytest.mark.model
+def test_end_to_end_with_the_embedded_model_killed_and_resumed(tmp_path, embedded):
     """The command with the real embedded writer behind a counting proxy (memo: llama.cpp's answer
     to a re-asked request depends on what it served before, see the longvideo-reason test), an
     uninterrupted run, then one killed with SIGKILL after its first answers and rerun."""
     import signal
     import time
 
-    import yaml
+    from conftest import cached_replies, models_file, wait_for
 
-    from vdata.annotators.local_server import LocalServer
+    server = embedded  # the session's (behind a memo proxy: the runs must agree)
+    with FaultProxy(server.base_url.removesuffix("/v1"), memo=True) as proxy:
+        models = models_file(tmp_path / "models.yaml", proxy.base_url, server.model, ["writer"])
 
-    from conftest import cached_replies, wait_for
+        def command(out: Path) -> list[str]:
+            return [sys.executable, "-m", "vdata", "build", "counterexample", "--synth", "4", "--kinds",
+                    "colour_change,vanish,teleport,pass_through", "--seconds", "12", "--models", str(models),
+                    "--out", str(out), "--quiet"]  # fmt: skip
 
-    server = LocalServer(log_path=tmp_path / "server.log").start()
-    try:
-        with FaultProxy(server.base_url.removesuffix("/v1"), memo=True) as proxy:
-            models = tmp_path / "models.yaml"
-            endpoint = {
-                "base_url": proxy.base_url,
-                "model": server.model,
-                "timeout_s": 3600,
-                "max_concurrency": 2,
-            }
-            models.write_text(yaml.safe_dump({"endpoints": {"proxy": endpoint}, "writer": "proxy"}))
+        reference = subprocess.run(command(tmp_path / "ref"), capture_output=True, text=True, timeout=1200)
+        assert reference.returncode == 0, reference.stderr[-3000:]
+        assert "Counterexamples:" in reference.stderr and "Leakage check: 0 videos" in reference.stderr
+        rows = rows_of(tmp_path / "ref")
+        assert rows and all(meta(r)["prior_from"] == "writer" for r in rows if meta(r)["question"] != "when")
+        card = (tmp_path / "ref" / "dataset" / "README.md").read_text()
+        assert "VideoHallu" in card and "twin pairs of questions" in card
 
-            def command(out: Path) -> list[str]:
-                return [sys.executable, "-m", "vdata", "build", "counterexample", "--synth", "4", "--kinds",
-                        "colour_change,vanish,teleport,pass_through", "--seconds", "12", "--models", str(models),
-                        "--out", str(out), "--quiet"]  # fmt: skip
-
-            reference = subprocess.run(
-                command(tmp_path / "ref"), capture_output=True, text=True, timeout=1200
-            )
-            assert reference.returncode == 0, reference.stderr[-3000:]
-            assert "Counterexamples:" in reference.stderr and "Leakage check: 0 videos" in reference.stderr
-            rows = rows_of(tmp_path / "ref")
-            assert rows and all(
-                meta(r)["prior_from"] == "writer" for r in rows if meta(r)["question"] != "when"
-            )
-            card = (tmp_path / "ref" / "dataset" / "README.md").read_text()
-            assert "VideoHallu" in card and "twin pairs of questions" in card
-
-            out = tmp_path / "killed"
-            began = time.monotonic()
-            process = subprocess.Popen(command(out), stderr=subprocess.PIPE)
-            wait_for(
-                lambda: cached_replies(out / "cache.sqlite") >= 2, "two cached answers", process, every_s=0.05
-            )
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            killed_at = time.monotonic()
-            finished = cached_replies(out / "cache.sqlite")
-            probe = hashlib.sha256(
-                json.dumps({"role": "user", "content": "Say hello."}, sort_keys=True).encode()
-            ).hexdigest()
-            before = {s.prompt for s in proxy.seen if began <= s.at < killed_at and s.item != probe}
-            resumed = subprocess.run(command(out), capture_output=True, text=True, timeout=1200)
-            assert resumed.returncode == 0, resumed.stderr[-3000:]
-            after = {s.prompt for s in proxy.seen if s.at >= killed_at and s.item != probe}
-            assert [strip(r) for r in rows_of(out)] == [strip(r) for r in rows_of(tmp_path / "ref")]
-            assert len(before & after) == len(before) - finished  # only those in flight at the kill again
-    finally:
-        server.stop()
+        out = tmp_path / "killed"
+        began = time.monotonic()
+        process = subprocess.Popen(command(out), stderr=subprocess.PIPE)
+        wait_for(
+            lambda: cached_replies(out / "cache.sqlite") >= 2, "two cached answers", process, every_s=0.05
+        )
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        killed_at = time.monotonic()
+        finished = cached_replies(out / "cache.sqlite")
+        probe = hashlib.sha256(
+            json.dumps({"role": "user", "content": "Say hello."}, sort_keys=True).encode()
+        ).hexdigest()
+        before = {s.prompt for s in proxy.seen if began <= s.at < killed_at and s.item != probe}
+        resumed = subprocess.run(command(out), capture_output=True, text=True, timeout=1200)
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        after = {s.prompt for s in proxy.seen if s.at >= killed_at and s.item != probe}
+        assert [strip(r) for r in rows_of(out)] == [strip(r) for r in rows_of(tmp_path / "ref")]
+        assert len(before & after) == len(before) - finished  # only those in flight at the kill again

@@ -20,14 +20,13 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from vdata.annotators.local_server import LocalServer
 from vdata.annotators.testing import FaultProxy
 from vdata.cards.exports import to_easyr1
 from vdata.record import validate
 
 from conftest import cached_replies, descendants, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.model
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PROBE = hashlib.sha256(
     json.dumps({"role": "user", "content": "Say hello."}, sort_keys=True).encode()
@@ -35,17 +34,13 @@ PROBE = hashlib.sha256(
 
 
 @pytest.fixture(scope="module")
-def proxy(tmp_path_factory):
-    server = LocalServer(log_path=tmp_path_factory.mktemp("server") / "server.log").start()
-    try:
-        # memo: the real model's first answer to a request is its answer to every equal one, so
-        # the reference and the killed-and-resumed run differ only by what vdata does (llama.cpp
-        # alone answers a re-asked repair turn differently after other requests: KV-cache reuse)
-        with FaultProxy(server.base_url.removesuffix("/v1"), memo=True) as running:
-            running.model = server.model
-            yield running
-    finally:
-        server.stop()
+def proxy(embedded):
+    # memo: the real model's first answer to a request is its answer to every equal one, so
+    # the reference and the killed-and-resumed run differ only by what vdata does (llama.cpp
+    # alone answers a re-asked repair turn differently after other requests: KV-cache reuse)
+    with FaultProxy(embedded.base_url.removesuffix("/v1"), memo=True) as running:
+        running.model = embedded.model
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +59,7 @@ def inputs(tmp_path_factory) -> Path:
         if any(n in line for n in names)
     ]
     (folder / "captions.jsonl").write_text("\n".join(lines) + "\n")
-    (folder / "config.yaml").write_text("questions_per_video: 4\nmax_tokens: 400\n")
+    (folder / "config.yaml").write_text("questions_per_video: 2\nmax_tokens: 400\n")
     return folder
 
 
@@ -132,9 +127,9 @@ def test_the_main_command_end_to_end(reference):
     rows = [row for split in dataset(out).values() for row in split]
     run = json.loads((out / "run.json").read_text())
     stages = {s["name"]: s for s in run["stages"]}
-    assert stages["ingest"]["rows_out"] == 2 and stages["generate"]["rows_in"] == 8
+    assert stages["ingest"]["rows_out"] == 2 and stages["generate"]["rows_in"] == 4
     rejected = sum(stages[name]["rejected"] for name in ("generate", "check", "rewrite"))
-    assert rejected + len(rows) == 8  # every question is kept or rejected with a reason
+    assert rejected + len(rows) == 4  # every question is kept or rejected with a reason
     assert rows, "the seeded demo run keeps at least one question"
     assert run["usage"]["generate"]  # tokens and requests per model
     card = (out / "dataset" / "README.md").read_text()  # the recipe ends by writing the card

@@ -12,7 +12,7 @@ import socket
 
 import pytest
 
-from vdata.annotators.endpoints import Endpoints
+from vdata.annotators.endpoints import Endpoint, Endpoints
 from vdata.annotators.testing import FaultProxy
 from vdata.filters.models import binomial_tail, chance_rate
 from vdata.filters.run import filter_stage, run_filter
@@ -99,7 +99,10 @@ def test_an_unreachable_policy_is_never_a_pass_rate_of_zero(tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     data = write(tmp_path / "rows.json", rows_of(["always", "never"]))
-    dead = Endpoints().with_role("policy", f"http://127.0.0.1:{port}/v1@nobody")
+    # one retry, not the default six: the backoff between them is what a dead server costs
+    dead = Endpoints(
+        roles={"policy": Endpoint(base_url=f"http://127.0.0.1:{port}/v1", model="nobody", max_retries=1)}
+    )
     with pytest.raises(StageFailed, match="policy_failed: 2 of 2 samples got no answer \\(connection"):
         run_filter(
             filter_stage("difficulty", samples=2, video=False),
@@ -136,13 +139,14 @@ def test_chance_and_the_binomial_tail():
     assert binomial_tail(4, 8, 0.25) == pytest.approx(0.1138, abs=1e-4)
 
 
-@pytest.mark.slow
-def test_difficulty_through_the_real_embedded_model(tmp_path):
+@pytest.mark.model
+def test_difficulty_through_the_real_embedded_model(tmp_path, embedded):
     """SmolLM2-135M answers as it answers: every row gets a real pass rate or a too_easy /
     too_hard verdict from 4 samples, none fails, and the model is named."""
     data = write(tmp_path / "rows.json", rows_of(["x", "y"]))
     stage = filter_stage("difficulty", samples=4, video=False, max_tokens=48, band=(-0.01, 1.01))
-    result = run_filter(stage, data, tmp_path / "out", quiet=True)
+    endpoints = Endpoints().with_role("policy", f"{embedded.base_url}@{embedded.model}")
+    result = run_filter(stage, data, tmp_path / "out", quiet=True, endpoints=endpoints)
     rows = kept(result)
     assert len(rows) == 2 and result.rejected == 0
     for row in rows:
@@ -212,8 +216,8 @@ def _meta(row: dict) -> dict:
     return json.loads(row["meta_json"])
 
 
-@pytest.mark.slow
-def test_judged_filters_through_the_real_embedded_model(tmp_path):
+@pytest.mark.model
+def test_judged_filters_through_the_real_embedded_model(tmp_path, embedded):
     """SmolLM2-135M as the judge: whatever it concludes, every row is kept or rejected with
     one of the filter's own reasons (its Verdict schema compiles for llama.cpp: no
     schema_mismatch, no failed request)."""
@@ -231,7 +235,10 @@ def test_judged_filters_through_the_real_embedded_model(tmp_path):
         "consistency": {"reasoning_inconsistent", "reasoning_repetitive", "reasoning_overlong"},
     }
     for name, reasons in allowed.items():
-        result = run_filter(filter_stage(name), tmp_path / "rows.parquet", tmp_path / name, quiet=True)
+        endpoints = Endpoints().with_role("judge", f"{embedded.base_url}@{embedded.model}")
+        result = run_filter(
+            filter_stage(name), tmp_path / "rows.parquet", tmp_path / name, quiet=True, endpoints=endpoints
+        )
         assert result.kept + result.rejected == 2
         if result.rejected:
             found = {

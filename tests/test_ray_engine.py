@@ -5,11 +5,12 @@ cluster of 2 CPUs); stopped at the end."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
-from conftest import cached_replies
+from conftest import cached_replies, cmdline, descendants
 from toy_recipe import build
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
@@ -235,8 +236,6 @@ def test_vdata_annotate_on_ray_with_the_embedded_model(tmp_path, ray_engine):
     llama.cpp): the model pool travels to the Ray tasks, the embedded server runs once on the
     node, in the engine's actor (its log in the run directory), and stops with the command;
     the annotated rows are the local engine's bytes."""
-    import subprocess
-
     from typer.testing import CliRunner
 
     from vdata.cli import app
@@ -264,8 +263,10 @@ def test_vdata_annotate_on_ray_with_the_embedded_model(tmp_path, ray_engine):
     )
     assert len(list((tmp_path / "ray").glob("local-server-*.log"))) == 1  # one server, on the node
     assert not (tmp_path / "ray" / "local-server.log").exists()  # the driver started none
-    left = subprocess.run(["pgrep", "-f", "vdata.annotators.local_server"], capture_output=True, text=True)
-    assert left.stdout.strip() == "", "an embedded server outlived the command"
+    # only this test's own processes (the command ran in this one, the cluster is its child):
+    # another vdata run on the machine has servers of its own
+    left = [pid for pid in descendants(os.getpid()) if b"vdata.annotators.local_server" in cmdline(pid)]
+    assert left == [], "an embedded server outlived the command"
 
 
 def test_a_shard_whose_worker_always_dies_stops_the_run_with_a_clear_error(tmp_path, ray_engine):

@@ -26,7 +26,7 @@ from vdata.cards.exports import export
 from vdata.formats import load_rows
 from vdata.synth import SynthConfig, synthesize
 
-from conftest import wait_for
+from conftest import models_file, wait_for
 
 
 def oracle_config(synth, out, **options) -> StreamingCoTConfig:
@@ -271,6 +271,7 @@ def test_vst_export_reads_back_by_the_sft_rules_and_the_rl_parquet_has_the_train
         assert row["video_context"].startswith("videos/") and row["extra_info"]["duration"] > 0
 
 
+@pytest.mark.slow
 def test_sigkill_during_extract_resumes_the_stream_with_the_same_bank(synth, tmp_path):
     with FaultProxy(None, latency_s=0.4, reply_fn=scripted(), keep_bodies=True) as proxy:
         models = tmp_path / "models.yaml"
@@ -284,8 +285,10 @@ def test_sigkill_during_extract_resumes_the_stream_with_the_same_bank(synth, tmp
                     "--captions", str(synth / "captions.jsonl"), "--models", str(models), "--out", str(out),
                     "--quiet"]  # fmt: skip
 
+        proxy.latency_s = 0.0  # the latency only gives the kill below its moment
         reference = subprocess.run(command(tmp_path / "ref"), capture_output=True, text=True, timeout=600)
         assert reference.returncode == 0, reference.stderr[-2000:]
+        proxy.latency_s = 0.4
         out = tmp_path / "killed"
 
         def banked() -> int:
@@ -298,6 +301,7 @@ def test_sigkill_during_extract_resumes_the_stream_with_the_same_bank(synth, tmp
         process.send_signal(signal.SIGKILL)
         process.wait()
         killed_at = time.monotonic()
+        proxy.latency_s = 0.0
         resumed = subprocess.run([*command(out), "--no-cache"], capture_output=True, text=True, timeout=600)
         assert resumed.returncode == 0, resumed.stderr[-2000:]
         extracting = [  # the extraction requests (seen and bodies are kept in step)
@@ -375,8 +379,8 @@ def test_bad_inputs_are_clear_errors(tmp_path, synth):
     assert done.returncode == 2 and "window" in done.stderr
 
 
-@pytest.mark.slow
-def test_end_to_end_with_the_embedded_model(tmp_path):
+@pytest.mark.model
+def test_end_to_end_with_the_embedded_model(tmp_path, embedded):
     """The command with the embedded SmolLM2 as annotator (reading the clips' captions), writer
     and judge: the run completes and every video ends as rows or rejects with reasons; what it
     keeps is valid and its thoughts never name an object before the truth shows it."""
@@ -385,10 +389,13 @@ def test_end_to_end_with_the_embedded_model(tmp_path):
     synth = tmp_path / "synth"
     synthesize(synth, SynthConfig(n=1, minutes=0.5, seed=5, width=320, height=180), quiet=True)
     out = tmp_path / "run"
+    # the session's embedded server in every role (the command would start the same model)
+    roles = ["writer", "annotator", "judge", "policy"]
+    models = models_file(tmp_path / "models.yaml", embedded.base_url, embedded.model, roles)
     done = subprocess.run(
         [sys.executable, "-m", "vdata", "build", "streaming-cot", "--videos", str(synth / "videos"),
          "--captions", str(synth / "captions.jsonl"), "--chains-per-video", "2", "--out", str(out),
-         "--quiet", "--allow-empty"],
+         "--quiet", "--allow-empty", "--models", str(models)],
         capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
