@@ -189,6 +189,7 @@ def test_a_killed_ablation_resumes_without_rerunning_finished_runs(tmp_path):
     assert "sampled seed 0: config changed: starts over" in again.stderr
 
 
+@pytest.mark.slow
 def test_runs_in_parallel_processes_finish_and_report(tmp_path):
     """The multi-GPU path (a `vdata train grpo` process per device) on CPU: two at a time."""
     from vdata.filters.variants import build_variants

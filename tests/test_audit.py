@@ -338,6 +338,7 @@ def test_ids_that_several_rows_share_are_a_finding(tmp_path):
     assert "duplicate_source_id" not in codes(audit(write(tmp_path / "ok.json", video_r1_rows(6))))
 
 
+@pytest.mark.slow
 def test_a_dataset_emptied_by_a_filter_is_read_by_every_command(tmp_path):
     rows = video_r1_rows(3)
     train, bench = write(tmp_path / "train.json", rows), write(tmp_path / "bench.json", rows)

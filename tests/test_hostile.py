@@ -31,6 +31,7 @@ from vdata.stages import MapStage, Reject
 from conftest import running_view
 from videos import make_video
 
+pytestmark = pytest.mark.slow  # every test runs commands in subprocesses
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 

@@ -32,7 +32,7 @@ def test_each_import_name_comes_from_its_folder(name):
     assert path.parent.parts[-1] == name.split(".")[-1] and "site-packages" in path.parts
 
 
-@pytest.mark.slow
+@pytest.mark.install
 def test_a_wheel_installs_and_imports_all_six(tmp_path):
     dist = tmp_path / "dist"
     subprocess.run(

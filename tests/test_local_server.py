@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from vdata.annotators import local_server
 from vdata.annotators.local_server import LocalModelError, LocalServer, local_model_path
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.model  # its own servers: their start, stop and failures are the subject
 
 
 class Quiz(BaseModel):

@@ -61,7 +61,7 @@ def test_alive_tells_running_from_gone():
     assert not alive(child.pid)
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_a_build_killed_with_sigkill_leaves_no_model_server(tmp_path):
     out = tmp_path / "run"
     build = subprocess.Popen(

@@ -401,6 +401,7 @@ def asked(server: FaultProxy) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_same_dataset_and_pays_no_request_twice(tmp_path):
     """`vdata build qa-inversion` killed (SIGKILL) while it waits on a slow scripted negator and
     verifier, then run again: the dataset equals an uninterrupted run's, and the server saw each
@@ -460,7 +461,7 @@ def test_sigkill_then_resume_gives_the_same_dataset_and_pays_no_request_twice(tm
     assert rows == [{k: r[k] for k in same} for r in load_rows(tmp_path / "reference" / "dataset").rows]
 
 
-@pytest.mark.slow
+@pytest.mark.model
 def test_the_real_embedded_model_as_negator_and_verifier(tmp_path):
     """SmolLM2-135M under llama.cpp: whatever it judges, every row ends kept (inverted with a
     negation its original lacks, or single-answer saying why) or rejected with the recipe's own

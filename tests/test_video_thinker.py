@@ -216,6 +216,7 @@ def test_exports_write_sft_rows_with_the_trace_and_rl_rows(inputs, tmp_path):
     assert [r["solution"] for r in rl] == [r["solution"] for r in rows] and all(r["process"] for r in rl)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_pays_no_request_twice(inputs, tmp_path):
     """`vdata build video-thinker` killed (SIGKILL) while the scripted models are slow, then run
     again: every request the uninterrupted run makes is made once, plus at most the two in flight."""
@@ -327,6 +328,7 @@ def test_the_real_embedded_model_end_to_end_on_synth(tmp_path, embedded):
     }, reasons  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_command_line_with_a_yaml_config(inputs, tmp_path):
     import subprocess
     import sys

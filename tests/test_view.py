@@ -322,7 +322,7 @@ def shots_dir(tmp_path: Path) -> Path:
     return Path(os.environ.get("VDATA_VIEW_SHOTS") or tmp_path)
 
 
-@pytest.mark.slow
+@pytest.mark.browser
 def test_the_page_in_chromium_filters_plays_the_segment_and_shows_rejects(server, browser, tmp_path):
     shots = shots_dir(tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
