@@ -101,6 +101,7 @@ def test_config_mistakes_are_named(tmp_path):
             AblationConfig.load(path)
 
 
+@pytest.mark.slow
 def test_an_eval_set_that_shares_a_video_stops_the_ablation_before_training(tmp_path):
     model = text_lm(tmp_path)  # its config is read before anything is built; nothing trains
     path = write_config(tmp_path, model)

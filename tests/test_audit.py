@@ -233,6 +233,7 @@ def test_the_parallel_scan_equals_the_serial_one(tmp_path, monkeypatch):
     assert unreadable.examples[0][0] == f"{path}:14"
 
 
+@pytest.mark.slow
 def test_cli_exit_codes_and_markdown_report(tmp_path):
     bad = write(tmp_path / "bad.json", video_r1_rows(40, letters="BBBA"))
     report_path = tmp_path / "report.md"
@@ -282,6 +283,7 @@ def test_rows_without_a_media_path_are_never_one_video(tmp_path):
     assert any("7 rows name no media file" in note for note in report.notes)
 
 
+@pytest.mark.slow
 def test_media_root_reads_absolute_paths_relative_to_it(tmp_path):
     media = tmp_path / "disk"
     (media / "MVBench" / "videos").mkdir(parents=True)

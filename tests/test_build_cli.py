@@ -84,6 +84,7 @@ def repeating(tmp_path):
         yield stand_in, models(tmp_path, stand_in.base_url)
 
 
+@pytest.mark.slow
 def test_a_model_that_repeats_itself_yields_each_question_once(tmp_path, repeating):
     stand_in, models_file = repeating
     out = tmp_path / "run"
@@ -149,6 +150,7 @@ def test_a_build_that_keeps_nothing_fails_and_still_leaves_a_readable_dataset(tm
     assert "0 questions about 0 videos" in (dataset / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_build_against_a_dead_endpoint_fails_with_one_line(tmp_path):
     import socket
 
@@ -204,6 +206,7 @@ def test_the_lock_is_reentrant_within_a_process_and_released(tmp_path):
         pass
 
 
+@pytest.mark.slow
 def test_a_stream_that_breaks_midway_is_said_at_ingest_and_its_lost_captions_rejected(tmp_path, repeating):
     _, models_file = repeating
     folder = tmp_path / "in"
@@ -230,6 +233,7 @@ def test_a_stream_that_breaks_midway_is_said_at_ingest_and_its_lost_captions_rej
     assert pq.read_table(out / "stages" / "02-segment" / "part-00000.parquet").num_rows == 2
 
 
+@pytest.mark.slow
 def test_build_errors_name_the_input(tmp_path):
     missing = vdata(
         "build",
@@ -277,6 +281,7 @@ def test_without_the_local_extra_the_build_stops_before_its_first_stage(tmp_path
     assert not (out / "stages").exists()
 
 
+@pytest.mark.slow
 def test_in_a_log_progress_is_lines_and_tables_do_not_break_words(tmp_path):
     # stderr is a pipe here, as in a CI log: no bars, sane rates, reasons unbroken
     with FaultProxy(None, latency_s=0.0) as stand_in:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from huggingface_hub import DatasetCard
 
 from vdata.cards.card import write_card
@@ -51,6 +52,7 @@ def test_the_card_parses_with_the_hub_tools_and_lists_every_split(tmp_path, monk
     assert "`annotate`: 36 in, 35 kept, 1 rejected (stage_error 1)" in text
 
 
+@pytest.mark.slow
 def test_vdata_card_sets_the_license(tmp_path):
     build(tmp_path / "run")
     result = subprocess.run(

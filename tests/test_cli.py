@@ -99,6 +99,7 @@ def test_validate_groups_problems_by_code_with_counts_and_ids(tmp_path):
     assert "missing_field" in table.stdout and "4 of 7 rows have errors" in table.stdout
 
 
+@pytest.mark.slow
 def test_validate_reads_vdata_parquet_and_saved_hf_datasets(tmp_path):
     good, bad = copy.deepcopy(VALID_ROW), copy.deepcopy(VALID_ROW)
     bad["path"] = "../outside/video.mp4"
@@ -114,6 +115,7 @@ def test_validate_reads_vdata_parquet_and_saved_hf_datasets(tmp_path):
     assert vdata_cli("validate", str(saved)).returncode == 0
 
 
+@pytest.mark.slow
 def test_validate_names_the_input_when_it_cannot_be_read(tmp_path):
     missing = vdata_cli("validate", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 2 and "nope.jsonl: no such file or directory" in missing.stderr
@@ -148,6 +150,7 @@ def test_an_empty_directory_is_a_clear_error(tmp_path):
         load_rows(tmp_path)
 
 
+@pytest.mark.slow
 def test_inspect_a_run_directory(tmp_path):
     build(tmp_path / "run")
     result = vdata_cli("inspect", str(tmp_path / "run"), "--json")
@@ -164,6 +167,7 @@ def test_inspect_a_run_directory(tmp_path):
     assert table.returncode == 0 and "answer_letters" in table.stdout and "02-annotate" in table.stdout
 
 
+@pytest.mark.slow
 def test_validate_and_inspect_read_what_a_synth_or_split_run_made(tmp_path):
     from vdata.synth import SynthConfig, synthesize
 
@@ -185,6 +189,7 @@ def test_validate_and_inspect_read_what_a_synth_or_split_run_made(tmp_path):
     assert refused.returncode == 2 and "makes no question rows" in refused.stderr
 
 
+@pytest.mark.slow
 def test_annotate_rejects_rows_arrow_cannot_store_beside_the_others(tmp_path):
     from vdata.annotators.testing import FaultProxy
 

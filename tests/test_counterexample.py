@@ -73,6 +73,7 @@ def test_a_control_twin_is_the_same_world_until_the_violation_which_it_switches_
     assert shown.frames[at + spec.fps :] != twin.frames[at + spec.fps :]  # and different after it
 
 
+@pytest.mark.slow
 def test_every_gold_answer_follows_from_the_truth_and_the_twins_differ(seeded):
     rows = rows_of(seeded)
     kinds = {meta(r)["violation"] for r in rows}
@@ -109,6 +110,7 @@ def test_every_gold_answer_follows_from_the_truth_and_the_twins_differ(seeded):
         assert meta(violation)["prior"] == gold_of(control)  # no writer: the control's answer is the prior
 
 
+@pytest.mark.slow
 def test_a_colour_question_s_answers_are_what_the_pixels_show(seeded):
     # Independent of the truth file: decode the frame the question asks about in each twin and
     # read the object's colour where its track puts it.
@@ -134,6 +136,7 @@ def test_a_colour_question_s_answers_are_what_the_pixels_show(seeded):
         assert gold_of(row) == ("yes" if seen == before else "no"), (m["twin"], seen, before)
 
 
+@pytest.mark.slow
 def test_the_split_keeps_twins_together_and_no_video_in_two_splits(seeded):
     rows = rows_of(seeded)
     splits: dict[str, set[str]] = {}
@@ -206,6 +209,7 @@ def test_the_prior_keeps_only_pairs_it_gets_half_right(tmp_path):
     assert reasons <= {"prior_matches_violation", "prior_elsewhere"}
 
 
+@pytest.mark.slow
 def test_the_prior_that_answers_like_the_violation_is_rejected(tmp_path):
     contrary = lambda prompt: "A" if "letter" in prompt else "no" if "yes or no" in prompt else "it vanishes"  # noqa: E731
     with FaultProxy(None, latency_s=0.0, reply_fn=scripted_writer(contrary)) as writer:
@@ -222,6 +226,7 @@ def test_the_prior_that_answers_like_the_violation_is_rejected(tmp_path):
     assert not [r for r in rows_of(out) if meta(r)["question"] == "state"]
 
 
+@pytest.mark.slow
 def test_videohallu_import_rejects_null_questions_and_the_benchmark_s_videos(tmp_path):
     media = tmp_path / "media"
     media.mkdir()
@@ -262,6 +267,7 @@ def test_videohallu_import_rejects_null_questions_and_the_benchmark_s_videos(tmp
     assert all((out / "dataset" / r["path"]).exists() for r in kept)  # linked into the dataset
 
 
+@pytest.mark.slow
 def test_real_rows_come_first_in_the_curriculum(seeded, tmp_path):
     real = tmp_path / "real.json"
     write(real, [

@@ -169,6 +169,7 @@ def test_llamafactory_reads_it(records, tmp_path):
     assert first["messages"][1]["content"].startswith("<think>")
 
 
+@pytest.mark.slow
 def test_vdata_export_command(tmp_path):
     rows = [copy.deepcopy(VALID_ROW)]
     write_dataset(to_table(rows), tmp_path / "ds")
@@ -181,6 +182,7 @@ def test_vdata_export_command(tmp_path):
     assert bad.returncode == 2 and "unknown format 'sharegpt'" in bad.stderr
 
 
+@pytest.mark.slow
 def test_export_refuses_defective_rows_and_says_so(tmp_path):
     good = copy.deepcopy(VALID_ROW)
     string_options = {**copy.deepcopy(VALID_ROW), "id": "s1", "options": "A. Closes it B. Takes out milk"}

@@ -446,6 +446,7 @@ def test_micro_batches_and_shared_prefix_give_the_same_step(tmp_path, micro, sha
     assert worst < 1e-5  # 1% of one Adam step at lr 1e-3 (Adam rescales float noise of tiny gradients)
 
 
+@pytest.mark.slow
 def test_cache_video_encodes_each_video_once_and_trains_the_same(tmp_path):
     """`cache_video: true`: the vision tower sees each prompt's patches once instead of
     group_size times in the rollout, and three steps of LoRA training (the tower untouched

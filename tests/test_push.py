@@ -51,6 +51,7 @@ def _no_token_under(folder: Path) -> bool:
     return all(TOKEN.encode() not in p.read_bytes() for p in folder.rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 def test_dry_run_lays_out_exactly_the_upload_without_the_token(dataset, tmp_path):
     result = vdata(
         "push", str(dataset), "me/lvr", "--dry-run", str(tmp_path / "dry"), env={"HF_TOKEN": TOKEN}
@@ -97,6 +98,7 @@ def test_no_token_is_a_clear_error(dataset, tmp_path):
     assert result.returncode == 2 and "no Hugging Face token: set HF_TOKEN" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_video_push_cut_off_halfway_resumes(dataset, tmp_path):
     # The Hub cannot be reached from these machines: a stand-in for its API answers instead.
     videos = dataset / "videos"
@@ -120,6 +122,7 @@ def test_a_video_push_cut_off_halfway_resumes(dataset, tmp_path):
     assert hub.files["videos/v3.mp4"] == MP4 + b"video 3"
 
 
+@pytest.mark.slow
 def test_videos_upload_takes_only_the_rows_videos_and_never_follows_a_link_out_unseen(tmp_path):
     import copy
 
@@ -167,6 +170,7 @@ def test_videos_upload_takes_only_the_rows_videos_and_never_follows_a_link_out_u
     assert refused.returncode == 2 and "whose content is not the rows' video" in refused.stderr
 
 
+@pytest.mark.slow
 def test_a_dry_run_writes_only_into_a_new_folder_or_its_own_earlier_layout(dataset, tmp_path):
     mine = tmp_path / "mine"  # a folder of the user's, with names a layout has
     (mine / "data").mkdir(parents=True)
@@ -195,6 +199,7 @@ def test_a_dry_run_writes_only_into_a_new_folder_or_its_own_earlier_layout(datas
     assert (dry / "notes.txt").read_text() == "added by the user"
 
 
+@pytest.mark.slow
 def test_videos_upload_leaves_out_links_nothing_vouches_for_and_files_that_are_no_video(tmp_path):
     import copy
 

@@ -181,6 +181,7 @@ def rejects(result) -> dict[str, tuple[str, str]]:
     return found
 
 
+@pytest.mark.slow
 def test_the_recipe_inverts_only_rows_whose_negation_is_checked(tmp_path):
     with FaultProxy(None, latency_s=0.0, reply_fn=scripted) as server:
         result = run(tmp_path, server)
@@ -272,6 +273,7 @@ def test_the_trainers_soft_reward_scores_the_gold_sets(tmp_path):
         assert accuracy(f"<answer>{gold[0]},{wrong}</answer>", row) == 0.0  # the original answer: wrong
 
 
+@pytest.mark.slow
 def test_answer_set_sizes_and_the_wrong_letter_are_balanced_within_each_split(tmp_path):
     """Many inverted rows (the scripted verifier agrees with every one): within a split, each
     answer-set size 1..4 is equally common and the wrong option sits on each letter equally."""
@@ -366,6 +368,7 @@ def test_rows_that_cannot_be_inverted_are_rejects_with_reasons(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_the_command_line_and_a_yaml_config(tmp_path):
     import subprocess
     import sys
@@ -521,6 +524,7 @@ def test_a_vdata_build_keeps_its_splits_and_inverted_rows_lose_the_originals_rea
         assert meta["dropped"] == ["process", "difficulty"] and meta["negation"] == "rule:do-support"
 
 
+@pytest.mark.slow
 def test_media_root_rebases_absolute_paths_and_links_the_videos_found(tmp_path):
     """TW-GRPO's raw file names videos "/NExTQA/videos/ID.mp4": under --media-root the paths
     become relative, a video found there is linked into the dataset, a missing one keeps its

@@ -109,6 +109,7 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.slow
 def test_audit_reads_every_row_and_flags_only_real_defects(name):
     shape, rows, expected, _ = EXPECTED[name]
     report = audit(REAL / name)
@@ -119,12 +120,14 @@ def test_audit_reads_every_row_and_flags_only_real_defects(name):
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.slow
 def test_filter_validate_keeps_every_row_without_a_real_defect(name, tmp_path):
     _, rows, _, defective = EXPECTED[name]
     result = run_filter(filter_stage("validate"), REAL / name, tmp_path / "out", quiet=True)
     assert (result.kept, result.rejected, result.load_rejected) == (rows - defective, defective, 0)
 
 
+@pytest.mark.slow
 def test_findings_cite_the_releases_own_id_and_position():
     report = audit(REAL / "twgrpo_nextgqa_val.json")
     assert refs(report, "duplicate_options") == ["id 5256928210_7 (row 432)"]
@@ -164,6 +167,7 @@ def test_a_tracking_layout_is_refused_with_a_reason():
         load_rows(REAL / "videochatr1_got_val.json")
 
 
+@pytest.mark.slow
 def test_nextgqa_test_vs_val_overlap_is_no_contamination():
     """The two splits share no video and no id; 7 test questions equal a val question word for
     word ("what is the man doing"), about other videos: templates, not leaked samples."""
@@ -176,6 +180,7 @@ def test_nextgqa_test_vs_val_overlap_is_no_contamination():
     assert findings(wide)["eval_question_overlap"][1] >= 7  # the templates, when asked for
 
 
+@pytest.mark.slow
 def test_export_to_video_r1_and_audit_again_round_trips_ids_and_content(tmp_path):
     for name in ("twgrpo_eval_mmvu.json", "twgrpo_nextgqa_val.json"):
         source = json.loads((REAL / name).read_text())
@@ -199,6 +204,7 @@ def test_export_to_video_r1_and_audit_again_round_trips_ids_and_content(tmp_path
 
 
 @pytest.mark.parametrize("name", ["twgrpo_nextgqa_val.json", "twgrpo_nextgqa_val_raw.json"])
+@pytest.mark.slow
 def test_qa_inversion_of_the_questions_tw_grpo_inverted(name, tmp_path):
     """By rule alone (no model): every inverted question has a negation its original lacks, the
     audit finds no inverted_without_negation and no impossible_multi_answer, and the TW-GRPO
@@ -229,6 +235,7 @@ def test_qa_inversion_of_the_questions_tw_grpo_inverted(name, tmp_path):
     assert "inverted_without_negation" not in findings(audit(out))
 
 
+@pytest.mark.slow
 def test_ablation_variants_from_a_real_release_and_a_leaking_eval_set(tmp_path):
     """`vdata ablate`'s variants built from TW-GRPO's NExT-GQA release (videos without a
     sha256: the record's nulls survive), checked against MVBench (other videos); the same file

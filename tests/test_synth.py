@@ -223,6 +223,7 @@ def test_truth_has_tracks_captions_and_a_knowledge_graph(rendered):
     assert len(objects) == len(truth["objects"])  # one node per object, even where names repeat
 
 
+@pytest.mark.slow
 def test_vdata_synth_writes_a_set_with_valid_questions_and_resumes(tmp_path):
     out = tmp_path / "set"
     command = [

@@ -142,6 +142,7 @@ def test_sources_are_named_and_typed():
         Source.parse("no-name")
 
 
+@pytest.mark.slow
 def test_a_trace_that_passes_hindsight_at_the_third_attempt_is_kept_after_exactly_three(inputs, tmp_path):
     result, server = run(inputs, tmp_path / "out", Script(clue_from=2))
     rows = load_rows(result.out / "dataset").rows
@@ -164,6 +165,7 @@ def test_a_trace_that_passes_hindsight_at_the_third_attempt_is_kept_after_exactl
     assert sorted(reason for reason, _ in found["ingest"]) == ["bad_video", "missing_media", "too_few_frames"]
 
 
+@pytest.mark.slow
 def test_a_trace_that_always_fails_hindsight_is_rejected_with_its_three_attempts(inputs, tmp_path):
     result, server = run(inputs, tmp_path / "out", Script(clue_from=99))
     assert load_rows(result.out / "dataset").rows == []
@@ -190,6 +192,7 @@ def test_a_question_one_segment_answers_is_rejected(inputs, tmp_path):
     assert {reason for reason, _ in rejects(result.out)["check"]} == {"answerable_from_one_segment"}
 
 
+@pytest.mark.slow
 def test_annotations_only_takes_durations_from_the_annotations_and_the_card_says_so(inputs, tmp_path):
     from vdata.cards.card import write_card
 
@@ -202,6 +205,7 @@ def test_annotations_only_takes_durations_from_the_annotations_and_the_card_says
     assert "durations come from the annotations" in card and "Hindsight: 9 of 9" in card
 
 
+@pytest.mark.slow
 def test_exports_write_sft_rows_with_the_trace_and_rl_rows(inputs, tmp_path):
     from vdata.cards.exports import export
 
@@ -275,6 +279,7 @@ REAL = Path(os.environ.get("VDATA_REAL_DATA") or Path(__file__).resolve().parent
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason=f"{REAL} is absent (a user's clone has no ../shared)")
+@pytest.mark.slow
 def test_the_real_activitynet_annotations_with_annotations_only(tmp_path):
     """The caption branch on VideoChat-R1's ActivityNet file (video -> duration, timestamps,
     sentences), 5 videos sampled: durations come from the file, every kept trace stays inside it."""

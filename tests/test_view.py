@@ -253,6 +253,7 @@ def test_only_files_inside_the_path_and_the_rows_videos_are_served(server, viewe
     assert status == 206 and len(body) == 100 and headers["content-range"].startswith("bytes 0-99/")
 
 
+@pytest.mark.slow
 def test_the_command_refuses_a_missing_path_or_a_busy_port_and_warns_off_loopback(tmp_path, viewed):
     bad = subprocess.run(
         [sys.executable, "-m", "vdata", "view", str(tmp_path / "absent")],
