@@ -244,6 +244,11 @@ def test_vdata_annotate_on_ray_with_the_embedded_model(tmp_path, ray_engine):
     rows.write_text(
         "".join(json.dumps({"id": f"r{i}", "q": f"What is {i} plus {i}?"}) + "\n" for i in range(6))
     )
+
+    def servers() -> set[int]:
+        return {pid for pid in descendants(os.getpid()) if b"vdata.annotators.local_server" in cmdline(pid)}
+
+    before = servers()
     runner = CliRunner()
     for engine in ("local", "ray"):
         result = runner.invoke(
@@ -263,10 +268,10 @@ def test_vdata_annotate_on_ray_with_the_embedded_model(tmp_path, ray_engine):
     )
     assert len(list((tmp_path / "ray").glob("local-server-*.log"))) == 1  # one server, on the node
     assert not (tmp_path / "ray" / "local-server.log").exists()  # the driver started none
-    # only this test's own processes (the command ran in this one, the cluster is its child):
-    # another vdata run on the machine has servers of its own
-    left = [pid for pid in descendants(os.getpid()) if b"vdata.annotators.local_server" in cmdline(pid)]
-    assert left == [], "an embedded server outlived the command"
+    # only the servers this test's commands started (they ran in this process, the cluster is
+    # its child): another vdata run on the machine, or the session's server, is not theirs
+    left = servers() - before
+    assert left == set(), "an embedded server outlived the command"
 
 
 def test_a_shard_whose_worker_always_dies_stops_the_run_with_a_clear_error(tmp_path, ray_engine):
