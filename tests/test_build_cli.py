@@ -295,7 +295,9 @@ def test_in_a_log_progress_is_lines_and_tables_do_not_break_words(tmp_path):
     rates = [float(p.split(" rows/s")[0].split()[-1]) for p in result.stderr.split(", ") if "rows/s" in p]
     assert all(rate < 10_000 for rate in rates)
     assert "schema_mismatch 4" in result.stderr  # the top reason, whole on one line
-    assert max(len(line) for line in result.stderr.splitlines()) <= 160
+    # the test's own folder (longer under pytest-xdist) is not the console's doing
+    lines = result.stderr.replace(str(tmp_path), "TMP").splitlines()
+    assert max(len(line) for line in lines) <= 160
 
 
 @pytest.mark.slow
