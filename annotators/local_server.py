@@ -76,7 +76,7 @@ class LocalServer:
 
     port: int = 0
     n_ctx: int = 8192
-    threads: int = field(default_factory=lambda: default_threads())
+    threads: int = field(default_factory=default_threads)
     startup_timeout_s: float = 120.0
     log_path: Path | None = None
     model_path: Path | None = None

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from vdata.annotators.testing import FaultProxy
 from vdata.cards.exports import to_easyr1
 from vdata.record import validate
 
-from conftest import cached_replies, descendants, wait_for
+from conftest import cached_replies, cmdline, descendants, models_file, wait_for
 
 pytestmark = pytest.mark.model
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -66,11 +65,8 @@ def inputs(tmp_path_factory) -> Path:
 def build(folder: Path, out: Path, proxy: FaultProxy, engine: str = "local") -> list[str]:
     """The build command through the proxy, whose endpoint waits as long as a slow machine needs
     (a loaded 2-core machine makes the model slow, not the test red)."""
-    models = out.parent / f"{out.name}-models.yaml"
-    models.parent.mkdir(parents=True, exist_ok=True)
-    endpoint = {"base_url": proxy.base_url, "model": proxy.model, "timeout_s": 3600, "max_concurrency": 2}
-    models.write_text(
-        yaml.safe_dump({"endpoints": {"proxy": endpoint}, "reasoner": "proxy", "rewriter": "proxy"})
+    models = models_file(
+        out.parent / f"{out.name}-models.yaml", proxy.base_url, proxy.model, ["reasoner", "rewriter"]
     )
     return [
         sys.executable,
@@ -280,10 +276,7 @@ def still_working(pids: set[int]) -> set[int]:
     """Those of `pids` that still run (not exited, not a zombie) and are not Ray's agents."""
     running = set()
     for pid in pids:
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
+        command = cmdline(pid).decode(errors="replace")
         if command and not command.startswith(LINGERING):
             running.add(pid)
     return running
