@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import signal
 import sqlite3
 import subprocess
@@ -31,6 +32,14 @@ VALID_ROW: dict[str, Any] = Record(
     data_source="tests",
 ).to_row()
 
+
+# pytest-xdist workers share the cores: each worker's torch (and every process it starts, which
+# inherits the setting) gets its share of them. Two workers each running 2 OpenMP threads on 2
+# cores made the learning tests 4-6 times slower than alone. A value the user set is kept.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault(
+        "OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    )
 
 NEEDS = ("model", "dist", "browser", "install")  # markers that say what a test starts
 

@@ -326,7 +326,9 @@ def test_lora_initial_weights_follow_the_seed(tmp_path):
 
 
 @pytest.mark.slow
-def test_held_out_accuracy_rises_on_a_learnable_task(tmp_path):
+def test_a_tiny_qwen2_vl_learns_a_trivial_task_and_held_out_accuracy_rises(tmp_path):
+    """The one learning run of the suite (12 steps): the training reward and the held-out
+    accuracy both rise, and every step writes its metrics."""
     letter_dataset(tmp_path / "held", videos=4)
     config = tiny_config(
         tmp_path,
@@ -337,15 +339,40 @@ def test_held_out_accuracy_rises_on_a_learnable_task(tmp_path):
         out=str(tmp_path / "run"),
     )
     summary = train(config, log=quiet)
+    assert summary.steps == 12
+    rewards = [m["reward_mean"] for m in summary.metrics]
+    assert len(rewards) == 12 and sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3 + 0.2, rewards
     lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    trained = [m for m in lines if "reward_mean" in m]
+    assert [m["step"] for m in trained] == list(range(1, 13))
+    assert set(STEP_METRICS) <= set(trained[0]), set(STEP_METRICS) - set(trained[0])
     evaluated = [m for m in lines if "eval_accuracy_greedy" in m]
     assert [m["step"] for m in evaluated] == [0, 6, 12]
     assert evaluated[-1]["eval_accuracy_sampled"] > evaluated[0]["eval_accuracy_sampled"] + 0.2, evaluated
     final = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert final["step"] == 12 and final["rows"] == 4 and final["accuracy_greedy"] >= 0
-    assert summary.steps == 12
     samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
     assert samples and {"step", "question", "response", "reward", "group_rewards"} <= set(samples[0])
+
+
+STEP_METRICS = (
+    "reward_mean",
+    "reward_std",
+    "accuracy",
+    "format_rate",
+    "zero_variance_fraction",
+    "response_length",
+    "kl",
+    "entropy",
+    "clip_fraction",
+    "grad_norm",
+    "generate_s",
+    "score_s",
+    "logprob_s",
+    "update_s",
+    "tokens_per_s",
+    "peak_memory_gb",
+)
 
 
 # ---------------------------------------------------------------- Qwen2.5-VL positions and time

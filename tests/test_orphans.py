@@ -14,7 +14,7 @@ import pytest
 
 from vdata.orphans import alive
 
-from conftest import descendants, wait_for
+from conftest import cmdline, descendants, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -85,7 +85,7 @@ def test_a_build_killed_with_sigkill_leaves_no_model_server(tmp_path):
         # the server answers requests: mid-generation
         wait_for(lambda: (out / "usage.jsonl").exists(), "the build's first model request", build, 0.1)
         children = descendants(build.pid)
-        commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in children if alive(pid)]
+        commands = [cmdline(pid) for pid in children]
         assert any(b"llama_cpp.server" in c or b"local_server" in c for c in commands), commands
         build.send_signal(signal.SIGKILL)
         build.wait()

@@ -465,16 +465,19 @@ def test_sigkill_then_resume_gives_the_same_dataset_and_pays_no_request_twice(tm
 
 
 @pytest.mark.model
-def test_the_real_embedded_model_as_negator_and_verifier(tmp_path):
-    """SmolLM2-135M under llama.cpp: whatever it judges, every row ends kept (inverted with a
-    negation its original lacks, or single-answer saying why) or rejected with the recipe's own
-    reason; the reply schemas compile (no schema_mismatch, no failed request)."""
+def test_the_real_embedded_model_as_negator_and_verifier(tmp_path, embedded):
+    """SmolLM2-135M under llama.cpp (the session's server): whatever it judges, every row ends
+    kept (inverted with a negation its original lacks, or single-answer saying why) or rejected
+    with the recipe's own reason; the reply schemas compile (no schema_mismatch, no failed
+    request)."""
     rows = [
         r for r in REAL_ROWS if r["id"] in ("2454242177_9", "2990321092_7", "5504913999_7", "4882821564_1")
     ]
     source = write(tmp_path / "rows.json", rows)
     config = QAInversionConfig(source=str(source), out=str(tmp_path / "out"), invert_fraction=1.0)
-    result = build(config, quiet=True)
+    model = f"{embedded.base_url}@{embedded.model}"
+    roles = Endpoints().with_role("negator", model).with_role("verifier", model)
+    result = build(config, roles, quiet=True)
     kept = load_rows(result.out / "dataset").rows
     found = rejects(result)
     assert len(kept) + len(found) == 4
