@@ -195,9 +195,10 @@ def test_two_clips_of_one_video_are_two_inputs_with_two_ids(tmp_path):
 @pytest.mark.slow
 def test_ppo_epochs_move_the_ratio_and_clipping_acts(tmp_path):
     one = train(
-        tiny_config(tmp_path, steps=2, lr=5e-2, max_new_tokens=2, out=str(tmp_path / "one")), log=quiet
+        tiny_config(tmp_path, steps=1, lr=5e-2, max_new_tokens=2, out=str(tmp_path / "one")), log=quiet
     )
-    assert all(m["ratio_deviation"] == 0 and m["clip_fraction"] == 0 for m in one.metrics if "loss" in m)
+    updated = [m for m in one.metrics if "loss" in m]
+    assert updated and all(m["ratio_deviation"] == 0 and m["clip_fraction"] == 0 for m in updated)
     two = train(
         tiny_config(
             tmp_path,

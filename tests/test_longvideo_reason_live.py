@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -23,7 +22,7 @@ from vdata.annotators.testing import FaultProxy
 from vdata.cards.exports import to_easyr1
 from vdata.record import validate
 
-from conftest import cached_replies, cmdline, descendants, models_file, wait_for
+from conftest import cached_replies, cmdline, dataset, descendants, models_file, wait_for
 
 pytestmark = pytest.mark.model
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -95,12 +94,6 @@ def asked(proxy: FaultProxy, since: float, until: float = float("inf")) -> set[s
     return {s.item for s in proxy.seen if since <= s.at < until and s.item != PROBE}
 
 
-def dataset(out: Path) -> dict[str, list[dict]]:
-    return {
-        p.name: pq.read_table(p).to_pylist() for p in sorted((out / "dataset" / "data").glob("*.parquet"))
-    }
-
-
 @pytest.fixture(scope="module")
 def reference(inputs, proxy, tmp_path_factory):
     """An uninterrupted run: its output folder, its process, the items it asked about."""
@@ -140,56 +133,6 @@ def test_the_main_command_end_to_end(reference):
         assert row["process"].startswith("<think>") and row["evidence"]
     for video in {r["path"] for r in rows}:
         assert len({r["split"] for r in rows if r["path"] == video}) == 1
-
-
-def test_the_readme_command_yields_a_valid_balanced_dataset(tmp_path):
-    # Exactly the README's main command, on the bundled examples with the embedded model.
-    out = tmp_path / "out" / "longvideo-reason"
-    command = [
-        "vdata",
-        "build",
-        "longvideo-reason",
-        "--videos",
-        "examples/videos",
-        "--captions",
-        "examples/captions.jsonl",
-        "--out",
-        str(out),
-    ]
-    result = subprocess.run(
-        [sys.executable, "-m", "vdata", *command[1:]],
-        cwd=EXAMPLES.parent,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    splits = dataset(out)
-    rows = [row for part in splits.values() for row in part]
-    assert rows, "the examples build kept no question"
-    assert all(splits.values()), {name: len(part) for name, part in splits.items()}  # no empty split
-    for row in rows:
-        assert validate(row) == [], row
-    for part in splits.values():  # letters as even as the split's size allows
-        letters = Counter(row["solution"][8] for row in part)
-        assert max(letters.values()) - min(letters.get(x, 0) for x in "ABCD") <= 1, letters
-    assert len({row["id"] for row in rows}) == len(rows)
-    shown = subprocess.run(
-        [sys.executable, "-m", "vdata", "inspect", str(out / "dataset")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert shown.returncode == 0, shown.stderr
-    card = (out / "dataset" / "README.md").read_text()
-    usage = json.loads((out / "run.json").read_text())["usage"]
-    tokens = sum(m["prompt_tokens"] for stage in usage.values() for m in stage.values())
-    assert tokens > 0 and f"{usage['generate']['smollm2-135m-instruct']['prompt_tokens']:,} prompt" in card
-    assert f"{len(rows)} questions about" in card
-    # no --policy: the difficulty step did not run, and the summary and the card say so
-    assert "difficulty: not run (no --policy)" in result.stderr
-    assert "Difficulty: not measured" in card
 
 
 def test_sigkill_mid_run_then_resume_gives_the_same_dataset_and_repeats_no_request(

@@ -360,8 +360,8 @@ def load_policy(config: Any) -> Policy:
         model_config = transformers.AutoConfig.from_pretrained(source, **extra)
         name = VL_TYPES.get(model_config.model_type)
         cls = getattr(transformers, name) if name else transformers.AutoModelForCausalLM
-        model = cls.from_pretrained(
-            source, dtype=dtype, attn_implementation=config.attn_implementation, **extra
+        model = cls.from_pretrained(  # the config read above: a GGUF file's is read whole each time
+            source, config=model_config, dtype=dtype, attn_implementation=config.attn_implementation, **extra
         )
         if extra.get("gguf_file"):  # dequantized on load: plain weights, saved as such in checkpoints
             model.hf_quantizer = None
