@@ -125,7 +125,7 @@ def _examples_build(repeats: int) -> dict:
                 datasets[name].append(b"".join(f.read_bytes() for f in files))
     mean = {name: sum(v) / len(v) for name, v in times.items()}
     return {
-        "what": "vdata build longvideo-reason on examples/ (4 videos, 16 questions asked), embedded model",
+        "what": "vdata build longvideo-reason on examples/ (2 videos, 8 questions asked), embedded model",
         "seconds": {name: [round(v, 1) for v in values] for name, values in times.items()},
         "mean_s": {name: round(v, 1) for name, v in mean.items()},
         "ray_over_local": round(mean["ray"] / mean["local"], 3),

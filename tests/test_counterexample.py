@@ -311,7 +311,7 @@ def test_end_to_end_with_the_embedded_model_killed_and_resumed(tmp_path, embedde
         models = models_file(tmp_path / "models.yaml", proxy.base_url, server.model, ["writer"])
 
         def command(out: Path) -> list[str]:
-            return [sys.executable, "-m", "vdata", "build", "counterexample", "--synth", "4", "--kinds",
+            return [sys.executable, "-m", "vdata", "build", "counterexample", "--synth", "2", "--kinds",
                     "colour_change,vanish,teleport,pass_through", "--seconds", "12", "--models", str(models),
                     "--out", str(out), "--quiet"]  # fmt: skip
 

@@ -1,5 +1,5 @@
 """The README's main command, exactly as written there, on the bundled examples with the
-embedded model that vdata starts itself: the slowest test of the suite (about 4 minutes on 2
+embedded model that vdata starts itself: the slowest test of the suite (about 2 minutes on 2
 cores), in a file of its own so that pytest-xdist can run it beside the other files.
 test_longvideo_reason_live proves the same recipe on a smaller run."""
 
@@ -56,6 +56,8 @@ def test_the_readme_command_yields_a_valid_balanced_dataset(tmp_path):
         letters = Counter(row["solution"][8] for row in part)
         assert max(letters.values()) - min(letters.get(x, 0) for x in "ABCD") <= 1, letters
     assert len({row["id"] for row in rows}) == len(rows)
+    for video in {row["path"] for row in rows}:  # split by video: each video's questions in one split
+        assert len({name for name, part in splits.items() for row in part if row["path"] == video}) == 1
     shown = subprocess.run(
         [sys.executable, "-m", "vdata", "inspect", str(out / "dataset")],
         capture_output=True,

@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -306,9 +307,14 @@ def test_the_real_embedded_model_end_to_end_on_synth(tmp_path, embedded):
         SynthConfig(n=1, minutes=0.5, seed=1, width=320, height=240, workers=1),
         quiet=True,
     )
+    # one question of the set's five (a temporal one, whose spans ground a trace): a row of each
+    # branch is what the property needs
+    questions = pq.read_table(tmp_path / "synth" / "questions.parquet").to_pylist()
+    one = [next(q for q in questions if q["category"] == "temporal")]
+    pq.write_table(pa.Table.from_pylist(one), tmp_path / "synth" / "one-question.parquet")
     sources = [
         Source(name="synth-captions", path=str(tmp_path / "synth" / "captions.jsonl"), kind="caption"),
-        Source(name="synth-qa", path=str(tmp_path / "synth"), kind="qa"),
+        Source(name="synth-qa", path=str(tmp_path / "synth" / "one-question.parquet"), kind="qa"),
     ]
     # one trace per row and a short one: the property is that whatever the model writes ends
     # kept or rejected, not how many tries it gets
@@ -326,7 +332,10 @@ def test_the_real_embedded_model_end_to_end_on_synth(tmp_path, embedded):
     result = build(config, endpoints, quiet=True)
     kept = load_rows(result.out / "dataset").rows
     assert all(format_reward(r["process"] + r["solution"], "thinker") == 1.0 for r in kept)
-    reasons = {reason for found in rejects(result.out).values() for reason, _ in found}
+    assert {s.name: s for s in result.stages}["ingest"].rows_out == 2  # the video and the question
+    found = rejects(result.out)
+    assert len(kept) + sum(len(rows) for stage, rows in found.items() if stage != "ingest") == 2
+    reasons = {reason for rows in found.values() for reason, _ in rows}
     assert reasons <= {
         "no_spans", "too_few_segments", "repeated_options", "answer_not_in_options", "single_segment",
         "answerable_from_one_segment", "bad_trace", "wrong_answer", "hindsight_failed", "over_target",
