@@ -130,6 +130,11 @@ class LocalServer:
             str(self.threads),
             "--n_threads_batch",
             str(self.threads),
+            # llama_cpp.server keeps the logits of every prompt token by default (for prompt
+            # log-probs, which vdata never asks): computing and copying them made a request with
+            # a 1,500-token prompt 1.3x slower (benchmarks/local_server.py)
+            "--logits_all",
+            "False",
         ]
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open
         try:

@@ -17,6 +17,8 @@ from pydantic import BaseModel
 from vdata.annotators import local_server
 from vdata.annotators.local_server import LocalModelError, LocalServer, local_model_path
 
+from conftest import cmdline
+
 pytestmark = pytest.mark.model  # its own servers: their start, stop and failures are the subject
 
 
@@ -41,6 +43,9 @@ def test_the_packaged_model_is_found_without_importing_its_package():
 def test_the_real_model_returns_a_schema_valid_json_object(tmp_path):
     with LocalServer(log_path=tmp_path / "server.log") as server:
         assert server.running and _port_open(server.port)
+        # the last token's logits only: keeping every prompt token's made long prompts 1.3x slower
+        # (benchmarks/local_server.py)
+        assert b"\0--logits_all\0False\0" in cmdline(server.process.pid)
         client = openai.OpenAI(base_url=server.base_url, api_key="local")
         reply = client.chat.completions.create(
             model=server.model,
