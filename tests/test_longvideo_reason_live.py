@@ -60,7 +60,7 @@ def inputs(tmp_path_factory) -> Path:
         if any(n in c["video"] for n in names)
     ]
     (folder / "captions.jsonl").write_text("".join(json.dumps(c) + "\n" for c in short))
-    (folder / "config.yaml").write_text("questions_per_video: 2\nmax_tokens: 400\n")
+    (folder / "config.yaml").write_text("questions_per_video: 1\nmax_tokens: 400\n")
     return folder
 
 
@@ -119,9 +119,9 @@ def test_the_main_command_end_to_end(reference):
     rows = [row for split in dataset(out).values() for row in split]
     run = json.loads((out / "run.json").read_text())
     stages = {s["name"]: s for s in run["stages"]}
-    assert stages["ingest"]["rows_out"] == 2 and stages["generate"]["rows_in"] == 4
+    assert stages["ingest"]["rows_out"] == 2 and stages["generate"]["rows_in"] == 2
     rejected = sum(stages[name]["rejected"] for name in ("generate", "check", "rewrite"))
-    assert rejected + len(rows) == 4  # every question is kept or rejected with a reason
+    assert rejected + len(rows) == 2  # every question is kept or rejected with a reason
     assert rows, "the seeded demo run keeps at least one question"
     assert run["usage"]["generate"]  # tokens and requests per model
     card = (out / "dataset" / "README.md").read_text()  # the recipe ends by writing the card
