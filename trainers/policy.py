@@ -10,6 +10,7 @@ match the sampled sequence).
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import os
 from collections.abc import Iterator, Mapping
@@ -346,13 +347,15 @@ def load_policy(config: Any) -> Policy:
 def _gguf_read_once() -> Iterator[None]:
     """transformers parses a GGUF file's metadata anew for the tokenizer, the config and the
     weights (about 6 s each for SmolLM2-135M, whose vocabulary is 100k strings read one by
-    one); within this block each file is parsed once. Its reader only reads the file."""
+    one), and builds gguf's tensor-name table anew for each of the model's submodules (397
+    times for SmolLM2-135M, 6.8 s); within this block each file is parsed once and each table
+    built once. Both are only read."""
     try:
         import gguf
     except ImportError:
         yield
         return
-    original = gguf.GGUFReader
+    original, original_names = gguf.GGUFReader, gguf.get_tensor_name_map
     readers: dict[tuple[str, int, int], Any] = {}
 
     def read_once(path: Any, *args: Any, **kwargs: Any) -> Any:
@@ -365,10 +368,11 @@ def _gguf_read_once() -> Iterator[None]:
         return readers[key]
 
     gguf.GGUFReader = read_once
+    gguf.get_tensor_name_map = functools.cache(original_names)
     try:
         yield
     finally:
-        gguf.GGUFReader = original
+        gguf.GGUFReader, gguf.get_tensor_name_map = original, original_names
 
 
 def _load_policy(config: Any) -> Policy:
