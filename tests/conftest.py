@@ -45,20 +45,34 @@ NEEDS = ("model", "dist", "browser", "install")  # markers that say what a test 
 
 
 # The files that take longest (seconds under `-n 2`, from `--durations=0`), which pytest-xdist
-# should start first: with whole files as its units, a long file started last keeps one worker
-# busy while the other has nothing left (the README's command, started last, added 4 minutes).
-# Files not named here follow in their usual order.
-LONGEST_FILES = (  # seconds in a fresh-clone CI run with two workers
-    "test_grpo_correctness.py",  # 140 s
-    "test_readme_command.py",  # 120 s
-    "test_streaming_cot.py",  # 110 s
-    "test_counterexample.py",  # 100 s
-    "test_mrsp.py",  # 95 s
-    "test_longvideo_reason_live.py",  # 95 s
-    "test_grpo.py",  # 90 s
-    "test_hostile.py",  # 80 s
+# should start first, longest first: with whole files as its units, a long file started last
+# keeps one worker busy while the other has nothing left (the README's command, started last,
+# added 4 minutes; three files of 40 s each, started last in name order, left one worker idle
+# for 20-45 s). Files not named here (under 10 s each) follow in their usual order.
+LONGEST_FILES = (  # seconds in a full run with two workers (this stop's sizes)
+    "test_streaming_cot.py",  # 125 s
+    "test_mrsp.py",  # 125 s
+    "test_readme_command.py",  # 110 s
+    "test_hostile.py",  # 85 s
     "test_video_thinker.py",  # 70 s
-    "test_ablation.py",  # 55 s
+    "test_counterexample.py",  # 60 s
+    "test_longvideo_reason_live.py",  # 60 s
+    "test_grpo_correctness.py",  # 55 s
+    "test_ablation.py",  # 45 s
+    "test_build_cli.py",  # 45 s
+    "test_annotators_live.py",  # 45 s
+    "test_grpo.py",  # 45 s
+    "test_real_data.py",  # 40 s
+    "test_qa_inversion.py",  # 40 s
+    "test_ray_engine.py",  # 38 s
+    "test_model_filters.py",  # 28 s
+    "test_view.py",  # 20 s
+    "test_audit.py",  # 19 s
+    "test_resume.py",  # 18 s
+    "test_push.py",  # 16 s
+    "test_cli.py",  # 15 s
+    "test_split.py",  # 15 s
+    "test_synth.py",  # 10 s
 )
 
 
