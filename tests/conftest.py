@@ -44,35 +44,36 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
 NEEDS = ("model", "dist", "browser", "install")  # markers that say what a test starts
 
 
-# The files that take longest (seconds under `-n 2`, from `--durations=0`), which pytest-xdist
+# The files that take longest (seconds under `-n 3`, from `--durations=0`), which pytest-xdist
 # should start first, longest first: with whole files as its units, a long file started last
-# keeps one worker busy while the other has nothing left (the README's command, started last,
+# keeps one worker busy while the others have nothing left (the README's command, started last,
 # added 4 minutes; three files of 40 s each, started last in name order, left one worker idle
 # for 20-45 s). Files not named here (under 10 s each) follow in their usual order.
-LONGEST_FILES = (  # seconds in a full run with two workers (this stop's sizes)
-    "test_streaming_cot.py",  # 125 s
-    "test_mrsp.py",  # 125 s
-    "test_readme_command.py",  # 110 s
-    "test_hostile.py",  # 85 s
-    "test_video_thinker.py",  # 70 s
-    "test_counterexample.py",  # 60 s
-    "test_longvideo_reason_live.py",  # 60 s
-    "test_grpo_correctness.py",  # 55 s
-    "test_ablation.py",  # 45 s
-    "test_build_cli.py",  # 45 s
-    "test_annotators_live.py",  # 45 s
-    "test_grpo.py",  # 45 s
-    "test_real_data.py",  # 40 s
-    "test_qa_inversion.py",  # 40 s
-    "test_ray_engine.py",  # 38 s
-    "test_model_filters.py",  # 28 s
-    "test_view.py",  # 20 s
-    "test_audit.py",  # 19 s
-    "test_resume.py",  # 18 s
-    "test_push.py",  # 16 s
-    "test_cli.py",  # 15 s
-    "test_split.py",  # 15 s
-    "test_synth.py",  # 10 s
+LONGEST_FILES = (  # seconds in a full run with three workers (this stop's sizes)
+    "test_streaming_cot.py",  # 156 s
+    "test_hostile.py",  # 131 s
+    "test_readme_command.py",  # 123 s
+    "test_mrsp.py",  # 119 s
+    "test_grpo_correctness.py",  # 115 s
+    "test_longvideo_reason_live.py",  # 114 s
+    "test_video_thinker.py",  # 104 s
+    "test_counterexample.py",  # 91 s
+    "test_ablation.py",  # 74 s
+    "test_annotators_live.py",  # 60 s
+    "test_build_cli.py",  # 60 s
+    "test_ray_engine.py",  # 58 s
+    "test_grpo.py",  # 54 s
+    "test_qa_inversion.py",  # 50 s
+    "test_real_data.py",  # 48 s
+    "test_model_filters.py",  # 32 s
+    "test_audit.py",  # 30 s
+    "test_push.py",  # 28 s
+    "test_cli.py",  # 27 s
+    "test_view.py",  # 22 s
+    "test_resume.py",  # 21 s
+    "test_split.py",  # 20 s
+    "test_filters.py",  # 13 s
+    "test_synth.py",  # 12 s
 )
 
 
