@@ -5,7 +5,7 @@ The model is the package's sentence-transformers folder: a 6-layer BERT encoder,
 its token states over the attention mask, then unit length. vdata runs those steps itself in
 numpy, reading the folder's weights with safetensors and its tokenizer with tokenizers: the
 same vectors as sentence-transformers (within 1e-6, tests/test_filters.py), and a process's
-first vectors come in well under a second instead of 4-6 s, which went to importing torch and
+first vectors come in well under a second instead of 5-7 s, which went to importing torch and
 transformers (benchmarks/embeddings_load.py). Builds pay that in every process that embeds:
 a streaming-cot clean stage, a counterexample contrast, a dedup filter."""
 
