@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -328,3 +329,43 @@ def test_elapsed_rates_are_per_second_of_work():
 
     assert _rate(64, 0.0005) == ""  # a shard done in a burst: no rate rather than 128000 rows/s
     assert _rate(10, 20.0) == "2.0 s/row" and _rate(30, 10.0) == "3.0 rows/s"
+
+
+def scripted_reasoner(request: dict) -> str:
+    """A question per category the prompt asks for, citing the first and last parts; the rewriter's
+    reasoning names the category. Replies differ by request, so a change in what is asked shows."""
+    text = request["messages"][-1]["content"]
+    if text == "Say hello.":
+        return json.dumps({"answer": "yes"})
+    if text.startswith("Question: "):
+        question = text.split("\n", 1)[0].removeprefix("Question: ")
+        return json.dumps({"reasoning": f"Watching closely, {question.lower()} The clue is in the motion."})
+    parts = len(re.findall(r"^\[\d+\]", text, re.M))
+    kind = re.search(r"Write one challenging (.*?) question", text).group(1)
+    return json.dumps(
+        {
+            "question": f"Which {kind.lower()} change follows the first collision in this clip?",
+            "options": [f"The {c} shape speeds up" for c in ("red", "blue", "green", "grey")],
+            "answer": "ABCD"[len(kind) % 4],
+            "reasons": [{"clip": 1, "reason": f"The {kind} cue starts early."}]
+            + [{"clip": parts, "reason": "It ends near the close of the clip."}],
+        }
+    )
+
+
+@pytest.mark.slow
+def test_the_recipe_s_rows_stay_the_same_from_the_command_line(tmp_path):
+    """The golden run: the command's flags (comma lists, counts, fractions, the seed) over the bundled
+    examples with a scripted reasoner and rewriter; the rows must equal the stored digest."""
+    from golden import check_golden
+
+    with FaultProxy(None, latency_s=0.0, reply_fn=scripted_reasoner) as server:
+        out = tmp_path / "run"
+        result = vdata(
+            "build", "longvideo-reason", "--videos", str(EXAMPLES / "videos"), "--captions",
+            str(EXAMPLES / "captions.jsonl"), "--models", str(models(tmp_path, server.base_url)),
+            "--categories", "temporal,goal,plot", "--questions-per-video", "3", "--eval-fraction", "0.5",
+            "--seed", "3", "--out", str(out), "--quiet",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    check_golden(out / "dataset", "longvideo-reason")

@@ -207,6 +207,9 @@ def test_the_prior_keeps_only_pairs_it_gets_half_right(tmp_path):
     assert all(meta(r)["prior"] == gold_of(r) for r in choices if meta(r)["twin"] == "control")
     reasons = {r["reason"] for r in rejects_of(out, "contrast")}
     assert reasons <= {"prior_matches_violation", "prior_elsewhere"}
+    from golden import check_golden
+
+    check_golden(out / "dataset", "counterexample")
 
 
 @pytest.mark.slow

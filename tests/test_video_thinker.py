@@ -146,6 +146,9 @@ def test_sources_are_named_and_typed():
 @pytest.mark.slow
 def test_a_trace_that_passes_hindsight_at_the_third_attempt_is_kept_after_exactly_three(inputs, tmp_path):
     result, server = run(inputs, tmp_path / "out", Script(clue_from=2))
+    from golden import check_golden
+
+    check_golden(tmp_path / "out" / "dataset", "video-thinker")
     rows = load_rows(result.out / "dataset").rows
     assert len(rows) == 6  # 3 caption-branch videos + 3 questions
     assert all(json.loads(r["meta_json"])["attempts"] == 3 for r in rows)

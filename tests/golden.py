@@ -1,0 +1,50 @@
+"""Golden datasets: a recipe's scripted-endpoint run must keep giving the same rows.
+
+`check_golden(dataset_dir, name)` reads the dataset's rows (every split, in order),
+writes each as canonical JSON with pytest's temporary root replaced by `<tmp>`, leaves out
+`provenance` (which names the run's start time), and compares the digest with the one stored
+in tests/golden.json. `VDATA_WRITE_GOLDEN=1 python -m pytest ...` stores the digests anew; do
+that only for a change that is meant to change a recipe's rows, and say so in the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+GOLDEN = Path(__file__).with_name("golden.json")
+REPO = str(Path(__file__).resolve().parents[1])  # examples/ are read from the checkout
+
+
+# pytest's temporary root, whatever the user, the session number and the xdist worker
+TMP_ROOT = re.compile(r"/[^\"']*?/pytest-of-[^/]+/pytest-\d+(/popen-gw\d+)?")
+
+
+def canonical_rows(dataset_dir: Path) -> list[str]:
+    rows = []
+    for path in sorted((Path(dataset_dir) / "data").glob("*.parquet")):
+        for row in pq.read_table(path).to_pylist():
+            row.pop("provenance", None)
+            text = json.dumps(row, sort_keys=True, ensure_ascii=False, default=str)
+            rows.append(TMP_ROOT.sub("<tmp>", text).replace(REPO, "<repo>"))
+    return rows
+
+
+def check_golden(dataset_dir: Path, name: str) -> None:
+    rows = canonical_rows(dataset_dir)
+    assert rows, f"{name}: the golden run kept no rows"
+    digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()
+    stored = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
+    if os.environ.get("VDATA_WRITE_GOLDEN"):
+        stored[name] = {"rows": len(rows), "sha256": digest}
+        GOLDEN.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
+        return
+    assert name in stored, f"no golden digest for {name}: run with VDATA_WRITE_GOLDEN=1 once"
+    assert stored[name] == {"rows": len(rows), "sha256": digest}, (
+        f"{name}: the recipe's rows changed ({len(rows)} rows now); first row: {rows[0][:400]}"
+    )
