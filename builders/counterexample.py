@@ -33,18 +33,19 @@ import functools
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, create_model, model_validator
 
-from vdata.annotators.endpoints import Endpoints
-from vdata.annotators.pool import RunModels
 from vdata.annotators.stage import annotate_stage
-from vdata.builders.qa_inversion import row_meta
-from vdata.record import answer_tag, rebased_path, record_id, solution_answer, validate
-from vdata.runner import RunResult, run_pipeline
+from vdata.builders import build as build_recipe
+from vdata.formats import DatasetReadError
+from vdata.recipe import Prepared, Recipe, Role
+from vdata.record import answer_tag, rebased_path, record_id, row_meta, solution_answer, validate
+from vdata.report import counts
 from vdata.settings import Settings
 from vdata.stages import DatasetStage, MapStage, Reject, StageContext, StageOutput
 from vdata.synth import VIOLATIONS, SynthConfig, WorldSpec, generate_video
@@ -52,7 +53,7 @@ from vdata.synth.questions import VIOLATION_PHRASES, event_phrase
 from vdata.synth.truth import load_truth
 from vdata.synth.world import simulate
 
-RECIPE = "counterexample@1"
+RECIPE_ID = "counterexample@1"
 NOTHING = "nothing physically impossible happens"
 PHRASES = VIOLATION_PHRASES  # one phrase per kind, shared with vdata synth's questions
 SCENE_KINDS = ("reversed_gravity", "time_reversal")
@@ -62,22 +63,55 @@ QUESTION_TYPES = ("state", "which", "what", "when")  # yes/no, choice, free-form
 class CounterexampleConfig(Settings):
     """Everything a run depends on; loadable from YAML, overridable by flags."""
 
-    out: str
-    synth: int = Field(8, ge=0)  # violation videos to render, each with its control twin
-    from_synth: str | None = None  # a `vdata synth` folder: twins of its violation videos
-    kinds: list[str] = Field(default_factory=lambda: list(VIOLATIONS))
-    seconds: float = Field(20.0, ge=6)
-    width: int = 640
-    height: int = 360
-    fps: int = 30
-    import_path: str | None = None  # rows in VideoHallu's layout
-    media_root: str | None = None  # where the imported rows' videos resolve
-    eval_path: str | None = None  # a benchmark no training video may be in
-    real: str | None = None  # real physics rows: curriculum stage 0
-    eval_fraction: float = Field(0.2, ge=0, lt=1)
-    ask_writer: bool = True  # False: the control twin's answer stands for the prior
-    seed: int = 0
-    max_tokens: int = 120
+    out: str = Field(description="Run directory; rerun to resume.")
+    synth: int = Field(8, ge=0, description="Violation videos to render, each with its control twin.")
+    from_synth: str | None = Field(
+        None,
+        description="A `vdata synth` folder: twins of its violation videos (alone: none rendered).",
+        json_schema_extra={"cli": {"flags": ["--from", "--from-synth"]}},
+    )
+    kinds: list[str] = Field(
+        default_factory=lambda: list(VIOLATIONS),
+        description="Violation kinds to render, comma-separated (default: all eight).",
+        json_schema_extra={"cli": {"split": ","}},
+    )
+    seconds: float = Field(20.0, ge=6, description="Length of each rendered video.")
+    width: int = Field(640, description="Rendered width in pixels.")
+    height: int = Field(360, description="Rendered height in pixels.")
+    fps: int = Field(30, description="Rendered frames per second.")
+    import_path: str | None = Field(
+        None,
+        description="Rows in VideoHallu's layout (question, answer, video, category).",
+        json_schema_extra={"cli": {"flags": ["--import", "--import-path"]}},
+    )
+    media_root: str | None = Field(
+        None,
+        description="Where the imported rows' (and the benchmark's) videos resolve.",
+        json_schema_extra={"cli": {"path": "dir"}},
+    )
+    eval_path: str | None = Field(
+        None,
+        description="A benchmark: training rows showing one of its videos are rejected.",
+        json_schema_extra={"cli": {"flags": ["--eval", "--eval-path"]}},
+    )
+    real: str | None = Field(
+        None, description="Real physics rows (any dataset vdata reads): curriculum stage 0, before the rest."
+    )
+    eval_fraction: float = Field(0.2, ge=0, lt=1, description="Share of twin pairs held out for eval.")
+    ask_writer: bool = Field(
+        True,
+        description="Ask the writer for the prior (--writer none: the control twin's answer stands for it).",
+    )
+    seed: int = Field(0, description="Seed for the worlds, options, the split.")
+    max_tokens: int = Field(120, description="The writer's reply length at most, in tokens.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_alone(cls, values: Any) -> Any:
+        """`--from` without `--synth`: only the folder's videos, none rendered."""
+        if isinstance(values, Mapping) and values.get("from_synth") and values.get("synth") is None:
+            return {**values, "synth": 0}
+        return values
 
     def inputs(self) -> list[tuple[str, Any]]:
         return [
@@ -567,10 +601,10 @@ def _pair_records(row: dict[str, Any]) -> list[dict[str, Any]]:
             "split": "",
             "data_source": "vdata-counterexample",
             "difficulty": None,
-            "recipe": RECIPE,
+            "recipe": RECIPE_ID,
             "meta_json": json.dumps(meta, ensure_ascii=False),
         }
-        record["id"] = record_id(RECIPE, truth["sha256"], record["problem"], record["options"], None)
+        record["id"] = record_id(RECIPE_ID, truth["sha256"], record["problem"], record["options"], None)
         records.append(record)
     return records
 
@@ -606,7 +640,7 @@ def _imported_record(row: dict[str, Any]) -> dict[str, Any] | Reject:
 
                 record["video"] = {**(record.get("video") or {}), "sha256": sha256_file(found)}
     record["meta_json"] = json.dumps(meta, ensure_ascii=False)
-    record["recipe"] = RECIPE
+    record["recipe"] = RECIPE_ID
     record["split"] = "eval" if str(record.get("split") or "").lower() in ("eval", "test", "val") else ""
     return record
 
@@ -686,8 +720,10 @@ def benchmark_videos(path: str | None, media_root: str | None) -> dict[str, list
 # ---------------------------------------------------------------- the recipe
 
 
-def stages(config: CounterexampleConfig, benchmark: dict[str, list[str]]) -> list[Any]:
+def stages(run: Prepared) -> list[Any]:
     """The recipe, top to bottom."""
+    config = run.config
+    benchmark = benchmark_videos(config.eval_path, config.media_root)
     sampling = {"temperature": 0.0, "max_tokens": config.max_tokens, "seed": config.seed}
     steps: list[Any] = [
         MapStage("world", make_world, seeded=True, workers=os.cpu_count() or 1),
@@ -720,8 +756,7 @@ def stages(config: CounterexampleConfig, benchmark: dict[str, list[str]]) -> lis
 def other_rows(path: str, unit: str, media_root: str | None) -> list[dict[str, Any]]:
     """Rows of an imported (VideoHallu-style) or real dataset as pipeline rows; a line that
     cannot be read is a row the record stage rejects `unreadable`."""
-    from vdata.builders.qa_inversion import source_rows
-    from vdata.formats import media_root_of
+    from vdata.formats import media_root_of, source_rows
 
     root = media_root or str(media_root_of(path))
     records, _ = source_rows(path)
@@ -738,21 +773,7 @@ def other_rows(path: str, unit: str, media_root: str | None) -> list[dict[str, A
     ]
 
 
-def build(
-    config: CounterexampleConfig,
-    endpoints: Endpoints | None = None,
-    *,
-    no_cache: bool = False,
-    refresh: bool = False,
-    quiet: bool = False,
-    wait: bool = False,
-    force: bool = False,
-    command: str = "",
-) -> RunResult:
-    """Runs the recipe in config.out, whose final rows become config.out/dataset; a rerun
-    resumes. The card is the caller's (`vdata.cards.card.write_card`; the CLI writes it)."""
-    from vdata.runstore import RunStore
-
+def rows_of(config: CounterexampleConfig) -> list[dict[str, Any]]:
     for name, path in (
         ("--import", config.import_path),
         ("--eval", config.eval_path),
@@ -767,25 +788,111 @@ def build(
         rows += other_rows(config.real, "real", None)
     if not rows:
         raise ValueError("nothing to build: give --synth N, --from SYNTH_DIR or --import FILE")
-    benchmark = benchmark_videos(config.eval_path, config.media_root)
-    roles = ["writer"] if config.ask_writer else []
-    with (
-        RunStore(config.out).lock(wait, force=force, inputs=config.inputs()),
-        RunModels(endpoints, config.out, roles=roles, no_cache=no_cache, refresh=refresh) as models,
-    ):
-        return run_pipeline(
-            config.out,
-            RECIPE,
-            rows,
-            stages(config, benchmark),
-            config={**config.model_dump(), "models": models.described},
-            seed=config.seed,
-            shard_rows=16,
-            quiet=quiet,
-            resources=models.resources,
-            dataset_splits=["rl"] + (["eval"] if config.eval_fraction or config.import_path else []),
-            command=command,
-        )
+    return rows
+
+
+def card_lines(rows: list[Any], run: Mapping[str, Any]) -> list[str]:
+    """Rows per violation kind and question type, twin pairs, where the prior came from, the
+    curriculum, and the leakage check."""
+    metas = [(row, meta) for row in rows if "curriculum_stage" in (meta := row_meta(row))]
+    if not metas:
+        return []
+    synthetic = [m for _, m in metas if m.get("pair")]
+    kinds = Counter(m["violation"] for m in synthetic if m["twin"] == "violation")
+    types = Counter(m["question"] for m in synthetic if m["twin"] == "violation")
+    pairs = {(m["pair"], m["question"]) for m in synthetic if m.get("twin_answer") is not None}
+    priors = Counter(m.get("prior_from") for m in synthetic if m.get("prior_from"))
+    stages = Counter(m["curriculum_stage"] for _, m in metas)
+    lines = [
+        f"Counterexamples: {len(synthetic)} rows about {len({m['pair'] for m in synthetic})} rendered "
+        f"videos and their control twins; {len(pairs)} twin pairs of questions (the same question on "
+        "both videos, each answered from its own truth, the answers differ). Violation questions per "
+        f"kind: {counts(kinds) or 'none'}; per question type: {counts(types) or 'none'}.",
+        "",
+    ]
+    if priors:
+        lines += [
+            f"Prior: {counts(priors)}. A pair is kept only when the prior gives the control twin's answer, "
+            "so answering from language alone gets exactly one twin right."
+            + (
+                " With `--writer none` the control twin's answer stands for the prior: no model was asked."
+                if "control twin" in priors
+                else ""
+            ),
+            "",
+        ]
+    imported = Counter(
+        row.get("data_source") for row, m in metas if not m.get("pair") and m["curriculum_stage"]
+    )
+    if imported:
+        lines += [f"Imported rows by source: {counts(imported)}.", ""]
+    lines += [
+        f"Curriculum (`meta_json.curriculum_stage`): {counts(stages)} (0: real physics rows from `--real`, "
+        "read first with the trainer's `curriculum: true`; 1: counterexamples).",
+        "",
+    ]
+    by_split: dict[str, set[str]] = {}
+    for row, _ in metas:
+        key = (row.get("video") or {}).get("sha256") or row.get("path")
+        by_split.setdefault(row.get("split") or "", set()).add(key)
+    shared = set.intersection(*by_split.values()) if len(by_split) > 1 else set()
+    stage = {s["name"]: s for s in (run or {}).get("stages", [])}.get("split") or {}
+    benchmark = (run.get("config") or {}).get("eval_path") if run else None
+    lines += [
+        f"Leakage check: {len(shared)} videos in more than one split (by content hash)"
+        + (
+            f"; against the benchmark {benchmark}: {stage.get('rejected', 0)} training rows rejected "
+            "(`eval_video`)."
+            if benchmark
+            else "; no benchmark given (`--eval`)."
+        ),
+        "",
+    ]
+    return lines
+
+
+RECIPE = Recipe(
+    name="counterexample",
+    version=1,
+    summary="videos that break physics, with control twins, against the language prior",
+    paper="VideoHallu: Evaluating and Mitigating Multi-modal Hallucinations for Synthetic Videos",
+    config=CounterexampleConfig,
+    inputs=rows_of,
+    stages=stages,
+    splits=lambda config: ["rl"] + (["eval"] if config.eval_fraction or config.import_path else []),
+    roles=(
+        Role(
+            "writer",
+            "The text-only model that states the prior (none: the control twin's answer stands for it, "
+            "said in the card).",
+            used=lambda config: config.ask_writer,
+            none="ask_writer",
+        ),
+    ),
+    help="""Counterexamples (VideoHallu): videos that break physics, with control twins, and questions
+    whose true answer contradicts the language prior.
+
+    Stages: world (render each violation video and its control twin), questions (yes/no on the state
+    after the event, which impossible thing, what happens, when; each twin answered from its truth),
+    prior (the writer answers from a description without the violation), contrast (keep pairs whose
+    prior gives the control's answer), record, split (twins together; --eval videos kept out of training).
+    """,
+    shard_rows=16,
+    card=card_lines,
+    summary_lines=lambda rows, run, store: [line for line in card_lines(rows, run) if line],
+    limitations=(
+        "Rendered videos are 2D shapes, not camera footage; answers come from the simulation's truth, "
+        "the prior from a text-only model.",
+    ),
+    provenance={
+        "problem": "source: the synthetic world's recorded events (imported rows: their source)",
+        "options": "source: the synthetic world's truth (imported rows: their source)",
+        "solution": "source: the synthetic world's truth (imported rows: their source)",
+        "video": "source: rendered by vdata from the world's spec (imported rows: their source)",
+    },
+    errors=(DatasetReadError,),
+)
+build = functools.partial(build_recipe, RECIPE)  # build(config, endpoints, **options)
 
 
 def gold_of(row: Mapping[str, Any]) -> str:

@@ -26,27 +26,28 @@ import functools
 import json
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from vdata.annotators.endpoints import Endpoints
 from vdata.annotators.messages import video_segment
-from vdata.annotators.pool import RunModels
 from vdata.annotators.stage import annotate_stage
+from vdata.builders import build as build_recipe
+from vdata.captions import CaptionsError, captions_of, clip_base, imported_clips, seconds
 from vdata.clips import SplitConfig, probe_row, segment_row
 from vdata.filters.dedup import dedup_rows
 from vdata.filters.letters import balance_letters
 from vdata.filters.models import Sampling, difficulty_stage
 from vdata.filters.splits import split_by_video
+from vdata.recipe import Prepared, Recipe, Role
 from vdata.record import Record, answer_tag, solution_answer, validate
-from vdata.runner import RunResult, run_pipeline
 from vdata.segment import discover_videos
 from vdata.settings import Settings
 from vdata.stages import DatasetStage, MapStage, Reject, StageContext, StageOutput
 
-RECIPE = "longvideo-reason@1"
+RECIPE_ID = "longvideo-reason@1"
 CATEGORIES = {
     "temporal": ("Temporal", "about the order, timing or duration of events"),
     "goal": ("Goal & Purpose", "about why something happens or what an action is for"),
@@ -59,24 +60,30 @@ CAPTION_PROMPT = "Elaborate on the visual and narrative elements of the video in
 class LongVideoReasonConfig(Settings):
     """Everything a run depends on; loadable from YAML, overridable by flags."""
 
-    videos: list[str]
-    out: str
-    captions: str | None = None  # JSONL of clip captions: video, start_s, end_s, caption
-    clip_seconds: float = Field(10.0, gt=0)
-    scenes: bool = False
-    categories: list[Literal["temporal", "goal", "spatial", "plot"]] = list(CATEGORIES)
-    questions_per_video: int = Field(4, ge=1)
-    eval_fraction: float = Field(0.0, ge=0, lt=1)
-    seed: int = 0
-    caption_frames: int = Field(8, ge=2)
-    caption_max_pixels: int = 256 * 28 * 28
-    temperature: float = 0.6  # the reasoner's, as upstream (DeepSeek-R1 at 0.6)
-    max_tokens: int = 600
-    workers: int = 0
+    videos: list[str] = Field(description="Video files or folders (repeatable).")
+    out: str = Field(description="Run directory; rerun to resume.")
+    captions: str | None = Field(None, description="Clip captions JSONL: video, start_s, end_s, caption.")
+    clip_seconds: float = Field(10.0, gt=0, description="Fixed clip length in seconds.")
+    scenes: bool = Field(False, description="Scene clips instead of fixed ones.")
+    categories: list[Literal["temporal", "goal", "spatial", "plot"]] = Field(
+        list(CATEGORIES),
+        description="Question categories: temporal, goal, spatial, plot (comma list or repeated).",
+        json_schema_extra={"cli": {"split": ","}},
+    )
+    questions_per_video: int = Field(4, ge=1, description="Questions per video.")
+    eval_fraction: float = Field(0.0, ge=0, lt=1, description="Share of videos held out for eval.")
+    seed: int = Field(0, description="Seed for splits, letters, sampling order.")
+    caption_frames: int = Field(8, ge=2, description="Frames the captioner sees per clip.")
+    caption_max_pixels: int = Field(256 * 28 * 28, description="Pixels per caption frame at most.")
+    temperature: float = Field(0.6, description="The reasoner's temperature (upstream: DeepSeek-R1 at 0.6).")
+    max_tokens: int = Field(600, description="The reasoner's reply length at most, in tokens.")
+    workers: int = Field(0, ge=0, description="Processes for probing and cutting videos (0: one per core).")
     # difficulty (upstream step 6): with a policy, each question is answered this many times and
     # questions it always or never answers are dropped; without one the step does not run (said)
-    difficulty: bool = False
-    difficulty_samples: int = Field(10, ge=1)
+    difficulty: bool = Field(
+        False, description="Drop questions the policy always or never answers (on when --policy is given)."
+    )
+    difficulty_samples: int = Field(10, ge=1, description="Answers per question for the difficulty filter.")
 
     def inputs(self) -> list[tuple[str, Any]]:
         return [*(("--videos", v) for v in self.videos), ("--captions", self.captions)]
@@ -134,18 +141,7 @@ class Reasoning(BaseModel):
     reasoning: str = Field(pattern=r'^(I |[A-Za-z][a-z])[^\n"\\0-9]{38,698}$')
 
 
-class CaptionsError(ValueError):
-    """A captions file that does not fit the videos; the message names the lines."""
-
-
-# ---------------------------------------------------------------- captions
-
-
-def seconds(value: float) -> str:
-    """20.0 -> '20', 12.5 -> '12.5': times as people write them (never seconds x 10)."""
-    return f"{round(value, 2):g}"
-
-
+# ---------------------------------------------------------------- stage functions
 def caption_lines(clips: list[dict[str, Any]]) -> str:
     """[1] From 0s to 10s, ... : numbered, so that reasons can cite the part they come from."""
     return "\n".join(
@@ -154,124 +150,10 @@ def caption_lines(clips: list[dict[str, Any]]) -> str:
     )
 
 
-def read_caption_lines(path: str | Path) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
-    """The caption objects of a JSONL file (video, start_s, end_s, caption), each with its line
-    number, and the problems of the lines that are not one (unparseable, a key missing, times
-    not in order, an empty caption)."""
-    path = Path(path)
-    problems: list[str] = []
-    rows: list[tuple[int, dict[str, Any]]] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            video, start, end, caption = (
-                item["video"],
-                float(item["start_s"]),
-                float(item["end_s"]),
-                item["caption"],
-            )
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            problems.append(
-                f"line {number}: not a caption object with video, start_s, end_s, caption ({exc})"
-            )
-            continue
-        if not 0 <= start < end:
-            problems.append(f"line {number}: {seconds(start)}s..{seconds(end)}s is not a span of time")
-            continue
-        if not str(caption).strip():
-            problems.append(f"line {number}: empty caption")
-            continue
-        rows.append((number, {"video": video, "start_s": start, "end_s": end, "caption": str(caption)}))
-    return rows, problems
-
-
-def caption_problems(path: str | Path, problems: list[str], what: str) -> CaptionsError:
-    """One error naming the file and its first 20 bad lines."""
-    shown = "\n  ".join(problems[:20])
-    more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-    return CaptionsError(f"{path}: {len(problems)} line(s) {what}:\n  {shown}{more}")
-
-
-def captions_of(path: str | Path, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The captions file checked against the input videos' durations (`load_captions`)."""
-    from vdata.video import VideoError, probe
-
-    durations = {}
-    for item in inputs:
-        try:
-            found = probe(item["video"], hash_file=False)
-        except VideoError:
-            continue  # a bad video is the ingest stage's reject, not the captions' problem
-        durations[item["video"]] = {"duration_s": found.declared_duration_s or found.duration_s}
-    return load_captions(path, durations)
-
-
-def load_captions(path: str | Path, videos: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Caption rows checked against the videos: each line's video must be one of the inputs
-    (by path relative to the captions file, or by file name) and its times inside it."""
-    path = Path(path)
-    lines, problems = read_caption_lines(path)
-    rows: list[dict[str, Any]] = []
-    by_name = {Path(v).name: v for v in videos}
-    by_resolved = {str(Path(v).resolve()): v for v in videos}
-    for number, item in lines:
-        video, start, end = item["video"], item["start_s"], item["end_s"]
-        found = by_resolved.get(str((path.parent / video).resolve())) or by_name.get(Path(video).name)
-        if found is None:
-            problems.append(f"line {number}: video {video!r} is not among the input videos")
-            continue
-        duration = videos[found]["duration_s"]
-        if end > duration + 0.05:
-            problems.append(
-                f"line {number}: {seconds(start)}s..{seconds(end)}s is outside {video} (0..{duration}s)"
-            )
-            continue
-        rows.append({**item, "video": found})
-    if problems:
-        raise caption_problems(path, problems, "do not fit the videos")
-    return rows
-
-
-# ---------------------------------------------------------------- stage functions
-
-
 def video_path(row: dict[str, Any]) -> str:
     """The record's path: under videos/ in the dataset, named so that no two videos collide."""
     source = Path(row["video"])
     return f"videos/{source.stem}-{row['sha256'][:8]}{source.suffix.lower()}"
-
-
-def imported_clips(row: dict[str, Any], ctx: StageContext, *, captions: list[dict[str, Any]]) -> list[Any]:
-    mine = sorted((c for c in captions if c["video"] == row["video"]), key=lambda c: c["start_s"])
-    if not mine:
-        return [Reject("no_captions", f"{row['video']}: the captions file has no clip of this video")]
-    readable = row["broken_at_s"] if row.get("broken_at_s") is not None else float("inf")
-    clips: list[Any] = []
-    lost: list[Any] = []
-    for c in mine:
-        if c["end_s"] > readable + 0.05:  # the stream breaks before this clip ends: nothing to ask about
-            detail = (
-                f"{row['video']}: the clip {seconds(c['start_s'])}s..{seconds(c['end_s'])}s lies past "
-                f"the break at {seconds(readable)}s"
-            )
-            lost.append(Reject("broken_stream", detail, payload=c))
-            continue
-        times = {"clip_index": len(clips), "start_s": c["start_s"], "end_s": c["end_s"]}
-        clips.append({**_clip_base(row), **times, "caption": c["caption"]})
-    return clips + lost
-
-
-def _clip_base(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "video": row["video"],
-        "sha256": row["sha256"],
-        "video_duration_s": row.get("video_duration_s", row.get("duration_s")),
-        "fps": row["fps"],
-        "width": row["width"],
-        "height": row["height"],
-    }
 
 
 def caption_prompt(frames: int, max_pixels: int):
@@ -304,7 +186,7 @@ def group_by_video(
             category = order[k % len(order)]
             out.rows.append(
                 {
-                    **_clip_base(items[0]),
+                    **clip_base(items[0]),
                     "path": video_path(items[0]),
                     "category": category,
                     "attempt": k // len(order),
@@ -348,7 +230,7 @@ def question_record(row: dict[str, Any], reply: GeneratedQuestion) -> dict[str, 
         start, end = clips[reason.clip - 1]
         evidence.setdefault((start, end), []).append(reason.reason.strip())
     record = Record(
-        recipe=RECIPE,
+        recipe=RECIPE_ID,
         path=row["path"],
         video={
             "sha256": row["sha256"],
@@ -432,8 +314,10 @@ def keep_reasoning(row: dict[str, Any], reply: Reasoning) -> dict[str, Any] | Re
 # ---------------------------------------------------------------- the recipe
 
 
-def stages(config: LongVideoReasonConfig, captions: list[dict[str, Any]] | None, workers: int) -> list[Any]:
+def stages(run: Prepared) -> list[Any]:
     """The recipe, top to bottom."""
+    config, workers = run.config, run.workers
+    captions = captions_of(config.captions, run.inputs) if config.captions else None
     split_config = SplitConfig(
         mode="scene" if config.scenes else "fixed", clip_seconds=config.clip_seconds, workers=workers
     )
@@ -515,53 +399,79 @@ def stages(config: LongVideoReasonConfig, captions: list[dict[str, Any]] | None,
     return steps
 
 
-def build(
-    config: LongVideoReasonConfig,
-    endpoints: Endpoints | None = None,
-    *,
-    no_cache: bool = False,
-    refresh: bool = False,
-    quiet: bool = False,
-    wait: bool = False,
-    force: bool = False,
-    command: str = "",
-) -> RunResult:
-    """Runs the recipe in config.out, whose final rows become config.out/dataset; a rerun
-    resumes. The run directory is locked for the whole build (`wait`: wait for another process
-    to finish). The card is the caller's (`vdata.cards.card.write_card`; the CLI writes it)."""
-    import os
-
-    from vdata.runstore import RunStore
-
+def find_videos(config: LongVideoReasonConfig) -> list[dict[str, Any]]:
     inputs = discover_videos(config.videos)
     if not inputs:
         raise ValueError(f"no videos found in {', '.join(config.videos)}")
-    roles = ["reasoner", "rewriter"] + ([] if config.captions else ["captioner"])
-    roles += ["policy"] if config.difficulty else []
-    captions = None
-    with (
-        RunStore(config.out).lock(wait, force=force, inputs=config.inputs()),
-        RunModels(
-            endpoints,
-            config.out,
-            roles=roles,
-            vision_roles=("captioner",),
-            no_cache=no_cache,
-            refresh=refresh,
-        ) as models,
-    ):
-        if config.captions:
-            captions = captions_of(config.captions, inputs)
-        return run_pipeline(
-            config.out,
-            RECIPE,
-            inputs,
-            stages(config, captions, config.workers or os.cpu_count() or 1),
-            config={**config.model_dump(), "models": models.described},
-            seed=config.seed,
-            shard_rows=64,
-            quiet=quiet,
-            resources=models.resources,
-            dataset_splits=["sft", "rl"] + (["eval"] if config.eval_fraction else []),
-            command=command,
-        )
+    return inputs
+
+
+def summary_lines(rows: list[dict[str, Any]], run: Mapping[str, Any], store: Any) -> list[str]:
+    if "difficulty" in {s["name"] for s in run.get("stages", [])}:
+        return []
+    return ["difficulty: not run (no --policy): questions the policy would always or never answer are kept"]
+
+
+def card_lines(rows: list[dict[str, Any]], run: Mapping[str, Any]) -> list[str]:
+    if not run or "difficulty" in {s["name"] for s in run.get("stages", [])}:
+        return []
+    return [
+        "Difficulty: not measured. The build ran without a policy model, so questions the model "
+        "to be trained would always or never answer are still in (`--policy` runs that filter).",
+        "",
+    ]
+
+
+RECIPE = Recipe(
+    name="longvideo-reason",
+    version=1,
+    summary="long videos -> four-option reasoning questions for SFT and RL",
+    paper="Scaling RL to Long Videos (LongVILA-R1, MR-SP), arXiv 2507.07966",
+    config=LongVideoReasonConfig,
+    inputs=find_videos,
+    stages=stages,
+    splits=lambda config: ["sft", "rl"] + (["eval"] if config.eval_fraction else []),
+    roles=(
+        Role(
+            "captioner",
+            "Captions each clip from its frames (a vision-language model).",
+            used=lambda config: not config.captions,
+            vision=True,
+        ),
+        Role("reasoner", "The model that writes the questions."),
+        Role("rewriter", "The model that rewrites the reasoning."),
+        Role(
+            "policy",
+            "The model to be trained: each question is answered --difficulty-samples times and "
+            "questions it always or never answers are dropped.",
+            used=lambda config: config.difficulty,
+            given={"difficulty": True},
+        ),
+    ),
+    help="""LongVideo-Reason: long videos -> four-option reasoning questions for SFT and RL.
+
+    Stages: ingest, segment (10 s clips), caption (or --captions), group (the captions of each video
+    and the categories asked), generate (per video and category), check, dedup, difficulty (with
+    --policy: drop questions it always or never answers), rewrite (reasoning as `process`), split
+    (by video), balance (answer letters).
+    Output: OUT/dataset/data/{sft,rl,eval}-*.parquet, rejects, run.json.
+    """,
+    shard_rows=64,
+    card=card_lines,
+    summary_lines=summary_lines,
+    limitations=(
+        "Questions and reasoning are written by models from captions; checks reject malformed rows, "
+        "but a kept row can still be wrong.",
+    ),
+    provenance={
+        "problem": "generate",
+        "options": "generate",
+        "solution": "generate",
+        "evidence": "generate",
+        "process": "rewrite",
+        "video": "source: the input video (probed)",
+        "category": "source: the recipe's categories",
+    },
+    errors=(CaptionsError,),
+)
+build = functools.partial(build_recipe, RECIPE)  # build(config, endpoints, **options)

@@ -32,25 +32,25 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, create_model
 
-from vdata.annotators.endpoints import Endpoints
-from vdata.annotators.pool import RunModels
 from vdata.annotators.stage import annotate_stage
+from vdata.builders import build as build_recipe
 from vdata.filters.columns import negations
 from vdata.filters.letters import balance_letters
 from vdata.filters.splits import split_by_video
-from vdata.record import answer_letters, rebased_path, record_id, solution_of, validate
-from vdata.runner import RunResult, run_pipeline
+from vdata.formats import DatasetReadError, source_rows
+from vdata.recipe import Inputs, Prepared, Recipe, Role
+from vdata.record import answer_letters, rebased_path, record_id, row_meta, solution_of, validate
 from vdata.settings import Settings
 from vdata.stages import DatasetStage, MapStage, Reject, StageContext, StageOutput
 
-RECIPE = "qa-inversion@1"
+RECIPE_ID = "qa-inversion@1"
 NOT_CHOSEN = "not_chosen"
 NOT_NEGATABLE = "not_negatable"
 
@@ -58,15 +58,30 @@ NOT_NEGATABLE = "not_negatable"
 class QAInversionConfig(Settings):
     """Everything a run depends on; loadable from YAML, overridable by flags."""
 
-    source: str  # any dataset vdata reads
-    out: str
-    invert_fraction: float = Field(0.5, ge=0, le=1)
-    seed: int = 0
-    eval_fraction: float = Field(0.0, ge=0, lt=1)  # only when the source names no splits
-    media_root: str | None = None  # where the source's video paths resolve (absolute ones rebased)
-    negate_with_model: bool = True  # False: questions no rule negates stay single-answer
-    verify_with_model: bool = True  # False: no model check (said in the summary and the card)
-    max_tokens: int = 200
+    source: str = Field(
+        description="Any dataset vdata reads: a vdata dataset or run, Video-R1 rows, TW-GRPO's raw NExT-GQA "
+        "file, NExT-GQA/STAR-style rows.",
+        json_schema_extra={"cli": {"flags": ["--from", "--source"]}},
+    )
+    out: str = Field(description="Run directory; rerun to resume.")
+    invert_fraction: float = Field(0.5, ge=0, le=1, description="Share of the rows drawn for inversion.")
+    seed: int = Field(0, description="Seed for the draw, the answer sets, the letters.")
+    eval_fraction: float = Field(
+        0.0, ge=0, lt=1, description="Share of videos held out for eval, when the source names no splits."
+    )
+    media_root: str | None = Field(
+        None,
+        description="Where the source's video paths resolve; absolute ones are rebased.",
+        json_schema_extra={"cli": {"path": "dir"}},
+    )
+    negate_with_model: bool = Field(
+        True,
+        description="Ask the negator where no rule negates (--negator none: such questions stay single).",
+    )
+    verify_with_model: bool = Field(
+        True, description="Ask the verifier about every inverted row (--verifier none: rules only, said)."
+    )
+    max_tokens: int = Field(200, description="The models' reply length at most, in tokens.")
 
     def inputs(self) -> list[tuple[str, Any]]:
         return [("--from", self.source)]
@@ -398,12 +413,12 @@ def to_record(row: dict[str, Any], ctx: StageContext, *, verified_by: str) -> di
     else:
         meta |= {"inverted": False, "single_answer": row["why_single"], "why": row["why_detail"]}
         record["problem_type"] = "multiple choice"
-    record["recipe"] = RECIPE
+    record["recipe"] = RECIPE_ID
     record["meta_json"] = json.dumps(meta, ensure_ascii=False)
     video = record.get("video")
     segment = record.get("segment")
     record["id"] = record_id(
-        RECIPE,
+        RECIPE_ID,
         (video or {}).get("sha256") or record["path"],
         record["problem"],
         record["options"],
@@ -429,15 +444,6 @@ _RECORD_FIELDS = (
     "difficulty",
     "provenance",
 )
-
-
-def row_meta(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A row's meta_json as a dict (unreadable: empty; not an object: under `source_meta`)."""
-    try:
-        meta = json.loads(row.get("meta_json") or "{}")
-    except ValueError:
-        meta = {}
-    return meta if isinstance(meta, dict) else {"source_meta": meta}
 
 
 def split_rows(rows: list[dict[str, Any]], ctx: StageContext, *, eval_fraction: float) -> StageOutput:
@@ -487,8 +493,10 @@ def balance(rows: list[dict[str, Any]], ctx: StageContext) -> StageOutput:
 # ---------------------------------------------------------------- the recipe
 
 
-def stages(config: QAInversionConfig, verifier_model: str) -> list[Any]:
+def stages(run: Prepared) -> list[Any]:
     """The recipe, top to bottom."""
+    config = run.config
+    verifier_model = run.models.pool.model_name("verifier") if config.verify_with_model else ""
     sampling = {"temperature": 0.0, "max_tokens": config.max_tokens, "seed": config.seed}
     steps: list[Any] = [
         MapStage("load", functools.partial(load_row, media_root=config.media_root)),
@@ -540,63 +548,127 @@ def stages(config: QAInversionConfig, verifier_model: str) -> list[Any]:
     return steps
 
 
-def source_rows(source: str | Path) -> tuple[list[dict[str, Any]], str]:
-    """Every row of the source as a record dict with `source_ref` (how reports name it); a line
-    that could not be read is a row the load stage rejects `unreadable`. Also how it was read."""
-    from vdata.formats import load_rows
-    from vdata.record import schema_mismatch
-
-    loaded = load_rows(source)
-    rows = []
-    for row, ref, split in zip(loaded.rows, loaded.refs, loaded.splits, strict=True):
-        field = schema_mismatch(row) if isinstance(row, dict) else None
-        if not isinstance(row, dict):
-            rows.append({"unreadable": "the row is not an object of fields", "source_ref": ref})
-        elif field is not None:
-            why = f"field {field!r} holds a {type(row[field]).__name__}, which a question row cannot hold"
-            rows.append({"unreadable": why, "source_ref": ref})
-        else:
-            rows.append({**row, "split": row.get("split") or split, "source_ref": ref})
-    rows += [{"unreadable": why, "source_ref": where} for where, why in loaded.unreadable]
-    return rows, loaded.read_as
-
-
-def build(
-    config: QAInversionConfig,
-    endpoints: Endpoints | None = None,
-    *,
-    no_cache: bool = False,
-    refresh: bool = False,
-    quiet: bool = False,
-    wait: bool = False,
-    force: bool = False,
-    command: str = "",
-) -> RunResult:
-    """Runs the recipe in config.out, whose final rows become config.out/dataset; a rerun
-    resumes. The card is the caller's (`vdata.cards.card.write_card`; the CLI writes it)."""
-    from vdata.runstore import RunStore
-
+def read_source(config: QAInversionConfig) -> Inputs:
     rows, read_as = source_rows(config.source)
     if not rows:
         raise ValueError(f"{config.source}: no rows to invert")
-    roles = (["negator"] if config.negate_with_model else []) + (
-        ["verifier"] if config.verify_with_model else []
-    )
-    with (
-        RunStore(config.out).lock(wait, force=force, inputs=config.inputs()),
-        RunModels(endpoints, config.out, roles=roles, no_cache=no_cache, refresh=refresh) as models,
-    ):
-        verifier = models.pool.model_name("verifier") if config.verify_with_model else ""
-        return run_pipeline(
-            config.out,
-            RECIPE,
-            rows,
-            stages(config, verifier),
-            config={**config.model_dump(), "models": models.described, "read_as": read_as},
-            seed=config.seed,
-            shard_rows=256,
-            quiet=quiet,
-            resources=models.resources,
-            dataset_splits=["rl"] + (["eval"] if config.eval_fraction else []),
-            command=command,
+    return Inputs(rows, {"read_as": read_as})
+
+
+def inversion_counts(rows: list[Any]) -> dict[str, dict[str, int]]:
+    """How a qa-inversion dataset's rows were made: inverted rows per negation method
+    (`rule:<name>`, `model`), single-answer rows per reason (`not_chosen`, `not_negatable`)."""
+    inverted: Counter[str] = Counter()
+    single: Counter[str] = Counter()
+    for row in rows:
+        meta = row_meta(row)
+        if meta.get("inverted"):
+            inverted[str(meta.get("negation"))] += 1
+        elif "single_answer" in meta:
+            single[str(meta["single_answer"])] += 1
+    return {"inverted": dict(sorted(inverted.items())), "single_answer": dict(sorted(single.items()))}
+
+
+def card_lines(rows: list[Any], run: Mapping[str, Any]) -> list[str]:
+    counts = inversion_counts(rows)
+    if not counts["inverted"] and not counts["single_answer"]:
+        return []
+    stages = {s["name"] for s in run.get("stages", [])} if run else set()
+    made = ", ".join(f"{how} {n}" for how, n in counts["inverted"].items()) or "none"
+    kept = ", ".join(f"{why} {n}" for why, n in counts["single_answer"].items()) or "none"
+    lines = [
+        f"Inversion: {sum(counts['inverted'].values())} multi-answer rows (negated by {made}); "
+        f"{sum(counts['single_answer'].values())} single-answer rows ({kept}). Every inverted "
+        "question carries a negation its original lacks; `meta_json` keeps the original question, "
+        "its answer, and how the negation was made.",
+        "",
+    ]
+    if run and "verify" not in stages:
+        lines += [
+            "Verification: not run (`--verifier none`). The inverted labels were checked by rule "
+            "only: no model judged each option against the negated question.",
+            "",
+        ]
+    return lines
+
+
+def summary_lines(rows: list[Any], run: Mapping[str, Any], store: Any) -> list[str]:
+    """How the rows were made, and what was rejected or not checked."""
+    counts = inversion_counts(rows)
+    stages = {s["name"]: s for s in run.get("stages", [])}
+    shown = ", ".join(f"{how} {n}" for how, n in counts["inverted"].items()) or "none"
+    lines = [f"inverted: {sum(counts['inverted'].values())} ({shown})"]
+    shown = ", ".join(f"{why} {n}" for why, n in counts["single_answer"].items()) or "none"
+    lines.append(f"single-answer: {sum(counts['single_answer'].values())} ({shown})")
+    lines += [
+        f"rejected at {name}: {store.top_reasons(name)}"
+        for name, stage in stages.items()
+        if stage["rejected"]
+    ]
+    media_root = (run.get("config") or {}).get("media_root")
+    if media_root:
+        found = sum('"source_video"' in (r.get("meta_json") or "") for r in rows)
+        lines.append(
+            f"media: {found} of {len(rows)} rows' videos found under {media_root} (linked into the "
+            "dataset); the others keep their paths"
         )
+    else:
+        lines.append("media: not checked (no --media-root): paths as the source wrote them")
+    if "verify" not in stages:
+        lines.append(
+            "verify: not run (--verifier none): inverted labels were checked by rule only, not by a model"
+        )
+    if "negate" not in stages:
+        lines.append("negate: not run (--negator none): questions no rule negates stayed single-answer")
+    return lines
+
+
+RECIPE = Recipe(
+    name="qa-inversion",
+    version=1,
+    summary="single-answer choice questions -> multi-answer ones, negation checked",
+    paper="Reinforcing Video Reasoning with Focused Thinking (TW-GRPO; question-answer inversion)",
+    config=QAInversionConfig,
+    inputs=read_source,
+    stages=stages,
+    splits=lambda config: ["rl"] + (["eval"] if config.eval_fraction else []),
+    roles=(
+        Role(
+            "negator",
+            "The model that negates questions no rule can.",
+            used=lambda config: config.negate_with_model,
+            none="negate_with_model",
+        ),
+        Role(
+            "verifier",
+            "The model that checks every inverted row option by option (none: no model check, said in "
+            "the summary and the card; why/how questions then stay single).",
+            used=lambda config: config.verify_with_model,
+            none="verify_with_model",
+        ),
+    ),
+    help="""QA inversion (TW-GRPO): single-answer choice questions -> multi-answer ones, negation checked.
+
+    Stages: load (single-answer choice rows, 3+ options), choose (--invert-fraction, seeded), rule
+    (negate the main auxiliary or copula), negate (the negator, where no rule applies), invert (the
+    original answer the only wrong option), verify (the verifier, option by option), record, split
+    (by video, or the source's splits), balance (answer-set sizes and letters per split).
+    Output: OUT/dataset/data/*.parquet, rejects, run.json; `vdata export --format tw-grpo` writes
+    TW-GRPO's layout.
+    """,
+    shard_rows=256,
+    card=card_lines,
+    summary_lines=summary_lines,
+    limitations=(
+        "Inverted rows assume that every distractor of the original question is wrong; the verifier "
+        "checks that from text, without the video, so an ambiguous original can still give a wrong label.",
+    ),
+    provenance={
+        "problem": "source: the source row's question; inverted rows negated by rule or by the negate stage",
+        "options": "source: the source row's options",
+        "solution": "source: the source row's answer; inverted rows' answer sets checked by the verify stage",
+        "video": "source: the source row",
+    },
+    errors=(DatasetReadError,),
+)
+build = functools.partial(build_recipe, RECIPE)  # build(config, endpoints, **options)

@@ -37,29 +37,32 @@ import asyncio
 import functools
 import hashlib
 import json
+import os
 import re
+import statistics
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, create_model, model_validator
 
-from vdata.annotators.endpoints import Endpoints
-from vdata.annotators.pool import RunModels
 from vdata.annotators.stage import AnnotationStage, for_each_row, stage_output
-from vdata.builders.longvideo_reason import captions_of, imported_clips
+from vdata.builders import build as build_recipe
+from vdata.captions import CaptionsError, captions_of, imported_clips
 from vdata.clips import SplitConfig, probe_row, segment_row
 from vdata.filters.models import Sampling, blind_stage
 from vdata.filters.splits import split_by_video
-from vdata.record import answer_tag, record_id
-from vdata.runner import RunResult, run_pipeline
+from vdata.recipe import Prepared, Recipe, Role
+from vdata.record import answer_tag, record_id, row_meta
+from vdata.report import counts
 from vdata.runstore import RunStore, atomic_write_bytes
 from vdata.segment import discover_videos
 from vdata.settings import Settings
 from vdata.stages import STAGE_ERROR, DatasetStage, MapStage, Reject, ShardStage, StageContext, StageOutput
 from vdata.usage import Usage, UsageLedger
 
-RECIPE = "streaming-cot@1"
+RECIPE_ID = "streaming-cot@1"
 PRONOUNS = {"it", "he", "she", "they", "them", "him", "her", "this", "that", "someone", "something"}
 ON_SCREEN_TEXT = re.compile(r"\b(text|caption|title|subtitle|logo|watermark|shot \d+)\b", re.I)
 _ARTICLES = re.compile(r"^(the|a|an)\s+", re.I)
@@ -69,24 +72,46 @@ _TIMESTAMP = re.compile(r"\b\d+(\.\d+)?\s?(s|sec|seconds)\b|\b\d{1,2}:\d{2}\b")
 class StreamingCoTConfig(Settings):
     """Everything a run depends on; loadable from YAML, overridable by flags."""
 
-    videos: list[str]
-    out: str
-    captions: str | None = None  # clip captions (JSONL): a text annotator reads them, not frames
-    annotator_from_truth: bool = False  # `--annotator synth-truth`: the synth world's events
-    window: int = Field(4, ge=1)
-    chains_per_video: int = Field(3, ge=1)
-    max_overlap: float = Field(0.1, ge=0, le=1)
-    min_nodes: int = Field(3, ge=2)
-    max_nodes: int = Field(6, ge=2)
-    query_aware: bool = False
-    scenes: bool = True
-    clip_seconds: float = Field(10.0, gt=0)
-    max_clip_seconds: float = Field(20.0, gt=0)
-    ask_judge: bool = True  # False: rules only (no leak or consistency check by a model)
-    blind_samples: int = Field(0, ge=0)  # > 0: the policy answers each question blind (filters' blind)
-    eval_fraction: float = Field(0.0, ge=0, lt=1)
-    seed: int = 0
-    max_tokens: int = 300
+    videos: list[str] = Field(description="Video files or folders (repeatable).")
+    out: str = Field(description="Run directory; rerun to resume.")
+    captions: str | None = Field(
+        None,
+        description="Clip captions (JSONL: video, start_s, end_s, caption): a text annotator reads them.",
+    )
+    annotator_from_truth: bool = Field(
+        False, description="A vdata synth world's recorded events as the annotator (--annotator synth-truth)."
+    )
+    window: int = Field(4, ge=1, description="Clips in the sliding window.")
+    chains_per_video: int = Field(3, ge=1, description="Evidence chains per video.")
+    max_overlap: float = Field(
+        0.1, ge=0, le=1, description="Entity overlap (Jaccard) allowed between a video's chains."
+    )
+    min_nodes: int = Field(3, ge=2, description="Events in a chain at least.")
+    max_nodes: int = Field(6, ge=2, description="Events in a chain at most.")
+    query_aware: bool = Field(
+        False, description="Show the questions to the thoughts (VST's released data; off by default)."
+    )
+    scenes: bool = Field(True, description="Scene clips (off when --clip-seconds is given).")
+    clip_seconds: float = Field(10.0, gt=0, description="Fixed clips of this length instead of scenes.")
+    max_clip_seconds: float = Field(20.0, gt=0, description="Scene clips longer than this are cut.")
+    ask_judge: bool = Field(
+        True,
+        description="Ask the judge about leaks and consistency (--judge none: rules only, said in the card).",
+    )
+    blind_samples: int = Field(
+        0, ge=0, description="Blind answers per question by the policy (4 when --policy is given; 0: off)."
+    )
+    eval_fraction: float = Field(0.0, ge=0, lt=1, description="Share of videos held out.")
+    seed: int = Field(0, description="Seed for chains, splits and sampling.")
+    max_tokens: int = Field(300, description="Reply length at most, in tokens.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fixed_clips(cls, values: Any) -> Any:
+        """A clip length given and scenes not mentioned: fixed clips of that length."""
+        if isinstance(values, Mapping) and values.get("clip_seconds") is not None and "scenes" not in values:
+            return {**values, "scenes": False}
+        return values
 
     def inputs(self) -> list[tuple[str, Any]]:
         return [*(("--videos", v) for v in self.videos), ("--captions", self.captions)]
@@ -705,10 +730,10 @@ def to_records(row: dict[str, Any], ctx: StageContext, *, query_aware: bool) -> 
             "split": "",
             "data_source": "vdata-streaming-cot",
             "difficulty": None,
-            "recipe": RECIPE,
+            "recipe": RECIPE_ID,
             "meta_json": json.dumps(meta, ensure_ascii=False),
         }
-        record["id"] = record_id(RECIPE, row["sha256"], qa["question"], [], None)
+        record["id"] = record_id(RECIPE_ID, row["sha256"], qa["question"], [], None)
         records.append(record)
     return records
 
@@ -731,8 +756,11 @@ def group_videos(rows: list[dict[str, Any]], ctx: StageContext) -> StageOutput:
     return out
 
 
-def stages(config: StreamingCoTConfig, captions: list[dict[str, Any]] | None, workers: int) -> list[Any]:
+def stages(run: Prepared) -> list[Any]:
     """The recipe, top to bottom."""
+    config = run.config
+    workers = os.cpu_count() or 1
+    captions = captions_of(config.captions, run.inputs) if config.captions else None
     split_config = SplitConfig(
         mode="scene" if config.scenes else "fixed",
         clip_seconds=config.clip_seconds,
@@ -789,51 +817,107 @@ def _chain_settings(config: StreamingCoTConfig) -> dict[str, Any]:
     }
 
 
-def build(
-    config: StreamingCoTConfig,
-    endpoints: Endpoints | None = None,
-    *,
-    no_cache: bool = False,
-    refresh: bool = False,
-    quiet: bool = False,
-    wait: bool = False,
-    force: bool = False,
-    command: str = "",
-) -> RunResult:
-    """Runs the recipe in config.out, whose final rows become config.out/dataset; a rerun
-    resumes (the extraction stream too: the bank is saved after every clip). The card is the
-    caller's (`vdata.cards.card.write_card`; the CLI writes it)."""
-    import os
-
+def find_videos(config: StreamingCoTConfig) -> list[dict[str, Any]]:
     if config.min_nodes > config.max_nodes:
         raise ValueError(f"min_nodes {config.min_nodes} > max_nodes {config.max_nodes}")
     inputs = discover_videos(config.videos)
     if not inputs:
         raise ValueError(f"no videos found in {', '.join(config.videos)}")
-    roles = (
-        ["writer"]
-        + ([] if config.annotator_from_truth else ["annotator"])
-        + (["judge"] if config.ask_judge else [])
-        + (["policy"] if config.blind_samples else [])
-    )
-    vision = () if config.captions or config.annotator_from_truth else ("annotator",)
-    with (
-        RunStore(config.out).lock(wait, force=force, inputs=config.inputs()),
-        RunModels(
-            endpoints, config.out, roles=roles, vision_roles=vision, no_cache=no_cache, refresh=refresh
-        ) as models,
-    ):
-        captions = captions_of(config.captions, inputs) if config.captions else None
-        return run_pipeline(
-            config.out,
-            RECIPE,
-            inputs,
-            stages(config, captions, os.cpu_count() or 1),
-            config={**config.model_dump(), "models": models.described},
-            seed=config.seed,
-            shard_rows=8,
-            quiet=quiet,
-            resources=models.resources,
-            dataset_splits=["sft"] + (["eval"] if config.eval_fraction else []),
-            command=command,
-        )
+    return inputs
+
+
+def card_lines(rows: list[Any], run: Mapping[str, Any]) -> list[str]:
+    """Thoughts and questions, evidence nodes per question, what the filters dropped, whether the
+    thoughts saw the questions, where the graphs are."""
+    metas = [(row, meta) for row in rows if "chain" in (meta := row_meta(row)) and "query_aware" in meta]
+    if not metas:
+        return []
+    thoughts = [len((row.get("stream") or {}).get("text_stream") or []) for row, _ in metas]
+    used = Counter(len(m["used"]) for _, m in metas)
+    videos = {m["graph"]: m for _, m in metas}  # a video's bank and filter report, once
+    dropped = Counter(d.split(" ")[0] for m in videos.values() for d in m["dropped"])
+    merges = sum(len(m["clean"].get("merges", [])) for m in videos.values())
+    overlapping = sum(m.get("chains_rejected_for_overlap", 0) for m in videos.values())
+    aware = any(m["query_aware"] for _, m in metas)
+    return [
+        f"Streaming: {len(metas)} questions about {len(videos)} videos; thoughts "
+        f"before each question: median {statistics.median(thoughts):.0f}; evidence nodes a question needs: "
+        f"{counts(used)}; entity merges {merges}; chain candidates rejected for sharing entities "
+        f"{overlapping}; dropped by the filters: {counts(dropped) or 'nothing'}.",
+        "",
+        "Thoughts: query-aware (`--query-aware`): each thought was written knowing the video's questions, as "
+        "VST's released data was; a model at inference does not see them."
+        if aware
+        else "Thoughts: query-agnostic. Each was written from the events seen by its clip's end, never from "
+        "the question, as the model meets the stream at inference.",
+        "",
+        "Leaks (questions answerable without the video): "
+        + (
+            "the judge's verdict, and filters' blind check (the policy answered each question "
+            "without the video)."
+            if "blind" in {s["name"] for s in (run or {}).get("stages", [])}
+            else "the judge's verdict only (no `--policy`: the blind check did not run)."
+        ),
+        "",
+        "Graphs: one node-link JSON per video in the run's `graphs/` folder (`meta_json.graph`).",
+        "",
+    ]
+
+
+RECIPE = Recipe(
+    name="streaming-cot",
+    version=1,
+    summary="a knowledge graph per video, evidence chains, one thought per clip, multi-hop questions",
+    paper="Video Streaming Thinking: VideoLLMs Can Watch and Think Simultaneously (VST)",
+    config=StreamingCoTConfig,
+    inputs=find_videos,
+    stages=stages,
+    splits=lambda config: ["sft"] + (["eval"] if config.eval_fraction else []),
+    roles=(
+        Role("writer", "Writes the questions and the streaming thoughts."),
+        Role(
+            "annotator",
+            "Extracts entities and events per clip (a VLM; a text model with --captions; synth-truth: a "
+            "vdata synth world's recorded events, an oracle).",
+            used=lambda config: not config.annotator_from_truth,
+            vision=lambda config: not config.captions,
+            oracle=("synth-truth", "annotator_from_truth"),
+        ),
+        Role(
+            "judge",
+            "Checks leaks and consistency (none: rules only, said in the card).",
+            used=lambda config: config.ask_judge,
+            none="ask_judge",
+        ),
+        Role(
+            "policy",
+            "Answers each question without the video, 4 times (filters' blind check; off without it).",
+            used=lambda config: config.blind_samples > 0,
+            given={"blind_samples": 4},
+        ),
+    ),
+    help="""Streaming chain-of-thought (VST): a knowledge graph per video, evidence chains, one thought
+    per clip, multi-hop questions.
+
+    Stages: ingest, segment (scenes, or --clip-seconds, or the --captions clips), group, extract
+    (sliding window; the bank saved after every clip), clean (merge entities, drop on-screen text),
+    graph (DIR/graphs/*.json), chains (DFS, under --max-overlap), write (questions, then thoughts that
+    see only the past), filter (rules, and the judge), record, blind (with --policy), split.
+    """,
+    shard_rows=8,
+    card=card_lines,
+    summary_lines=lambda rows, run, store: [line for line in card_lines(rows, run) if line],
+    limitations=(
+        "Questions and reasoning are written by models from captions; checks reject malformed rows, "
+        "but a kept row can still be wrong.",
+    ),
+    provenance={
+        "problem": "write",
+        "solution": "write",
+        "stream": "write",
+        "evidence": "extract",
+        "video": "source: the input video (probed)",
+    },
+    errors=(CaptionsError,),
+)
+build = functools.partial(build_recipe, RECIPE)  # build(config, endpoints, **options)

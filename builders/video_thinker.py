@@ -26,16 +26,15 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, create_model, field_validator
 
 from vdata import thinker
-from vdata.annotators.endpoints import Endpoints
 from vdata.annotators.messages import video_segment
-from vdata.annotators.pool import RunModels
 from vdata.annotators.stage import (
     TRANSPORT_FAILURES,
     AnnotationStage,
@@ -43,18 +42,20 @@ from vdata.annotators.stage import (
     for_each_row,
     stage_output,
 )
-from vdata.builders.longvideo_reason import caption_problems, read_caption_lines
+from vdata.builders import build as build_recipe
+from vdata.captions import caption_problems, read_caption_lines
 from vdata.filters.letters import balance_letters
 from vdata.filters.models import evidence_prompt, reaches_answer, sufficiency_stage
 from vdata.filters.splits import split_by_video
-from vdata.record import Provenance, answer_letters, answer_tag, record_id, validate
-from vdata.runner import RunResult, run_pipeline
+from vdata.recipe import Prepared, Recipe, Role
+from vdata.record import Provenance, answer_letters, answer_tag, record_id, row_meta, validate
+from vdata.report import counts
 from vdata.runstore import RunStore
 from vdata.settings import Settings
 from vdata.stages import DatasetStage, MapStage, Reject, StageContext, StageOutput
 from vdata.usage import Usage, UsageLedger
 
-RECIPE = "video-thinker@1"
+RECIPE_ID = "video-thinker@1"
 SYNTH_TRUTH = "synth-truth"
 
 
@@ -93,19 +94,41 @@ def _is_grounding(path: Path) -> bool:
 class VideoThinkerConfig(Settings):
     """Everything a run depends on; loadable from YAML, overridable by flags."""
 
-    sources: list[Source] = Field(min_length=1)
-    out: str
-    media_root: str | None = None  # where annotation paths resolve (default: beside the file)
-    annotations_only: bool = False  # no videos: durations from the annotations (said in the card)
-    max_videos: int = Field(0, ge=0)  # per source, seeded (0: all)
-    target: int = Field(10000, ge=1)
-    seed: int = 0
-    eval_fraction: float = Field(0.1, ge=0, lt=1)
-    min_frames: int = 64
-    attempts: int = Field(3, ge=1)  # traces written per row before hindsight gives up
-    captions_from_truth: bool = False  # --captioner synth-truth
-    temperature: float = 0.7
-    max_tokens: int = 700
+    sources: list[Source] = Field(
+        min_length=1,
+        description="NAME=PATH[:caption|:qa] (repeatable): dense captions (ActivityNet layout, a captions "
+        "JSONL such as vdata synth's) or choice questions with time spans (NExT-GQA glue, a vdata synth "
+        "folder's questions).",
+        json_schema_extra={"cli": {"flags": ["--source", "--sources"], "type": "str"}},
+    )
+    out: str = Field(description="Run directory; rerun to resume.")
+    media_root: str | None = Field(
+        None,
+        description="Where the annotations' video paths resolve (default: beside the file).",
+        json_schema_extra={"cli": {"path": "resolve"}},
+    )
+    annotations_only: bool = Field(
+        False, description="No videos: durations from the annotations (the card says so)."
+    )
+    max_videos: int = Field(0, ge=0, description="Videos per source at most, seeded (0: all).")
+    target: int = Field(10000, ge=1, description="Rows in the mix at most.")
+    seed: int = Field(0, description="Seed for sampling, the mix, splits, letters.")
+    eval_fraction: float = Field(0.1, ge=0, lt=1, description="Share of videos held out.")
+    min_frames: int = Field(64, description="Videos with fewer frames are rejects.")
+    attempts: int = Field(3, ge=1, description="Traces written per row before hindsight gives up.")
+    captions_from_truth: bool = Field(
+        False, description="The synthetic world's truth as the QA spans' captions (--captioner synth-truth)."
+    )
+    temperature: float = Field(0.7, description="The reasoner's and tracer's temperature.")
+    max_tokens: int = Field(700, description="Reply length at most, in tokens.")
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _parsed(cls, value: Any) -> Any:
+        """NAME=PATH strings (from the command line or YAML) read as sources."""
+        if isinstance(value, (list, tuple)):
+            return [Source.parse(item) if isinstance(item, str) else item for item in value]
+        return value
 
     def inputs(self) -> list[tuple[str, Any]]:
         return [(f"--source {s.name}", s.path) for s in self.sources]
@@ -532,8 +555,8 @@ def to_record(row: dict[str, Any], ctx: StageContext, *, annotations_only: bool)
         meta["source_video"] = str(Path(row["file"]).resolve())
     video = {"sha256": None, "duration_s": row["duration_s"], "fps": None, "width": None, "height": None}
     record = {
-        "id": record_id(RECIPE, row["path"], row["problem"], row["options"]),
-        "recipe": RECIPE,
+        "id": record_id(RECIPE_ID, row["path"], row["problem"], row["options"]),
+        "recipe": RECIPE_ID,
         "data_type": "video",
         "path": row["path"],
         "video": video | (json.loads(row["video_info"]) if row.get("video_info") else {}),
@@ -584,8 +607,9 @@ def mix(rows: list[dict[str, Any]], ctx: StageContext, *, target: int) -> StageO
 # ---------------------------------------------------------------- the recipe
 
 
-def stages(config: VideoThinkerConfig) -> list[Any]:
+def stages(run: Prepared) -> list[Any]:
     """The recipe, top to bottom."""
+    config = run.config
     sampling = {"temperature": config.temperature, "max_tokens": config.max_tokens, "seed": config.seed}
     has = {s.kind for s in config.sources}
     steps: list[Any] = [
@@ -652,19 +676,7 @@ def stages(config: VideoThinkerConfig) -> list[Any]:
     return steps
 
 
-def build(
-    config: VideoThinkerConfig,
-    endpoints: Endpoints | None = None,
-    *,
-    no_cache: bool = False,
-    refresh: bool = False,
-    quiet: bool = False,
-    wait: bool = False,
-    force: bool = False,
-    command: str = "",
-) -> RunResult:
-    """Runs the recipe in config.out, whose final rows become config.out/dataset; a rerun
-    resumes. The card is the caller's (`vdata.cards.card.write_card`; the CLI writes it)."""
+def units_of(config: VideoThinkerConfig) -> list[dict[str, Any]]:
     units = []
     for source in config.sources:
         if not Path(source.path).exists():
@@ -672,30 +684,88 @@ def build(
         units += sampled(source_units(source, config.media_root), config.max_videos, config.seed, source.name)
     if not units:
         raise ValueError("the sources hold no videos or questions")
-    kinds = {s.kind for s in config.sources}
-    roles = ["tracer", "checker"] + (["reasoner"] if "caption" in kinds else [])
-    roles += ["captioner"] if "qa" in kinds and not config.captions_from_truth else []
-    with (
-        RunStore(config.out).lock(wait, force=force, inputs=config.inputs()),
-        RunModels(
-            endpoints,
-            config.out,
-            roles=roles,
-            vision_roles=("captioner",),
-            no_cache=no_cache,
-            refresh=refresh,
-        ) as models,
-    ):
-        return run_pipeline(
-            config.out,
-            RECIPE,
-            units,
-            stages(config),
-            config={**config.model_dump(), "models": models.described},
-            seed=config.seed,
-            shard_rows=64,
-            quiet=quiet,
-            resources=models.resources,
-            dataset_splits=["sft", "rl"] + (["eval"] if config.eval_fraction else []),
-            command=command,
-        )
+    return units
+
+
+def _kinds(config: VideoThinkerConfig) -> set[str]:
+    return {s.kind for s in config.sources}
+
+
+def card_lines(rows: list[Any], run: Mapping[str, Any]) -> list[str]:
+    """Rows per source, traces written per kept row, the hindsight pass rate, and where captions
+    and durations came from."""
+    metas = [meta for meta in map(row_meta, rows) if "attempts" in meta and "branch" in meta]
+    if not metas:
+        return []
+    sources = Counter(f"{m['source']} ({m['branch']})" for m in metas)
+    attempts = Counter(m["attempts"] for m in metas)
+    stage = {s["name"]: s for s in (run or {}).get("stages", [])}.get("hindsight")
+    lines = [f"Rows per source: {counts(sources)}. Traces written per kept row: {counts(attempts)}.", ""]
+    if stage and stage.get("rows_in"):
+        first = attempts.get(1, 0)
+        lines += [
+            f"Hindsight: {stage['rows_out']} of {stage['rows_in']} rows reached the answer from their "
+            f"trace's times and captions alone ({stage['rows_out'] / stage['rows_in']:.0%}; "
+            f"{first / stage['rows_in']:.0%} at the first trace).",
+            "",
+        ]
+    if any(m["captions_from"] == "synth-truth" for m in metas):
+        lines += ["Captions of the QA rows' spans: the synthetic world's truth stood in for a captioner.", ""]
+    if any(m["durations_from"] == "annotation" for m in metas):
+        lines += [
+            "Videos: not read (`--annotations-only`): durations come from the annotations and frame "
+            "counts were not checked.",
+            "",
+        ]
+    return lines
+
+
+RECIPE = Recipe(
+    name="video-thinker",
+    version=1,
+    summary="reasoning traces with <time>, <caption>, <think> blocks, hindsight-checked",
+    paper='Video-Thinker: Sparking "Thinking with Videos" via Reinforcement Learning (Video-Thinker-10K)',
+    config=VideoThinkerConfig,
+    inputs=units_of,
+    stages=stages,
+    splits=lambda config: ["sft", "rl"] + (["eval"] if config.eval_fraction else []),
+    roles=(
+        Role("tracer", "Writes the traces."),
+        Role("checker", "Answers from one segment, and from the trace."),
+        Role(
+            "reasoner",
+            "Writes the caption branch's questions.",
+            used=lambda config: "caption" in _kinds(config),
+        ),
+        Role(
+            "captioner",
+            "A vision-language model for the QA branch's captions.",
+            used=lambda config: "qa" in _kinds(config) and not config.captions_from_truth,
+            vision=True,
+            oracle=(SYNTH_TRUTH, "captions_from_truth"),
+        ),
+    ),
+    help="""Video-Thinker: reasoning traces with <time>, <caption>, <think> blocks, hindsight-checked.
+
+    Stages: ingest (probe; under 64 frames, unreadable or absent videos are rejects), ask and
+    check (caption sources: a question that needs several segments), caption (QA sources:
+    answer-conditioned captions of the spans), trace, hindsight (the checker answers from the
+    trace's times and captions alone; 3 attempts), record, mix (--target), split, balance.
+    """,
+    shard_rows=64,
+    card=card_lines,
+    summary_lines=lambda rows, run, store: [line for line in card_lines(rows, run) if line],
+    limitations=(
+        "Questions and reasoning are written by models from captions; checks reject malformed rows, "
+        "but a kept row can still be wrong.",
+    ),
+    provenance={
+        "problem": "source: the QA source's question; caption sources' questions by the ask stage",
+        "options": "source: the QA source's options; caption sources' by the ask stage",
+        "solution": "source: the QA source's answer; caption sources' by the ask stage",
+        "process": "trace",
+        "evidence": "trace",
+        "video": "source: the source's video (probed, or its annotation)",
+    },
+)
+build = functools.partial(build_recipe, RECIPE)  # build(config, endpoints, **options)

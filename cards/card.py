@@ -21,17 +21,10 @@ import yaml
 
 from vdata.formats import DatasetReadError, LoadedRows, load_rows
 from vdata.publish import hide_endpoints, publishable, strip_secrets
-from vdata.report import field_stats
+from vdata.recipe import recipe_of_run
+from vdata.record import answer_letters
+from vdata.report import counts, field_stats
 from vdata.runstore import RunStore, atomic_write_bytes
-
-PAPERS = {
-    "longvideo-reason": "Scaling RL to Long Videos (LongVILA-R1, MR-SP), arXiv 2507.07966",
-    "synth": "CLEVRER-style rendered scenes with known events",
-    "video-r1": "Video-R1: Reinforcing Video Reasoning in MLLMs",
-    "qa-inversion": "Reinforcing Video Reasoning with Focused Thinking (TW-GRPO; question-answer inversion)",
-    "counterexample": "VideoHallu: Evaluating and Mitigating Multi-modal Hallucinations for Synthetic Videos",
-    "streaming-cot": "Video Streaming Thinking: VideoLLMs Can Watch and Think Simultaneously (VST)",
-}
 
 
 def _size_category(n: int) -> str:
@@ -142,8 +135,8 @@ def _body(
         lines += ["", "Stages (rows in, kept, rejected, top reasons):", ""]
         for stage in run.get("stages", []):
             reasons = store.top_reasons(stage["name"]) if store else ""
-            counts = f"{stage['rows_in']} in, {stage['rows_out']} kept, {stage['rejected']} rejected"
-            lines.append(f"- `{stage['name']}`: {counts}" + (f" ({reasons})" if reasons else ""))
+            tally = f"{stage['rows_in']} in, {stage['rows_out']} kept, {stage['rejected']} rejected"
+            lines.append(f"- `{stage['name']}`: {tally}" + (f" ({reasons})" if reasons else ""))
         models = (run.get("config") or {}).get("models") or {}
         if models:
             lines += ["", "Models per role:", ""] + [
@@ -184,13 +177,13 @@ def _body(
         lines += [
             f"### `{split}`: {numbers['rows']} rows, {numbers['videos']} videos",
             "",
-            f"- categories: {_counts(numbers['category'])}",
-            f"- problem types: {_counts(numbers['problem_type'])}",
-            f"- answer letters: {_counts(numbers['answer_letters'])}",
-            f"- options per question: {_counts(numbers['options_per_question'])}",
-            f"- question length (characters): {_counts(numbers['problem_chars'])}",
-            f"- reasoning length (characters): {_counts(numbers['process_chars']) or 'none'}",
-            f"- video duration (s): {_counts(numbers['video_duration_s'])}",
+            f"- categories: {counts(numbers['category'])}",
+            f"- problem types: {counts(numbers['problem_type'])}",
+            f"- answer letters: {counts(numbers['answer_letters'])}",
+            f"- options per question: {counts(numbers['options_per_question'])}",
+            f"- question length (characters): {counts(numbers['problem_chars'])}",
+            f"- reasoning length (characters): {counts(numbers['process_chars']) or 'none'}",
+            f"- video duration (s): {counts(numbers['video_duration_s'])}",
             "",
         ]
     clips = {}  # the clips a recipe read, per video (kept in meta_json)
@@ -213,19 +206,10 @@ def _body(
         ]
     difficulty = [r["difficulty"]["pass_rate"] for r in rows if r.get("difficulty")]
     if difficulty:
-        lines += [f"Difficulty (pass rate): {_counts(Counter(round(d, 1) for d in difficulty))}.", ""]
-    elif run and any(s["name"] == "check" for s in run.get("stages", [])):
-        names = {s["name"] for s in run.get("stages", [])}
-        if "difficulty" not in names:
-            lines += [
-                "Difficulty: not measured. The build ran without a policy model, so questions the model "
-                "to be trained would always or never answer are still in (`--policy` runs that filter).",
-                "",
-            ]
-    lines += _inversion_lines(rows, run)
-    lines += thinker_lines(rows, run)
-    lines += counterexample_lines(rows, run)
-    lines += streaming_lines(rows, run)
+        lines += [f"Difficulty (pass rate): {counts(Counter(round(d, 1) for d in difficulty))}.", ""]
+    recipe = recipe_of_run(run)
+    if recipe is not None and recipe.card is not None:
+        lines += recipe.card(rows, run)
     lines += [f"![{Path(p).stem}]({p})" for p in plots] + ([""] if plots else [])
     lines += ["## Sample rows", ""]
     for row in rows[:2]:
@@ -253,216 +237,13 @@ def _body(
     models = json.dumps((run.get("config") or {}).get("models") or {})
     if "smollm2" in models.lower() or not models.strip("{}"):
         lines.append("- Generated with the embedded SmolLM2-135M model: demo quality only.")
-    if (run.get("recipe") or "").startswith("counterexample"):
-        lines.append(
-            "- Rendered videos are 2D shapes, not camera footage; answers come from the simulation's "
-            "truth, the prior from a text-only model."
-        )
-    elif (run.get("recipe") or "").startswith("qa-inversion"):
-        lines.append(
-            "- Inverted rows assume that every distractor of the original question is wrong; the "
-            "verifier checks that from text, without the video, so an ambiguous original can still "
-            "give a wrong label."
-        )
-    else:
-        lines.append(
-            "- Questions and reasoning are written by models from captions; checks reject malformed rows, "
-            "but a kept row can still be wrong."
-        )
-    lines += [
-        "",
-        "## Papers",
-        "",
+    lines += [f"- {line}" for line in (recipe.limitations if recipe else ())] or [
+        "- Questions and answers come from the source named above; checks reject malformed rows, but a "
+        "kept row can still be wrong."
     ]
-    recipe = (run.get("recipe") or "").split("@")[0]
-    lines += [f"- {PAPERS[recipe]}" for recipe in [recipe] if recipe in PAPERS] or [
-        "- see the recipe's documentation"
-    ]
+    paper = recipe.paper if recipe else run.get("paper")
+    lines += ["", "## Papers", "", f"- {paper}" if paper else "- see the recipe's documentation"]
     return strip_secrets("\n".join(lines)) + "\n"
-
-
-def inversion_counts(rows: list[Any]) -> dict[str, dict[str, int]]:
-    """How a qa-inversion dataset's rows were made: inverted rows per negation method
-    (`rule:<name>`, `model`), single-answer rows per reason (`not_chosen`, `not_negatable`)."""
-    inverted: Counter[str] = Counter()
-    single: Counter[str] = Counter()
-    for row in rows:
-        try:
-            meta = json.loads(row.get("meta_json") or "{}")
-        except ValueError:
-            continue
-        if isinstance(meta, dict) and meta.get("inverted"):
-            inverted[str(meta.get("negation"))] += 1
-        elif isinstance(meta, dict) and "single_answer" in meta:
-            single[str(meta["single_answer"])] += 1
-    return {"inverted": dict(sorted(inverted.items())), "single_answer": dict(sorted(single.items()))}
-
-
-def _inversion_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
-    counts = inversion_counts(rows)
-    if not counts["inverted"] and not counts["single_answer"]:
-        return []
-    stages = {s["name"] for s in run.get("stages", [])} if run else set()
-    made = ", ".join(f"{how} {n}" for how, n in counts["inverted"].items()) or "none"
-    kept = ", ".join(f"{why} {n}" for why, n in counts["single_answer"].items()) or "none"
-    lines = [
-        f"Inversion: {sum(counts['inverted'].values())} multi-answer rows (negated by {made}); "
-        f"{sum(counts['single_answer'].values())} single-answer rows ({kept}). Every inverted "
-        "question carries a negation its original lacks; `meta_json` keeps the original question, "
-        "its answer, and how the negation was made.",
-        "",
-    ]
-    if run and "verify" not in stages:
-        lines += [
-            "Verification: not run (`--verifier none`). The inverted labels were checked by rule "
-            "only: no model judged each option against the negated question.",
-            "",
-        ]
-    return lines
-
-
-def thinker_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
-    """A video-thinker dataset: rows per source, traces written per kept row, the hindsight pass
-    rate, and where captions and durations came from."""
-    metas = [meta for _, meta in _row_metas(rows) if "attempts" in meta and "branch" in meta]
-    if not metas:
-        return []
-    sources = Counter(f"{m['source']} ({m['branch']})" for m in metas)
-    attempts = Counter(m["attempts"] for m in metas)
-    stage = {s["name"]: s for s in (run or {}).get("stages", [])}.get("hindsight")
-    lines = [
-        f"Rows per source: {_counts(sources)}. Traces written per kept row: {_counts(attempts)}.",
-        "",
-    ]
-    if stage and stage.get("rows_in"):
-        first = attempts.get(1, 0)
-        lines += [
-            f"Hindsight: {stage['rows_out']} of {stage['rows_in']} rows reached the answer from their "
-            f"trace's times and captions alone ({stage['rows_out'] / stage['rows_in']:.0%}; "
-            f"{first / stage['rows_in']:.0%} at the first trace).",
-            "",
-        ]
-    if any(m["captions_from"] == "synth-truth" for m in metas):
-        lines += ["Captions of the QA rows' spans: the synthetic world's truth stood in for a captioner.", ""]
-    if any(m["durations_from"] == "annotation" for m in metas):
-        lines += [
-            "Videos: not read (`--annotations-only`): durations come from the annotations and frame "
-            "counts were not checked.",
-            "",
-        ]
-    return lines
-
-
-def counterexample_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
-    """A counterexample dataset: rows per violation kind and question type, twin pairs, where
-    the prior came from, the curriculum, and the leakage check."""
-    metas = [(row, meta) for row, meta in _row_metas(rows) if "curriculum_stage" in meta]
-    if not metas:
-        return []
-    synthetic = [m for _, m in metas if m.get("pair")]
-    kinds = Counter(m["violation"] for m in synthetic if m["twin"] == "violation")
-    types = Counter(m["question"] for m in synthetic if m["twin"] == "violation")
-    pairs = {(m["pair"], m["question"]) for m in synthetic if m.get("twin_answer") is not None}
-    priors = Counter(m.get("prior_from") for m in synthetic if m.get("prior_from"))
-    stages = Counter(m["curriculum_stage"] for _, m in metas)
-    lines = [
-        f"Counterexamples: {len(synthetic)} rows about {len({m['pair'] for m in synthetic})} rendered "
-        f"videos and their control twins; {len(pairs)} twin pairs of questions (the same question on "
-        "both videos, each answered from its own truth, the answers differ). Violation questions per "
-        f"kind: {_counts(kinds) or 'none'}; per question type: {_counts(types) or 'none'}.",
-        "",
-    ]
-    if priors:
-        lines += [
-            f"Prior: {_counts(priors)}. A pair is kept only when the prior gives the control twin's answer, "
-            "so answering from language alone gets exactly one twin right."
-            + (
-                " With `--writer none` the control twin's answer stands for the prior: no model was asked."
-                if "control twin" in priors
-                else ""
-            ),
-            "",
-        ]
-    imported = Counter(
-        row.get("data_source") for row, m in metas if not m.get("pair") and m["curriculum_stage"]
-    )
-    if imported:
-        lines += [f"Imported rows by source: {_counts(imported)}.", ""]
-    lines += [
-        f"Curriculum (`meta_json.curriculum_stage`): {_counts(stages)} (0: real physics rows from `--real`, "
-        "read first with the trainer's `curriculum: true`; 1: counterexamples).",
-        "",
-    ]
-    by_split: dict[str, set[str]] = {}
-    for row, _ in metas:
-        key = (row.get("video") or {}).get("sha256") or row.get("path")
-        by_split.setdefault(row.get("split") or "", set()).add(key)
-    shared = set.intersection(*by_split.values()) if len(by_split) > 1 else set()
-    stage = {s["name"]: s for s in (run or {}).get("stages", [])}.get("split") or {}
-    benchmark = (run.get("config") or {}).get("eval_path") if run else None
-    lines += [
-        f"Leakage check: {len(shared)} videos in more than one split (by content hash)"
-        + (
-            f"; against the benchmark {benchmark}: {stage.get('rejected', 0)} training rows rejected "
-            "(`eval_video`)."
-            if benchmark
-            else "; no benchmark given (`--eval`)."
-        ),
-        "",
-    ]
-    return lines
-
-
-def streaming_lines(rows: list[Any], run: dict[str, Any]) -> list[str]:
-    """A streaming-cot dataset: thoughts and questions, evidence nodes per question, what the
-    filters dropped, whether the thoughts saw the questions, where the graphs are."""
-    metas = [(row, meta) for row, meta in _row_metas(rows) if "chain" in meta and "query_aware" in meta]
-    if not metas:
-        return []
-    thoughts = [len((row.get("stream") or {}).get("text_stream") or []) for row, _ in metas]
-    used = Counter(len(m["used"]) for _, m in metas)
-    videos = {m["graph"]: m for _, m in metas}  # a video's bank and filter report, once
-    dropped = Counter(d.split(" ")[0] for m in videos.values() for d in m["dropped"])
-    merges = sum(len(m["clean"].get("merges", [])) for m in videos.values())
-    overlapping = sum(m.get("chains_rejected_for_overlap", 0) for m in videos.values())
-    aware = any(m["query_aware"] for _, m in metas)
-    lines = [
-        f"Streaming: {len(metas)} questions about {len(videos)} videos; thoughts "
-        f"before each question: median {statistics.median(thoughts):.0f}; evidence nodes a question needs: "
-        f"{_counts(used)}; entity merges {merges}; chain candidates rejected for sharing entities "
-        f"{overlapping}; dropped by the filters: {_counts(dropped) or 'nothing'}.",
-        "",
-        "Thoughts: query-aware (`--query-aware`): each thought was written knowing the video's questions, as "
-        "VST's released data was; a model at inference does not see them."
-        if aware
-        else "Thoughts: query-agnostic. Each was written from the events seen by its clip's end, never from "
-        "the question, as the model meets the stream at inference.",
-        "",
-        "Leaks (questions answerable without the video): "
-        + (
-            "the judge's verdict, and filters' blind check (the policy answered each question "
-            "without the video)."
-            if "blind" in {s["name"] for s in (run or {}).get("stages", [])}
-            else "the judge's verdict only (no `--policy`: the blind check did not run)."
-        ),
-        "",
-        "Graphs: one node-link JSON per video in the run's `graphs/` folder (`meta_json.graph`).",
-        "",
-    ]
-    return lines
-
-
-def _row_metas(rows: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
-    """Each row with its `meta_json` read as a dict (rows whose meta is not one are left out)."""
-    out = []
-    for row in rows:
-        try:
-            meta = json.loads(row.get("meta_json") or "{}")
-        except ValueError:
-            continue
-        if isinstance(meta, dict):
-            out.append((row, meta))
-    return out
 
 
 def _model_line(model: Any) -> str:
@@ -474,10 +255,6 @@ def _model_line(model: Any) -> str:
     if endpoint.startswith(("http://", "https://")):
         where += f", at {endpoint}"  # (already hidden to '<...>' unless --show-endpoints)
     return f"{model.get('model')} ({where})" if where else str(model.get("model"))
-
-
-def _counts(values: dict[Any, Any]) -> str:
-    return ", ".join(f"{k}: {v}" for k, v in values.items())
 
 
 def _annotation_settings(store: RunStore) -> dict[str, Any]:
@@ -514,7 +291,10 @@ def _plots(dataset_dir: Path, rows: list[dict[str, Any]], splits: list[str]) -> 
     width = 0.8 / max(1, len(splits))
     for i, split in enumerate(splits):
         letters = Counter(
-            r["solution"][8] for r in rows if (r.get("split") or "train") == split and r.get("options")
+            letter
+            for r in rows
+            if (r.get("split") or "train") == split and r.get("options")
+            for letter in answer_letters(r.get("solution"))
         )
         axis.bar([x + i * width for x in range(4)], [letters.get(c, 0) for c in "ABCD"], width, label=split)
     axis.set_xticks([x + width * (len(splits) - 1) / 2 for x in range(4)], list("ABCD"))

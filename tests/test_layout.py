@@ -67,3 +67,25 @@ def test_the_walk_sees_an_import_inside_a_function(tmp_path):
     path = tmp_path / "m.py"
     path.write_text("def f():\n    from vdata.cards.card import write_card\n")
     assert imports(path) == [(2, "vdata.cards.card")] and family("vdata.cards.card") == "cards"
+
+
+def test_no_recipe_imports_another():
+    """A recipe is one file: what two recipes share lives in the kernel, the annotators or the
+    filters (or `vdata.builders.build`, which runs any recipe), so a recipe can be copied out as a
+    plugin and one change never reaches another."""
+    wrong = []
+    for path in sorted((ROOT / "builders").glob("*.py")):
+        own = f"vdata.builders.{path.stem}"
+        for line, module in imports(path):
+            if module.startswith("vdata.builders.") and module != own:
+                wrong.append(f"builders/{path.name}:{line} imports {module}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_card_names_no_recipe():
+    """The card asks the run's recipe for its lines, limitations and paper (vdata.recipe)."""
+    from vdata.recipe import BUILT_IN
+
+    text = (ROOT / "cards" / "card.py").read_text()
+    named = [name for name in BUILT_IN if name in text or name.replace("-", "_") in text]
+    assert not named, f"cards/card.py names recipes {named}"

@@ -11,7 +11,6 @@ import pytest
 from pydantic import ValidationError
 
 from vdata.builders.longvideo_reason import (
-    CaptionsError,
     GeneratedQuestion,
     Reasoning,
     balance_letters,
@@ -19,11 +18,11 @@ from vdata.builders.longvideo_reason import (
     check_question,
     generation_schema,
     keep_reasoning,
-    load_captions,
     question_record,
     question_schema,
     split_by_video,
 )
+from vdata.captions import CaptionsError, load_captions
 from vdata.cards.exports import to_easyr1
 from vdata.record import validate
 from vdata.stages import Reject, StageContext

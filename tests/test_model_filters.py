@@ -156,14 +156,15 @@ def test_difficulty_through_the_real_embedded_model(tmp_path, embedded):
 
 def test_the_recipe_runs_difficulty_after_dedup_only_with_a_policy():
     from vdata.builders.longvideo_reason import LongVideoReasonConfig, stages
+    from vdata.recipe import Prepared
 
     plain = LongVideoReasonConfig(videos=["v"], out="o")
-    names = [s.name for s in stages(plain, None, 1)]
+    names = [s.name for s in stages(Prepared(plain, [], None, 1))]
     assert "difficulty" not in names
     with_policy = LongVideoReasonConfig(videos=["v"], out="o", difficulty=True)
-    names = [s.name for s in stages(with_policy, None, 1)]
+    names = [s.name for s in stages(Prepared(with_policy, [], None, 1))]
     assert names[names.index("dedup") + 1] == "difficulty"
-    (stage,) = [s for s in stages(with_policy, None, 1) if s.name == "difficulty"]
+    (stage,) = [s for s in stages(Prepared(with_policy, [], None, 1)) if s.name == "difficulty"]
     assert stage.role == "policy" and stage.config["samples"] == 10  # upstream: 10 samples
 
 

@@ -388,6 +388,7 @@ def test_a_longvideo_reason_runs_clip_captions_are_a_caption_source(inputs, tmp_
     """The clips a LongVideo-Reason run captioned (here its ingest and segment stages with
     imported captions, run for real) feed the caption branch; the videos are the ones it read."""
     from vdata.builders import longvideo_reason as lvr
+    from vdata.recipe import Prepared
     from vdata.runner import run_pipeline
     from vdata.segment import discover_videos
 
@@ -400,11 +401,10 @@ def test_a_longvideo_reason_runs_clip_captions_are_a_caption_source(inputs, tmp_
             for s, e, text in SEGMENTS
         )
     )
-    clips = lvr.load_captions(captions, {v: {"duration_s": 8.0} for v in videos})
     config = lvr.LongVideoReasonConfig(videos=videos, out=str(tmp_path / "lvr"), captions=str(captions))
-    run_pipeline(
-        tmp_path / "lvr", lvr.RECIPE, discover_videos(videos), lvr.stages(config, clips, 1)[:2], quiet=True
-    )
+    found = discover_videos(videos)
+    first_two = lvr.stages(Prepared(config, found, None, 1))[:2]
+    run_pipeline(tmp_path / "lvr", lvr.RECIPE.id, found, first_two, quiet=True)
     source = Source.parse(f"lvr={tmp_path / 'lvr'}")
     assert source.kind == "caption"
     result, _ = run(inputs, tmp_path / "out", Script(), sources=[source])
@@ -417,7 +417,7 @@ def test_a_longvideo_reason_runs_clip_captions_are_a_caption_source(inputs, tmp_
 def test_a_source_with_lines_that_cannot_be_read_is_an_error_naming_them(inputs, tmp_path):
     """Nothing is built from a source that would lose rows unseen: a captions line that is not
     a caption, a QA file with a line that is not JSON."""
-    from vdata.builders.longvideo_reason import CaptionsError
+    from vdata.captions import CaptionsError
 
     captions = tmp_path / "captions.jsonl"
     good = {"video": "v0.mp4", "start_s": 0.0, "end_s": 2.0, "caption": "a ball"}

@@ -771,3 +771,23 @@ def media_root_of(path: str | Path) -> Path:
     dataset/, or the folder of a data file."""
     path = Path(path)
     return RunStore(path).media_root() if path.is_dir() else path.parent
+
+
+def source_rows(source: str | Path) -> tuple[list[dict[str, Any]], str]:
+    """Every row of the source as a record dict with `source_ref` (how reports name it); a line
+    that could not be read is a row the load stage rejects `unreadable`. Also how it was read."""
+    from vdata.record import schema_mismatch
+
+    loaded = load_rows(source)
+    rows = []
+    for row, ref, split in zip(loaded.rows, loaded.refs, loaded.splits, strict=True):
+        field = schema_mismatch(row) if isinstance(row, dict) else None
+        if not isinstance(row, dict):
+            rows.append({"unreadable": "the row is not an object of fields", "source_ref": ref})
+        elif field is not None:
+            why = f"field {field!r} holds a {type(row[field]).__name__}, which a question row cannot hold"
+            rows.append({"unreadable": why, "source_ref": ref})
+        else:
+            rows.append({**row, "split": row.get("split") or split, "source_ref": ref})
+    rows += [{"unreadable": why, "source_ref": where} for where, why in loaded.unreadable]
+    return rows, loaded.read_as

@@ -724,3 +724,12 @@ def conform_table(table: pa.Table) -> pa.Table:
         for f in SCHEMA
     ]
     return pa.Table.from_arrays(columns, schema=SCHEMA)
+
+
+def row_meta(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row's meta_json as a dict (unreadable: empty; not an object: under `source_meta`)."""
+    try:
+        meta = json.loads(row.get("meta_json") or "{}")
+    except ValueError:
+        meta = {}
+    return meta if isinstance(meta, dict) else {"source_meta": meta}

@@ -181,3 +181,8 @@ def _lengths(values: list[float]) -> dict[str, float]:
         "mean": round(statistics.fmean(values), 2),
         "max": round(max(values), 2),
     }
+
+
+def counts(values: Mapping[Any, Any]) -> str:
+    """{'A': 3, 'B': 1} -> 'A: 3, B: 1', as cards and summaries show tallies."""
+    return ", ".join(f"{k}: {v}" for k, v in values.items())

@@ -199,11 +199,13 @@ def run_pipeline(
     command: str = "",
     engine: Any = None,
     force: bool = False,
+    paper: str = "",
 ) -> RunResult:
     """Runs `stages` over `inputs` in `out`, resuming whatever an earlier run finished. With
-    `dataset_splits`, the final rows become the run's dataset (OUT/dataset, those splits
-    always there). `command` is the command line that started the run, for run.json. `out`
-    is new, empty or a run (`force`: a folder of other files, which stay untouched)."""
+        `dataset_splits`, the final rows become the run's dataset (OUT/dataset, those splits
+        always there). `command` is the command line that started the run, for run.json. `out`
+        is new, empty or a run (`force`: a folder of other files, which stay untouched). `paper`: what
+    the run implements, for run.json and the card of a run that no installed recipe made."""
     store = RunStore(out)
     _check_stage_names(stages)
     run = _Run(
@@ -216,7 +218,7 @@ def run_pipeline(
         engine or default_engine(),
     )
     with store.lock(force=force):
-        result = _run_locked(run, recipe, inputs, stages, dict(config or {}), command)
+        result = _run_locked(run, recipe, inputs, stages, dict(config or {}), command, paper)
         if dataset_splits is not None:
             store.write_dataset(result.final_table(), dataset_splits)
     return result
@@ -229,9 +231,10 @@ def _run_locked(
     stages: Sequence[Stage],
     config: dict[str, Any],
     command: str,
+    paper: str = "",
 ) -> RunResult:
     store = run.store
-    record = _open_run(store, recipe, config, run.seed, command)
+    record = _open_run(store, recipe, config, run.seed, command, paper)
     run.invocation = record["invocations"]
     store.remove_stale_temp_files()
     chain = _fingerprints(inputs, stages, run.seed, run.resources)
@@ -317,7 +320,7 @@ def _check_stage_names(stages: Sequence[Stage]) -> None:
 
 
 def _open_run(
-    store: RunStore, recipe: str, config: dict[str, Any], seed: int, command: str
+    store: RunStore, recipe: str, config: dict[str, Any], seed: int, command: str, paper: str = ""
 ) -> dict[str, Any]:
     run = store.read_run()
     if run is not None and run.get("recipe") != recipe:
@@ -338,6 +341,8 @@ def _open_run(
     run["invocations"] = run.get("invocations", 0) + 1
     if command:
         run["command"] = command
+    if paper:
+        run["paper"] = paper
     run.setdefault("timings", {})
     store.write_run(run)
     return run

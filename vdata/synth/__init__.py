@@ -126,6 +126,7 @@ def synthesize(
             shard_rows=max(4, workers * 2),
             quiet=quiet,
             command=command,
+            paper="CLEVRER-style rendered scenes with known events",
         )
         videos = result.final_table()
         write_set_tables(out, videos.to_pylist() if videos is not None else [], config.seed)
