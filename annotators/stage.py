@@ -96,7 +96,7 @@ class AnnotationStage(ShardStage):
 
     def identity(self, resources: Mapping[str, Any]) -> dict[str, Any]:
         pool = resources.get("models")
-        return {"model": pool.model_name(self.role)} if pool is not None else {}
+        return {"role": self.role, "model": pool.model_name(self.role)} if pool is not None else {}
 
 
 def _keep_text(row: dict[str, Any], text: Any) -> dict[str, Any]:

@@ -3,10 +3,16 @@ built in or a plugin's: `from vdata.builders import build; build(RECIPE, config,
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from vdata.recipe import Inputs, Prepared, Recipe
+from vdata.runstore import RunStore
+from vdata.stages import DatasetStage, StageContext, StageOutput
 
 
 def build(
@@ -49,7 +55,10 @@ def build(
         ) as models,
     ):
         workers = getattr(config, "workers", 0) or os.cpu_count() or 1
-        stages = recipe.stages(Prepared(config, inputs.rows, models, workers))
+        stages = [
+            *recipe.stages(Prepared(config, inputs.rows, models, workers)),
+            provenance_stage(recipe, config),
+        ]
         return run_pipeline(
             config.out,
             recipe.id,
@@ -64,3 +73,82 @@ def build(
             command=command,
             engine=engine,
         )
+
+
+# ---------------------------------------------------------------- provenance
+
+
+def provenance_stage(recipe: Recipe, config: Any) -> DatasetStage:
+    """The last stage of every recipe: each row's `provenance` says where its fields came from."""
+    fields = dict(recipe.provenance(config) if callable(recipe.provenance) else recipe.provenance)
+    return DatasetStage(
+        "provenance",
+        functools.partial(fill_provenance, fields=fields, recipe_id=recipe.id),
+        config={"fields": fields},
+    )
+
+
+def fill_provenance(
+    rows: list[dict[str, Any]], ctx: StageContext, *, fields: Mapping[str, str], recipe_id: str
+) -> StageOutput:
+    """Each row's provenance: for a field a model wrote (`fields` names its stage), the role, the
+    model, the prompt's name and the sha256 of its text (of its code where the prompt is code) and
+    the sampling with its seed, as the stage's manifest recorded them; for a field taken from the
+    input or a simulation's truth, that source. `models` and `prompts` list what was used;
+    `params_json` holds the per-field map; `created` is the run's start. A row that came with a
+    provenance of its own (a source dataset's) keeps it under `params_json.source_provenance`."""
+    store = RunStore(ctx.run_dir)
+    manifests = {m["stage"]: m for m in store.manifests()}
+    created = (store.read_run() or {}).get("created", "")
+    per_field: dict[str, Any] = {}
+    models: dict[tuple[str, str], dict[str, Any]] = {}
+    prompts: dict[str, dict[str, str]] = {}
+    for name, declared in fields.items():
+        entries = []
+        for origin in (declared,) if isinstance(declared, str) else declared:
+            entry = _origin(origin, manifests.get(origin))
+            entries.append(entry)
+            if entry.get("model"):
+                models[(entry["role"], entry["model"])] = {"role": entry["role"], "model": entry["model"]}
+            if entry.get("prompt_sha256"):
+                prompts[origin] = {"name": origin, "sha256": entry["prompt_sha256"]}
+        per_field[name] = entries[0] if isinstance(declared, str) else entries
+    out = StageOutput()
+    for row in rows:
+        params: dict[str, Any] = {"recipe": recipe_id, "seed": ctx.seed, "fields": per_field}
+        own = row.get("provenance") or {}
+        if own.get("models") or own.get("prompts") or own.get("created"):
+            params["source_provenance"] = own
+        out.rows.append(
+            {
+                **row,
+                "provenance": {
+                    "models": [{**m, "revision": None} for m in models.values()],
+                    "prompts": list(prompts.values()),
+                    "params_json": json.dumps(params, sort_keys=True, ensure_ascii=False),
+                    "created": created,
+                },
+            }
+        )
+    return out
+
+
+def _origin(origin: str, manifest: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Where a field came from: a source (said in words), or a stage with the role, model, prompt
+    hash (of its text, or of its code where the prompt is code) and sampling its manifest holds."""
+    if origin.startswith("source:"):
+        return {"source": origin.removeprefix("source:").strip()}
+    if manifest is None:  # an optional stage this run did not have: said, not guessed
+        return {"stage": origin, "ran": False}
+    config = manifest.get("config") or {}
+    text = config.get("prompt")
+    hashed = text if isinstance(text, str) else json.dumps(manifest.get("code") or {}, sort_keys=True)
+    return {
+        "stage": origin,
+        "role": config.get("role", ""),
+        "model": config.get("model", ""),
+        "prompt": origin,
+        "prompt_sha256": hashlib.sha256(hashed.encode()).hexdigest(),
+        "prompt_is": "text" if isinstance(text, str) else "code",
+        "sampling": config.get("sampling") or {},
+    }

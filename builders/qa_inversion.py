@@ -664,9 +664,12 @@ RECIPE = Recipe(
         "checks that from text, without the video, so an ambiguous original can still give a wrong label.",
     ),
     provenance={
-        "problem": "source: the source row's question; inverted rows negated by rule or by the negate stage",
+        "problem": (
+            "source: the source row's question; inverted rows negated by the rule in meta_json.negation",
+            "negate",  # where meta_json.negation is 'model'
+        ),
         "options": "source: the source row's options",
-        "solution": "source: the source row's answer; inverted rows' answer sets checked by the verify stage",
+        "solution": ("source: the source row's answer; an inverted row's is every other option", "verify"),
         "video": "source: the source row",
     },
     errors=(DatasetReadError,),

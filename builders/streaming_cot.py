@@ -911,11 +911,13 @@ RECIPE = Recipe(
         "Questions and reasoning are written by models from captions; checks reject malformed rows, "
         "but a kept row can still be wrong.",
     ),
-    provenance={
+    provenance=lambda config: {
         "problem": "write",
         "solution": "write",
         "stream": "write",
-        "evidence": "extract",
+        "evidence": "source: the vdata synth world's recorded events (--annotator synth-truth)"
+        if config.annotator_from_truth
+        else "extract",
         "video": "source: the input video (probed)",
     },
     errors=(CaptionsError,),

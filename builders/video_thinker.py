@@ -760,9 +760,9 @@ RECIPE = Recipe(
         "but a kept row can still be wrong.",
     ),
     provenance={
-        "problem": "source: the QA source's question; caption sources' questions by the ask stage",
-        "options": "source: the QA source's options; caption sources' by the ask stage",
-        "solution": "source: the QA source's answer; caption sources' by the ask stage",
+        "problem": ("source: a QA source's question (meta_json.branch 'qa')", "ask"),
+        "options": ("source: a QA source's options (meta_json.branch 'qa')", "ask"),
+        "solution": ("source: a QA source's answer (meta_json.branch 'qa')", "ask"),
         "process": "trace",
         "evidence": "trace",
         "video": "source: the source's video (probed, or its annotation)",

@@ -292,6 +292,7 @@ def audit_scan(
                 )
             )
 
+    findings += _empty_provenance(frame, n) if scanned.shape == "vdata" else []  # others have no such field
     findings += _duplicate_source_ids(frame, n)
     findings += _duplicates(frame, options, n, notes)
     findings += _eval_overlap(frame, evals, options, default_root, n, notes)
@@ -362,6 +363,23 @@ def _letters_not_counted(frame: pl.DataFrame, stats: list[Any]) -> list[str]:
     return [
         f"answer letters: {left:,} of {single.height:,} single-answer choice rows not counted "
         f"({no_letter:,} without a one-letter answer, {left - no_letter:,} with fewer than 2 options)"
+    ]
+
+
+def _empty_provenance(frame: pl.DataFrame, n: int) -> list[Finding]:
+    """vdata rows whose provenance says nothing: no model, no prompt, no time."""
+    empty = frame.filter(pl.col("provenance") == "empty")
+    if not empty.height:
+        return []
+    return [
+        Finding(
+            "empty_provenance",
+            "warning",
+            f"{empty.height:,} rows have an empty provenance: nothing says which model, prompt or source "
+            "made their fields (vdata build fills it; rebuild, or say so where you publish them)",
+            empty.height,
+            _examples(empty, n, "provenance is empty"),
+        )
     ]
 
 

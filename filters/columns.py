@@ -30,8 +30,9 @@ def rows_frame(
     source_ids: Sequence[str | None] | None = None,
 ) -> pl.DataFrame:
     """One row per input row, in input order: idx, ref, source_id, split, problem, problem_type,
-    options, solution, answer, path, video_sha, segment, process, category, n_options and
-    video_key (the video's hash or path, and the segment asked about; null without a path).
+    options, solution, answer, path, video_sha, segment, process, category, meta_json,
+    provenance ('given', 'empty', null without the field), n_options and video_key (the video's
+    hash or path, and the segment asked about; null without a path).
     `refs` name the rows in reports (the release's id and position), else their id or position."""
     splits = splits or [""] * len(rows)
 
@@ -55,6 +56,15 @@ def rows_frame(
             return None
         return f"{value.get('start_s')}-{value.get('end_s')}"
 
+    def provenance(row: Any) -> str | None:
+        """'empty' for a provenance that says nothing, 'given' for one that says something, null
+        for a row that has no provenance field (another release's layout)."""
+        value = row.get("provenance") if isinstance(row, Mapping) else None
+        if not isinstance(value, Mapping):
+            return None
+        said = value.get("models") or value.get("prompts") or value.get("created")
+        return "given" if said else "empty"
+
     columns = {
         "ref": list(refs) if refs is not None else [row_ref(r, f"#{i}") for i, r in enumerate(rows, offset)],
         "source_id": list(source_ids) if source_ids is not None else [None] * len(rows),
@@ -69,6 +79,7 @@ def rows_frame(
         "process": [text(r, "process") for r in rows],
         "category": [text(r, "category") or "" for r in rows],
         "meta_json": [text(r, "meta_json") or "" for r in rows],
+        "provenance": [provenance(r) for r in rows],
     }
     arrays = {
         name: pa.array(values, type=pa.list_(pa.string()) if name == "options" else pa.string())

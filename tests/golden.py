@@ -38,6 +38,7 @@ def canonical_rows(dataset_dir: Path) -> list[str]:
 def check_golden(dataset_dir: Path, name: str) -> None:
     rows = canonical_rows(dataset_dir)
     assert rows, f"{name}: the golden run kept no rows"
+    check_provenance(dataset_dir, name)
     digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()
     stored = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
     if os.environ.get("VDATA_WRITE_GOLDEN"):
@@ -48,3 +49,45 @@ def check_golden(dataset_dir: Path, name: str) -> None:
     assert stored[name] == {"rows": len(rows), "sha256": digest}, (
         f"{name}: the recipe's rows changed ({len(rows)} rows now); first row: {rows[0][:400]}"
     )
+
+
+def check_provenance(dataset_dir: Path, name: str) -> None:
+    """Every row says where each of the recipe's fields came from: a model-written field names its
+    stage, role, model and prompt hash; any other field its source; and when the run began."""
+    from vdata.recipe import load_recipe
+
+    recipe = load_recipe(name)
+    declared = recipe.provenance
+    if callable(declared):
+        run = json.loads((Path(dataset_dir).parent / "run.json").read_text())["config"]
+        declared = declared(
+            recipe.config.model_validate({k: v for k, v in run.items() if k in recipe.config.model_fields})
+        )
+    assert declared, f"{name} declares no field provenance"
+    rows = [
+        row
+        for path in sorted((Path(dataset_dir) / "data").glob("*.parquet"))
+        for row in pq.read_table(path).to_pylist()
+    ]
+    for row in rows:
+        provenance = row["provenance"]
+        assert provenance["created"], row["id"]
+        per_field = json.loads(provenance["params_json"])["fields"]
+        assert set(per_field) == set(declared), (name, sorted(per_field))
+        for field, origins in per_field.items():
+            origins = origins if isinstance(origins, list) else [origins]
+            assert any("source" in o or o.get("ran", True) for o in origins), (name, field, origins)
+            for origin in origins:
+                if "source" in origin:
+                    assert origin["source"], (name, field)
+                elif origin.get("ran", True):
+                    assert origin["role"] and origin["model"] and len(origin["prompt_sha256"]) == 64, (
+                        name,
+                        field,
+                    )
+                    assert {"name": origin["prompt"], "sha256": origin["prompt_sha256"]} in provenance[
+                        "prompts"
+                    ]
+                    assert {"role": origin["role"], "model": origin["model"], "revision": None} in provenance[
+                        "models"
+                    ]

@@ -199,6 +199,33 @@ def test_longvideo_reason_rows_map_and_pass(tmp_path):
     assert audit(path).errors == 0
 
 
+def test_rows_whose_provenance_says_nothing_are_reported(tmp_path):
+    """vdata rows with an empty provenance are a warning; rows that say where they came from, and
+    rows of a layout without the field (Video-R1's), are not."""
+    from vdata.record import Record
+
+    def row(i: int, provenance: dict) -> dict:
+        record = Record(
+            recipe="hand@1",
+            path=f"videos/v{i}.mp4",
+            problem=f"What moves first in clip {i}?",
+            problem_type="multiple choice",
+            options=["A. red", "B. blue", "C. green", "D. grey"],
+            solution=f"<answer>{'ABCD'[i % 4]}</answer>",
+            provenance=provenance,
+        )
+        return record.to_row()
+
+    said = {"models": [{"role": "reasoner", "model": "m"}], "created": "2026-12-07T00:00:00Z"}
+    rows = [row(i, said if i % 3 else {}) for i in range(12)]
+    report = audit(write(tmp_path / "rows.jsonl", rows))
+    assert finding(report, "empty_provenance").count == 4
+    assert "empty_provenance" not in codes(
+        audit(write(tmp_path / "all.jsonl", [row(i, said) for i in range(12)]))
+    )
+    assert "empty_provenance" not in codes(audit(write(tmp_path / "r1.json", video_r1_rows(12))))
+
+
 def test_missing_media(tmp_path):
     (tmp_path / "videos").mkdir()
     for i in range(4):

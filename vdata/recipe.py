@@ -97,7 +97,10 @@ class Recipe:
     card: Callable[[list[dict[str, Any]], Mapping[str, Any]], list[str]] | None = None
     summary_lines: Callable[[list[dict[str, Any]], Mapping[str, Any], Any], list[str]] | None = None
     limitations: tuple[str, ...] = ()
-    provenance: Mapping[str, str] = field(default_factory=dict)  # record field -> stage, or "source: ..."
+    # record field -> the stage that wrote it, or "source: where it was taken from", or a tuple of
+    # those where rows differ (meta_json says which applies to a row); or a function of the config
+    # giving that map, where the config decides
+    provenance: Mapping[str, Any] | Callable[[Any], Mapping[str, Any]] = field(default_factory=dict)
     errors: tuple[type[BaseException], ...] = ()  # errors the user fixes (exit 2 with one line)
 
     @property
