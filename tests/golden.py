@@ -1,9 +1,10 @@
 """Golden datasets: a recipe's scripted-endpoint run must keep giving the same rows.
 
-`check_golden(dataset_dir, name)` reads the dataset's rows (every split, in order),
+`check_golden(dataset_dir, name, bodies)` reads the dataset's rows (every split, in order),
 writes each as canonical JSON with pytest's temporary root replaced by `<tmp>`, leaves out
 `provenance` (which names the run's start time), and compares the digest with the one stored
-in tests/golden.json. `VDATA_WRITE_GOLDEN=1 python -m pytest ...` stores the digests anew; do
+in tests/golden.json; and the same for the messages of every request the run sent (`bodies`,
+a FaultProxy's with keep_bodies=True), so a prompt that changes by one character shows. `VDATA_WRITE_GOLDEN=1 python -m pytest ...` stores the digests anew; do
 that only for a change that is meant to change a recipe's rows, and say so in the commit.
 """
 
@@ -35,19 +36,36 @@ def canonical_rows(dataset_dir: Path) -> list[str]:
     return rows
 
 
-def check_golden(dataset_dir: Path, name: str) -> None:
+def canonical_requests(bodies: list[dict]) -> list[str]:
+    """The messages of every request a run sent (the client's schema probe left out), sorted: what
+    the prompts said, whatever order the requests went in."""
+    sent = [json.dumps(b.get("messages"), sort_keys=True, ensure_ascii=False) for b in bodies]
+    return sorted(TMP_ROOT.sub("<tmp>", s).replace(REPO, "<repo>") for s in sent if "Say hello." not in s)
+
+
+def check_golden(dataset_dir: Path, name: str, bodies: list[dict]) -> None:
     rows = canonical_rows(dataset_dir)
     assert rows, f"{name}: the golden run kept no rows"
     check_provenance(dataset_dir, name)
-    digest = hashlib.sha256("\n".join(rows).encode()).hexdigest()
+    requests = canonical_requests(bodies)
+    assert requests, f"{name}: the golden run's server kept no requests (keep_bodies=True)"
+    found = {
+        "rows": len(rows),
+        "sha256": hashlib.sha256("\n".join(rows).encode()).hexdigest(),
+        "requests": len(requests),
+        "requests_sha256": hashlib.sha256("\n".join(requests).encode()).hexdigest(),
+    }
     stored = json.loads(GOLDEN.read_text()) if GOLDEN.exists() else {}
     if os.environ.get("VDATA_WRITE_GOLDEN"):
-        stored[name] = {"rows": len(rows), "sha256": digest}
+        stored[name] = found
         GOLDEN.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
         return
     assert name in stored, f"no golden digest for {name}: run with VDATA_WRITE_GOLDEN=1 once"
-    assert stored[name] == {"rows": len(rows), "sha256": digest}, (
-        f"{name}: the recipe's rows changed ({len(rows)} rows now); first row: {rows[0][:400]}"
+    assert stored[name]["requests_sha256"] == found["requests_sha256"], (
+        f"{name}: the requests changed ({len(requests)} now); first: {requests[0][:400]}"
+    )
+    assert stored[name] == found, (
+        f"{name}: the recipe's rows changed ({len(rows)} rows now); first: {rows[0][:400]}"
     )
 
 

@@ -359,7 +359,7 @@ def test_the_recipe_s_rows_stay_the_same_from_the_command_line(tmp_path):
     examples with a scripted reasoner and rewriter; the rows must equal the stored digest."""
     from golden import check_golden
 
-    with FaultProxy(None, latency_s=0.0, reply_fn=scripted_reasoner) as server:
+    with FaultProxy(None, latency_s=0.0, reply_fn=scripted_reasoner, keep_bodies=True) as server:
         out = tmp_path / "run"
         result = vdata(
             "build", "longvideo-reason", "--videos", str(EXAMPLES / "videos"), "--captions",
@@ -368,4 +368,4 @@ def test_the_recipe_s_rows_stay_the_same_from_the_command_line(tmp_path):
             "--seed", "3", "--out", str(out), "--quiet",
         )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    check_golden(out / "dataset", "longvideo-reason")
+    check_golden(out / "dataset", "longvideo-reason", server.bodies)

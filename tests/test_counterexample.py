@@ -209,7 +209,7 @@ def test_the_prior_keeps_only_pairs_it_gets_half_right(tmp_path):
     assert reasons <= {"prior_matches_violation", "prior_elsewhere"}
     from golden import check_golden
 
-    check_golden(out / "dataset", "counterexample")
+    check_golden(out / "dataset", "counterexample", writer.bodies)
 
 
 @pytest.mark.slow

@@ -183,11 +183,11 @@ def rejects(result) -> dict[str, tuple[str, str]]:
 
 @pytest.mark.slow
 def test_the_recipe_inverts_only_rows_whose_negation_is_checked(tmp_path):
-    with FaultProxy(None, latency_s=0.0, reply_fn=scripted) as server:
+    with FaultProxy(None, latency_s=0.0, reply_fn=scripted, keep_bodies=True) as server:
         result = run(tmp_path, server)
     from golden import check_golden
 
-    check_golden(tmp_path / "out" / "dataset", "qa-inversion")
+    check_golden(tmp_path / "out" / "dataset", "qa-inversion", server.bodies)
     rows = kept_rows(result)
     metas = {key: json.loads(row["meta_json"]) for key, row in rows.items()}
     how = {key: meta.get("negation") or meta["single_answer"] for key, meta in metas.items()}

@@ -136,8 +136,8 @@ def oracle_run(synth, tmp_path_factory) -> tuple[Path, FaultProxy]:
 def test_the_oracle_run_s_rows_stay_the_same(oracle_run):
     from golden import check_golden
 
-    out, _ = oracle_run
-    check_golden(out / "dataset", "streaming-cot")
+    out, proxy = oracle_run
+    check_golden(out / "dataset", "streaming-cot", proxy.bodies)
 
 
 def test_chains_are_long_enough_in_time_order_and_overlap_under_the_bound(synth):

@@ -148,7 +148,7 @@ def test_a_trace_that_passes_hindsight_at_the_third_attempt_is_kept_after_exactl
     result, server = run(inputs, tmp_path / "out", Script(clue_from=2))
     from golden import check_golden
 
-    check_golden(tmp_path / "out" / "dataset", "video-thinker")
+    check_golden(tmp_path / "out" / "dataset", "video-thinker", server.bodies)
     rows = load_rows(result.out / "dataset").rows
     assert len(rows) == 6  # 3 caption-branch videos + 3 questions
     assert all(json.loads(r["meta_json"])["attempts"] == 3 for r in rows)
