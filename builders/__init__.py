@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from vdata.prompts import Prompts
 from vdata.recipe import Inputs, Prepared, Recipe
 from vdata.runstore import RunStore
 from vdata.stages import DatasetStage, StageContext, StageOutput
@@ -64,7 +65,12 @@ def build(
             recipe.id,
             inputs.rows,
             stages,
-            config={**config.model_dump(), "models": models.described, **inputs.recorded},
+            config={
+                **config.model_dump(),
+                "models": models.described,
+                **inputs.recorded,
+                **_prompts_of(config),
+            },
             seed=getattr(config, "seed", 0),
             shard_rows=recipe.shard_rows,
             quiet=quiet,
@@ -141,14 +147,24 @@ def _origin(origin: str, manifest: Mapping[str, Any] | None) -> dict[str, Any]:
     if manifest is None:  # an optional stage this run did not have: said, not guessed
         return {"stage": origin, "ran": False}
     config = manifest.get("config") or {}
-    text = config.get("prompt")
-    hashed = text if isinstance(text, str) else json.dumps(manifest.get("code") or {}, sort_keys=True)
+    text = config.get("prompt")  # a stage that sends settable prompts records their text
+    if text is not None:
+        hashed = text if isinstance(text, str) else json.dumps(text, sort_keys=True, ensure_ascii=False)
+    else:
+        hashed = json.dumps(manifest.get("code") or {}, sort_keys=True)
     return {
         "stage": origin,
         "role": config.get("role", ""),
         "model": config.get("model", ""),
         "prompt": origin,
         "prompt_sha256": hashlib.sha256(hashed.encode()).hexdigest(),
-        "prompt_is": "text" if isinstance(text, str) else "code",
+        "prompt_is": "code" if text is None else "text",
         "sampling": config.get("sampling") or {},
     }
+
+
+def _prompts_of(config: Any) -> dict[str, Any]:
+    """For run.json and the card: which of the recipe's prompts differ from vdata's (name: sha256
+    prefix); the texts themselves are in the config's `prompts`."""
+    prompts = getattr(config, "prompts", None)
+    return {"prompts_overridden": prompts.overridden()} if isinstance(prompts, Prompts) else {}

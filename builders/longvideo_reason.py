@@ -41,6 +41,7 @@ from vdata.filters.dedup import dedup_rows
 from vdata.filters.letters import balance_letters
 from vdata.filters.models import Sampling, difficulty_stage
 from vdata.filters.splits import split_by_video
+from vdata.prompts import Prompts, fill
 from vdata.recipe import Prepared, Recipe, Role
 from vdata.record import Record, answer_tag, solution_answer, validate
 from vdata.segment import discover_videos
@@ -55,6 +56,33 @@ CATEGORIES = {
     "plot": ("Plot & Narrative", "about how the story of the video develops"),
 }
 CAPTION_PROMPT = "Elaborate on the visual and narrative elements of the video in detail."
+
+
+class LongVideoReasonPrompts(Prompts):
+    """What the recipe asks its models; each a template (vdata.prompts) with today's text as default."""
+
+    caption: str = Field(CAPTION_PROMPT, description="The captioner's instruction, after each clip's frames.")
+    generate_system: str = Field(
+        "You write challenging multiple-choice questions about videos.", description="The reasoner's system."
+    )
+    generate: str = Field(
+        "Here is what happens in a video, part by part:\n{captions}\n\n"
+        "Write one challenging {category} question{variant}, {about}. It must need several "
+        "reasoning steps across different moments and must not be answerable without careful "
+        "analysis of the video. Do not mention captions or descriptions: ask about the video. "
+        "Give exactly four options, exactly one correct, the letter of the correct one, and "
+        "the reasons for the answer, each with the number [n] of the part it comes from.",
+        description="The reasoner's request: {captions} numbered by part, {category} and {about} its "
+        "category's name and scope, {variant} a note when a video gets a second question of a category.",
+    )
+    rewrite: str = Field(
+        "Question: {question}\n{options}\nCorrect answer: {answer}\nNotes on why:\n{notes}\n\n"
+        "Rewrite the notes as the natural thinking of someone who watched the video and works "
+        "out the answer: a few sentences in the first person ('checking the video...'). Never "
+        "mention captions, descriptions, notes, steps, option letters, or times as numbers.",
+        description="The rewriter's request: {question}, {options} one per line, {answer} the letter, "
+        "{notes} the reasons, one per line.",
+    )
 
 
 class LongVideoReasonConfig(Settings):
@@ -84,6 +112,10 @@ class LongVideoReasonConfig(Settings):
         False, description="Drop questions the policy always or never answers (on when --policy is given)."
     )
     difficulty_samples: int = Field(10, ge=1, description="Answers per question for the difficulty filter.")
+    prompts: LongVideoReasonPrompts = Field(
+        default_factory=LongVideoReasonPrompts,
+        description="The prompts, each a text or a .txt file (YAML: prompts: {generate: my.txt}).",
+    )
 
     def inputs(self) -> list[tuple[str, Any]]:
         return [*(("--videos", v) for v in self.videos), ("--captions", self.captions)]
@@ -156,11 +188,11 @@ def video_path(row: dict[str, Any]) -> str:
     return f"videos/{source.stem}-{row['sha256'][:8]}{source.suffix.lower()}"
 
 
-def caption_prompt(frames: int, max_pixels: int):
+def caption_prompt(frames: int, max_pixels: int, text: str = CAPTION_PROMPT):
     def prompt(row: dict[str, Any]) -> list[dict[str, Any]]:
         start, end = row["start_s"], row["end_s"]
         clip = video_segment(row["video"], start, end, max_frames=frames, max_pixels=max_pixels)
-        return [{"role": "user", "content": [clip, {"type": "text", "text": CAPTION_PROMPT}]}]
+        return [{"role": "user", "content": [clip, {"type": "text", "text": text}]}]
 
     return prompt
 
@@ -197,23 +229,16 @@ def group_by_video(
     return out
 
 
-def generation_prompt(row: dict[str, Any]) -> list[dict[str, Any]]:
+_DEFAULTS = LongVideoReasonPrompts()
+
+
+def generation_prompt(
+    row: dict[str, Any], system: str = _DEFAULTS.generate_system, template: str = _DEFAULTS.generate
+) -> list[dict[str, Any]]:
     name, about = CATEGORIES[row["category"]]
     variant = f" (a different one from before, number {row['attempt'] + 1})" if row["attempt"] else ""
-    return [
-        {"role": "system", "content": "You write challenging multiple-choice questions about videos."},
-        {
-            "role": "user",
-            "content": (
-                f"Here is what happens in a video, part by part:\n{row['captions']}\n\n"
-                f"Write one challenging {name} question{variant}, {about}. It must need several "
-                "reasoning steps across different moments and must not be answerable without careful "
-                "analysis of the video. Do not mention captions or descriptions: ask about the video. "
-                "Give exactly four options, exactly one correct, the letter of the correct one, and "
-                "the reasons for the answer, each with the number [n] of the part it comes from."
-            ),
-        },
-    ]
+    text = fill(template, captions=row["captions"], category=name, variant=variant, about=about)
+    return [{"role": "system", "content": system}, {"role": "user", "content": text}]
 
 
 _LETTER_PREFIX = re.compile(r"^\s*\(?[A-Da-d][.):]\s+")
@@ -278,21 +303,15 @@ def check_question(row: dict[str, Any], ctx: StageContext) -> dict[str, Any] | R
     return row
 
 
-def rewrite_prompt(row: dict[str, Any]) -> list[dict[str, Any]]:
-    notes = "\n".join(f"- {e['text']}" for e in row["evidence"])
-    options = "\n".join(row["options"])
-    return [
-        {
-            "role": "user",
-            "content": (
-                f"Question: {row['problem']}\n{options}\nCorrect answer: {solution_answer(row['solution'])}\n"
-                f"Notes on why:\n{notes}\n\n"
-                "Rewrite the notes as the natural thinking of someone who watched the video and works "
-                "out the answer: a few sentences in the first person ('checking the video...'). Never "
-                "mention captions, descriptions, notes, steps, option letters, or times as numbers."
-            ),
-        }
-    ]
+def rewrite_prompt(row: dict[str, Any], template: str = _DEFAULTS.rewrite) -> list[dict[str, Any]]:
+    text = fill(
+        template,
+        question=row["problem"],
+        options="\n".join(row["options"]),
+        answer=solution_answer(row["solution"]),
+        notes="\n".join(f"- {e['text']}" for e in row["evidence"]),
+    )
+    return [{"role": "user", "content": text}]
 
 
 # Captions, notes, steps and raw times must not show; nor option letters, which balancing moves.
@@ -341,13 +360,15 @@ def stages(run: Prepared) -> list[Any]:
             annotate_stage(
                 "caption",
                 role="captioner",
-                prompt=caption_prompt(config.caption_frames, config.caption_max_pixels),
+                prompt=caption_prompt(
+                    config.caption_frames, config.caption_max_pixels, config.prompts.caption
+                ),
                 parse=keep_caption,
                 sampling={"temperature": 0.2, "max_tokens": 512},
                 config={
                     "frames": config.caption_frames,
                     "max_pixels": config.caption_max_pixels,
-                    "prompt": CAPTION_PROMPT,
+                    "prompt": config.prompts.caption,
                 },
             ),
         ]
@@ -363,7 +384,9 @@ def stages(run: Prepared) -> list[Any]:
         annotate_stage(
             "generate",
             role="reasoner",
-            prompt=generation_prompt,
+            prompt=functools.partial(
+                generation_prompt, system=config.prompts.generate_system, template=config.prompts.generate
+            ),
             parse=question_record,
             response=generation_schema,
             sampling={
@@ -371,6 +394,7 @@ def stages(run: Prepared) -> list[Any]:
                 "max_tokens": config.max_tokens,
                 "seed": config.seed,
             },
+            config={"prompt": {"system": config.prompts.generate_system, "user": config.prompts.generate}},
         ),
         MapStage("check", check_question),
         # a model that repeats itself asks the same question twice: keep the first
@@ -383,10 +407,11 @@ def stages(run: Prepared) -> list[Any]:
         annotate_stage(
             "rewrite",
             role="rewriter",
-            prompt=rewrite_prompt,
+            prompt=functools.partial(rewrite_prompt, template=config.prompts.rewrite),
             parse=keep_reasoning,
             response=Reasoning,
             sampling={"temperature": 0.3, "max_tokens": 400, "seed": config.seed},
+            config={"prompt": config.prompts.rewrite},
         ),
         DatasetStage(
             "split",

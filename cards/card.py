@@ -161,7 +161,24 @@ def _body(
                         f"- `{stage}` ({model}): {counters.get('requests', 0)} requests, {prompt:,} prompt + "
                         f"{completion:,} completion tokens, {counters.get('cache_hits', 0)} cache hits{cost}"
                     )
-        config = {k: v for k, v in (run.get("config") or {}).items() if k != "models"}
+        config = {
+            k: v
+            for k, v in (run.get("config") or {}).items()
+            if k not in ("models", "prompts", "prompts_overridden")
+        }
+        if "prompts_overridden" in (run.get("config") or {}):
+            overridden = run["config"]["prompts_overridden"]
+            lines += [
+                "",
+                "Prompts: "
+                + (
+                    "overridden: "
+                    + ", ".join(f"`{name}` (sha256 {digest})" for name, digest in overridden.items())
+                    + "; the others are vdata's. The texts are in run.json's config."
+                    if overridden
+                    else "vdata's own (none overridden)."
+                ),
+            ]
         lines += [
             "",
             "The configuration:",

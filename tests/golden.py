@@ -4,8 +4,9 @@
 writes each as canonical JSON with pytest's temporary root replaced by `<tmp>`, leaves out
 `provenance` (which names the run's start time), and compares the digest with the one stored
 in tests/golden.json; and the same for the messages of every request the run sent (`bodies`,
-a FaultProxy's with keep_bodies=True), so a prompt that changes by one character shows. `VDATA_WRITE_GOLDEN=1 python -m pytest ...` stores the digests anew; do
-that only for a change that is meant to change a recipe's rows, and say so in the commit.
+a FaultProxy's with keep_bodies=True), so a prompt that changes by one character shows.
+`VDATA_WRITE_GOLDEN=1 python -m pytest ...` stores the digests anew; do that only for a change
+that is meant to change a recipe's rows or requests, and say so in the commit.
 """
 
 from __future__ import annotations

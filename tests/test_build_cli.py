@@ -9,6 +9,7 @@ give; the path through the real model is tests/test_longvideo_reason_live.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -337,8 +338,8 @@ def scripted_reasoner(request: dict) -> str:
     text = request["messages"][-1]["content"]
     if text == "Say hello.":
         return json.dumps({"answer": "yes"})
-    if text.startswith("Question: "):
-        question = text.split("\n", 1)[0].removeprefix("Question: ")
+    if "reasoning" in json.dumps(request.get("response_format")):  # the rewriter's
+        question = re.search(r"(?:Question: |answers )(.*?\?)", text).group(1)
         return json.dumps({"reasoning": f"Watching closely, {question.lower()} The clue is in the motion."})
     parts = len(re.findall(r"^\[\d+\]", text, re.M))
     kind = re.search(r"Write one challenging (.*?) question", text).group(1)
@@ -369,3 +370,38 @@ def test_the_recipe_s_rows_stay_the_same_from_the_command_line(tmp_path):
         )  # fmt: skip
     assert result.returncode == 0, result.stderr
     check_golden(out / "dataset", "longvideo-reason", server.bodies)
+
+
+@pytest.mark.slow
+def test_a_prompt_overridden_from_yaml_reruns_its_stage_and_the_card_names_it(tmp_path):
+    """prompts: {rewrite: FILE} in --config: the stages before rewrite are reused, rewrite and what
+    follows it run again, the rewriter's requests carry the new text, the card names the override;
+    a prompt that names a value it is not given is refused, naming it."""
+    folder = inputs(tmp_path / "in")
+    mine = "Explain why {answer} answers {question} from these notes:\n{notes}"
+    (tmp_path / "rewrite.txt").write_text(mine)
+    (tmp_path / "run.yaml").write_text(
+        yaml.safe_dump({"prompts": {"rewrite": str(tmp_path / "rewrite.txt")}})
+    )
+    with FaultProxy(None, latency_s=0.0, reply_fn=scripted_reasoner, keep_bodies=True) as server:
+        models_file = models(tmp_path, server.base_url)
+        out = tmp_path / "run"
+        first = build(folder, out, models_file)
+        assert first.returncode == 0, first.stderr
+        assert "Prompts: vdata's own" in (out / "dataset" / "README.md").read_text()
+        asked_before = len(server.bodies)
+        second = build(folder, out, models_file, "--config", str(tmp_path / "run.yaml"))
+        assert second.returncode == 0, second.stderr
+        new = server.bodies[asked_before:]
+    status = dict(re.findall(r"^\d+-(\w+): (\w+),", second.stderr, re.M))
+    before = list(status)[: list(status).index("rewrite")]
+    assert before and all(status[name] == "skipped" for name in before), status
+    assert all(status[name] == "ran" for name in list(status)[len(before) :]), status
+    rewrites = [b["messages"][-1]["content"] for b in new]
+    assert rewrites and all(r.startswith("Explain why ") and "Rewrite the notes" not in r for r in rewrites)
+    card = (out / "dataset" / "README.md").read_text()
+    digest = hashlib.sha256(mine.encode()).hexdigest()[:12]
+    assert f"overridden: `rewrite` (sha256 {digest})" in card
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"prompts": {"rewrite": "Why is {answr} right?"}}))
+    refused = build(folder, tmp_path / "bad", models_file, "--config", str(tmp_path / "bad.yaml"))
+    assert refused.returncode == 2 and "{answr}" in refused.stderr and "{answer}" in refused.stderr
