@@ -43,6 +43,7 @@ from pydantic import BaseModel, Field, create_model, model_validator
 from vdata.annotators.stage import annotate_stage
 from vdata.builders import build as build_recipe
 from vdata.formats import DatasetReadError
+from vdata.prompts import Prompts, fill
 from vdata.recipe import Prepared, Recipe, Role
 from vdata.record import answer_tag, rebased_path, record_id, row_meta, solution_answer, validate
 from vdata.report import counts
@@ -58,6 +59,21 @@ NOTHING = "nothing physically impossible happens"
 PHRASES = VIOLATION_PHRASES  # one phrase per kind, shared with vdata synth's questions
 SCENE_KINDS = ("reversed_gravity", "time_reversal")
 QUESTION_TYPES = ("state", "which", "what", "when")  # yes/no, choice, free-form, temporal
+
+
+class CounterexamplePrompts(Prompts):
+    """What the recipe asks its writer; a template (vdata.prompts) with today's text as default."""
+
+    prior: str = Field(
+        "{scene}\n\nYou have not seen the video, only this description. Answer as a viewer would "
+        "expect from everyday physics.\n\nQuestion: {question}\n{options}{how}",
+        description="The writer's request: the {scene} described without the violation, the {question}, "
+        "its {options} (one per line, each line ending in a newline; empty when it has none) and {how} "
+        "to answer (yes/no, a letter, a sentence).",
+    )
+
+
+_DEFAULTS = CounterexamplePrompts()
 
 
 class CounterexampleConfig(Settings):
@@ -104,6 +120,10 @@ class CounterexampleConfig(Settings):
     )
     seed: int = Field(0, description="Seed for the worlds, options, the split.")
     max_tokens: int = Field(120, description="The writer's reply length at most, in tokens.")
+    prompts: CounterexamplePrompts = Field(
+        default_factory=CounterexamplePrompts,
+        description="The prompts, each a text or a .txt file (YAML: prompts: {prior: my.txt}).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -470,7 +490,7 @@ def scene_words(truth: dict[str, Any], t: float) -> str:
     return " ".join(lines)
 
 
-def prior_prompt(row: dict[str, Any]) -> list[dict[str, Any]] | None:
+def prior_prompt(row: dict[str, Any], template: str = _DEFAULTS.prior) -> list[dict[str, Any]] | None:
     question = json.loads(row["record"])
     if row["unit"] != "question" or question["type"] == "when":
         return None
@@ -482,11 +502,12 @@ def prior_prompt(row: dict[str, Any]) -> list[dict[str, Any]] | None:
         "choice": "Answer with the option's letter.",
         "free-form": "Answer in one short sentence.",
     }[question["answers"]]
-    text = (
-        f"{scene}\n\nYou have not seen the video, only this description. Answer as a viewer would "
-        f"expect from everyday physics.\n\nQuestion: {question['problem']}\n"
-        + (f"{options}\n" if options else "")
-        + how
+    text = fill(
+        template,
+        scene=scene,
+        question=question["problem"],
+        options=f"{options}\n" if options else "",
+        how=how,
     )
     return [{"role": "user", "content": text}]
 
@@ -734,10 +755,11 @@ def stages(run: Prepared) -> list[Any]:
             annotate_stage(
                 "prior",
                 role="writer",
-                prompt=prior_prompt,
+                prompt=functools.partial(prior_prompt, template=config.prompts.prior),
                 parse=keep_prior,
                 response=prior_schema,
                 sampling=sampling,
+                config={"prompt": config.prompts.prior},
             )
         )
     steps += [

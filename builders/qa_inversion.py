@@ -45,6 +45,7 @@ from vdata.filters.columns import negations
 from vdata.filters.letters import balance_letters
 from vdata.filters.splits import split_by_video
 from vdata.formats import DatasetReadError, source_rows
+from vdata.prompts import Prompts, fill
 from vdata.recipe import Inputs, Prepared, Recipe, Role
 from vdata.record import answer_letters, rebased_path, record_id, row_meta, solution_of, validate
 from vdata.settings import Settings
@@ -53,6 +54,34 @@ from vdata.stages import DatasetStage, MapStage, Reject, StageContext, StageOutp
 RECIPE_ID = "qa-inversion@1"
 NOT_CHOSEN = "not_chosen"
 NOT_NEGATABLE = "not_negatable"
+
+
+class QAInversionPrompts(Prompts):
+    """What the recipe asks its models; each a template (vdata.prompts) with today's text as default."""
+
+    negate: str = Field(
+        "Negate this question about a video so that it asks what is NOT the case: add a "
+        "negation to its main verb (for example 'what did the boy do' becomes 'what didn't "
+        "the boy do') and keep every other word. If no negation of it makes sense, set "
+        "can_negate to false.\n\nQuestion: {question}",
+        description="The negator's request, for a question no rule negates: {question}.",
+    )
+    verify: str = Field(
+        "A multiple-choice question about a video was negated.\n"
+        "Original question: {question}\n"
+        "Its one correct answer: {answer} (every other option below is a wrong answer to it)\n"
+        "Negated question: {negated}\n"
+        "Options:\n{options}\n\n"
+        "Judge the options one by one: list in `correct` the letters of every option that is "
+        "a correct answer to the NEGATED question (comma-separated, e.g. A,C). Set "
+        "makes_sense to true only if the negated question is a sensible question that asks "
+        "for what is not the case.",
+        description="The verifier's request: {question} and its {answer}, the {negated} question, the "
+        "{options} one per line.",
+    )
+
+
+_DEFAULTS = QAInversionPrompts()
 
 
 class QAInversionConfig(Settings):
@@ -82,6 +111,10 @@ class QAInversionConfig(Settings):
         True, description="Ask the verifier about every inverted row (--verifier none: rules only, said)."
     )
     max_tokens: int = Field(200, description="The models' reply length at most, in tokens.")
+    prompts: QAInversionPrompts = Field(
+        default_factory=QAInversionPrompts,
+        description="The prompts, each a text or a .txt file (YAML: prompts: {verify: my.txt}).",
+    )
 
     def inputs(self) -> list[tuple[str, Any]]:
         return [("--from", self.source)]
@@ -282,20 +315,10 @@ class ModelNegation(BaseModel):
     question: str = Field(pattern=r'^[^\n"\\]{0,300}$')
 
 
-def negator_prompt(row: dict[str, Any]) -> list[dict[str, Any]] | None:
+def negator_prompt(row: dict[str, Any], template: str = _DEFAULTS.negate) -> list[dict[str, Any]] | None:
     if row["plan"] != "invert" or row["negated"]:
         return None
-    return [
-        {
-            "role": "user",
-            "content": (
-                "Negate this question about a video so that it asks what is NOT the case: add a "
-                "negation to its main verb (for example 'what did the boy do' becomes 'what didn't "
-                "the boy do') and keep every other word. If no negation of it makes sense, set "
-                f"can_negate to false.\n\nQuestion: {row['problem']}"
-            ),
-        }
-    ]
+    return [{"role": "user", "content": fill(template, question=row["problem"])}]
 
 
 def keep_model_negation(row: dict[str, Any], reply: ModelNegation) -> dict[str, Any]:
@@ -346,28 +369,18 @@ def verifier_schema(row: dict[str, Any]) -> type[InversionVerdict]:
     return verdict_schema(len(row["options"]))
 
 
-def verifier_prompt(row: dict[str, Any]) -> list[dict[str, Any]] | None:
+def verifier_prompt(row: dict[str, Any], template: str = _DEFAULTS.verify) -> list[dict[str, Any]] | None:
     if row["plan"] != "invert":
         return None
     original = answer_letters(row["solution"])[0]
-    answer = row["options"][ord(original) - 65][3:]
-    options = "\n".join(row["options"])
-    return [
-        {
-            "role": "user",
-            "content": (
-                "A multiple-choice question about a video was negated.\n"
-                f"Original question: {row['problem']}\n"
-                f"Its one correct answer: {answer} (every other option below is a wrong answer to it)\n"
-                f"Negated question: {row['negated']}\n"
-                f"Options:\n{options}\n\n"
-                "Judge the options one by one: list in `correct` the letters of every option that is "
-                "a correct answer to the NEGATED question (comma-separated, e.g. A,C). Set "
-                "makes_sense to true only if the negated question is a sensible question that asks "
-                "for what is not the case."
-            ),
-        }
-    ]
+    text = fill(
+        template,
+        question=row["problem"],
+        answer=row["options"][ord(original) - 65][3:],
+        negated=row["negated"],
+        options="\n".join(row["options"]),
+    )
+    return [{"role": "user", "content": text}]
 
 
 def keep_verified(row: dict[str, Any], verdict: InversionVerdict) -> dict[str, Any] | Reject:
@@ -513,10 +526,11 @@ def stages(run: Prepared) -> list[Any]:
             annotate_stage(
                 "negate",
                 role="negator",
-                prompt=negator_prompt,
+                prompt=functools.partial(negator_prompt, template=config.prompts.negate),
                 parse=keep_model_negation,
                 response=ModelNegation,
                 sampling=sampling,
+                config={"prompt": config.prompts.negate},
             )
         )
     steps.append(MapStage("invert", functools.partial(invert, verifier=config.verify_with_model)))
@@ -525,10 +539,11 @@ def stages(run: Prepared) -> list[Any]:
             annotate_stage(
                 "verify",
                 role="verifier",
-                prompt=verifier_prompt,
+                prompt=functools.partial(verifier_prompt, template=config.prompts.verify),
                 parse=keep_verified,
                 response=verifier_schema,
                 sampling=sampling,
+                config={"prompt": config.prompts.verify},
             )
         )
     steps += [

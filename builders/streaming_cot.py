@@ -53,6 +53,7 @@ from vdata.captions import CaptionsError, captions_of, imported_clips
 from vdata.clips import SplitConfig, probe_row, segment_row
 from vdata.filters.models import Sampling, blind_stage
 from vdata.filters.splits import split_by_video
+from vdata.prompts import Prompts, fill
 from vdata.recipe import Prepared, Recipe, Role
 from vdata.record import answer_tag, record_id, row_meta
 from vdata.report import counts
@@ -67,6 +68,46 @@ PRONOUNS = {"it", "he", "she", "they", "them", "him", "her", "this", "that", "so
 ON_SCREEN_TEXT = re.compile(r"\b(text|caption|title|subtitle|logo|watermark|shot \d+)\b", re.I)
 _ARTICLES = re.compile(r"^(the|a|an)\s+", re.I)
 _TIMESTAMP = re.compile(r"\b\d+(\.\d+)?\s?(s|sec|seconds)\b|\b\d{1,2}:\d{2}\b")
+
+
+class StreamingCoTPrompts(Prompts):
+    """What the recipe asks its models; each a template (vdata.prompts) with today's text as default."""
+
+    extract: str = Field(
+        "You are watching a video as a stream. The newest clip runs from {start}s to "
+        "{end}s. Entities seen so far: {known}.\n"
+        "List the events of the newest clip only, as subject, relation, object and a short description. "
+        "Use an entity's known name when it is the same thing; name new ones by what they look like. "
+        "Any physical relation counts (moves, hits, enters, leaves, passes behind, changes colour), not "
+        "only human actions. Never use pronouns (it, he, she, they) as a subject or object. "
+        "At most 6 events.",
+        description="The annotator's rules, after the window's clips (frames or captions): the newest clip's "
+        "{start} and {end} seconds, the entities {known} so far.",
+    )
+    question: str = Field(
+        "Events seen in a video, in time order:\n{events}\n\nWrite one question about the video that "
+        "can only be answered by combining at least two of these events (not by any one alone, and not "
+        "from general knowledge), its short answer, and the numbers of the events it needs. Do not put "
+        "times in the question.",
+        description="The writer's request for a chain's question: its {events}, numbered.",
+    )
+    thought: str = Field(
+        "You are thinking while you watch a video. Earlier: {earlier}.\nJust now: {now}.\n"
+        "Your last thought: {previous}\n"
+        "Write your next thought in one or two sentences: what changed just now and what it means. Do "
+        "not repeat your last thought, do not give times, and say nothing about what has not happened yet.",
+        description="The writer's request for a clip's thought: the events {earlier} and {now}, the "
+        "{previous} thought (with --query-aware, the questions follow).",
+    )
+    judge: str = Field(
+        "Events seen in a video:\n{events}\n\nQuestion: {question}\nAnswer: {answer}\n"
+        "Could someone answer this question correctly without the video, from general knowledge "
+        "alone? Does the answer follow from the events?",
+        description="The judge's request: the chain's {events}, the {question} and its {answer}.",
+    )
+
+
+_DEFAULTS = StreamingCoTPrompts()
 
 
 class StreamingCoTConfig(Settings):
@@ -104,6 +145,10 @@ class StreamingCoTConfig(Settings):
     eval_fraction: float = Field(0.0, ge=0, lt=1, description="Share of videos held out.")
     seed: int = Field(0, description="Seed for chains, splits and sampling.")
     max_tokens: int = Field(300, description="Reply length at most, in tokens.")
+    prompts: StreamingCoTPrompts = Field(
+        default_factory=StreamingCoTPrompts,
+        description="The prompts, each a text or a .txt file (YAML: prompts: {thought: my.txt}).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -163,21 +208,18 @@ def truth_events(video: str, start: float, end: float) -> list[dict[str, Any]]:
 
 
 def extraction_prompt(
-    clips: list[dict[str, Any]], index: int, bank: dict[str, Any], window: int
+    clips: list[dict[str, Any]],
+    index: int,
+    bank: dict[str, Any],
+    window: int,
+    template: str = _DEFAULTS.extract,
 ) -> list[dict]:
     """The new clip in its window, what the bank knows, and the rules."""
     from vdata.annotators.messages import video_segment
 
     clip = clips[index]
     known = ", ".join(sorted(bank["entities"])) or "none yet"
-    rules = (
-        f"You are watching a video as a stream. The newest clip runs from {clip['start_s']:.1f}s to "
-        f"{clip['end_s']:.1f}s. Entities seen so far: {known}.\n"
-        "List the events of the newest clip only, as subject, relation, object and a short description. "
-        "Use an entity's known name when it is the same thing; name new ones by what they look like. "
-        "Any physical relation counts (moves, hits, enters, leaves, passes behind, changes colour), not "
-        "only human actions. Never use pronouns (it, he, she, they) as a subject or object. At most 6 events."
-    )
+    rules = fill(template, start=f"{clip['start_s']:.1f}", end=f"{clip['end_s']:.1f}", known=known)
     earlier = clips[max(0, index - window + 1) : index + 1]
     if all(c.get("caption") for c in earlier):
         told = "\n".join(
@@ -220,7 +262,7 @@ def add_events(bank: dict[str, Any], clip: dict[str, Any], events: list[dict[str
 
 
 async def _extract_video(
-    row: dict[str, Any], client: Any, *, window: int, from_truth: bool, folder: Path, sampling
+    row: dict[str, Any], client: Any, *, window: int, from_truth: bool, folder: Path, sampling, template: str
 ):
     """Streams one video's clips through the annotator, saving the bank after every clip."""
     clips = json.loads(row["clips"])
@@ -235,7 +277,7 @@ async def _extract_video(
             events = truth_events(clip["video"], clip["start_s"], clip["end_s"])
         else:
             reply = await client.chat(
-                extraction_prompt(clips, index, bank, window), response_model=Extraction, **sampling
+                extraction_prompt(clips, index, bank, window, template), response_model=Extraction, **sampling
             )
             if not reply.ok:
                 return Reject(reply.reason, f"clip {index} ({clip['start_s']:.1f}s): {reply.error}")
@@ -286,6 +328,8 @@ def _guarded(work):
 def extract_stage(config: StreamingCoTConfig) -> Any:
     sampling = {"temperature": 0.0, "max_tokens": config.max_tokens, "seed": config.seed}
     settings = {"window": config.window, "from_truth": config.annotator_from_truth, "sampling": sampling}
+    if not config.annotator_from_truth:
+        settings["prompt"] = config.prompts.extract
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
     async def work(row, client, ctx):
@@ -298,6 +342,7 @@ def extract_stage(config: StreamingCoTConfig) -> Any:
             from_truth=config.annotator_from_truth,
             folder=folder,
             sampling=sampling,
+            template=config.prompts.extract,
         )
 
     if config.annotator_from_truth:
@@ -493,15 +538,9 @@ def qa_schema(n_nodes: int) -> type[BaseModel]:
     )
 
 
-def qa_prompt(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def qa_prompt(nodes: list[dict[str, Any]], template: str = _DEFAULTS.question) -> list[dict[str, Any]]:
     listed = "\n".join(f"{i}. {_event_text(n)}" for i, n in enumerate(nodes, 1))
-    text = (
-        f"Events seen in a video, in time order:\n{listed}\n\nWrite one question about the video that "
-        "can only be answered by combining at least two of these events (not by any one alone, and not "
-        "from general knowledge), its short answer, and the numbers of the events it needs. Do not put "
-        "times in the question."
-    )
-    return [{"role": "user", "content": text}]
+    return [{"role": "user", "content": fill(template, events=listed)}]
 
 
 def _event_text(event: Mapping[str, Any]) -> str:
@@ -514,18 +553,19 @@ class Thought(BaseModel):
 
 
 def thought_prompt(
-    clip: dict[str, Any], seen: list[dict[str, Any]], previous: str, questions: list[str]
+    clip: dict[str, Any],
+    seen: list[dict[str, Any]],
+    previous: str,
+    questions: list[str],
+    template: str = _DEFAULTS.thought,
 ) -> list[dict]:
     now = [e for e in seen if e["clip"] == clip["clip_index"]]
     before = [e for e in seen if e["clip"] != clip["clip_index"]][-8:]
-    text = (
-        "You are thinking while you watch a video. Earlier: "
-        + ("; ".join(_event_text(e) for e in before) or "nothing yet")
-        + ".\nJust now: "
-        + ("; ".join(_event_text(e) for e in now) or "nothing new")
-        + f".\nYour last thought: {previous or 'none'}\n"
-        "Write your next thought in one or two sentences: what changed just now and what it means. Do "
-        "not repeat your last thought, do not give times, and say nothing about what has not happened yet."
+    text = fill(
+        template,
+        earlier="; ".join(_event_text(e) for e in before) or "nothing yet",
+        now="; ".join(_event_text(e) for e in now) or "nothing new",
+        previous=previous or "none",
     )
     if questions:
         text += "\nQuestions you will be asked: " + " ".join(questions)
@@ -543,7 +583,9 @@ def writer_stage(config: StreamingCoTConfig) -> Any:
         qas, problems = [], []
         for chain_index, ids in enumerate(chains):
             nodes = [events[i] for i in ids]
-            reply = await client.chat(qa_prompt(nodes), response_model=qa_schema(len(nodes)), **sampling)
+            reply = await client.chat(
+                qa_prompt(nodes, config.prompts.question), response_model=qa_schema(len(nodes)), **sampling
+            )
             if not reply.ok:
                 problems.append(f"chain {chain_index}: {reply.reason}: {reply.error}")
                 continue
@@ -568,7 +610,9 @@ def writer_stage(config: StreamingCoTConfig) -> Any:
         for clip in clips:
             seen = [e for e in events.values() if e["end_s"] <= clip["end_s"] + 1e-6]
             reply = await client.chat(
-                thought_prompt(clip, seen, previous, asked), response_model=Thought, **sampling
+                thought_prompt(clip, seen, previous, asked, config.prompts.thought),
+                response_model=Thought,
+                **sampling,
             )
             if not reply.ok:
                 return Reject(reply.reason, f"thought for clip {clip['clip_index']}: {reply.error}")
@@ -576,7 +620,11 @@ def writer_stage(config: StreamingCoTConfig) -> Any:
             thoughts.append({"start_s": clip["start_s"], "end_s": clip["end_s"], "text": previous})
         return {**row, "qas": json.dumps(qas), "thoughts": json.dumps(thoughts)}
 
-    settings = {"sampling": sampling, "query_aware": config.query_aware}
+    settings = {
+        "sampling": sampling,
+        "query_aware": config.query_aware,
+        "prompt": {"question": config.prompts.question, "thought": config.prompts.thought},
+    }
     return AnnotationStage("write", _per_video(work, "writer"), config=settings, role="writer")
 
 
@@ -649,11 +697,8 @@ def filter_stage(config: StreamingCoTConfig) -> Any:
         for qa in qas:
             if client is not None:
                 listed = "\n".join(_event_text(events[i]) for i in qa["nodes"])
-                prompt = (
-                    f"Events seen in a video:\n{listed}\n\nQuestion: {qa['question']}\n"
-                    f"Answer: {qa['answer']}\n"
-                    "Could someone answer this question correctly without the video, from general knowledge "
-                    "alone? Does the answer follow from the events?"
+                prompt = fill(
+                    config.prompts.judge, events=listed, question=qa["question"], answer=qa["answer"]
                 )
                 reply = await client.chat(
                     [{"role": "user", "content": prompt}], response_model=Verdict, **sampling
@@ -678,6 +723,8 @@ def filter_stage(config: StreamingCoTConfig) -> Any:
         }
 
     settings = {"sampling": sampling, "judge": config.ask_judge}
+    if config.ask_judge:
+        settings["prompt"] = config.prompts.judge
     if not config.ask_judge:
         return ShardStage("filter", _per_video(work, None), config=settings)
     return AnnotationStage("filter", _per_video(work, "judge"), config=settings, role="judge")

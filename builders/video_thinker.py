@@ -47,6 +47,7 @@ from vdata.captions import caption_problems, read_caption_lines
 from vdata.filters.letters import balance_letters
 from vdata.filters.models import evidence_prompt, reaches_answer, sufficiency_stage
 from vdata.filters.splits import split_by_video
+from vdata.prompts import Prompts, fill
 from vdata.recipe import Prepared, Recipe, Role
 from vdata.record import Provenance, answer_letters, answer_tag, record_id, row_meta, validate
 from vdata.report import counts
@@ -91,6 +92,44 @@ def _is_grounding(path: Path) -> bool:
         return False
 
 
+class VideoThinkerPrompts(Prompts):
+    """What the recipe asks its models; each a template (vdata.prompts) with today's text as default."""
+
+    ask_system: str = Field(
+        "You write multiple-choice questions about videos.", description="The reasoner's system."
+    )
+    ask: str = Field(
+        "The segments of a video, with their times:\n{segments}\n\n"
+        "Write one multiple-choice question with 4 to 6 options and exactly one correct, that "
+        "needs several segments together and cannot be answered from any single one. Make "
+        "the wrong options plausible: derivable from, or contradicted by, the segment texts. "
+        "Do not quote the segments; ask about the video. Give the letter of the correct "
+        "option and the numbers of the segments the question needs.",
+        description="The reasoner's request (caption sources): the {segments}, numbered, with their times.",
+    )
+    caption: str = Field(
+        "Question: {question}\nAnswer: {answer}\n\nFor each of the {clips} clips "
+        "above, in order, describe what is visible that supports this answer: the visual "
+        "evidence only, no reasoning, and never 'this video'.",
+        description="The captioner's request after the clips' frames (QA sources): the {question}, its "
+        "{answer}, the number of {clips}.",
+    )
+    trace: str = Field(
+        "Question: {question}\n{options}\n"
+        "Correct answer: {answer}\n"
+        "Evidence in the video:\n{evidence}\n\n"
+        "Write the reasoning of someone watching the video who reaches this answer, as blocks "
+        "in time order: each block the number [n] of the part watched, a caption of what is "
+        "seen there, and the thinking about it; then the answer letter. Do not mention the "
+        "evidence list.",
+        description="The tracer's request: the {question}, its {options} one per line, the {answer} letter, "
+        "the {evidence} segments numbered with their times and captions.",
+    )
+
+
+_DEFAULTS = VideoThinkerPrompts()
+
+
 class VideoThinkerConfig(Settings):
     """Everything a run depends on; loadable from YAML, overridable by flags."""
 
@@ -121,6 +160,10 @@ class VideoThinkerConfig(Settings):
     )
     temperature: float = Field(0.7, description="The reasoner's and tracer's temperature.")
     max_tokens: int = Field(700, description="Reply length at most, in tokens.")
+    prompts: VideoThinkerPrompts = Field(
+        default_factory=VideoThinkerPrompts,
+        description="The prompts, each a text or a .txt file (YAML: prompts: {trace: my.txt}).",
+    )
 
     @field_validator("sources", mode="before")
     @classmethod
@@ -317,25 +360,17 @@ def question_schema(parts: int) -> type[Question]:
     )
 
 
-def ask_prompt(row: dict[str, Any]) -> list[dict[str, Any]] | None | Reject:
+def ask_prompt(
+    row: dict[str, Any], system: str = _DEFAULTS.ask_system, template: str = _DEFAULTS.ask
+) -> list[dict[str, Any]] | None | Reject:
     if row["kind"] != "caption":
         return None
     segments = json.loads(row["segments"])
     if len(segments) < 2:
         return Reject("too_few_segments", f"{row['path']}: one captioned segment cannot need several")
     return [
-        {"role": "system", "content": "You write multiple-choice questions about videos."},
-        {
-            "role": "user",
-            "content": (
-                f"The segments of a video, with their times:\n{_numbered(segments)}\n\n"
-                "Write one multiple-choice question with 4 to 6 options and exactly one correct, that "
-                "needs several segments together and cannot be answered from any single one. Make "
-                "the wrong options plausible: derivable from, or contradicted by, the segment texts. "
-                "Do not quote the segments; ask about the video. Give the letter of the correct "
-                "option and the numbers of the segments the question needs."
-            ),
-        },
+        {"role": "system", "content": system},
+        {"role": "user", "content": fill(template, segments=_numbered(segments))},
     ]
 
 
@@ -394,7 +429,7 @@ class Captions(BaseModel):
     captions: list[str]
 
 
-def caption_prompt(row: dict[str, Any]) -> list[dict[str, Any]] | None:
+def caption_prompt(row: dict[str, Any], template: str = _DEFAULTS.caption) -> list[dict[str, Any]] | None:
     if row["kind"] != "qa":
         return None
     question = json.loads(row["record"])
@@ -403,16 +438,8 @@ def caption_prompt(row: dict[str, Any]) -> list[dict[str, Any]] | None:
     content: list[dict[str, Any]] = []
     for span in spans:
         content.append(video_segment(row["file"], span["start_s"], span["end_s"], max_frames=8))
-    content.append(
-        {
-            "type": "text",
-            "text": (
-                f"Question: {question['problem']}\nAnswer: {answer}\n\nFor each of the {len(spans)} clips "
-                "above, in order, describe what is visible that supports this answer: the visual "
-                "evidence only, no reasoning, and never 'this video'."
-            ),
-        }
-    )
+    text = fill(template, question=question["problem"], answer=answer, clips=len(spans))
+    content.append({"type": "text", "text": text})
     return [{"role": "user", "content": content}]
 
 
@@ -464,23 +491,16 @@ def trace_schema(segments: int, options: int) -> type[TraceReply]:
     )
 
 
-def trace_messages(row: dict[str, Any]) -> list[dict[str, Any]]:
+def trace_messages(row: dict[str, Any], template: str = _DEFAULTS.trace) -> list[dict[str, Any]]:
     question = json.loads(row["record"])
-    letter = answer_letters(question["solution"])[0]
-    return [
-        {
-            "role": "user",
-            "content": (
-                f"Question: {question['problem']}\n" + "\n".join(question["options"]) + f"\n"
-                f"Correct answer: {letter}\n"
-                f"Evidence in the video:\n{_numbered(json.loads(row['segments']))}\n\n"
-                "Write the reasoning of someone watching the video who reaches this answer, as blocks "
-                "in time order: each block the number [n] of the part watched, a caption of what is "
-                "seen there, and the thinking about it; then the answer letter. Do not mention the "
-                "evidence list."
-            ),
-        }
-    ]
+    text = fill(
+        template,
+        question=question["problem"],
+        options="\n".join(question["options"]),
+        answer=answer_letters(question["solution"])[0],
+        evidence=_numbered(json.loads(row["segments"])),
+    )
+    return [{"role": "user", "content": text}]
 
 
 def trace_schema_of(row: dict[str, Any]) -> type[TraceReply]:
@@ -526,13 +546,15 @@ def _unit(row: dict[str, Any]) -> dict[str, Any]:
     return {k: row[k] for k in keep} | {"captions_from": row.get("captions_from") or "annotation"}
 
 
-def regenerate_trace(sampling: dict[str, Any]):
+def regenerate_trace(sampling: dict[str, Any], template: str = _DEFAULTS.trace):
     """A new trace for a row that failed hindsight: the tracer again, with another seed."""
 
     async def regenerate(row: dict[str, Any], attempt: int, client: Any) -> dict[str, Any] | Reject:
         schema = trace_schema_of(row)
         reply = await client.chat(
-            trace_messages(row), response_model=schema, **{**sampling, "seed": sampling["seed"] + attempt}
+            trace_messages(row, template),
+            response_model=schema,
+            **{**sampling, "seed": sampling["seed"] + attempt},
         )
         if not reply.ok:
             return Reject(reply.reason, reply.error, failure=reply.reason in TRANSPORT_FAILURES)
@@ -624,10 +646,13 @@ def stages(run: Prepared) -> list[Any]:
             annotate_stage(
                 "ask",
                 role="reasoner",
-                prompt=ask_prompt,
+                prompt=functools.partial(
+                    ask_prompt, system=config.prompts.ask_system, template=config.prompts.ask
+                ),
                 parse=keep_question,
                 response=ask_schema,
                 sampling=sampling,
+                config={"prompt": {"system": config.prompts.ask_system, "user": config.prompts.ask}},
             ),
             AnnotationStage("check", single_segment_check, role="checker"),
         ]
@@ -638,23 +663,25 @@ def stages(run: Prepared) -> list[Any]:
             else annotate_stage(
                 "caption",
                 role="captioner",
-                prompt=caption_prompt,
+                prompt=functools.partial(caption_prompt, template=config.prompts.caption),
                 parse=keep_captions,
                 response=Captions,
                 sampling={"temperature": 0.2, "max_tokens": 600, "seed": config.seed},
+                config={"prompt": config.prompts.caption},
             )
         )
     steps += [
         annotate_stage(
             "trace",
             role="tracer",
-            prompt=trace_messages,
+            prompt=functools.partial(trace_messages, template=config.prompts.trace),
             parse=keep_trace,
             response=trace_schema_of,
             sampling=sampling,
+            config={"prompt": config.prompts.trace},
         ),
         sufficiency_stage(
-            regenerate=regenerate_trace(sampling),
+            regenerate=regenerate_trace(sampling, config.prompts.trace),
             tries=config.attempts - 1,
             role="checker",
             regenerate_role="tracer",
