@@ -1,5 +1,6 @@
 """The recipes (one module each, ending with its `RECIPE`) and `build`, which runs any recipe,
-built in or a plugin's: `from vdata.builders import build; build(RECIPE, config, endpoints)`."""
+built in or a plugin's: `from vdata.builders import build; build(RECIPE, config, endpoints)`.
+(Its imports are inside the functions: the package imports with no dependency installed.)"""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vdata.prompts import Prompts
-from vdata.recipe import Inputs, Prepared, Recipe
-from vdata.runstore import RunStore
-from vdata.stages import DatasetStage, StageContext, StageOutput
+if TYPE_CHECKING:
+    from vdata.recipe import Recipe
+    from vdata.stages import DatasetStage, StageContext, StageOutput
 
 
 def build(
@@ -36,6 +36,7 @@ def build(
     where stages run (vdata.engines; default local). Returns the RunResult; the card and the
     summary are `finish` (the command line calls it)."""
     from vdata.annotators.pool import RunModels
+    from vdata.recipe import Inputs, Prepared
     from vdata.runner import run_pipeline
     from vdata.runstore import RunStore
 
@@ -86,6 +87,8 @@ def build(
 
 def provenance_stage(recipe: Recipe, config: Any) -> DatasetStage:
     """The last stage of every recipe: each row's `provenance` says where its fields came from."""
+    from vdata.stages import DatasetStage
+
     fields = dict(recipe.provenance(config) if callable(recipe.provenance) else recipe.provenance)
     return DatasetStage(
         "provenance",
@@ -103,6 +106,9 @@ def fill_provenance(
     input or a simulation's truth, that source. `models` and `prompts` list what was used;
     `params_json` holds the per-field map; `created` is the run's start. A row that came with a
     provenance of its own (a source dataset's) keeps it under `params_json.source_provenance`."""
+    from vdata.runstore import RunStore
+    from vdata.stages import StageOutput
+
     store = RunStore(ctx.run_dir)
     manifests = {m["stage"]: m for m in store.manifests()}
     created = (store.read_run() or {}).get("created", "")
@@ -166,5 +172,7 @@ def _origin(origin: str, manifest: Mapping[str, Any] | None) -> dict[str, Any]:
 def _prompts_of(config: Any) -> dict[str, Any]:
     """For run.json and the card: which of the recipe's prompts differ from vdata's (name: sha256
     prefix); the texts themselves are in the config's `prompts`."""
+    from vdata.prompts import Prompts
+
     prompts = getattr(config, "prompts", None)
     return {"prompts_overridden": prompts.overridden()} if isinstance(prompts, Prompts) else {}

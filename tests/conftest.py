@@ -121,11 +121,16 @@ def models_file(path: Path, base_url: str, model: str, roles: list[str]) -> Path
 
 
 def dataset(out: Path) -> dict[str, list[dict]]:
-    """A build's dataset, split name to rows, read from its Parquet files."""
+    """A build's dataset, split name to rows, read from its Parquet files; each row's provenance
+    without its `created` (when the run began: the one thing two runs of the same data differ in)."""
     import pyarrow.parquet as pq
 
+    def timeless(row: dict) -> dict:
+        return {**row, "provenance": {**row["provenance"], "created": ""}} if row.get("provenance") else row
+
     return {
-        p.name: pq.read_table(p).to_pylist() for p in sorted((out / "dataset" / "data").glob("*.parquet"))
+        p.name: [timeless(row) for row in pq.read_table(p).to_pylist()]
+        for p in sorted((out / "dataset" / "data").glob("*.parquet"))
     }
 
 

@@ -43,9 +43,11 @@ def meta(row: dict) -> dict:
 
 
 def strip(row: dict) -> dict:
-    """A row without what names the run's own folder (meta_json's source_video)."""
+    """A row without what names the run's own folder (meta_json's source_video) or its start time
+    (provenance's created)."""
     return {k: v for k, v in row.items() if k != "meta_json"} | {
-        "meta": {k: v for k, v in meta(row).items() if k != "source_video"}
+        "meta": {k: v for k, v in meta(row).items() if k != "source_video"},
+        "provenance": {**row["provenance"], "created": ""},
     }
 
 
