@@ -59,6 +59,7 @@ def annotate_rows(
     quiet: bool = False,
     command: str = "",
     force: bool = False,
+    engine: Any = None,
 ) -> AnnotateResult:
     refuse_overlap(Path(out), [("the data", data)])
     raw = load_raw_rows(data)
@@ -93,6 +94,7 @@ def annotate_rows(
             quiet=quiet,
             resources=models.resources,
             command=command,
+            engine=engine,
         )
         store.write_load_rejects(reject_rows(load_rejects, "load"))
         table = result.final_table()

@@ -41,8 +41,8 @@ def main() -> None:
     import ray
 
     from vdata.clips import SplitConfig, split_videos
-    from vdata.ray_engine import RayEngine
-    from vdata.runner import LocalEngine, using_engine
+    from vdata.engines.local import LocalEngine
+    from vdata.engines.ray import RayEngine
     from vdata.synth.cuts import write_shots_video
 
     cores = os.cpu_count() or 1
@@ -65,8 +65,9 @@ def main() -> None:
                     for name, chosen in (("local", LocalEngine()), ("ray", engine)):
                         out = root / f"{name}-{shard_rows}-{repeat}"
                         started = time.perf_counter()
-                        with using_engine(chosen, close=False):
-                            result = split_videos([videos], out, config, quiet=True, shard_rows=shard_rows)
+                        result = split_videos(
+                            [videos], out, config, quiet=True, shard_rows=shard_rows, engine=chosen
+                        )
                         times[name].append(time.perf_counter() - started)
                         outputs[name] = (out / "clips.parquet").read_bytes()
                 mean = {name: sum(values) / len(values) for name, values in times.items()}

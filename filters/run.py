@@ -133,11 +133,13 @@ def run_filter(
     no_cache: bool = False,
     force: bool = False,
     inputs: Sequence[tuple[str, Any]] = (),
+    engine: Any = None,
 ) -> FilterResult:
     """Runs one filter stage over `dataset` into `out`. A filter that calls a model (its stage
     has a role) gets the run's models: `endpoints` (default: the embedded local model). `out`
     is an empty folder or a run of this filter (`force`: a folder of other files, untouched);
-    neither `dataset` nor `inputs` ((flag, path) pairs of other files read) may overlap it."""
+    neither `dataset` nor `inputs` ((flag, path) pairs of other files read) may overlap it.
+    `engine`: where the stage runs (vdata.engines; default local)."""
     out = Path(out)
     refuse_overlap(out, [("the dataset", dataset), *inputs])
     loaded = load_rows(dataset, shape)
@@ -176,6 +178,7 @@ def run_filter(
             dataset_splits=sorted({row.get("split") or "" for row in rows}),  # emptied splits stay
             command=command,
             resources=models.resources if models is not None else None,
+            engine=engine,
         )
         store.write_load_rejects(reject_rows(load_rejects, "load"))
     report = result.stages[-1]

@@ -42,6 +42,7 @@ def build(
     words: list[str] = WORDS,
     cache: str | Path | None = None,
     shard_rows: int = 64,
+    engine=None,
 ) -> RunResult:
     stage = annotate_stage(
         "colour",
@@ -56,7 +57,14 @@ def build(
         Endpoints(roles={"reasoner": endpoint}), cache_path=cache or Path(out) / "cache.sqlite"
     ) as pool:
         return run_pipeline(
-            out, "colours@1", inputs, [stage], shard_rows=shard_rows, quiet=True, resources={"models": pool}
+            out,
+            "colours@1",
+            inputs,
+            [stage],
+            shard_rows=shard_rows,
+            quiet=True,
+            resources={"models": pool},
+            engine=engine,
         )
 
 

@@ -89,3 +89,17 @@ def test_the_card_names_no_recipe():
     text = (ROOT / "cards" / "card.py").read_text()
     named = [name for name in BUILT_IN if name in text or name.replace("-", "_") in text]
     assert not named, f"cards/card.py names recipes {named}"
+
+
+def test_engines_are_passed_and_import_no_runner():
+    """The runner takes its engine as an argument (no engine stack, no module state) and the
+    engines need nothing of the runner: no import loop between them."""
+    wrong = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for path in sorted((ROOT / "vdata" / "engines").glob("*.py"))
+        for line, module in imports(path)
+        if module == "vdata.runner"
+    ]
+    assert not wrong, "\n".join(wrong)
+    runner = (ROOT / "vdata" / "runner.py").read_text()
+    assert "vdata.engines.ray" not in runner and "_DEFAULT" not in runner

@@ -15,14 +15,15 @@ from toy_recipe import build
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
-from vdata.runner import RunError, engine_for, using_engine  # noqa: E402
+from vdata.engines import engine_for  # noqa: E402
+from vdata.runner import RunError  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def ray_engine():
-    from vdata.ray_engine import RayEngine
+    from vdata.engines.ray import RayEngine
 
     engine = RayEngine(num_cpus=2)
     yield engine
@@ -51,9 +52,8 @@ def test_the_toy_recipe_on_ray_writes_the_local_engines_bytes(tmp_path, ray_engi
     dataset's included, is byte for byte the local run's; the manifests list the shards in
     order and equal the local ones; a rerun on Ray skips every stage."""
     local = build(tmp_path / "local")
-    with using_engine(ray_engine, close=False):
-        on_ray = build(tmp_path / "ray")
-        again = build(tmp_path / "ray")
+    on_ray = build(tmp_path / "ray", engine=ray_engine)
+    again = build(tmp_path / "ray", engine=ray_engine)
     assert [s.rows_out for s in on_ray.stages] == [s.rows_out for s in local.stages]
     assert on_ray.stages[1].rows_out > 0 and on_ray.stages[1].rejected > 0
     ours, theirs = files(tmp_path / "ray"), files(tmp_path / "local")
@@ -70,11 +70,16 @@ def test_a_resource_that_cannot_travel_is_refused_not_run_without_it(tmp_path, r
     from vdata.stages import MapStage
 
     stage = MapStage("ask", lambda row, ctx: row)
-    with (
-        using_engine(ray_engine, close=False),
-        pytest.raises(RunError, match="cannot be sent .*--engine local"),
-    ):
-        run_pipeline(tmp_path / "run", "x@1", [{"a": 1}], [stage], resources={"models": object()}, quiet=True)
+    with pytest.raises(RunError, match="cannot be sent .*--engine local"):
+        run_pipeline(
+            tmp_path / "run",
+            "x@1",
+            [{"a": 1}],
+            [stage],
+            resources={"models": object()},
+            quiet=True,
+            engine=ray_engine,
+        )
 
 
 def test_engine_names():
@@ -105,14 +110,14 @@ def _mark_worker(row, ctx):
     return {**row, "square": row["n"] ** 2}
 
 
-def _numbers_run(out: Path):
+def _numbers_run(out: Path, engine=None):
     from vdata.runner import run_pipeline
     from vdata.stages import MapStage
 
     rows = [{"n": n} for n in range(20)]
     stages = [MapStage("square", _mark_worker)]
     # force: the test's switches (arm-kill, always-kill) lie in the folder before the run
-    return run_pipeline(out, "numbers@1", rows, stages, shard_rows=4, quiet=True, force=True)
+    return run_pipeline(out, "numbers@1", rows, stages, shard_rows=4, quiet=True, force=True, engine=engine)
 
 
 def test_shards_run_in_worker_processes_and_a_killed_worker_is_retried(tmp_path, ray_engine):
@@ -124,8 +129,7 @@ def test_shards_run_in_worker_processes_and_a_killed_worker_is_retried(tmp_path,
     _numbers_run(tmp_path / "local")
     (tmp_path / "ray").mkdir()
     (tmp_path / "ray" / "arm-kill").write_text("the first attempt at row 7 kills its worker")
-    with using_engine(ray_engine, close=False):
-        _numbers_run(tmp_path / "ray")
+    _numbers_run(tmp_path / "ray", ray_engine)
     assert (tmp_path / "ray" / "killed").exists()
     pids = {int(p) for f in (tmp_path / "ray").glob("pids-*.txt") for p in f.read_text().split()}
     assert os.getpid() not in pids and pids
@@ -277,8 +281,8 @@ def test_a_shard_whose_worker_always_dies_stops_the_run_with_a_clear_error(tmp_p
     RunError naming the stage and shard and how to resume; the other shards are kept."""
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "always-kill").write_text("row 7 kills its worker every time")
-    with using_engine(ray_engine, close=False), pytest.raises(RunError, match="square, shard 1: .*rerun"):
-        _numbers_run(tmp_path / "run")
+    with pytest.raises(RunError, match="square, shard 1: .*rerun"):
+        _numbers_run(tmp_path / "run", ray_engine)
     kept = json.loads((tmp_path / "run" / "stages" / "01-square" / "manifest.json").read_text())["shards"]
     assert "00001" not in kept and len(kept) >= 1
 
@@ -295,14 +299,13 @@ def test_a_cache_per_node_keeps_every_answer_and_a_rerun_pays_for_none(tmp_path,
 
     from vdata.annotators.endpoints import Endpoint
     from vdata.annotators.testing import FaultProxy
-    from vdata.ray_engine import RayEngine
+    from vdata.engines.ray import RayEngine
 
     per_node = RayEngine(cache_per_node=True)  # joins the module's cluster
     assert not per_node.started
     with FaultProxy(None, latency_s=0.0, reply_json={"colour": "blue"}) as stand_in:
         endpoint = Endpoint(base_url=stand_in.base_url, model="stand-in", structured="json_object")
-        with using_engine(per_node, close=False):
-            first = colours(tmp_path / "run", endpoint, shard_rows=3)
+        first = colours(tmp_path / "run", endpoint, shard_rows=3, engine=per_node)
         assert first.stages[0].rows_out == len(WORDS)
         asked = len(stand_in.seen)
         assert asked == len(WORDS)
@@ -311,14 +314,12 @@ def test_a_cache_per_node_keeps_every_answer_and_a_rerun_pays_for_none(tmp_path,
         assert cached_replies(tmp_path / "run" / "cache.sqlite") == len(WORDS)  # gathered
         # the stage's output lost: the rerun reads every answer from a cache, the node's
         shutil.rmtree(tmp_path / "run" / "stages")
-        with using_engine(per_node, close=False):
-            colours(tmp_path / "run", endpoint, shard_rows=3)
+        colours(tmp_path / "run", endpoint, shard_rows=3, engine=per_node)
         assert len(stand_in.seen) == asked
         # answers only the run's cache holds (a local run's) are read through by the node
         colours(tmp_path / "local", endpoint, shard_rows=3)
         asked = len(stand_in.seen)
         shutil.rmtree(tmp_path / "local" / "stages")
-        with using_engine(per_node, close=False):
-            colours(tmp_path / "local", endpoint, shard_rows=3)
+        colours(tmp_path / "local", endpoint, shard_rows=3, engine=per_node)
         assert len(stand_in.seen) == asked
     assert files(tmp_path / "run") == files(tmp_path / "local")

@@ -190,19 +190,18 @@ def test_editing_a_constant_a_prompt_reads_reruns_the_stage_and_says_why(tmp_pat
 
 
 def test_runtime_state_a_stage_reads_does_not_change_its_code_hash(tmp_path):
-    """A module's RUNTIME_STATE (the run directories this process holds, the engine in use)
-    counts by name: holding another run directory, or running under another engine, leaves
-    a stage's fingerprint as it was (it did not, and two output folders differed)."""
-    from vdata import runstore
+    """A module's RUNTIME_STATE (the run directories this process holds) counts by name: holding
+    another run directory leaves a stage's fingerprint as it was (it did not, and two output
+    folders differed). The engine is no such state: it is passed, never global."""
+    from vdata import runner, runstore
     from vdata.codehash import code_hashes
-    from vdata.runner import LocalEngine, default_engine, using_engine
 
     def stage(row, ctx):
         with runstore.RunStore(ctx.run_dir).lock():
-            return {**row, "engine": type(default_engine()).__name__}
+            return row
 
-    before = code_hashes(stage, runstore.RunStore.lock, default_engine)
-    with runstore.RunStore(tmp_path / "elsewhere").lock(), using_engine(LocalEngine(), close=False):
-        during = code_hashes(stage, runstore.RunStore.lock, default_engine)
-    assert during == before
-    assert before["vdata.runstore._HELD"] == "state" and before["vdata.runner._DEFAULT"] == "state"
+    before = code_hashes(stage, runstore.RunStore.lock)
+    with runstore.RunStore(tmp_path / "elsewhere").lock():
+        during = code_hashes(stage, runstore.RunStore.lock)
+    assert during == before and before["vdata.runstore._HELD"] == "state"
+    assert not hasattr(runner, "RUNTIME_STATE") and not hasattr(runner, "using_engine")

@@ -70,7 +70,7 @@ def split_by_video(rows: list[dict[str, Any]], ctx: StageContext) -> StageOutput
 
 
 def build(
-    out: str | Path, delay_s: float = 0.0, tag: str = "t", seed: int = 0, quiet: bool = True
+    out: str | Path, delay_s: float = 0.0, tag: str = "t", seed: int = 0, quiet: bool = True, engine=None
 ) -> RunResult:
     stages = [
         MapStage("import", import_row, schema=SCHEMA),
@@ -78,7 +78,15 @@ def build(
         DatasetStage("split", split_by_video, schema=SCHEMA, seeded=True),
     ]
     result = run_pipeline(
-        out, "toy@1", toy_inputs(), stages, config={"tag": tag}, seed=seed, shard_rows=5, quiet=quiet
+        out,
+        "toy@1",
+        toy_inputs(),
+        stages,
+        config={"tag": tag},
+        seed=seed,
+        shard_rows=5,
+        quiet=quiet,
+        engine=engine,
     )
     write_dataset(result.final_table(), Path(out) / "dataset")
     return result

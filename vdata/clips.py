@@ -193,9 +193,11 @@ def split_videos(
     command: str = "",
     shard_rows: int = 64,
     force: bool = False,
+    engine: Any = None,
 ) -> RunResult:
     """Clips of every video under `paths` into OUT/clips.parquet; rejects into OUT/rejects/.
-    `shard_rows` files make one unit of work (resumed whole; one task on the Ray engine)."""
+    `shard_rows` files make one unit of work (resumed whole; one task on the Ray engine).
+    `engine`: where the stages run (vdata.engines; default local)."""
     refuse_overlap(Path(out), [("the videos", path) for path in paths])
     inputs = discover_videos(paths)
     stages = split_stages(config, len(inputs), out)
@@ -209,6 +211,7 @@ def split_videos(
             shard_rows=shard_rows,
             quiet=quiet,
             command=command,
+            engine=engine,
         )
         table = result.final_table()
         RunStore(out).write_output("clips.parquet", table if table is not None else CLIP_SCHEMA.empty_table())

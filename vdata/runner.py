@@ -9,13 +9,12 @@ sends a MapStage's rows through a process pool when the stage asks for workers.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import platform
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,24 +23,18 @@ import pyarrow as pa
 from rich.console import Console
 
 import vdata
+from vdata.engines import Engine
+from vdata.engines.local import LocalEngine, shard_entry
 from vdata.progress import log_console, print_summary, progress_display
 from vdata.runstore import RunStore, concat_tables
 from vdata.stages import (
-    STAGE_ERROR,
-    MapStage,
     Reject,
+    RunError,
     Stage,
     StageContext,
     StageFailed,
-    StageOutput,
-    _no_progress,
-    call_row,
     reject_rows,
 )
-
-
-class RunError(Exception):
-    """The run cannot start as asked; the message says what to do."""
 
 
 @dataclass
@@ -77,97 +70,6 @@ class RunResult:
         return "the run had no inputs"
 
 
-class LocalEngine:
-    """Applies stages on this machine: in this process, or a MapStage's rows through a
-    process pool whose workers end with this process."""
-
-    def apply(self, stage: Stage, rows: list[dict[str, Any]], ctx: StageContext) -> StageOutput:
-        workers = min(getattr(stage, "workers", 1), len(rows))
-        if not isinstance(stage, MapStage) or workers <= 1:
-            return stage.apply(rows, ctx)
-        from vdata.orphans import worker_pool
-
-        with worker_pool(workers) as pool:
-            futures = [pool.submit(call_row, stage.fn, row, portable(ctx)) for row in rows]
-            results = []
-            for future in futures:
-                results.append(future.result())
-                ctx.advance(1)
-        return stage.collect(rows, results, ctx)
-
-    def run_shards(
-        self,
-        stage: Stage,
-        stage_dir: Path,
-        pending: list[tuple[int, Path]],
-        context: Callable[[int], StageContext],
-        done: Callable[[int, dict[str, Any]], None],
-    ) -> None:
-        """Each pending (index, input shard) through the stage, its output written, then
-        `done(index, manifest entry)`, one shard after another."""
-        for index, shard_path in pending:
-            done(index, process_shard(self, stage, stage_dir, index, shard_path, context(index)))
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-def process_shard(
-    engine: Any, stage: Stage, stage_dir: Path, index: int, shard_path: Path, ctx: StageContext
-) -> dict[str, Any]:
-    """One shard: its rows read, the stage applied, rejects and rows written atomically
-    (rejects first: a shard file means the shard is whole); returns its manifest entry. Every
-    engine's unit of work, on whatever machine runs it."""
-    store = RunStore(ctx.run_dir)
-    rows = store.read_rows(shard_path)
-    out = engine.apply(stage, rows, ctx)
-    store.write_rejects(stage_dir, index, reject_rows(out.rejects, stage.name))
-    store.write_shard(stage_dir, index, out.rows, stage.schema)
-    return _shard_entry(len(rows), out)
-
-
-def portable(ctx: StageContext) -> StageContext:
-    """The context a stage gets in another process (a pool worker, a Ray task): progress that
-    reports nowhere (the caller advances the bar) and no resources (they do not travel)."""
-    return replace(ctx, advance=_no_progress, status=_no_progress, resources={})
-
-
-_DEFAULT: list[Any] = []
-RUNTIME_STATE = ("_DEFAULT",)  # the engine in use does not change what a stage computes (codehash)
-
-
-def default_engine() -> Any:
-    """The engine a run uses when its caller names none: the one `using_engine` set (the
-    CLI's --engine), else the local engine."""
-    return _DEFAULT[-1] if _DEFAULT else LocalEngine()
-
-
-@contextlib.contextmanager
-def using_engine(engine: Any, *, close: bool = True) -> Iterator[Any]:
-    """Runs started inside use `engine`; it is closed at the end unless `close` is False."""
-    _DEFAULT.append(engine)
-    try:
-        yield engine
-    finally:
-        _DEFAULT.pop()
-        if close:
-            engine.close()
-
-
-def engine_for(name: str, address: str | None = None) -> Any:
-    """The engine a command's --engine names: local, or ray (a local cluster sized to this
-    machine, or the cluster at `address`)."""
-    if name == "local":
-        if address:
-            raise RunError("--ray-address goes with --engine ray")
-        return LocalEngine()
-    if name == "ray":
-        from vdata.ray_engine import RayEngine
-
-        return RayEngine(address)
-    raise RunError(f"--engine {name!r}: local or ray")
-
-
 @dataclass
 class _Run:
     """One invocation of a pipeline: where, with what, and how to report."""
@@ -178,7 +80,7 @@ class _Run:
     quiet: bool
     console: Console
     resources: dict[str, Any]
-    engine: Any  # LocalEngine, or vdata.ray_engine.RayEngine
+    engine: Engine
     invocation: int = 0
     reports: list[StageReport] = field(default_factory=list)
 
@@ -197,7 +99,7 @@ def run_pipeline(
     resources: Mapping[str, Any] | None = None,
     dataset_splits: Sequence[str] | None = None,
     command: str = "",
-    engine: Any = None,
+    engine: Engine | None = None,
     force: bool = False,
     paper: str = "",
 ) -> RunResult:
@@ -215,7 +117,7 @@ def run_pipeline(
         quiet,
         console or log_console(),
         dict(resources or {}),
-        engine or default_engine(),
+        engine or LocalEngine(),
     )
     with store.lock(force=force):
         result = _run_locked(run, recipe, inputs, stages, dict(config or {}), command, paper)
@@ -461,7 +363,7 @@ def _run_stage(run: _Run, stage: Stage, stage_dir: Path, input_dir: Path, link: 
             for index, part in enumerate(parts):
                 store.write_shard(stage_dir, index, part, stage.schema)
             store.write_rejects(stage_dir, 0, reject_rows(out.rejects, stage.name))
-            manifest["shards"]["all"] = _shard_entry(len(rows), out)
+            manifest["shards"]["all"] = shard_entry(len(rows), out)
         pending = [
             (index, shard_path)
             for index, shard_path in enumerate([] if stage.whole_dataset else input_shards)
@@ -535,11 +437,6 @@ def _report(
     return report
 
 
-def _shard_entry(rows_in: int, out: StageOutput) -> dict[str, Any]:
-    errors = sum(1 for r in out.rejects if r.reason == STAGE_ERROR or r.failure)
-    return {"rows_in": rows_in, "rows_out": len(out.rows), "rejected": len(out.rejects), "errors": errors}
-
-
 def _record_stage(run: dict[str, Any], report: StageReport, fp: str) -> None:
     entry = {
         "name": report.name,
@@ -560,15 +457,10 @@ def _now() -> str:
 
 
 __all__ = [
-    "LocalEngine",
     "Reject",
     "RunError",
     "RunResult",
     "StageFailed",
     "StageReport",
-    "default_engine",
-    "engine_for",
-    "process_shard",
     "run_pipeline",
-    "using_engine",
 ]

@@ -71,6 +71,10 @@ class StageContext:
         return random.Random(int(hashlib.sha256(text.encode()).hexdigest()[:16], 16))
 
 
+class RunError(Exception):
+    """The run cannot start as asked; the message says what to do."""
+
+
 class StageFailed(RuntimeError):
     """A stage could not do its work for any row: a bug or a broken setup, not bad data."""
 

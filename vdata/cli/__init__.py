@@ -121,26 +121,33 @@ RayAddressOption = Annotated[
 
 
 def with_engine(command: Any) -> Any:
-    """Gives a command --engine and --ray-address: its runs use that engine (vdata.runner's
-    using_engine), which is closed when the command ends."""
+    """Gives a command --engine and --ray-address: the engine they name (vdata.engines) is made,
+    passed to the command as its `engine` argument, and closed when the command ends."""
     import functools
     import inspect
     import typing
 
     @functools.wraps(command)
     def wrapper(*args: Any, engine: str = "local", ray_address: str | None = None, **kwargs: Any) -> Any:
-        from vdata.runner import RunError, engine_for, using_engine
+        from vdata.engines import engine_for
+        from vdata.stages import RunError
 
         try:
             chosen = engine_for(engine, ray_address)
         except RunError as exc:
             fail(str(exc))
-        with using_engine(chosen):
-            return command(*args, **kwargs)
+        try:
+            return command(*args, engine=chosen, **kwargs)
+        finally:
+            chosen.close()
 
     hints = typing.get_type_hints(command, include_extras=True)  # the command's own names resolved
     signature = inspect.signature(command)
-    own = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in signature.parameters.values()]
+    own = [
+        p.replace(annotation=hints.get(p.name, p.annotation))
+        for p in signature.parameters.values()
+        if p.name != "engine"  # the engine object the wrapper passes
+    ]
     extra = [
         inspect.Parameter("engine", inspect.Parameter.KEYWORD_ONLY, default="local", annotation=EngineOption),
         inspect.Parameter(

@@ -240,10 +240,11 @@ def recipe_command(recipe: Any) -> click.Command:
         for name, (annotation, default) in COMMON.items()
     ]
 
-    def command(**values: Any) -> None:
-        run_recipe_command(recipe, specs, values)
+    def command(engine: Any = None, **values: Any) -> None:
+        run_recipe_command(recipe, specs, values, engine)
 
-    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    engine = inspect.Parameter("engine", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Any)
+    command.__signature__ = inspect.Signature([*parameters, engine])  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in parameters}
     command.__doc__ = inspect.cleandoc(recipe.help) if recipe.help else recipe.summary
     command.__name__ = recipe.name.replace("-", "_")
@@ -252,7 +253,9 @@ def recipe_command(recipe: Any) -> click.Command:
     return typer.main.get_command(single)
 
 
-def run_recipe_command(recipe: Any, specs: dict[str, dict[str, Any]], values: dict[str, Any]) -> None:
+def run_recipe_command(
+    recipe: Any, specs: dict[str, dict[str, Any]], values: dict[str, Any], engine: Any = None
+) -> None:
     """The settings from --config, key=value and the options; the roles' special values; the
     build, the card, the summary."""
     from vdata.settings import SettingsError, load_settings
@@ -307,7 +310,7 @@ def run_recipe_command(recipe: Any, specs: dict[str, dict[str, Any]], values: di
         common["push_to_hub"],
         common["force"],
     )
-    run_build(recipe, config, endpoints, options)
+    run_build(recipe, config, endpoints, options, engine)
 
 
 @dataclass(frozen=True)
@@ -323,7 +326,7 @@ class RunOptions:
     force: bool = False
 
 
-def run_build(recipe: Any, config: Any, endpoints: Any, options: RunOptions) -> None:
+def run_build(recipe: Any, config: Any, endpoints: Any, options: RunOptions, engine: Any = None) -> None:
     """Runs the recipe, then `finish_build`; its errors are the user's to fix (exit 2)."""
     from vdata.builders import build
     from vdata.formats import DatasetReadError
@@ -339,6 +342,7 @@ def run_build(recipe: Any, config: Any, endpoints: Any, options: RunOptions) -> 
             wait=options.wait,
             force=options.force,
             command=command_line(),
+            engine=engine,
         )
     except (ValueError, DatasetReadError, *recipe.errors) as exc:
         fail(str(exc))

@@ -278,6 +278,7 @@ def _filter(
     quiet: bool,
     force: bool = False,
     endpoints: Callable[[Any], Any] | None = None,
+    engine: Any = None,
     **options: Any,
 ):
     """Runs filter `name` and says what it kept; `endpoints(stage)` gives a filter that calls a
@@ -302,6 +303,7 @@ def _filter(
             endpoints=endpoints(stage) if endpoints else None,
             force=force,
             inputs=[("--eval", path) for path in options.get("evals", [])],
+            engine=engine,
         )
     except (DatasetReadError, RunError, ValueError) as exc:
         fail(str(exc))
@@ -330,13 +332,14 @@ def filter_validate(
     seed: SeedOption = 0,
     quiet: QuietOption = False,
     force: ForceOption = False,
+    engine: Any = None,
 ) -> None:
     """Keep rows with no validation error (the codes of `vdata validate`). Warnings (an absolute
     path, a grounding span a little past the end) keep the row."""
     if media_root is not None and not media_root.is_dir():
         fail(f"--media-root {media_root}: not a directory")
     options = {"media_root": str(media_root.resolve())} if media_root else {}
-    _filter("validate", dataset, out_dir, fmt, seed, quiet, force, **options)
+    _filter("validate", dataset, out_dir, fmt, seed, quiet, force, **options, engine=engine)
 
 
 @filter_app.command("balance-letters")
@@ -348,13 +351,14 @@ def filter_balance_letters(
     seed: SeedOption = 0,
     quiet: QuietOption = False,
     force: ForceOption = False,
+    engine: Any = None,
 ) -> None:
     """Reshuffle options so answer letters are uniform within each split (seeded).
 
     Options, solution and letter references in the reasoning move together; choice
     rows whose options cannot be read are rejected (invalid_choice).
     """
-    _filter("balance-letters", dataset, out_dir, fmt, seed, quiet, force)
+    _filter("balance-letters", dataset, out_dir, fmt, seed, quiet, force, engine=engine)
 
 
 DedupMethod = choices("DedupMethod", DEDUP_METHODS)
@@ -378,6 +382,7 @@ def filter_dedup(
     seed: SeedOption = 0,
     quiet: QuietOption = False,
     force: ForceOption = False,
+    engine: Any = None,
 ) -> None:
     """Drop repeated questions, keeping the first of each group.
 
@@ -396,6 +401,7 @@ def filter_dedup(
         method=method.value,
         threshold=threshold,
         across_videos=across_videos,
+        engine=engine,
     )
 
 
@@ -417,6 +423,7 @@ def filter_decontaminate(
     seed: SeedOption = 0,
     quiet: QuietOption = False,
     force: ForceOption = False,
+    engine: Any = None,
 ) -> None:
     """Drop rows whose video (path, file name or content) or question overlaps an eval set."""
     for path in evals:
@@ -434,6 +441,7 @@ def filter_decontaminate(
         media_root=str(media_root) if media_root else None,
         ngram=ngram,
         across_videos=across_videos,
+        engine=engine,
     )
 
 
@@ -467,6 +475,7 @@ def _model_filter(
     policy: str | None,
     models: Path | None,
     force: bool = False,
+    engine: Any = None,
     **options: Any,
 ) -> None:
     """A filter whose stage calls a model: its role's endpoint from --models and the flag."""
@@ -475,7 +484,7 @@ def _model_filter(
     def endpoints(stage: Any) -> Any:
         return endpoints_from_options(models, {stage.role: policy})
 
-    _filter(name, dataset, out_dir, fmt, seed, quiet, force, endpoints, **options)
+    _filter(name, dataset, out_dir, fmt, seed, quiet, force, endpoints, **options, engine=engine)
 
 
 def _media_root(dataset: Path) -> str:
@@ -523,6 +532,7 @@ def filter_difficulty(
     seed: SeedOption = 0,
     quiet: QuietOption = False,
     force: ForceOption = False,
+    engine: Any = None,
 ) -> None:
     """Keep questions the policy answers right sometimes, not always or never: N samples per
     question scored by the trainer's reward; the row gets difficulty.pass_rate. Rejects:
@@ -549,6 +559,7 @@ def filter_difficulty(
         constrain=constrain,
         response_prefix=response_prefix,
         media_root=_media_root(dataset),
+        engine=engine,
     )
 
 
@@ -568,6 +579,7 @@ def filter_blind(
     seed: SeedOption = 0,
     quiet: QuietOption = False,
     force: ForceOption = False,
+    engine: Any = None,
 ) -> None:
     """Drop questions answerable without the video: the policy answers from the text alone, and
     a pass rate far above guessing (one-sided binomial test) rejects answerable_without_video."""
@@ -590,6 +602,7 @@ def filter_blind(
         video=False,
         response_prefix=response_prefix,
         media_root=_media_root(dataset),
+        engine=engine,
     )
 
 
@@ -624,9 +637,10 @@ def _judged_command(name: str, doc: str) -> None:
         seed: SeedOption = 0,
         quiet: QuietOption = False,
         force: ForceOption = False,
+        engine: Any = None,
     ) -> None:
         media = {"media_root": _media_root(dataset)} if name in WATCHING else {}
-        _model_filter(name, dataset, out_dir, fmt, seed, quiet, judge, models, force, **media)
+        _model_filter(name, dataset, out_dir, fmt, seed, quiet, judge, models, force, **media, engine=engine)
 
     command.__doc__ = doc
     filter_app.command(name)(with_engine(command))
@@ -645,11 +659,12 @@ def filter_augment(
     seed: SeedOption = 0,
     quiet: QuietOption = False,
     force: ForceOption = False,
+    engine: Any = None,
 ) -> None:
     """Difficulty-aware augmentation (DeepVideo-R1) of rows that carry a pass rate: a hint from
     the evidence for questions never answered, frame noise (meta_json.frame_noise, applied by
     vdata train) for questions always answered. Rejects: no_difficulty, too_hard."""
-    _filter("augment", dataset, out_dir, fmt, seed, quiet, force)
+    _filter("augment", dataset, out_dir, fmt, seed, quiet, force, engine=engine)
 
 
 @filter_app.command("length")
@@ -665,6 +680,7 @@ def filter_length(
     seed: SeedOption = 0,
     quiet: QuietOption = False,
     force: ForceOption = False,
+    engine: Any = None,
 ) -> None:
     """Keep rows whose question and reasoning lengths (characters) are within bounds."""
     _filter(
@@ -679,6 +695,7 @@ def filter_length(
         max_question=max_question,
         min_reasoning=min_reasoning,
         max_reasoning=max_reasoning,
+        engine=engine,
     )
 
 
@@ -694,6 +711,7 @@ def filter_sample(
     seed: SeedOption = 0,
     quiet: QuietOption = False,
     force: ForceOption = False,
+    engine: Any = None,
 ) -> None:
     """Keep a seeded sample, stratified: each split x category keeps its share."""
     if (n is None) == (fraction is None):
@@ -703,7 +721,9 @@ def filter_sample(
     if n is not None and n < 0:
         fail(f"--n {n} must not be negative")
     fields = tuple(part.strip() for part in by.split(",") if part.strip())
-    _filter("sample", dataset, out_dir, fmt, seed, quiet, force, n=n, fraction=fraction, by=fields)
+    _filter(
+        "sample", dataset, out_dir, fmt, seed, quiet, force, n=n, fraction=fraction, by=fields, engine=engine
+    )
 
 
 @app.command("export")

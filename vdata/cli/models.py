@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -44,6 +44,7 @@ def annotate(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")] = False,
     force: ForceOption = False,
+    engine: Any = None,
 ) -> None:
     """Ask a model about every row: OUT/annotated.parquet gets the rows with a `reply` field.
 
@@ -69,6 +70,7 @@ def annotate(
             refresh=refresh,
             quiet=quiet,
             command=command_line(),
+            engine=engine,
             force=force,
         )
     except DatasetReadError as exc:

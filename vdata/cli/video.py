@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, get_args
+from typing import Annotated, Any, get_args
 
 import typer
 
@@ -56,6 +56,7 @@ def split(
     workers: Annotated[int, typer.Option(help="Processes over files; default: one per core.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="Log lines instead of progress bars.")] = False,
     force: ForceOption = False,
+    engine: Any = None,
 ) -> None:
     """Cut videos into clips: OUT/clips.parquet (time ranges) and OUT/rejects/*.parquet.
 
@@ -84,7 +85,9 @@ def split(
     from vdata.runner import RunError
 
     try:
-        result = split_videos(videos, out, config, quiet=quiet, command=command_line(), force=force)
+        result = split_videos(
+            videos, out, config, quiet=quiet, command=command_line(), force=force, engine=engine
+        )
     except (ValueError, RunError) as exc:
         fail(str(exc))
     clips = result.stages[-1].rows_out

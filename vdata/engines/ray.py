@@ -1,6 +1,6 @@
 """The Ray engine: a run's shards as Ray tasks on a cluster, the run directory the data plane.
 
-Ray schedules; vdata's run store stays where the data lives (../shared/RAY.md). Each
+Ray schedules; vdata's run store stays where the data lives. Each
 pending input shard of a per-row or per-shard stage becomes one Ray task that reads the
 shard, applies the stage and writes its rows and rejects atomically (`process_shard`,
 the local engine's unit of work too); the driver alone writes the manifest, in shard
@@ -29,8 +29,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from vdata.runner import LocalEngine, RunError, portable, process_shard
-from vdata.stages import Stage, StageContext
+from vdata.engines.local import LocalEngine, portable, process_shard
+from vdata.stages import RunError, Stage, StageContext
 
 
 def cluster_address(address: str) -> tuple[str, int] | None:
