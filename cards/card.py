@@ -147,6 +147,10 @@ def _body(
             lines += ["", "Model calls (sampling, response schema, prompt code hash):", ""]
             for name, settings in annotated.items():
                 lines.append(f"- `{name}`: `{json.dumps(settings, sort_keys=True)}`")
+        origins = _field_origins(rows)
+        if origins:
+            lines += ["", "Where each field comes from (every row's `provenance` says so):", ""]
+            lines += [f"- `{name}`: {origin}" for name, origin in origins.items()]
         usage = run.get("usage") or {}
         if usage:
             lines += ["", "Tokens and cost:", ""]
@@ -261,6 +265,30 @@ def _body(
     paper = recipe.paper if recipe else run.get("paper")
     lines += ["", "## Papers", "", f"- {paper}" if paper else "- see the recipe's documentation"]
     return strip_secrets("\n".join(lines)) + "\n"
+
+
+def _field_origins(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Field -> where it came from, in words, from the first row's provenance (a run gives every
+    row the same map)."""
+    provenance = (rows[0].get("provenance") or {}) if rows else {}
+    try:
+        fields = json.loads(provenance.get("params_json") or "{}").get("fields") or {}
+    except (ValueError, AttributeError):
+        return {}
+
+    def said(origin: dict[str, Any]) -> str:
+        if "source" in origin:
+            return str(origin["source"])
+        if not origin.get("ran", True):
+            return f"the `{origin.get('stage')}` stage, which did not run"
+        model = f"{origin.get('role')} ({origin.get('model')})" if origin.get("model") else "no model"
+        digest = str(origin.get("prompt_sha256"))[:12]
+        return f"the `{origin.get('stage')}` stage: {model}, prompt sha256 {digest}"
+
+    return {
+        name: "; or ".join(said(o) for o in (origin if isinstance(origin, list) else [origin]))
+        for name, origin in fields.items()
+    }
 
 
 def _model_line(model: Any) -> str:

@@ -402,6 +402,56 @@ def test_a_prompt_overridden_from_yaml_reruns_its_stage_and_the_card_names_it(tm
     card = (out / "dataset" / "README.md").read_text()
     digest = hashlib.sha256(mine.encode()).hexdigest()[:12]
     assert f"overridden: `rewrite` (sha256 {digest})" in card
+    assert f"- `process`: the `rewrite` stage: rewriter (stand-in), prompt sha256 {digest}" in card
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"prompts": {"rewrite": "Why is {answr} right?"}}))
     refused = build(folder, tmp_path / "bad", models_file, "--config", str(tmp_path / "bad.yaml"))
     assert refused.returncode == 2 and "{answr}" in refused.stderr and "{answer}" in refused.stderr
+
+
+OLD_FLAGS = {  # every flag the recipes' hand-written commands took before they were generated
+    "longvideo-reason": "--videos --out --captions --captioner --reasoner --rewriter --policy "
+    "--difficulty-samples --clip-seconds --scenes --categories --questions-per-video --eval-fraction --seed",
+    "qa-inversion": "--from --out --negator --verifier --invert-fraction --eval-fraction --media-root --seed",
+    "video-thinker": "--source --out --media-root --annotations-only --reasoner --captioner --tracer "
+    "--checker --target --max-videos --eval-fraction --seed",
+    "counterexample": "--out --synth --from --kinds --seconds --import --media-root --eval --real "
+    "--writer --eval-fraction --seed",
+    "streaming-cot": "--videos --out --captions --annotator --writer --judge --policy --window "
+    "--chains-per-video --max-overlap --query-aware --clip-seconds --eval-fraction --seed",
+}
+COMMON_FLAGS = (
+    "--config --models --no-cache --refresh --quiet --push-to-hub --allow-empty --wait --force --engine"
+)
+
+
+@pytest.mark.parametrize("recipe", sorted(OLD_FLAGS))
+def test_every_old_flag_still_works(recipe):
+    """The generated commands keep every spelling the hand-written ones had (a renamed setting keeps
+    its old flag as an alias: --from for source and from_synth, --import, --eval, --source)."""
+    from typer.testing import CliRunner
+
+    from vdata.cli import app
+
+    shown = CliRunner().invoke(app, ["build", recipe, "--help"], terminal_width=400)
+    assert shown.exit_code == 0, shown.output
+    flags = set(re.findall(r"(--[a-z][a-z-]*)", shown.output))
+    missing = [f for f in (OLD_FLAGS[recipe] + " " + COMMON_FLAGS).split() if f not in flags]
+    assert not missing, f"{recipe} lost {missing}"
+
+
+def test_a_comma_list_a_bad_value_and_an_unknown_key_are_one_line_each(tmp_path):
+    from typer.testing import CliRunner
+
+    from vdata.cli import app
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["build", "counterexample", "--out", str(tmp_path / "a"), "--kinds", "levitate"])
+    assert bad.exit_code == 2 and "levitate" in bad.output and "known" in bad.output
+    typo = runner.invoke(
+        app, ["build", "longvideo-reason", "--videos", "v", "--out", "o", "questions_per_vidoe=2"]
+    )
+    assert typo.exit_code == 2 and "questions_per_video" in typo.output  # the closest known key
+    worse = runner.invoke(
+        app, ["build", "longvideo-reason", "--videos", "v", "--out", "o", "--categories", "temporal,x"]
+    )
+    assert worse.exit_code == 2 and "categories" in worse.output

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vdata import thinker
-from vdata.record import solution_answer
+from vdata.record import ANSWER_TAG, solution_answer
 
 PROBLEM_TYPES_WITH_REWARDS = (
     "multiple choice",
@@ -26,8 +26,8 @@ PROBLEM_TYPES_WITH_REWARDS = (
     "free-form",
     "temporal grounding",
 )
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_THINK_FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
+_ANSWER = re.compile(ANSWER_TAG, re.DOTALL)  # a response's answer: its first tag, anywhere
+_THINK_FORMAT = re.compile(rf"<think>.*?</think>\s*{ANSWER_TAG}", re.DOTALL)
 _LETTER = re.compile(r"^\s*(?:option\s+)?\(?([A-Z])\)?(?=[.):,\s]|$)", re.IGNORECASE)
 # a number, with thousands separators ("1,500") read as one number, not "1" then "500"
 _NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d*\.?\d+)(?:[eE][-+]?\d+)?")

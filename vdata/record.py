@@ -305,7 +305,11 @@ CODES: dict[str, tuple[str, str]] = {
 }
 
 _OPTION = re.compile(r"^([A-Z])\.\s+(\S.*)$", re.DOTALL)
-SOLUTION_PATTERN = r"^\s*<answer>(.*?)</answer>\s*$"  # (also matched column-wise, in polars)
+# The one spelling of the answer tag, for three purposes, each with its one home: a row's solution is
+# exactly one tag (SOLUTION_PATTERN, here); a model's response is read at its first tag
+# (vdata.trainers.rewards); a Video-Thinker trace ends with one (vdata.thinker).
+ANSWER_TAG = r"<answer>(?P<answer>.*?)</answer>"
+SOLUTION_PATTERN = rf"^\s*{ANSWER_TAG}\s*$"  # (also matched column-wise, in polars)
 _SOLUTION = re.compile(SOLUTION_PATTERN, re.DOTALL)
 _LEAK = re.compile(
     r"ANSWER\s*:|\bREASONS?\b|</?think>|</?answer>|\bQUESTION\s*:|\n\s*[A-Z]\.\s", re.MULTILINE

@@ -8,12 +8,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from vdata.record import ANSWER_TAG
+
 _BLOCK = re.compile(
     r"<time>\s*(?P<start>[0-9:.]+)\s*-\s*(?P<end>[0-9:.]+)\s*</time>\s*"
     r"<caption>(?P<caption>.*?)</caption>\s*<think>(?P<think>.*?)</think>\s*",
     re.DOTALL,
 )
-_ANSWER = re.compile(r"<answer>(?P<answer>.*?)</answer>\s*$", re.DOTALL)
+_ANSWER = re.compile(ANSWER_TAG + r"\s*$", re.DOTALL)  # a trace's answer: the tag that ends it
 _TAG = re.compile(r"</?(time|caption|think|answer)>")
 _CLOCK = re.compile(r"^(\d{1,3}):([0-5]\d(?:\.\d+)?)$")
 
