@@ -125,23 +125,23 @@ def fill_provenance(
             if entry.get("prompt_sha256"):
                 prompts[origin] = {"name": origin, "sha256": entry["prompt_sha256"]}
         per_field[name] = entries[0] if isinstance(declared, str) else entries
+    params: dict[str, Any] = {"recipe": recipe_id, "seed": ctx.seed, "fields": per_field}
+    shared = {
+        "models": [{**m, "revision": None} for m in models.values()],
+        "prompts": list(prompts.values()),
+        "params_json": json.dumps(params, sort_keys=True, ensure_ascii=False),  # once: the same for every row
+        "created": created,
+    }
     out = StageOutput()
     for row in rows:
-        params: dict[str, Any] = {"recipe": recipe_id, "seed": ctx.seed, "fields": per_field}
         own = row.get("provenance") or {}
         if own.get("models") or own.get("prompts") or own.get("created"):
-            params["source_provenance"] = own
-        out.rows.append(
-            {
-                **row,
-                "provenance": {
-                    "models": [{**m, "revision": None} for m in models.values()],
-                    "prompts": list(prompts.values()),
-                    "params_json": json.dumps(params, sort_keys=True, ensure_ascii=False),
-                    "created": created,
-                },
-            }
-        )
+            mine = {**params, "source_provenance": own}
+            out.rows.append(
+                {**row, "provenance": {**shared, "params_json": json.dumps(mine, sort_keys=True)}}
+            )
+        else:
+            out.rows.append({**row, "provenance": shared})
     return out
 
 

@@ -354,45 +354,51 @@ def scripted_reasoner(request: dict) -> str:
     )
 
 
-@pytest.mark.slow
-def test_the_recipe_s_rows_stay_the_same_from_the_command_line(tmp_path):
-    """The golden run: the command's flags (comma lists, counts, fractions, the seed) over the bundled
-    examples with a scripted reasoner and rewriter; the rows must equal the stored digest."""
-    from golden import check_golden
-
+@pytest.fixture(scope="module")
+def golden_run(tmp_path_factory):
+    """The golden run: the command's flags (comma lists, counts, fractions, the seed) over the
+    bundled examples with a scripted reasoner and rewriter; the server stays up for a rerun."""
+    folder = tmp_path_factory.mktemp("golden")
     with FaultProxy(None, latency_s=0.0, reply_fn=scripted_reasoner, keep_bodies=True) as server:
-        out = tmp_path / "run"
-        result = vdata(
-            "build", "longvideo-reason", "--videos", str(EXAMPLES / "videos"), "--captions",
-            str(EXAMPLES / "captions.jsonl"), "--models", str(models(tmp_path, server.base_url)),
+        models_file = models(folder, server.base_url)
+        out = folder / "run"
+        command = [
+            "build", "longvideo-reason", "--videos", str(EXAMPLES / "videos"),
+            "--captions", str(EXAMPLES / "captions.jsonl"), "--models", str(models_file),
             "--categories", "temporal,goal,plot", "--questions-per-video", "3", "--eval-fraction", "0.5",
             "--seed", "3", "--out", str(out), "--quiet",
-        )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    check_golden(out / "dataset", "longvideo-reason", server.bodies)
+        ]  # fmt: skip
+        result = vdata(*command)
+        assert result.returncode == 0, result.stderr
+        yield out, command, server, list(server.bodies)
 
 
 @pytest.mark.slow
-def test_a_prompt_overridden_from_yaml_reruns_its_stage_and_the_card_names_it(tmp_path):
-    """prompts: {rewrite: FILE} in --config: the stages before rewrite are reused, rewrite and what
-    follows it run again, the rewriter's requests carry the new text, the card names the override;
-    a prompt that names a value it is not given is refused, naming it."""
-    folder = inputs(tmp_path / "in")
+def test_the_recipe_s_rows_stay_the_same_from_the_command_line(golden_run):
+    """The rows and the requests equal the stored digests (tests/golden.py)."""
+    from golden import check_golden
+
+    out, _, _, bodies = golden_run
+    check_golden(out / "dataset", "longvideo-reason", bodies)
+
+
+@pytest.mark.slow
+def test_a_prompt_overridden_from_yaml_reruns_its_stage_and_the_card_names_it(golden_run, tmp_path):
+    """prompts: {rewrite: FILE} in --config on the golden run: the stages before rewrite are
+    reused, rewrite and what follows it run again, the rewriter's requests carry the new text, the
+    card names the override and says where `process` came from; a prompt that names a value it is
+    not given is refused, naming it."""
+    out, command, server, _ = golden_run
+    assert "Prompts: vdata's own" in (out / "dataset" / "README.md").read_text()
     mine = "Explain why {answer} answers {question} from these notes:\n{notes}"
     (tmp_path / "rewrite.txt").write_text(mine)
     (tmp_path / "run.yaml").write_text(
         yaml.safe_dump({"prompts": {"rewrite": str(tmp_path / "rewrite.txt")}})
     )
-    with FaultProxy(None, latency_s=0.0, reply_fn=scripted_reasoner, keep_bodies=True) as server:
-        models_file = models(tmp_path, server.base_url)
-        out = tmp_path / "run"
-        first = build(folder, out, models_file)
-        assert first.returncode == 0, first.stderr
-        assert "Prompts: vdata's own" in (out / "dataset" / "README.md").read_text()
-        asked_before = len(server.bodies)
-        second = build(folder, out, models_file, "--config", str(tmp_path / "run.yaml"))
-        assert second.returncode == 0, second.stderr
-        new = server.bodies[asked_before:]
+    asked_before = len(server.bodies)
+    second = vdata(*command, "--config", str(tmp_path / "run.yaml"))
+    assert second.returncode == 0, second.stderr
+    new = server.bodies[asked_before:]
     status = dict(re.findall(r"^\d+-(\w+): (\w+),", second.stderr, re.M))
     before = list(status)[: list(status).index("rewrite")]
     assert before and all(status[name] == "skipped" for name in before), status
@@ -404,7 +410,14 @@ def test_a_prompt_overridden_from_yaml_reruns_its_stage_and_the_card_names_it(tm
     assert f"overridden: `rewrite` (sha256 {digest})" in card
     assert f"- `process`: the `rewrite` stage: rewriter (stand-in), prompt sha256 {digest}" in card
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"prompts": {"rewrite": "Why is {answr} right?"}}))
-    refused = build(folder, tmp_path / "bad", models_file, "--config", str(tmp_path / "bad.yaml"))
+    bad = [
+        *command[: command.index("--out")],
+        "--out",
+        str(tmp_path / "bad"),
+        "--config",
+        str(tmp_path / "bad.yaml"),
+    ]
+    refused = vdata(*bad)
     assert refused.returncode == 2 and "{answr}" in refused.stderr and "{answer}" in refused.stderr
 
 

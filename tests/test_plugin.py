@@ -46,6 +46,7 @@ def vdata(env: dict[str, str], *args: str, **options) -> subprocess.CompletedPro
     )
 
 
+@pytest.mark.install
 def test_the_plugin_is_listed_and_gets_a_generated_command(installed):
     listed = vdata(installed, "build", "--list", timeout=120)
     assert listed.returncode == 0, listed.stderr
@@ -67,7 +68,8 @@ def test_the_plugin_is_listed_and_gets_a_generated_command(installed):
     assert unknown.returncode == 2 and "clip-quizz" in unknown.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.install
+@pytest.mark.model
 def test_the_plugin_builds_resumes_and_runs_on_ray_like_a_built_in_recipe(installed, embedded, tmp_path):
     from vdata.view import ViewData
 

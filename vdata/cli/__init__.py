@@ -23,6 +23,7 @@ A typical session:
 
 \b
   vdata serve local                 start the embedded model (SmolLM2-135M) for offline runs
+  vdata build --list                the recipes installed (built in, and plugins'), with their papers
   vdata build longvideo-reason --videos examples/videos --captions examples/captions.jsonl --out runs/lvr
                                     build a reasoning dataset (resumable; --reasoner URL@MODEL)
   vdata build qa-inversion --from nextgqa_val.json --out runs/qa-inv
