@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -27,9 +28,11 @@ def installed(tmp_path_factory) -> dict[str, str]:
     """The plugin pip-installed (no index, no build isolation: nothing leaves the machine) into a
     folder of its own; the environment whose `vdata` sees it."""
     site = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("plugin") / "recipe-plugin"  # the build's files stay out of the checkout
+    shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--no-build-isolation",
-         "--target", str(site), str(PLUGIN)],
+         "--target", str(site), str(source)],
         check=True, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
