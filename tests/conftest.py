@@ -49,7 +49,34 @@ NEEDS = ("model", "dist", "browser", "install")  # markers that say what a test 
 # keeps one worker busy while the others have nothing left (the README's command, started last,
 # added 4 minutes; three files of 40 s each, started last in name order, left one worker idle
 # for 20-45 s). Files not named here (under 10 s each) follow in their usual order.
-LONGEST_FILES = (  # seconds in a full run with three workers (this stop's sizes)
+LONGEST_FILES = (  # seconds in a full run with three workers (stop 49's sizes, a slow day)
+    "test_hostile.py",  # 212 s
+    "test_streaming_cot.py",  # 185 s
+    "test_readme_command.py",  # 170 s
+    "test_ray_engine.py",  # 142 s
+    "test_grpo_correctness.py",  # 131 s
+    "test_longvideo_reason_live.py",  # 113 s
+    "test_build_cli.py",  # 109 s
+    "test_ablation.py",  # 105 s
+    "test_mrsp.py",  # 96 s
+    "test_video_thinker.py",  # 93 s
+    "test_annotators_live.py",  # 82 s
+    "test_counterexample.py",  # 79 s
+    "test_grpo.py",  # 60 s
+    "test_qa_inversion.py",  # 57 s
+    "test_plugin.py",  # 52 s
+    "test_real_data.py",  # 51 s
+    "test_model_filters.py",  # 46 s
+    "test_cli.py",  # 38 s
+    "test_push.py",  # 32 s
+    "test_audit.py",  # 29 s
+    "test_view.py",  # 28 s
+    "test_resume.py",  # 26 s
+    "test_filters.py",  # 25 s
+    "test_split.py",  # 20 s
+    "test_stages.py",  # 15 s
+    "test_synth.py",  # 13 s
+)
     "test_streaming_cot.py",  # 156 s
     "test_hostile.py",  # 131 s
     "test_readme_command.py",  # 123 s
