@@ -77,31 +77,6 @@ LONGEST_FILES = (  # seconds in a full run with three workers (stop 49's sizes, 
     "test_stages.py",  # 15 s
     "test_synth.py",  # 13 s
 )
-    "test_streaming_cot.py",  # 156 s
-    "test_hostile.py",  # 131 s
-    "test_readme_command.py",  # 123 s
-    "test_mrsp.py",  # 119 s
-    "test_grpo_correctness.py",  # 115 s
-    "test_longvideo_reason_live.py",  # 114 s
-    "test_video_thinker.py",  # 104 s
-    "test_counterexample.py",  # 91 s
-    "test_ablation.py",  # 74 s
-    "test_annotators_live.py",  # 60 s
-    "test_build_cli.py",  # 60 s
-    "test_ray_engine.py",  # 58 s
-    "test_grpo.py",  # 54 s
-    "test_qa_inversion.py",  # 50 s
-    "test_real_data.py",  # 48 s
-    "test_model_filters.py",  # 32 s
-    "test_audit.py",  # 30 s
-    "test_push.py",  # 28 s
-    "test_cli.py",  # 27 s
-    "test_view.py",  # 22 s
-    "test_resume.py",  # 21 s
-    "test_split.py",  # 20 s
-    "test_filters.py",  # 13 s
-    "test_synth.py",  # 12 s
-)
 
 
 def pytest_configure(config) -> None:
