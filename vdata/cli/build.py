@@ -6,6 +6,7 @@ Then the dataset's card and the build summary; exit 1 when a build keeps nothing
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from collections import Counter
 from dataclasses import dataclass
@@ -143,7 +144,7 @@ def _option_type(annotation: Any, spec: dict[str, Any]) -> tuple[Any, bool] | No
     """(the option's Python type, whether it repeats) for a field's annotation; None for a field
     the command line cannot hold (a mapping, a nested model): YAML and key=value only."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if typing.get_origin(annotation) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         if len(args) != 1:
             return None
         annotation = args[0]
